@@ -1,0 +1,23 @@
+# spectsynth: synthetic SPECT/PET from real MRI anatomy and the four studies built on it.
+# Wiring only: configuration and its validation, the stage files, the final targets.
+# The logic lives in the installable package under src/spectsynth.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/inputs.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,1 @@
+"""Input sources: the embedded demo cohort, a BIDS folder, or folders of DICOM series."""

@@ -1,0 +1,129 @@
+# Shared definitions: config validation, the subject list, input functions, targets.
+import os
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from spectsynth.config import validate_config
+from spectsynth.errors import SpectsynthError
+from spectsynth.inputs import bids as bids_inputs
+from spectsynth.inputs import dicom as dicom_inputs
+from spectsynth.inputs.demo import subject_labels
+
+try:
+    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+except SpectsynthError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+
+OUT = config["output_dir"]
+SOURCE = config["inputs"]["source"]
+REQUIRED = config["inputs"]["required_modalities"]
+THREADS = config["compute"]["threads"]
+MODALITY_PATH = {"T1w": ("anat", "T1w"), "pet": ("pet", "pet"), "spect": ("spect", "spect")}
+
+# RAW[subject][modality] = the input image as it comes (before validation/reorientation).
+if SOURCE == "demo":
+    SUBJECTS = subject_labels(config["inputs"]["demo"]["n_subjects"])
+    RAW = {
+        s: {"T1w": f"{OUT}/demo-bids/sub-{s}/anat/sub-{s}_T1w.nii.gz"} for s in SUBJECTS
+    }
+elif SOURCE == "bids":
+    _bids = config["inputs"]["bids"]
+    if not _bids["root"]:
+        raise WorkflowError(
+            "invalid configuration: inputs.source is 'bids' but inputs.bids.root is not set"
+        )
+    try:
+        _units = bids_inputs.discover(
+            _bids["root"], _bids["participant_label"], _bids["session"], _bids["exclude"]
+        )
+    except SpectsynthError as exc:
+        raise WorkflowError(str(exc)) from None
+    SUBJECTS = [u.label for u in _units]
+    RAW = {u.label: {m: str(p) for m, p in u.files.items()} for u in _units}
+else:  # dicom
+    _dcm = config["inputs"]["dicom"]
+    if not _dcm["root"]:
+        raise WorkflowError(
+            "invalid configuration: inputs.source is 'dicom' but inputs.dicom.root is not set"
+        )
+    try:
+        DICOM_DIRS = {
+            k: str(v)
+            for k, v in dicom_inputs.discover(
+                _dcm["root"], _dcm["participant_label"]
+            ).items()
+        }
+    except SpectsynthError as exc:
+        raise WorkflowError(str(exc)) from None
+    SUBJECTS = sorted(DICOM_DIRS)
+    RAW = {
+        s: {
+            m: f"{OUT}/dicom-bids/sub-{s}/{MODALITY_PATH[m][0]}/sub-{s}_{MODALITY_PATH[m][1]}.nii.gz"
+            for m, pattern in _dcm["series"].items()
+            if pattern
+        }
+        for s in SUBJECTS
+    }
+
+
+wildcard_constraints:
+    subject="|".join(SUBJECTS) if SUBJECTS else "NOSUBJECT",
+    datatype="anat|pet|spect",
+    suffix="T1w|pet|spect",
+
+
+def sub_log(rule):
+    return f"{OUT}/logs/{rule}/sub-{{subject}}.log"
+
+
+def sub_bench(rule):
+    return f"{OUT}/benchmarks/{rule}/sub-{{subject}}.tsv"
+
+
+def has_modality(subject, modality):
+    """True when the subject has an input image of this modality (T1w, pet, spect)."""
+    return modality in RAW.get(subject, {})
+
+
+def modality_of(suffix):
+    return {"T1w": "T1w", "pet": "pet", "spect": "spect"}[suffix]
+
+
+def raw_image(wildcards):
+    """Input of validate_image: the raw image (and, for DICOM, its conversion folder)."""
+    mod = modality_of(wildcards.suffix)
+    files = {}
+    if SOURCE == "dicom":
+        files["converted"] = f"{OUT}/dicom-bids/sub-{wildcards.subject}"
+    elif has_modality(wildcards.subject, mod):
+        files["image"] = RAW[wildcards.subject][mod]
+    return files
+
+
+def missing_required(wildcards):
+    """Required modalities this subject lacks (checked when its T1w is validated)."""
+    if wildcards.suffix != "T1w" or SOURCE == "dicom":
+        return []
+    return [m for m in REQUIRED if not has_modality(wildcards.subject, m)]
+
+
+def ras_image(subject, modality):
+    datatype, suffix = MODALITY_PATH[modality]
+    return f"{OUT}/sub-{subject}/{datatype}/sub-{subject}_desc-ras_{suffix}.nii.gz"
+
+
+def input_targets():
+    targets = [f"{OUT}/inputs/inputs.tsv"]
+    for s in SUBJECTS:
+        targets.append(f"{OUT}/sub-{s}/figures/sub-{s}_desc-inputqc_T1w.png")
+        for m in ("T1w", "pet", "spect"):
+            if has_modality(s, m) or m in REQUIRED:
+                targets.append(ras_image(s, m))
+    if SOURCE == "demo":
+        targets.append(f"{OUT}/demo-bids/participants.tsv")
+    return targets
+
+
+def all_targets():
+    return input_targets() + report_targets()

@@ -1,0 +1,147 @@
+# Inputs: the demo cohort or DICOM conversion, then one validation per subject and image.
+
+
+rule make_demo_subject:
+    output:
+        t1=f"{OUT}/demo-bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.nii.gz",
+        sidecar=f"{OUT}/demo-bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.json",
+        xfm=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_mode-image_xfm.h5",
+        truth=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_xfm.json",
+    params:
+        demo=config["inputs"]["demo"],
+        index=lambda wc: SUBJECTS.index(wc.subject),
+        bids_root=f"{OUT}/demo-bids",
+    log:
+        sub_log("make_demo_subject"),
+    benchmark:
+        sub_bench("make_demo_subject")
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    group:
+        "subject"
+    conda:
+        "../../envs/inputs.yaml"
+    script:
+        "../scripts/make_demo_subject.py"
+
+
+rule make_demo_dataset:
+    output:
+        description=f"{OUT}/demo-bids/dataset_description.json",
+        participants=f"{OUT}/demo-bids/participants.tsv",
+        participants_json=f"{OUT}/demo-bids/participants.json",
+    params:
+        demo=config["inputs"]["demo"],
+        bids_root=f"{OUT}/demo-bids",
+    log:
+        f"{OUT}/logs/make_demo_dataset/make_demo_dataset.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/inputs.yaml"
+    script:
+        "../scripts/make_demo_dataset.py"
+
+
+rule convert_dicom:
+    output:
+        directory(f"{OUT}/dicom-bids/sub-{{subject}}"),
+    params:
+        dicom_dir=lambda wc: DICOM_DIRS[wc.subject],
+        series=lambda wc: config["inputs"]["dicom"]["series"],
+        required=REQUIRED,
+        bids_root=f"{OUT}/dicom-bids",
+    log:
+        sub_log("convert_dicom"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    group:
+        "subject"
+    conda:
+        "../../envs/inputs.yaml"
+    script:
+        "../scripts/convert_dicom.py"
+
+
+rule validate_image:
+    input:
+        unpack(raw_image),
+    output:
+        image=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_desc-ras_{{suffix}}.nii.gz",
+        record=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_desc-ras_{{suffix}}.json",
+    params:
+        source=lambda wc: RAW.get(wc.subject, {}).get(modality_of(wc.suffix)),
+        modality=lambda wc: modality_of(wc.suffix),
+        missing=missing_required,
+        allow_4d=config["inputs"]["allow_4d"],
+    log:
+        f"{OUT}/logs/validate_image/sub-{{subject}}_{{datatype}}_{{suffix}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    group:
+        "subject"
+    conda:
+        "../../envs/inputs.yaml"
+    script:
+        "../scripts/validate_image.py"
+
+
+rule plot_input_qc:
+    input:
+        image=f"{OUT}/sub-{{subject}}/anat/sub-{{subject}}_desc-ras_T1w.nii.gz",
+    output:
+        report(
+            f"{OUT}/sub-{{subject}}/figures/sub-{{subject}}_desc-inputqc_T1w.png",
+            caption="../report/input_qc.rst",
+            category="1. Inputs",
+            subcategory="T1w mid-slices",
+            labels={"subject": "{subject}", "figure": "T1w, three orthogonal mid-slices"},
+        ),
+    params:
+        label=config["report"]["scale_label"],
+        source=SOURCE,
+    log:
+        sub_log("plot_input_qc"),
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=5,
+    group:
+        "subject"
+    conda:
+        "../../envs/inputs.yaml"
+    script:
+        "../scripts/plot_input_qc.py"
+
+
+rule summarize_inputs:
+    input:
+        records=lambda wc: [
+            p.replace(".nii.gz", ".json") for p in input_targets() if "_desc-ras_" in p
+        ],
+    output:
+        report(
+            f"{OUT}/inputs/inputs.tsv",
+            caption="../report/inputs_table.rst",
+            category="1. Inputs",
+            subcategory="Input images",
+            labels={"table": "input images"},
+        ),
+    log:
+        f"{OUT}/logs/summarize_inputs/summarize_inputs.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/inputs.yaml"
+    script:
+        "../scripts/summarize_inputs.py"

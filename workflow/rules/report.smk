@@ -1,0 +1,35 @@
+# Provenance and the pieces of the HTML report that belong to no single stage.
+
+
+rule write_provenance:
+    output:
+        config=report(
+            f"{OUT}/provenance/config.resolved.yaml",
+            caption="../report/provenance.rst",
+            category="0. Methods",
+            labels={"file": "resolved configuration"},
+        ),
+        versions=report(
+            f"{OUT}/provenance/versions.tsv",
+            caption="../report/provenance.rst",
+            category="0. Methods",
+            labels={"file": "package versions"},
+        ),
+        info=f"{OUT}/provenance/run.json",
+    params:
+        config=config,
+        repo=workflow.basedir,
+    log:
+        f"{OUT}/logs/write_provenance/write_provenance.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/inputs.yaml"
+    script:
+        "../scripts/write_provenance.py"
+
+
+def report_targets():
+    return rules.write_provenance.output

@@ -1,0 +1,12 @@
+"""Build one demo subject (see spectsynth.inputs.demo)."""
+
+from spectsynth.inputs.demo import build_subject
+from spectsynth.logs import setup_logging
+
+
+def main(smk):
+    setup_logging(smk.log[0])
+    build_subject(smk.params.index, smk.params.demo, smk.params.bids_root)
+
+
+main(snakemake)  # noqa: F821

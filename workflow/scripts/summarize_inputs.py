@@ -1,0 +1,12 @@
+"""Table of every validated input image."""
+
+from spectsynth.inputs.validate import summarize
+from spectsynth.logs import setup_logging
+
+
+def main(smk):
+    setup_logging(smk.log[0])
+    summarize(list(smk.input.records), smk.output[0])
+
+
+main(snakemake)  # noqa: F821
