@@ -5,7 +5,8 @@ rule make_demo_subject:
     output:
         t1=f"{OUT}/demo-bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.nii.gz",
         sidecar=f"{OUT}/demo-bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.json",
-        xfm=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_mode-image_xfm.h5",
+        pose=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-pose_xfm.tfm",
+        deformation=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-deformation_xfm.nii.gz",
         truth=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_xfm.json",
     params:
         demo=config["inputs"]["demo"],

@@ -206,6 +206,8 @@ class DemoSubject:
     image: nib.Nifti1Image
     truth: dict
     transform: sitk.Transform  # maps subject scanner (LPS) points to MNI152 (LPS) points
+    pose: sitk.AffineTransform  # first part of ``transform``
+    field: sitk.Image  # displacement field (LPS mm) on a grid in MNI152 space, second part
     age: float
     sex: str
 
@@ -232,7 +234,7 @@ def make_subject(index: int, p: DemoParams, template: sitk.Image | None = None) 
 
     # --- smooth non-linear deformation in template space ----------------------------------
     field = _deformation_field(template, p, rng)
-    true_tx = sitk.CompositeTransform([sitk.DisplacementFieldTransform(field), pose])
+    true_tx = sitk.CompositeTransform([sitk.DisplacementFieldTransform(sitk.Image(field)), pose])
     # (pose applied first, then the deformation)
 
     # --- scanner grid ----------------------------------------------------------------------
@@ -275,11 +277,13 @@ def make_subject(index: int, p: DemoParams, template: sitk.Image | None = None) 
         "deformation_sd_mm": p.deformation_mm,
         "control_spacing_mm": p.control_spacing_mm,
         "affine_subject_to_mni_ras": pose_ras.round(6).tolist(),
-        "note": "The full mapping (pose, then B-spline deformation) is the ITK transform in the "
-                "_xfm.h5 file; it maps subject scanner points to MNI152 points (ITK LPS).",
+        "note": "The full mapping from subject scanner points to MNI152 points (ITK, LPS) is the "
+                "affine in the _desc-pose_xfm.tfm file followed by the displacement field in the "
+                "_desc-deformation_xfm.nii.gz file; spectsynth.inputs.demo.load_true_transform "
+                "composes them.",
     }
     age, sex = demographics(index, p)
-    return DemoSubject(label, img, truth, true_tx, age, sex)
+    return DemoSubject(label, img, truth, true_tx, pose, field, age, sex)
 
 
 def demographics(index: int, p: DemoParams) -> tuple[float, str]:
@@ -317,12 +321,35 @@ def write_subject(subj: DemoSubject, bids_root: str | Path) -> dict[str, Path]:
         "VoxelSizeMM": zooms,
         "GeneratedBy": "spectsynth.inputs.demo",
     }, anat / f"sub-{subj.label}_T1w.json")
-    truth_dir = root / "derivatives" / "groundtruth" / f"sub-{subj.label}" / "xfm"
-    h5 = truth_dir / f"sub-{subj.label}_from-T1w_to-MNI152_mode-image_xfm.h5"
-    h5.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteTransform(subj.transform, str(h5))
-    js = write_json(subj.truth, truth_dir / f"sub-{subj.label}_from-T1w_to-MNI152_xfm.json")
-    return {"T1w": t1, "sidecar": sidecar, "xfm": h5, "truth": js}
+    paths = truth_paths(root, subj.label)
+    paths["pose"].parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteTransform(subj.pose, str(paths["pose"]))
+    # A displacement-field image (ITK convention, LPS mm) is byte-reproducible, unlike HDF5.
+    field = nib.Nifti1Image(
+        sitk.GetArrayFromImage(subj.field).transpose(2, 1, 0, 3)[:, :, :, None, :].astype(np.float32),
+        _sitk_affine(subj.field))
+    field.header.set_intent("vector")
+    save_image(field, paths["deformation"])
+    js = write_json(subj.truth, paths["truth"])
+    return {"T1w": t1, "sidecar": sidecar, "pose": paths["pose"],
+            "deformation": paths["deformation"], "truth": js}
+
+
+def truth_paths(bids_root: str | Path, label: str) -> dict[str, Path]:
+    """Where the true transform of demo subject ``label`` is stored."""
+    d = Path(bids_root) / "derivatives" / "groundtruth" / f"sub-{label}" / "xfm"
+    stem = f"sub-{label}_from-T1w_to-MNI152"
+    return {"pose": d / f"{stem}_desc-pose_xfm.tfm",
+            "deformation": d / f"{stem}_desc-deformation_xfm.nii.gz",
+            "truth": d / f"{stem}_xfm.json"}
+
+
+def load_true_transform(bids_root: str | Path, label: str) -> sitk.Transform:
+    """The true subject-to-MNI152 transform of a demo subject (ITK: maps LPS points)."""
+    paths = truth_paths(bids_root, label)
+    pose = sitk.ReadTransform(str(paths["pose"]))
+    field = sitk.ReadImage(str(paths["deformation"]), sitk.sitkVectorFloat64)
+    return sitk.CompositeTransform([sitk.DisplacementFieldTransform(field), pose])
 
 
 def write_dataset_files(p: DemoParams, bids_root: str | Path) -> dict[str, Path]:

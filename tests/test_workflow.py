@@ -1,0 +1,112 @@
+"""The workflow itself: dry-run of the default config, a tiny end-to-end run ending in the
+HTML report, and a run where one subject's input is broken while the others finish."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import IXI_IDS, REPO, ixi_t1
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+             "--directory", str(REPO)]
+
+
+def smk(*args: str, timeout: int = 1500, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    res = subprocess.run([*SNAKEMAKE, *args], capture_output=True, text=True, cwd=REPO,
+                         timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-6000:]}\n"
+                             f"{res.stderr[-6000:]}")
+    return res
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run."""
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in dry_run_output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if m:
+                counts[m.group(1)] = int(m.group(2))
+            elif line.strip().startswith("total"):
+                break
+    return counts
+
+
+def test_dry_run_default_config(tmp_path):
+    res = smk("-n", "--config", f"output_dir={tmp_path}")
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts.get("make_demo_subject") == 12
+    assert counts.get("validate_image") == 12
+    assert counts.get("plot_input_qc") == 12
+    assert counts.get("make_demo_dataset") == 1
+    assert counts.get("write_provenance") == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "results"
+    smk("--cores", "2", "--configfile", "tests/configs/tiny.yaml", "--config",
+        f"output_dir={out}")
+    report = out / "report.html"
+    smk("--configfile", "tests/configs/tiny.yaml", "--config", f"output_dir={out}",
+        "--report", str(report))
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end(tiny_run):
+    out = tiny_run
+    for s in ("01", "02"):
+        assert (out / f"sub-{s}/anat/sub-{s}_desc-ras_T1w.nii.gz").exists()
+        assert (out / f"sub-{s}/figures/sub-{s}_desc-inputqc_T1w.png").stat().st_size > 10_000
+        assert (out / f"logs/validate_image/sub-{s}_anat_T1w.log").exists()
+    assert (out / "demo-bids/participants.tsv").exists()
+    assert "commit" in (out / "provenance/run.json").read_text()
+    html = (out / "report.html").read_text(errors="replace")
+    assert "Inputs" in html and "spectsynth" in html
+
+
+@pytest.mark.slow
+def test_tiny_rerun_is_a_no_op(tiny_run):
+    res = smk("-n", "--configfile", "tests/configs/tiny.yaml", "--config", f"output_dir={tiny_run}")
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_bad_subject_fails_others_finish(ixi_dir, tmp_path):
+    """Real IXI T1s as BIDS input, one subject corrupt: --keep-going finishes the others."""
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "ixi", "BIDSVersion": "1.9.0"}')
+    for i, ident in enumerate(IXI_IDS[:2]):
+        label = ident.split("-")[0]
+        dest = root / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
+        dest.parent.mkdir(parents=True)
+        shutil.copy(ixi_t1(ixi_dir, i), dest)
+    bad = root / "sub-BROKEN" / "anat" / "sub-BROKEN_T1w.nii.gz"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(ixi_t1(ixi_dir, 2).read_bytes()[:5000])   # truncated
+    out = tmp_path / "results"
+    res = smk("--cores", "2", "--keep-going", "--config", f"output_dir={out}",
+              "inputs={'source': 'bids', 'bids': {'root': '%s'}}" % root, check=False)
+    assert res.returncode != 0
+    for label in ("IXI012", "IXI013"):
+        assert (out / f"sub-{label}/anat/sub-{label}_desc-ras_T1w.nii.gz").exists()
+        assert (out / f"sub-{label}/figures/sub-{label}_desc-inputqc_T1w.png").exists()
+    assert not (out / "sub-BROKEN/anat/sub-BROKEN_desc-ras_T1w.nii.gz").exists()
+    log = (out / "logs/validate_image/sub-BROKEN_anat_T1w.log").read_text()
+    assert f"subject BROKEN: {bad}: unreadable, truncated or corrupt NIfTI" in log
+    assert "Re-export or re-convert" in log
