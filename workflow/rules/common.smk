@@ -19,7 +19,11 @@ OUT = config["output_dir"]
 SOURCE = config["inputs"]["source"]
 REQUIRED = config["inputs"]["required_modalities"]
 THREADS = config["compute"]["threads"]
-MODALITY_PATH = {"T1w": ("anat", "T1w"), "pet": ("pet", "pet"), "spect": ("spect", "spect")}
+MODALITY_PATH = {
+    "T1w": ("anat", "T1w"),
+    "pet": ("pet", "pet"),
+    "spect": ("spect", "spect"),
+}
 
 # RAW[subject][modality] = the input image as it comes (before validation/reorientation).
 if SOURCE == "demo":
@@ -35,7 +39,10 @@ elif SOURCE == "bids":
         )
     try:
         _units = bids_inputs.discover(
-            _bids["root"], _bids["participant_label"], _bids["session"], _bids["exclude"]
+            _bids["root"],
+            _bids["participant_label"],
+            _bids["session"],
+            _bids["exclude"],
         )
     except SpectsynthError as exc:
         raise WorkflowError(str(exc)) from None
@@ -123,6 +130,14 @@ def input_targets():
     if SOURCE == "demo":
         targets.append(f"{OUT}/demo-bids/participants.tsv")
     return targets
+
+
+def report_targets():
+    return [
+        f"{OUT}/provenance/config.resolved.yaml",
+        f"{OUT}/provenance/versions.tsv",
+        f"{OUT}/provenance/run.json",
+    ]
 
 
 def all_targets():

@@ -8,22 +8,22 @@ rule make_demo_subject:
         pose=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-pose_xfm.tfm",
         deformation=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-deformation_xfm.nii.gz",
         truth=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_xfm.json",
-    params:
-        demo=config["inputs"]["demo"],
-        index=lambda wc: SUBJECTS.index(wc.subject),
-        bids_root=f"{OUT}/demo-bids",
     log:
         sub_log("make_demo_subject"),
     benchmark:
         sub_bench("make_demo_subject")
-    threads: 1
-    resources:
-        mem_mb=3000,
-        runtime=10,
     group:
         "subject"
     conda:
         "../../envs/inputs.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        demo=config["inputs"]["demo"],
+        index=lambda wc: SUBJECTS.index(wc.subject),
+        bids_root=lambda wc, output: str(Path(output.t1).parents[2]),
     script:
         "../scripts/make_demo_subject.py"
 
@@ -33,17 +33,17 @@ rule make_demo_dataset:
         description=f"{OUT}/demo-bids/dataset_description.json",
         participants=f"{OUT}/demo-bids/participants.tsv",
         participants_json=f"{OUT}/demo-bids/participants.json",
-    params:
-        demo=config["inputs"]["demo"],
-        bids_root=f"{OUT}/demo-bids",
     log:
         f"{OUT}/logs/make_demo_dataset/make_demo_dataset.log",
+    conda:
+        "../../envs/inputs.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/inputs.yaml"
+    params:
+        demo=config["inputs"]["demo"],
+        bids_root=lambda wc, output: str(Path(output.description).parent),
     script:
         "../scripts/make_demo_dataset.py"
 
@@ -51,21 +51,21 @@ rule make_demo_dataset:
 rule convert_dicom:
     output:
         directory(f"{OUT}/dicom-bids/sub-{{subject}}"),
-    params:
-        dicom_dir=lambda wc: DICOM_DIRS[wc.subject],
-        series=lambda wc: config["inputs"]["dicom"]["series"],
-        required=REQUIRED,
-        bids_root=f"{OUT}/dicom-bids",
     log:
         sub_log("convert_dicom"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     group:
         "subject"
     conda:
         "../../envs/inputs.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        dicom_dir=lambda wc: DICOM_DIRS[wc.subject],
+        series=lambda wc: config["inputs"]["dicom"]["series"],
+        required=REQUIRED,
+        bids_root=lambda wc, output: str(Path(output[0]).parent),
     script:
         "../scripts/convert_dicom.py"
 
@@ -76,21 +76,21 @@ rule validate_image:
     output:
         image=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_desc-ras_{{suffix}}.nii.gz",
         record=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_desc-ras_{{suffix}}.json",
+    log:
+        f"{OUT}/logs/validate_image/sub-{{subject}}_{{datatype}}_{{suffix}}.log",
+    group:
+        "subject"
+    conda:
+        "../../envs/inputs.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
     params:
         source=lambda wc: RAW.get(wc.subject, {}).get(modality_of(wc.suffix)),
         modality=lambda wc: modality_of(wc.suffix),
         missing=missing_required,
         allow_4d=config["inputs"]["allow_4d"],
-    log:
-        f"{OUT}/logs/validate_image/sub-{{subject}}_{{datatype}}_{{suffix}}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    group:
-        "subject"
-    conda:
-        "../../envs/inputs.yaml"
     script:
         "../scripts/validate_image.py"
 
@@ -104,21 +104,24 @@ rule plot_input_qc:
             caption="../report/input_qc.rst",
             category="1. Inputs",
             subcategory="T1w mid-slices",
-            labels={"subject": "{subject}", "figure": "T1w, three orthogonal mid-slices"},
+            labels={
+                "subject": "{subject}",
+                "figure": "T1w, three orthogonal mid-slices",
+            },
         ),
-    params:
-        label=config["report"]["scale_label"],
-        source=SOURCE,
     log:
         sub_log("plot_input_qc"),
-    threads: 1
-    resources:
-        mem_mb=1500,
-        runtime=5,
     group:
         "subject"
     conda:
         "../../envs/inputs.yaml"
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=5,
+    params:
+        label=config["report"]["scale_label"],
+        source=SOURCE,
     script:
         "../scripts/plot_input_qc.py"
 
@@ -138,11 +141,11 @@ rule summarize_inputs:
         ),
     log:
         f"{OUT}/logs/summarize_inputs/summarize_inputs.log",
+    conda:
+        "../../envs/inputs.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/inputs.yaml"
     script:
         "../scripts/summarize_inputs.py"

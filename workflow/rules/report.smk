@@ -16,20 +16,16 @@ rule write_provenance:
             labels={"file": "package versions"},
         ),
         info=f"{OUT}/provenance/run.json",
-    params:
-        config=config,
-        repo=workflow.basedir,
     log:
         f"{OUT}/logs/write_provenance/write_provenance.log",
+    conda:
+        "../../envs/inputs.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/inputs.yaml"
+    params:
+        config=config,
+        repo=workflow.basedir,
     script:
         "../scripts/write_provenance.py"
-
-
-def report_targets():
-    return rules.write_provenance.output
