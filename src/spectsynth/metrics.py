@@ -1,0 +1,596 @@
+"""Image metrics of the four studies, as plain functions on numpy arrays.
+
+One implementation each; the workflow's evaluation rules and the tests call these.
+
+* S2/S3 image similarity per slice: :func:`rmse`, :func:`ssim`, :func:`psnr` and the table
+  builders :func:`slice_metrics` / :func:`volume_slice_metrics`.  scikit-image is the
+  reference implementation; the data range is always an explicit argument and is written
+  into every table row, so a reader knows what a PSNR of 26 dB was measured against.
+* S0 anatomy: :func:`segment_basal_ganglia` (method below), :func:`anatomy_shape`
+  (Anatomy Shape Precision measures), :func:`dice` and :func:`basal_ganglia_agreement`
+  (prediction vs original, per hemisphere), :func:`sbr_error_fractions`.
+* S1 perfusion statistics: :func:`mean_counts`, :func:`lr_ratio`,
+  :func:`s1_image_table`, :func:`mean_sd_maps` (pixel-wise mean and SD maps per level and
+  pattern, with the average pixel-wise SD).
+* S3 regions: :func:`roi_means`, :func:`roi_table`.
+
+Regional striatal binding ratios, asymmetry index, putamen/caudate ratio and the
+left/right ratio itself live in :mod:`spectsynth.quant` (the same code the simulator's
+ground truth uses) and are not repeated here.
+
+Array conventions
+-----------------
+Volumes are RAS+ arrays (``spectsynth.io.load_image`` reorients every input): axis 0 runs
+from the subject's left to right, axis 1 from posterior to anterior, axis 2 from inferior
+to superior.  An axial slice is ``volume[:, :, k]`` with shape ``(x, y)``; its left
+hemisphere is the half with the lower axis-0 indices.  For measures that depend on how a
+slice is shown (S0's "row"/"column", "diagonal left-top"), :func:`to_display` turns an
+axial RAS slice into the displayed image: anterior at the top and, in the radiological
+convention, the subject's left on the image's right.
+
+Bad input (images of different shapes or grids, too few pixels for SSIM's window, no
+signal to segment, empty masks) raises :class:`~spectsynth.errors.EvaluationError`
+naming the experiment and subject; no function returns NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from skimage import metrics as skm
+
+from .errors import EvaluationError
+
+log = logging.getLogger(__name__)
+
+CONVENTIONS = ("radiological", "neurological")
+ASP_MEASURES = ("AP", "LAT", "DLT", "DRT", "com_row", "com_col")
+SIDES = ("L", "R")
+
+
+# ----------------------------------------------------------------------------- checks
+def check_same_shape(prediction, target, *, experiment: str, subject: str | None = None,
+                     names: tuple[str, str] = ("prediction", "target")) -> tuple[np.ndarray, np.ndarray]:
+    """Return both inputs as float64 arrays after checking equal shapes and finite values.
+
+    Raises :class:`EvaluationError` naming the experiment (and subject) otherwise.
+    """
+    a = np.asarray(prediction, dtype=np.float64)
+    b = np.asarray(target, dtype=np.float64)
+    if a.shape != b.shape:
+        raise EvaluationError(
+            f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}; a metric "
+            "compares images on the same grid",
+            experiment=experiment, subject=subject,
+            hint=f"Resample the {names[0]} onto the {names[1]}'s grid (or check that the right "
+                 "files were paired)")
+    for arr, name in ((a, names[0]), (b, names[1])):
+        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if n_bad:
+            raise EvaluationError(
+                f"{name} holds {n_bad} NaN or Inf values", experiment=experiment, subject=subject,
+                hint="Check the step that wrote it (inference or simulation) for a numerical failure")
+    if a.size == 0:
+        raise EvaluationError(f"{names[0]} and {names[1]} are empty", experiment=experiment,
+                              subject=subject)
+    return a, b
+
+
+def check_same_grid(prediction_img, target_img, *, experiment: str, subject: str | None = None,
+                    atol_mm: float = 1e-3,
+                    names: tuple[str, str] = ("prediction", "target")) -> None:
+    """Check that two NIfTI images share shape and affine (to ``atol_mm``).
+
+    A prediction written with a wrong affine would overlay the wrong anatomy in a viewer and
+    give meaningless voxel-wise metrics, so a mismatch is an error, not a warning.
+    """
+    sa, sb = tuple(prediction_img.shape[:3]), tuple(target_img.shape[:3])
+    if sa != sb:
+        raise EvaluationError(
+            f"{names[0]} has shape {sa} but {names[1]} has shape {sb}",
+            experiment=experiment, subject=subject,
+            hint=f"Write the {names[0]} on the {names[1]}'s grid (inference stacks slices back "
+                 "onto the subject's grid)")
+    diff = float(np.abs(np.asarray(prediction_img.affine) - np.asarray(target_img.affine)).max())
+    if diff > atol_mm:
+        raise EvaluationError(
+            f"the affine of the {names[0]} differs from the {names[1]}'s by up to {diff:.4g} mm; "
+            "the images are not on the same grid",
+            experiment=experiment, subject=subject,
+            hint=f"Save the {names[0]} with the {names[1]}'s affine (spectsynth.io.image_like) "
+                 "or resample it; check that prediction and target belong to the same subject "
+                 "and space")
+
+
+def _check_data_range(data_range: float, experiment: str) -> float:
+    try:
+        value = float(data_range)
+    except (TypeError, ValueError):
+        raise EvaluationError(f"data_range {data_range!r} is not a number", experiment=experiment,
+                              hint="Give the intensity range of the slices, e.g. 2.0 for (-1, 1)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise EvaluationError(f"data_range must be a positive number, got {data_range!r}",
+                              experiment=experiment,
+                              hint="Give the intensity range of the slices, e.g. 2.0 for (-1, 1)")
+    return value
+
+
+# ------------------------------------------------------------------ S2/S3 similarity
+def rmse(prediction, target, *, experiment: str, subject: str | None = None) -> float:
+    """Root-mean-square error, ``sqrt(mean((prediction - target)**2))``.
+
+    Uses :func:`skimage.metrics.mean_squared_error`; in the units of the images.
+    """
+    a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    return float(np.sqrt(skm.mean_squared_error(b, a)))
+
+
+def psnr(prediction, target, *, data_range: float, experiment: str,
+         subject: str | None = None) -> float:
+    """Peak signal-to-noise ratio in dB, ``10 log10(data_range**2 / MSE)`` (scikit-image).
+
+    Identical images give ``inf`` (MSE = 0); :func:`slice_metrics` refuses to write that
+    into a table.
+    """
+    dr = _check_data_range(data_range, experiment)
+    a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    mse = skm.mean_squared_error(b, a)
+    if mse == 0:
+        return math.inf
+    return float(skm.peak_signal_noise_ratio(b, a, data_range=dr))
+
+
+def ssim(prediction, target, *, data_range: float, experiment: str, subject: str | None = None,
+         win_size: int | None = None) -> float:
+    """Mean structural similarity (scikit-image, Gaussian-free 7x7 window by default).
+
+    ``win_size`` (odd, default 7) shrinks to the largest odd size that fits when a side of
+    the image is shorter; images with a side shorter than 3 pixels are refused.
+    """
+    dr = _check_data_range(data_range, experiment)
+    a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    if a.ndim < 2:
+        raise EvaluationError(f"SSIM needs a 2-D or 3-D image, got shape {a.shape}",
+                              experiment=experiment, subject=subject)
+    smallest = min(a.shape)
+    fits = smallest if smallest % 2 else smallest - 1
+    win_size = min(7 if win_size is None else int(win_size), fits)
+    if win_size < 3 or win_size % 2 == 0:
+        raise EvaluationError(
+            f"SSIM window {win_size} does not fit an image of shape {a.shape} (needs an odd "
+            f"window >= 3 and <= the shortest side)", experiment=experiment, subject=subject,
+            hint="Compute SSIM on full slices, not on tiny crops")
+    return float(skm.structural_similarity(b, a, data_range=dr, win_size=win_size))
+
+
+def slice_metrics(prediction, target, *, data_range: float, experiment: str,
+                  subject: str | None = None, slice_ids: Sequence | None = None,
+                  win_size: int | None = None) -> pd.DataFrame:
+    """RMSE, SSIM and PSNR per slice of a stack (``(n, H, W)`` or one ``(H, W)`` slice).
+
+    Returns one row per slice with columns ``experiment, subject, slice, rmse, ssim, psnr,
+    data_range``.  A slice whose prediction equals its target exactly (PSNR infinite) is
+    an error: blank slices belong out of the evaluation set, not in a mean.
+    """
+    dr = _check_data_range(data_range, experiment)
+    a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    if a.ndim == 2:
+        a, b = a[None], b[None]
+    if a.ndim != 3:
+        raise EvaluationError(f"expected slices of shape (n, H, W) or (H, W), got {a.shape}",
+                              experiment=experiment, subject=subject)
+    ids = list(range(a.shape[0])) if slice_ids is None else list(slice_ids)
+    if len(ids) != a.shape[0]:
+        raise EvaluationError(f"{len(ids)} slice ids for {a.shape[0]} slices",
+                              experiment=experiment, subject=subject)
+    rows = []
+    for sid, p, t in zip(ids, a, b, strict=True):
+        value = psnr(p, t, data_range=dr, experiment=experiment, subject=subject)
+        if not math.isfinite(value):
+            raise EvaluationError(
+                f"slice {sid}: prediction equals target exactly, PSNR is infinite",
+                experiment=experiment, subject=subject,
+                hint="Exclude blank (constant) slices from the evaluation set")
+        rows.append({
+            "experiment": experiment, "subject": subject, "slice": sid,
+            "rmse": rmse(p, t, experiment=experiment, subject=subject),
+            "ssim": ssim(p, t, data_range=dr, experiment=experiment, subject=subject,
+                         win_size=win_size),
+            "psnr": value, "data_range": dr,
+        })
+    return pd.DataFrame(rows)
+
+
+def volume_slice_metrics(prediction_img, target_img, *, data_range: float, experiment: str,
+                         subject: str | None = None, axis: int = 2, skip_blank: bool = True,
+                         atol_mm: float = 1e-3) -> pd.DataFrame:
+    """Per-slice metrics of a predicted volume against its target (NIfTI images).
+
+    Checks shape and affine first (:func:`check_same_grid`).  Slices along ``axis`` (2 =
+    axial for RAS images) where the target is constant and the prediction equals it are
+    skipped when ``skip_blank`` (logged), since their PSNR is infinite and SSIM trivially 1.
+    """
+    check_same_grid(prediction_img, target_img, experiment=experiment, subject=subject,
+                    atol_mm=atol_mm)
+    a = np.moveaxis(np.asanyarray(prediction_img.dataobj, dtype=np.float64), axis, 0)
+    b = np.moveaxis(np.asanyarray(target_img.dataobj, dtype=np.float64), axis, 0)
+    keep = list(range(a.shape[0]))
+    if skip_blank:
+        keep = [k for k in keep if not (np.ptp(b[k]) == 0 and np.array_equal(a[k], b[k]))]
+        if len(keep) < a.shape[0]:
+            log.info("experiment %s subject %s: skipped %d blank slices", experiment, subject,
+                     a.shape[0] - len(keep))
+    if not keep:
+        raise EvaluationError("every slice is blank", experiment=experiment, subject=subject,
+                              hint="Check that the target volume holds signal")
+    return slice_metrics(a[keep], b[keep], data_range=data_range, experiment=experiment,
+                         subject=subject, slice_ids=keep)
+
+
+# ------------------------------------------------------------------------ orientation
+def to_display(slice_ras, convention: str = "radiological") -> np.ndarray:
+    """Turn an axial RAS slice ``(x, y)`` into the displayed image ``(rows, cols)``.
+
+    Anterior is at the top (row 0).  ``radiological``: the subject's left is on the
+    image's right (column 0 = subject's right); ``neurological``: left on the left.
+    """
+    arr = np.asarray(slice_ras)
+    if arr.ndim != 2:
+        raise ValueError(f"to_display expects a 2-D axial slice, got shape {arr.shape}")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    disp = arr.T[::-1, :]  # rows: anterior -> posterior; cols: subject left -> right
+    if convention == "radiological":
+        disp = disp[:, ::-1]
+    return np.ascontiguousarray(disp)
+
+
+def hemisphere_masks(shape: Sequence[int], *, midline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (left, right) masks of an RAS array split along axis 0.
+
+    ``midline`` is the axis-0 coordinate of the mid-sagittal plane (default: the centre of
+    the grid).  A column lying exactly on the midline belongs to neither side.
+    """
+    shape = tuple(int(s) for s in shape)
+    mid = (shape[0] - 1) / 2.0 if midline is None else float(midline)
+    x = np.arange(shape[0], dtype=float).reshape((-1,) + (1,) * (len(shape) - 1))
+    left = np.broadcast_to(x < mid, shape)
+    right = np.broadcast_to(x > mid, shape)
+    return left.copy(), right.copy()
+
+
+# ------------------------------------------------------------------------------ S0
+def segment_basal_ganglia(image, *, search_mask=None, fraction: float = 0.5, dilate_px: int = 3,
+                          midline: float | None = None, min_size_px: int = 0,
+                          experiment: str, subject: str | None = None) -> np.ndarray:
+    """Segment the basal ganglia of a DaT image, per hemisphere.
+
+    Method (S0 does not publish its own): the RAS image is split at the midline
+    (:func:`hemisphere_masks`).  In each hemisphere the search region is ``search_mask``
+    (e.g. the anatomical caudate+putamen labels) dilated by ``dilate_px`` pixels
+    (city-block), or the whole hemisphere when no mask is given.  The hemisphere's striatal
+    maximum is the largest value in its search region; pixels of the region at or above
+    ``fraction`` x that maximum form the segmentation; connected components smaller than
+    ``min_size_px`` are dropped.  The same settings are applied to prediction and original,
+    so their Dice and shape measures compare like with like.
+
+    Returns an int8 label array: 0 background, 1 left, 2 right basal ganglia.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if not 0 < fraction < 1:
+        raise EvaluationError(f"threshold fraction must be in (0, 1), got {fraction}",
+                              experiment=experiment, subject=subject)
+    if not np.all(np.isfinite(img)):
+        raise EvaluationError("image holds NaN or Inf values", experiment=experiment,
+                              subject=subject)
+    if search_mask is not None:
+        region = np.asarray(search_mask).astype(bool)
+        if region.shape != img.shape:
+            raise EvaluationError(
+                f"search mask has shape {region.shape} but the image has shape {img.shape}",
+                experiment=experiment, subject=subject,
+                hint="Cut the anatomical labels with the same slice as the image")
+        if not region.any():
+            raise EvaluationError("search mask is empty (no basal-ganglia label in this slice)",
+                                  experiment=experiment, subject=subject,
+                                  hint="Choose a slice through the striatum")
+        if dilate_px > 0:
+            region = ndimage.binary_dilation(region, iterations=int(dilate_px))
+    else:
+        region = np.ones(img.shape, dtype=bool)
+    left, right = hemisphere_masks(img.shape, midline=midline)
+    out = np.zeros(img.shape, dtype=np.int8)
+    for value, name, side in ((1, "left", left), (2, "right", right)):
+        reg = region & side
+        if not reg.any():
+            raise EvaluationError(f"the search region has no pixel in the {name} hemisphere",
+                                  experiment=experiment, subject=subject,
+                                  hint="Check the midline and the search mask")
+        peak = float(img[reg].max())
+        if peak <= 0:
+            raise EvaluationError(
+                f"no striatal signal in the {name} hemisphere (maximum {peak:.3g})",
+                experiment=experiment, subject=subject,
+                hint="The image is empty or negative there; check the input scaling")
+        seg = reg & (img >= fraction * peak)
+        if min_size_px > 1:
+            lab, n = ndimage.label(seg)
+            sizes = ndimage.sum_labels(seg, lab, index=np.arange(1, n + 1))
+            small = np.flatnonzero(sizes < min_size_px) + 1
+            seg[np.isin(lab, small)] = False
+        out[seg] = value
+    return out
+
+
+def dice(mask_a, mask_b, *, experiment: str, subject: str | None = None, what: str = "masks") -> float:
+    """Dice similarity coefficient ``2|A∩B| / (|A| + |B|)`` of two boolean masks.
+
+    Two empty masks have no defined Dice and raise an error.
+    """
+    a = np.asarray(mask_a).astype(bool)
+    b = np.asarray(mask_b).astype(bool)
+    if a.shape != b.shape:
+        raise EvaluationError(f"{what}: shapes {a.shape} and {b.shape} differ",
+                              experiment=experiment, subject=subject)
+    total = int(a.sum()) + int(b.sum())
+    if total == 0:
+        raise EvaluationError(f"{what}: both masks are empty, Dice is undefined",
+                              experiment=experiment, subject=subject)
+    return 2.0 * float(np.logical_and(a, b).sum()) / total
+
+
+def anatomy_shape(mask_display, *, experiment: str, subject: str | None = None) -> dict[str, float]:
+    """S0's Anatomy Shape Precision measures of one displayed 2-D mask, in pixels.
+
+    * ``AP``: extent along the rows (anterior-posterior), ``LAT``: along the columns;
+    * ``DLT``: extent along the diagonal from the image's left-top to right-bottom corner,
+      ``DRT``: from right-top to left-bottom;
+    * ``com_row``, ``com_col``: centre of mass (centroid of the mask) as row and column.
+
+    Extents are caliper (Feret) widths of the union of the pixel squares: ``max - min + 1``
+    along rows/columns and ``(max - min) / sqrt(2) + sqrt(2)`` along the diagonals (one pixel
+    square spans sqrt(2) on a diagonal).
+    """
+    m = np.asarray(mask_display).astype(bool)
+    if m.ndim != 2:
+        raise EvaluationError(f"anatomy shape needs a 2-D mask, got shape {m.shape}",
+                              experiment=experiment, subject=subject)
+    if not m.any():
+        raise EvaluationError("the segmented basal-ganglia mask is empty",
+                              experiment=experiment, subject=subject,
+                              hint="Check the slice choice and the segmentation threshold")
+    r, c = np.nonzero(m)
+    r = r.astype(float)
+    c = c.astype(float)
+    s2 = math.sqrt(2.0)
+    d_lt = r + c  # grows along left-top -> right-bottom
+    d_rt = r - c  # grows along right-top -> left-bottom
+    return {
+        "AP": float(r.max() - r.min() + 1),
+        "LAT": float(c.max() - c.min() + 1),
+        "DLT": float((d_lt.max() - d_lt.min()) / s2 + s2),
+        "DRT": float((d_rt.max() - d_rt.min()) / s2 + s2),
+        "com_row": float(r.mean()),
+        "com_col": float(c.mean()),
+    }
+
+
+def basal_ganglia_agreement(prediction, original, *, search_mask=None, fraction: float = 0.5,
+                            dilate_px: int = 3, midline: float | None = None,
+                            min_size_px: int = 0, convention: str = "radiological",
+                            experiment: str, subject: str | None = None,
+                            case: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Anatomy Shape Precision and Dice of the basal ganglia, prediction vs original.
+
+    Both axial RAS slices are segmented with :func:`segment_basal_ganglia` (same settings,
+    same search mask); shape measures are taken per side on the displayed image
+    (:func:`to_display`, ``convention``).
+
+    Returns ``(asp, dice_table)``: ``asp`` has one row per side and measure with columns
+    ``experiment, subject, case, side, measure, original, prediction, difference,
+    abs_difference`` (px; difference = prediction - original); ``dice_table`` has one row
+    per side with ``dice``.
+    """
+    p, o = check_same_shape(prediction, original, experiment=experiment, subject=subject,
+                            names=("prediction", "original"))
+    if p.ndim != 2:
+        raise EvaluationError(f"S0 metrics work on 2-D axial slices, got shape {p.shape}",
+                              experiment=experiment, subject=subject)
+    kw = dict(search_mask=search_mask, fraction=fraction, dilate_px=dilate_px, midline=midline,
+              min_size_px=min_size_px, experiment=experiment, subject=subject)
+    seg_p = segment_basal_ganglia(p, **kw)
+    seg_o = segment_basal_ganglia(o, **kw)
+    asp_rows, dice_rows = [], []
+    for value, side in ((1, "L"), (2, "R")):
+        mp, mo = seg_p == value, seg_o == value
+        shape_p = anatomy_shape(to_display(mp, convention), experiment=experiment, subject=subject)
+        shape_o = anatomy_shape(to_display(mo, convention), experiment=experiment, subject=subject)
+        for measure in ASP_MEASURES:
+            d = shape_p[measure] - shape_o[measure]
+            asp_rows.append({"experiment": experiment, "subject": subject, "case": case,
+                             "side": side, "measure": measure, "original": shape_o[measure],
+                             "prediction": shape_p[measure], "difference": d,
+                             "abs_difference": abs(d)})
+        dice_rows.append({"experiment": experiment, "subject": subject, "case": case, "side": side,
+                          "dice": dice(mp, mo, experiment=experiment, subject=subject,
+                                       what=f"{side} basal ganglia")})
+    return pd.DataFrame(asp_rows), pd.DataFrame(dice_rows)
+
+
+def sbr_error_fractions(predicted, true, *, thresholds: Sequence[float] = (0.75, 0.5, 0.25),
+                        experiment: str) -> pd.DataFrame:
+    """Fraction of cases whose absolute SBR error is below each threshold.
+
+    S0 reports 52 % of cases with error < 0.75; tighter thresholds show how far that is
+    from a clinically useful match.  Columns: ``threshold, n, n_below, fraction``.
+    """
+    p, t = check_same_shape(np.ravel(predicted), np.ravel(true), experiment=experiment,
+                            names=("predicted SBR", "true SBR"))
+    err = np.abs(p - t)
+    rows = []
+    for thr in thresholds:
+        if not thr > 0:
+            raise EvaluationError(f"SBR error threshold must be positive, got {thr}",
+                                  experiment=experiment)
+        below = int(np.count_nonzero(err < thr))
+        rows.append({"experiment": experiment, "threshold": float(thr), "n": int(err.size),
+                     "n_below": below, "fraction": below / err.size})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ S1
+def _masked(image, mask, experiment, subject):
+    img = np.asarray(image, dtype=np.float64)
+    if mask is None:
+        return img.ravel()
+    m = np.asarray(mask).astype(bool)
+    if m.shape != img.shape:
+        raise EvaluationError(f"mask has shape {m.shape} but the image has shape {img.shape}",
+                              experiment=experiment, subject=subject)
+    if not m.any():
+        raise EvaluationError("mask is empty", experiment=experiment, subject=subject)
+    return img[m]
+
+
+def mean_counts(image, mask=None, *, experiment: str, subject: str | None = None) -> float:
+    """S1's mean counts (MC): mean pixel value of the image (within ``mask`` if given)."""
+    vals = _masked(image, mask, experiment, subject)
+    if vals.size == 0 or not np.all(np.isfinite(vals)):
+        raise EvaluationError("image is empty or holds NaN/Inf", experiment=experiment,
+                              subject=subject)
+    return float(vals.mean())
+
+
+def lr_ratio(image, *, midline: float | None = None, experiment: str,
+             subject: str | None = None) -> float:
+    """S1's left/right hemisphere count ratio: mean counts left / mean counts right.
+
+    The image is an RAS slice or volume; hemispheres split along axis 0 at ``midline``
+    (default: the grid centre, where both halves hold the same number of pixels and the
+    ratio of means equals the ratio of total counts; a centre column counts for neither
+    side).  The ratio itself is :func:`spectsynth.quant.left_right_ratio`.
+    """
+    from .quant import left_right_ratio
+
+    img = np.asarray(image, dtype=np.float64)
+    if not np.all(np.isfinite(img)):
+        raise EvaluationError("image holds NaN or Inf values", experiment=experiment,
+                              subject=subject)
+    left, right = hemisphere_masks(img.shape, midline=midline)
+    if not left.any() or not right.any():
+        raise EvaluationError(f"midline {midline} leaves a hemisphere without pixels",
+                              experiment=experiment, subject=subject)
+    sl, sr = float(img[left].sum()), float(img[right].sum())
+    if sr <= 0 or sl < 0:
+        raise EvaluationError(
+            f"hemisphere counts are not positive (left {sl:.4g}, right {sr:.4g}); the L/R "
+            "ratio is undefined", experiment=experiment, subject=subject,
+            hint="Count images must be non-negative; rescale (-1, 1) slices to (0, 1) first")
+    return float(left_right_ratio(img, left, right))
+
+
+def s1_image_table(images, *, levels: Sequence[str], patterns: Sequence[str], source: str,
+                   mask=None, midline: float | None = None, experiment: str,
+                   ids: Sequence | None = None) -> pd.DataFrame:
+    """Per-image S1 measures: mean counts and L/R ratio, with level, pattern and source.
+
+    ``images`` is a stack ``(n, x, y)`` of RAS slices; ``source`` names the image set
+    (``real``, ``A``, ``B``).
+    """
+    stack = np.asarray(images, dtype=np.float64)
+    if stack.ndim == 2:
+        stack = stack[None]
+    n = stack.shape[0]
+    if len(levels) != n or len(patterns) != n:
+        raise EvaluationError(f"{n} images but {len(levels)} levels and {len(patterns)} patterns",
+                              experiment=experiment)
+    ids = list(range(n)) if ids is None else list(ids)
+    rows = []
+    for i, (img, lev, pat) in enumerate(zip(stack, levels, patterns, strict=True)):
+        who = f"{source} image {ids[i]}"
+        rows.append({"experiment": experiment, "source": source, "image": ids[i],
+                     "level": lev, "pattern": pat,
+                     "mean_counts": mean_counts(img, mask, experiment=experiment, subject=who),
+                     "lr_ratio": lr_ratio(img, midline=midline, experiment=experiment, subject=who)})
+    return pd.DataFrame(rows)
+
+
+def mean_sd_maps(images, *, levels: Sequence[str], patterns: Sequence[str], experiment: str,
+                 mask=None, source: str | None = None) -> dict[tuple[str, str], dict]:
+    """Pixel-wise mean and SD maps per (level, pattern), as S1's Figure 6.
+
+    For each group: ``mean`` and ``sd`` maps (SD with ddof=1 across the group's images),
+    ``n`` images and ``average_sd`` — the mean of the SD map over ``mask`` (all pixels when
+    no mask), S1's "average pixel-wise SD".  A group needs at least two images.
+    """
+    stack = np.asarray(images, dtype=np.float64)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if len(levels) != stack.shape[0] or len(patterns) != stack.shape[0]:
+        raise EvaluationError(f"{stack.shape[0]} images but {len(levels)} levels and "
+                              f"{len(patterns)} patterns", experiment=experiment)
+    if not np.all(np.isfinite(stack)):
+        raise EvaluationError("images hold NaN or Inf values", experiment=experiment,
+                              subject=source)
+    lev = np.asarray(levels)
+    pat = np.asarray(patterns)
+    out: dict[tuple[str, str], dict] = {}
+    for key in dict.fromkeys(zip(levels, patterns, strict=True)):
+        sel = (lev == key[0]) & (pat == key[1])
+        n = int(sel.sum())
+        if n < 2:
+            raise EvaluationError(
+                f"level {key[0]}, pattern {key[1]} has {n} image; a pixel-wise SD needs at least 2",
+                experiment=experiment, subject=source,
+                hint="Generate or select more images of this condition")
+        group = stack[sel]
+        sd = group.std(axis=0, ddof=1)
+        out[key] = {"mean": group.mean(axis=0), "sd": sd, "n": n,
+                    "average_sd": float(_masked(sd, mask, experiment, source).mean())}
+    return out
+
+
+# ------------------------------------------------------------------------------ S3
+def roi_means(image, labels, names: Mapping[int, str], *, experiment: str,
+              subject: str | None = None, min_voxels: int = 1) -> dict[str, float]:
+    """Mean image value in each labelled region (``names``: label value -> region name).
+
+    A region with fewer than ``min_voxels`` voxels in ``labels`` is an error.
+    """
+    img, lab = check_same_shape(image, labels, experiment=experiment, subject=subject,
+                                names=("image", "label map"))
+    lab = np.rint(lab).astype(np.int64)
+    out = {}
+    for value, name in names.items():
+        sel = lab == int(value)
+        n = int(sel.sum())
+        if n < min_voxels:
+            raise EvaluationError(
+                f"region {name} (label {value}) has {n} voxels, fewer than {min_voxels}",
+                experiment=experiment, subject=subject,
+                hint="Check the atlas propagation for this subject or drop the region from the list")
+        out[name] = float(img[sel].mean())
+    return out
+
+
+def roi_table(input_image, prediction, target, labels, names: Mapping[int, str], *,
+              experiment: str, subject: str | None = None, min_voxels: int = 1) -> pd.DataFrame:
+    """S3's ROI means of input, prediction and target in one tidy table.
+
+    Columns: ``experiment, subject, region, input, prediction, target``.
+    """
+    check_same_shape(input_image, target, experiment=experiment, subject=subject,
+                     names=("input", "target"))
+    check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    kw = dict(experiment=experiment, subject=subject, min_voxels=min_voxels)
+    mi = roi_means(input_image, labels, names, **kw)
+    mp = roi_means(prediction, labels, names, **kw)
+    mt = roi_means(target, labels, names, **kw)
+    return pd.DataFrame([{"experiment": experiment, "subject": subject, "region": name,
+                          "input": mi[name], "prediction": mp[name], "target": mt[name]}
+                         for name in names.values()])
