@@ -11,8 +11,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import ixi_t1
+
 from spectsynth.errors import InputDataError
 from spectsynth.inputs import bids, demo, dicom
 from spectsynth.inputs.validate import summarize, validate_input

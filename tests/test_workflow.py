@@ -8,10 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
 from conftest import IXI_IDS, REPO, ixi_t1
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
@@ -101,7 +99,7 @@ def test_bad_subject_fails_others_finish(ixi_dir, tmp_path):
     bad.write_bytes(ixi_t1(ixi_dir, 2).read_bytes()[:5000])   # truncated
     out = tmp_path / "results"
     res = smk("--cores", "2", "--keep-going", "--config", f"output_dir={out}",
-              "inputs={'source': 'bids', 'bids': {'root': '%s'}}" % root, check=False)
+              f"inputs={{'source': 'bids', 'bids': {{'root': '{root}'}}}}", check=False)
     assert res.returncode != 0
     for label in ("IXI012", "IXI013"):
         assert (out / f"sub-{label}/anat/sub-{label}_desc-ras_T1w.nii.gz").exists()
