@@ -35,6 +35,24 @@ PY
     echo "$want" > "$STAMP"
 }
 
+# System packages the test suite uses: Chromium opens the built report (Debian packages).
+# Installed when missing and this runs as root with apt-get; otherwise those tests skip
+# and say why.
+setup_system() {
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium chromium-driver)
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        return 0
+    fi
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing system packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "== not root or no apt-get: ${missing[*]} not installed; the tests that need them will skip" >&2
+    fi
+}
+
 case "${1:-}" in
     setup)
         setup
@@ -49,6 +67,7 @@ case "${1:-}" in
         ;;
     test)
         setup
+        setup_system
         export PATH="$PWD/$VENV/bin:$PATH"
         shift
         set +e

@@ -108,3 +108,31 @@ def test_bad_subject_fails_others_finish(ixi_dir, tmp_path):
     log = (out / "logs/validate_image/sub-BROKEN_anat_T1w.log").read_text()
     assert f"subject BROKEN: {bad}: unreadable, truncated or corrupt NIfTI" in log
     assert "Re-export or re-convert" in log
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-quic", "--virtual-time-budget=10000", "--window-size=1400,1000"]
+
+
+@pytest.mark.slow
+def test_report_opens_in_headless_chromium(tiny_run, tmp_path):
+    """The built report loads in a real browser and shows its sections; a screenshot is kept."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (./run.sh test installs it when run as root)")
+    url = (tiny_run / "report.html").resolve().as_uri()
+    dom = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'a'}",
+                          "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    # rendered by the report's JavaScript, not present in the raw file's markup
+    for section in ("0. Methods", "1. Inputs", "Workflow", "Statistics"):
+        assert section in html, f"section {section!r} missing from the rendered report"
+    assert "Uncaught" not in dom.stderr
+    artifacts = REPO / "tests" / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "report.png"
+    res = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'b'}",
+                          f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and shot.stat().st_size > 20_000, res.stderr[-2000:]
