@@ -1,0 +1,880 @@
+"""2-D slice datasets of the four studies: extraction, subject splits, shards, augmentation.
+
+Slices
+------
+Volumes come in RAS+ orientation (x: left -> right, y: posterior -> anterior, z: inferior ->
+superior).  An *axial slice* is ``volume[:, :, z]``; it is stored as a 2-D image whose rows
+run anterior -> posterior (row 0 = anterior) and whose columns run from the subject's left to
+right (RAS x ascending), i.e. the neurological convention nilearn shows.  So the subject's
+left hemisphere is ``image[:, :W // 2]`` (:data:`LEFT_HALF`), "anterior-posterior" shifts move
+rows, and a "horizontal flip" mirrors columns.
+
+Each slice is zero-padded to a square (centred) and resized to ``size`` px with
+``skimage.transform.resize(order=1, anti_aliasing=True)``: bilinear interpolation after a
+Gaussian anti-aliasing filter when shrinking, which keeps mean counts (S1's MC) unbiased.
+
+Normalisation (one affine map per slice and channel, ``x_norm = x * gain + bias``; gain and
+bias go into the index table so raw values can be recovered):
+
+* ``max`` (S1): divided by the slice maximum -> [0, 1];
+* ``minmax_pm1`` (S2): min..max -> (-1, 1);
+* ``max_pm1`` (S3): 0..max -> (-1, 1), keeping zero at -1 so CBF ratios survive;
+* ``background`` (S0): the damaged and original slice are both divided by the brain
+  background of the *damaged* slice (median of its voxels above 10 % of its maximum), so
+  background ~ 1 and striatum ~ 1 + binding ratio in both, and the scale is computable from
+  the input alone (as at inference on a patient).
+
+Storage
+-------
+HDF5 (h5py): one shard per split (``train.h5``, ``val.h5``, ``test.h5``) with ``images``
+(N, C, H, W) float32 stored in one chunk per slice (LZF-compressed), ``level`` / ``pattern``
+codes and the index-table ``row`` of each slice, plus one ``index.tsv`` for the whole dataset.
+HDF5 rather than npz or zarr because a shard is one file (cluster file systems handle
+thousands of small zarr chunk files badly), rows are read at random without loading the
+shard (npz must be loaded whole unless uncompressed), it is typed and self-describing
+(channel names, normalisation and a content hash travel as attributes), h5py is already a
+dependency, and it is readable from any language.  Small shards are read into memory once.
+
+Splits
+------
+By subject, deterministic (seeded shuffle of the sorted subject list) by fractions, or by
+explicit lists.  S0's design (validation = other degradations of the 36 training MRIs, test
+= 9 other MRIs) is ``val_within_train: true``.  :func:`check_split_leak` stops the run when
+a subject appears in two splits (or, with ``val_within_train``, when a source slice does).
+
+Augmentation
+------------
+Drawn from ``numpy.random.default_rng([seed, epoch, index])``: every epoch and slice has its
+own stream, independent of worker processes and of where a run was resumed, so a resumed
+run sees exactly the data an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, InputDataError
+from .labels import LEVELS, PATTERNS
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+LEFT_HALF = "image[..., :W // 2] is the subject's left hemisphere (neurological convention)"
+
+# Channels stored in each study's shards.
+STUDY_CHANNELS: dict[str, tuple[str, ...]] = {
+    "S0": ("damaged", "original"),
+    "S1": ("slice", "inferior", "superior"),
+    "S2": ("mri", "pet", "spect"),
+    "S3": ("spect_cbf", "pet_cbf"),
+}
+# Roles each study's records must hold in ``volumes``.
+STUDY_ROLES: dict[str, tuple[str, ...]] = {
+    "S0": ("damaged", "original"),
+    "S1": ("spect",),
+    "S2": ("mri", "pet", "spect"),
+    "S3": ("spect_cbf", "pet_cbf"),
+}
+NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
+
+_SPLIT_DEFAULT = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
+                  "lists": {"train": [], "val": [], "test": []}, "seed": 0,
+                  "val_within_train": False, "val_within_train_fraction": 0.37}
+
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "s0": {"size": 64, "slices_per_volume": 1, "normalise": "background",
+           "split": {**_SPLIT_DEFAULT, "fractions": {"train": 0.8, "val": 0.0, "test": 0.2},
+                     "val_within_train": True},
+           "augment": {"shift_px": 0, "flip": False}},
+    "s1": {"size": 64, "levels": list(LEVELS), "slices_per_level": 3, "normalise": "max",
+           "exclude_conditions": [], "split": dict(_SPLIT_DEFAULT),
+           "augment": {"neighbour_average": True, "shift_px": 2, "flip_patterns": ["normal", "bilateral"]}},
+    "s2": {"size": 64, "spaces": ["native", "template"], "n_slices": 20, "normalise": "minmax_pm1",
+           "extent_threshold": 0.05,
+           "split": {**_SPLIT_DEFAULT, "fractions": {"train": 0.625, "val": 0.125, "test": 0.25}},
+           "augment": {"shift_px": 0, "flip": False}},
+    "s3": {"size": 64, "n_slices": 20, "normalise": "max_pm1", "extent_threshold": 0.05,
+           "split": {**_SPLIT_DEFAULT, "fractions": {"train": 0.6, "val": 0.15, "test": 0.25}},
+           "augment": {"shift_px": 0, "flip": False}},
+}
+_STUDY_OF = {"s0": "S0", "s1": "S1", "s2": "S2", "s3": "S3"}
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _merge(default: Mapping, given: Mapping | None) -> dict:
+    out = json.loads(json.dumps(default))
+    for k, v in (given or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def dataset_names(cfg: Mapping) -> list[str]:
+    """Wildcard values of ``{dataset}``: ``s0``, ``s1``, ``s2_<space>`` per S2 space, ``s3``."""
+    ds = cfg.get("datasets") or {}
+    s2 = _merge(DATASET_DEFAULTS["s2"], ds.get("s2"))
+    return ["s0", "s1"] + [f"s2_{sp}" for sp in s2["spaces"]] + ["s3"]
+
+
+def dataset_spec(cfg: Mapping, name: str) -> dict[str, Any]:
+    """Resolved settings of one dataset (``datasets.<study key>`` merged over the defaults)."""
+    key = name.split("_", 1)[0]
+    if key not in DATASET_DEFAULTS:
+        raise ConfigError(f"dataset {name}: unknown; datasets are {', '.join(dataset_names(cfg))}")
+    spec = _merge(DATASET_DEFAULTS[key], (cfg.get("datasets") or {}).get(key))
+    spec.update(name=name, key=key, study=_STUDY_OF[key])
+    if key == "s2":
+        spec["space"] = name.split("_", 1)[1] if "_" in name else None
+        if spec["space"] not in spec["spaces"]:
+            raise ConfigError(f"dataset {name}: space {spec['space']!r} is not in datasets.s2.spaces "
+                              f"{spec['spaces']}")
+    size = int(spec["size"])
+    if size < 8 or size & (size - 1):
+        raise ConfigError(f"dataset {name}: datasets.{key}.size = {size}; use a power of two (32, 64, 128, 256)")
+    if spec["normalise"] not in NORMALISATIONS:
+        raise ConfigError(f"dataset {name}: unknown normalise {spec['normalise']!r}; use one of "
+                          f"{', '.join(NORMALISATIONS)}")
+    return spec
+
+
+# --------------------------------------------------------------------------- slices
+
+
+def axial_slice(volume: np.ndarray, z: int) -> np.ndarray:
+    """Axial slice ``z`` of a RAS volume as an image (rows anterior->posterior, cols left->right)."""
+    return np.ascontiguousarray(volume[:, :, z].T[::-1, :])
+
+
+def pad_square(image: np.ndarray) -> np.ndarray:
+    """Zero-pad a 2-D image to a square, centred."""
+    h, w = image.shape
+    n = max(h, w)
+    top, left = (n - h) // 2, (n - w) // 2
+    out = np.zeros((n, n), dtype=np.float32)
+    out[top:top + h, left:left + w] = image
+    return out
+
+
+def resize_slice(image: np.ndarray, size: int) -> np.ndarray:
+    """Pad to square and resize to ``size`` x ``size`` (bilinear, anti-aliased when shrinking)."""
+    from skimage.transform import resize  # imported here: the Snakefile imports this module
+
+    sq = pad_square(np.asarray(image, dtype=np.float32))
+    if sq.shape[0] == size:
+        return sq
+    return resize(sq, (size, size), order=1, anti_aliasing=sq.shape[0] > size,
+                  preserve_range=True, mode="constant").astype(np.float32)
+
+
+def background_level(image: np.ndarray, fraction: float = 0.1) -> float:
+    """Brain background of a DaT slice: median of the voxels above ``fraction`` of the maximum."""
+    mx = float(image.max())
+    if mx <= 0:
+        return 0.0
+    return float(np.median(image[image > fraction * mx]))
+
+
+def normalise_gain_bias(image: np.ndarray, method: str, *, reference: float | None = None
+                        ) -> tuple[float, float]:
+    """Affine normalisation ``x * gain + bias`` of one slice (see the module docstring).
+
+    A slice with no signal (max <= 0, or max == min) gets gain 0 and the lower bound of the
+    range as bias, so it stays finite.
+    """
+    mx = float(image.max())
+    mn = float(image.min())
+    if method == "max":
+        return (1.0 / mx, 0.0) if mx > 0 else (0.0, 0.0)
+    if method == "max_pm1":
+        return (2.0 / mx, -1.0) if mx > 0 else (0.0, -1.0)
+    if method == "minmax_pm1":
+        if mx > mn:
+            return 2.0 / (mx - mn), -1.0 - 2.0 * mn / (mx - mn)
+        return 0.0, -1.0
+    if method == "background":
+        bkg = background_level(image) if reference is None else reference
+        return (1.0 / bkg, 0.0) if bkg > 0 else (0.0, 0.0)
+    raise ValueError(f"unknown normalisation {method!r}")
+
+
+def _load(value: Any) -> np.ndarray:
+    arr = value() if callable(value) else value
+    return np.asarray(arr, dtype=np.float32)
+
+
+def _volumes(rec: Mapping, roles: Sequence[str], dataset: str) -> dict[str, np.ndarray]:
+    subject = str(rec.get("subject"))
+    vols = rec.get("volumes") or {}
+    missing = [r for r in roles if r not in vols]
+    if missing:
+        raise InputDataError(f"record for dataset {dataset} lacks the volume(s) {missing} "
+                             f"(has {sorted(vols)})", subject=subject, path=_source_of(rec, missing[0]),
+                             hint="Check that the simulation wrote every image this study needs")
+    out = {r: _load(vols[r]) for r in roles}
+    shapes = {r: v.shape for r, v in out.items()}
+    if any(v.ndim != 3 for v in out.values()) or len(set(shapes.values())) != 1:
+        raise InputDataError(f"volumes of dataset {dataset} must be 3-D and on one grid, got {shapes}",
+                             subject=subject, path=_source_of(rec, roles[0]),
+                             hint="Resample them to one grid (the simulator writes them so)")
+    for r, v in out.items():
+        if not np.all(np.isfinite(v)):
+            raise InputDataError(f"volume {r!r} has NaN/Inf values", subject=subject,
+                                 path=_source_of(rec, r), hint="Re-run the simulation of this subject")
+    return out
+
+
+def _source_of(rec: Mapping, role: str) -> str:
+    src = rec.get("source")
+    if isinstance(src, Mapping):
+        return str(src.get(role, ""))
+    return str(src or "")
+
+
+def _evenly(lo: int, hi: int, n: int) -> list[int]:
+    """``n`` evenly spaced integers in [lo, hi] (fewer if the range is shorter)."""
+    if hi < lo:
+        return []
+    if n <= 1:
+        return [int(round((lo + hi) / 2))]
+    return sorted({int(round(v)) for v in np.linspace(lo, hi, n)})
+
+
+def _level_range(rec: Mapping, level: str, nz: int, dataset: str) -> tuple[int, int]:
+    levels = rec.get("levels") or {}
+    if level not in levels:
+        raise InputDataError(f"no {level} level in the levels table (has {sorted(levels)})",
+                             subject=str(rec.get("subject")), path=_source_of(rec, "levels"),
+                             hint=f"Dataset {dataset} needs z ranges for {', '.join(LEVELS)}")
+    z0, z1 = (int(v) for v in levels[level])
+    if not (0 <= z0 < z1 <= nz):
+        raise InputDataError(f"{level} level z range [{z0}, {z1}) is empty or outside 0..{nz}",
+                             subject=str(rec.get("subject")), path=_source_of(rec, "levels"),
+                             hint="Fix the levels table (z_start < z_stop, half-open)")
+    return z0, z1
+
+
+def _extent(volume: np.ndarray, threshold: float) -> tuple[int, int]:
+    prof = volume.reshape(-1, volume.shape[2]).max(axis=0)
+    mx = float(prof.max())
+    idx = np.flatnonzero(prof > threshold * mx) if mx > 0 else np.array([], int)
+    return (int(idx[0]), int(idx[-1])) if idx.size else (0, -1)
+
+
+def _params_of(rec: Mapping) -> dict[str, Any]:
+    return {str(k): v for k, v in (rec.get("params") or {}).items()}
+
+
+def extract_slices(study: str, records: Iterable[Mapping], spec: Mapping) -> tuple[np.ndarray, list[dict]]:
+    """Cut, resize and normalise the slices of one dataset.
+
+    Returns ``images`` (N, C, size, size) float32 with the study's :data:`STUDY_CHANNELS` and
+    one metadata dict per slice (subject, level, pattern, params, source, slice index, gain and
+    bias per channel).
+    """
+    size = int(spec["size"])
+    method = spec["normalise"]
+    name = spec.get("name", study)
+    images: list[np.ndarray] = []
+    rows: list[dict] = []
+    for rec_i, rec in enumerate(records):
+        subject = str(rec.get("subject", ""))
+        if not subject:
+            raise InputDataError(f"record {rec_i} of dataset {name} has no subject id",
+                                 hint="Give every record a 'subject' key")
+        if study == "S2" and rec.get("space") not in (None, spec.get("space")):
+            continue
+        vols = _volumes(rec, STUDY_ROLES[study], name)
+        nz = next(iter(vols.values())).shape[2]
+        base = {"subject": subject, "record": rec_i, "pattern": rec.get("pattern") or "",
+                "level": "", "space": rec.get("space") or spec.get("space") or "",
+                "source": _source_of(rec, STUDY_ROLES[study][-1]), "n_z": nz, **_params_of(rec)}
+        if study == "S1":
+            pattern = rec.get("pattern")
+            if pattern not in PATTERNS:
+                raise InputDataError(f"pattern {pattern!r} is not one of {PATTERNS}", subject=subject,
+                                     path=base["source"], hint="Check the simulation truth table")
+            vol = vols["spect"]
+            for level in spec["levels"]:
+                if level in (rec.get("levels") or {}) and rec["levels"][level] is None:
+                    continue            # this scan has no slice at that level (as S1's CER bilateral)
+                z0, z1 = _level_range(rec, level, nz, name)
+                for z in _evenly(z0, z1 - 1, int(spec["slices_per_level"])):
+                    chans, gains = [], []
+                    for zz in (z, max(z - 1, 0), min(z + 1, nz - 1)):
+                        sl = resize_slice(axial_slice(vol, zz), size)
+                        g, b = normalise_gain_bias(sl, method)
+                        chans.append(sl * g + b)
+                        gains.append((g, b))
+                    images.append(np.stack(chans))
+                    rows.append({**base, "level": level, "slice_index": z,
+                                 **_gain_cols(STUDY_CHANNELS["S1"], gains)})
+        elif study == "S0":
+            dam, orig = vols["damaged"], vols["original"]
+            if "BG" in (rec.get("levels") or {}):
+                z0, z1 = _level_range(rec, "BG", nz, name)
+            else:
+                z0, z1 = 0, nz
+            prof = orig[:, :, z0:z1].sum(axis=(0, 1))
+            zc = z0 + int(np.argmax(prof))
+            n = int(spec["slices_per_volume"])
+            zs = [z for z in range(zc - (n - 1) // 2, zc + n // 2 + 1) if 0 <= z < nz][:n]
+            for z in zs:
+                sd = resize_slice(axial_slice(dam, z), size)
+                so = resize_slice(axial_slice(orig, z), size)
+                ref = background_level(sd) if method == "background" else None
+                gd = normalise_gain_bias(sd, method, reference=ref)
+                go = normalise_gain_bias(so, method, reference=ref) if ref is not None else \
+                    normalise_gain_bias(so, method)
+                images.append(np.stack([sd * gd[0] + gd[1], so * go[0] + go[1]]))
+                rows.append({**base, "level": "BG", "slice_index": z,
+                             **_gain_cols(STUDY_CHANNELS["S0"], [gd, go])})
+        else:
+            chans_names = STUDY_CHANNELS[study]
+            ref_vol = vols[STUDY_ROLES[study][-1]]
+            lo, hi = _extent(ref_vol, float(spec.get("extent_threshold", 0.05)))
+            zs = _evenly(lo, hi, int(spec["n_slices"]))
+            if len(zs) < int(spec["n_slices"]):
+                log.warning("dataset %s: subject %s has %d slices with signal, fewer than n_slices=%d; "
+                            "using all of them", name, subject, len(zs), int(spec["n_slices"]))
+            for z in zs:
+                chans, gains = [], []
+                for role in STUDY_ROLES[study]:
+                    sl = resize_slice(axial_slice(vols[role], z), size)
+                    g, b = normalise_gain_bias(sl, method)
+                    chans.append(sl * g + b)
+                    gains.append((g, b))
+                images.append(np.stack(chans))
+                rows.append({**base, "slice_index": z, **_gain_cols(chans_names, gains)})
+    n_ch = len(STUDY_CHANNELS[study])
+    arr = np.stack(images).astype(np.float32) if images else np.zeros((0, n_ch, size, size), np.float32)
+    return arr, rows
+
+
+def _gain_cols(channels: Sequence[str], gains: Sequence[tuple[float, float]]) -> dict[str, float]:
+    out = {}
+    for ch, (g, b) in zip(channels, gains):
+        out[f"gain_{ch}"] = float(g)
+        out[f"bias_{ch}"] = float(b)
+    return out
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str = "") -> dict[str, str]:
+    """Map each subject to ``train``/``val``/``test`` (deterministic).
+
+    ``method: fractions`` shuffles the sorted subject list with ``seed`` and cuts it by the
+    fractions (rounded; every split with a positive fraction gets at least one subject when
+    there are enough); ``method: lists`` takes explicit lists, and subjects in no list are an
+    error.  With ``val_within_train`` validation shares the training subjects (S0's design)
+    and the ``val`` fraction must be 0.
+    """
+    where = f"dataset {dataset}: " if dataset else ""
+    subjects = sorted({str(s) for s in subjects})
+    cfg = _merge(_SPLIT_DEFAULT, split_cfg)
+    if cfg["method"] == "lists":
+        lists = {k: [str(s) for s in (cfg["lists"].get(k) or [])] for k in SPLITS}
+        check_split_leak({k: v for k, v in lists.items()}, dataset=dataset)
+        mapping = {s: k for k, v in lists.items() for s in v}
+        missing = [s for s in subjects if s not in mapping]
+        if missing:
+            raise ConfigError(
+                f"{where}subject(s) {missing[:10]}{' ...' if len(missing) > 10 else ''} are in none of "
+                "split.lists.train/val/test; add them to one list or remove them from the subject list")
+        return {s: mapping[s] for s in subjects}
+    if cfg["method"] != "fractions":
+        raise ConfigError(f"{where}split.method {cfg['method']!r} unknown; use fractions or lists")
+    fr = {k: float(cfg["fractions"].get(k, 0.0)) for k in SPLITS}
+    if any(v < 0 for v in fr.values()) or not math.isclose(sum(fr.values()), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"{where}split.fractions {fr} must be >= 0 and sum to 1")
+    if cfg["val_within_train"] and fr["val"] > 0:
+        raise ConfigError(f"{where}split.val_within_train is true, so split.fractions.val must be 0 "
+                          "(validation uses held-out records of the training subjects)")
+    order = list(subjects)
+    np.random.default_rng(int(cfg["seed"])).shuffle(order)
+    n = len(order)
+    counts = {k: int(round(fr[k] * n)) for k in SPLITS}
+    for k in ("val", "test"):
+        if fr[k] > 0 and counts[k] == 0 and n >= 3:
+            counts[k] = 1
+    counts["train"] = n - counts["val"] - counts["test"]
+    out, i = {}, 0
+    for k in SPLITS:
+        for s in order[i:i + counts[k]]:
+            out[s] = k
+        i += counts[k]
+    return out
+
+
+def check_split_leak(splits: Mapping[str, Iterable] | pd.DataFrame, *, dataset: str = "",
+                     val_within_train: bool = False) -> None:
+    """Stop when a subject appears in two splits.
+
+    ``splits`` is ``{split: subjects}`` or an index table (columns subject, split and, for
+    ``val_within_train``, record/slice_index).  With ``val_within_train`` train and val may
+    share subjects but no source slice; test must share nothing with either.
+    """
+    where = f"dataset {dataset}: " if dataset else ""
+    if isinstance(splits, pd.DataFrame):
+        table = splits
+        groups = {k: set(table.loc[table["split"] == k, "subject"].astype(str)) for k in SPLITS}
+    else:
+        table = None
+        groups = {k: {str(s) for s in v} for k, v in splits.items()}
+    names = list(groups)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if val_within_train and {a, b} == {"train", "val"}:
+                if table is not None:
+                    key = ["subject", "record", "slice_index"]
+                    ta = set(map(tuple, table.loc[table["split"] == a, key].astype(str).values))
+                    tb = set(map(tuple, table.loc[table["split"] == b, key].astype(str).values))
+                    both = sorted(ta & tb)
+                    if both:
+                        raise ConfigError(f"{where}{len(both)} source slice(s) are in both train and val "
+                                          f"(first: {both[0]}); the validation records must differ from "
+                                          "the training records")
+                continue
+            both = sorted(groups[a] & groups[b])
+            if both:
+                raise ConfigError(
+                    f"{where}subject(s) {both[:10]} appear in both the {a} and the {b} split; a subject "
+                    "must belong to one split only. Fix split.lists (or split.seed/fractions)")
+
+
+def _val_within_train(rows: list[dict], fraction: float, seed: int) -> None:
+    """Move a deterministic share of each training subject's records to ``val`` (S0 design)."""
+    by_subject: dict[str, list[int]] = {}
+    for r in rows:
+        if r["split"] == "train":
+            by_subject.setdefault(r["subject"], []).append(r["record"])
+    for subject, recs in by_subject.items():
+        uniq = sorted(set(recs))
+        if len(uniq) < 2:
+            raise ConfigError(f"subject {subject}: val_within_train needs at least 2 records (degradations) "
+                              "per training subject; simulate more degradations or set "
+                              "split.val_within_train: false")
+        rng = np.random.default_rng([seed, int(hashlib.sha256(subject.encode()).hexdigest()[:8], 16)])
+        n_val = min(len(uniq) - 1, max(1, int(round(fraction * len(uniq)))))
+        val = set(rng.choice(uniq, size=n_val, replace=False).tolist())
+        for r in rows:
+            if r["subject"] == subject and r["record"] in val:
+                r["split"] = "val"
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: str | Path
+                  ) -> pd.DataFrame:
+    """Extract, split, check and write one dataset; returns its index table.
+
+    ``records`` is an iterable of dicts ``{subject, volumes: {role: array (x, y, z) RAS or a
+    zero-argument callable returning one}, source: {role: path} | path, pattern, params,
+    levels: {level: (z_start, z_stop) half-open, or None when the scan has no slice at that
+    level}, space}`` (roles per study in :data:`STUDY_ROLES`).
+    ``cfg`` is the whole workflow config (only ``datasets:`` is read).  Writes
+    ``out_dir/{train,val,test}.h5`` and ``out_dir/index.tsv``.
+    """
+    spec = dataset_spec(cfg, name)
+    study = spec["study"]
+    images, rows = extract_slices(study, records, spec)
+    if not rows:
+        raise InputDataError(f"dataset {name}: no slices were extracted (no records"
+                             f"{' for space ' + str(spec.get('space')) if spec.get('space') else ''})",
+                             hint="Check the subject list and that the simulation ran")
+    split_cfg = spec["split"]
+    mapping = assign_splits([r["subject"] for r in rows], split_cfg, dataset=name)
+    for r in rows:
+        r["split"] = mapping[r["subject"]]
+    within = bool(split_cfg.get("val_within_train"))
+    if within:
+        _val_within_train(rows, float(split_cfg.get("val_within_train_fraction", 0.37)),
+                          int(split_cfg.get("seed", 0)))
+    table = pd.DataFrame(rows)
+    table.insert(0, "dataset", name)
+    table.insert(1, "study", study)
+    check_split_leak(table, dataset=name, val_within_train=within)
+    _check_nonempty(table, spec)
+    return write_shards(name, images, table, spec, out_dir)
+
+
+def required_conditions(spec: Mapping) -> list[tuple[str, str]]:
+    """(level, pattern) pairs an S1 dataset must hold in its training split."""
+    excl = {tuple(c) for c in spec.get("exclude_conditions") or []}
+    return [(lv, p) for lv in spec["levels"] for p in PATTERNS if (lv, p) not in excl]
+
+
+def _check_nonempty(table: pd.DataFrame, spec: Mapping) -> None:
+    name = spec["name"]
+    for split in ("train", "val"):
+        if not (table["split"] == split).any():
+            raise ConfigError(
+                f"dataset {name}: the {split} split is empty ({table['subject'].nunique()} subjects in all); "
+                "add subjects or change datasets." f"{spec['key']}.split (fractions or lists)")
+    if not (table["split"] == "test").any():
+        log.warning("dataset %s: the test split is empty; evaluation will have no unseen subjects", name)
+    if spec["study"] == "S1":
+        train = table[table["split"] == "train"]
+        have = set(zip(train["level"], train["pattern"]))
+        missing = [c for c in required_conditions(spec) if c not in have]
+        if missing:
+            txt = ", ".join(f"{p} at {lv}" for lv, p in missing)
+            raise ConfigError(
+                f"dataset {name}: no training slices for {txt}; the conditional GAN cannot learn a "
+                "condition it never sees. Add subjects with that pattern, or list the pair under "
+                f"datasets.s1.exclude_conditions (e.g. [[{missing[0][0]}, {missing[0][1]}]]), as S1's "
+                "own data had no bilateral defects at the CER level")
+
+
+def _sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def write_shards(name: str, images: np.ndarray, table: pd.DataFrame, spec: Mapping,
+                 out_dir: str | Path) -> pd.DataFrame:
+    """Write ``{split}.h5`` and ``index.tsv`` atomically; return the index with shard columns."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = table.reset_index(drop=True).copy()
+    table.insert(0, "row", np.arange(len(table)))
+    table["shard"] = ""
+    table["shard_row"] = -1
+    channels = list(STUDY_CHANNELS[spec["study"]])
+    for split in SPLITS:
+        sel = np.flatnonzero(table["split"].to_numpy() == split)
+        table.loc[sel, "shard"] = f"{split}.h5"
+        table.loc[sel, "shard_row"] = np.arange(len(sel))
+        imgs = images[sel]
+        path = out_dir / f"{split}.h5"
+        tmp = out_dir / f".tmp-{split}.h5"
+        with h5py.File(tmp, "w") as f:
+            chunks = (1,) + imgs.shape[1:] if len(sel) else None
+            f.create_dataset("images", data=imgs, chunks=chunks, compression="lzf" if len(sel) else None)
+            f.create_dataset("level", data=np.array([LEVELS.index(v) if v in LEVELS else -1
+                                                     for v in table.loc[sel, "level"]], dtype=np.int8))
+            f.create_dataset("pattern", data=np.array([PATTERNS.index(v) if v in PATTERNS else -1
+                                                       for v in table.loc[sel, "pattern"]], dtype=np.int8))
+            f.create_dataset("row", data=table.loc[sel, "row"].to_numpy(np.int64))
+            f.attrs.update({"format_version": FORMAT_VERSION, "dataset": name, "study": spec["study"],
+                            "split": split, "channels": json.dumps(channels), "size": int(spec["size"]),
+                            "normalise": spec["normalise"], "content_sha256": _sha256(imgs),
+                            "orientation": "rows anterior->posterior, columns subject left->right"})
+        os.replace(tmp, path)
+    front = ["row", "dataset", "study", "subject", "split", "shard", "shard_row", "level", "pattern",
+             "space", "source", "slice_index", "n_z", "record"]
+    cols = front + [c for c in table.columns if c not in front]
+    table = table[cols]
+    tmp = out_dir / ".tmp-index.tsv"
+    table.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+    os.replace(tmp, out_dir / "index.tsv")
+    counts = table.groupby("split").size().to_dict()
+    log.info("dataset %s: %d slices (%s) from %d subjects -> %s", name, len(table),
+             ", ".join(f"{k} {v}" for k, v in counts.items()), table["subject"].nunique(), out_dir)
+    return table
+
+
+# --------------------------------------------------------------------------- file glue
+
+
+def read_levels_table(path: str | Path, *, subject: str | None = None
+                      ) -> dict[str, tuple[int, int] | None]:
+    """``sub-XX_levels.tsv`` (columns level, z_start, z_stop; stop exclusive) ->
+    {level: (z_start, z_stop)}; an empty z_start/z_stop means the scan has no slice there (None)."""
+    try:
+        t = pd.read_csv(path, sep="\t")
+        return {str(r.level): (None if pd.isna(r.z_start) or pd.isna(r.z_stop) else (int(r.z_start), int(r.z_stop)))
+                for r in t.itertuples()}
+    except (OSError, ValueError, AttributeError, pd.errors.ParserError) as exc:
+        raise InputDataError(f"unreadable levels table ({exc})", subject=subject, path=path,
+                             hint="It needs the columns level, z_start, z_stop") from exc
+
+
+def records_from_files(entries: Iterable[Mapping]) -> list[dict]:
+    """Records for :func:`build_dataset` from file paths (the workflow's glue).
+
+    Each entry is ``{subject, files: {role: NIfTI path}, levels: path of a _levels.tsv or a
+    mapping or None, pattern, params, space}``; volumes are loaded lazily (validated and
+    reoriented to RAS by :func:`spectsynth.io.load_image`) when their slices are cut, so only
+    one record's volumes are in memory at a time.  The levels' z ranges must refer to the
+    grid of the record's volumes.
+    """
+    out = []
+    for e in entries:
+        subject = str(e["subject"])
+        files = {str(k): str(v) for k, v in (e.get("files") or {}).items()}
+        levels = e.get("levels")
+        if isinstance(levels, (str, Path)):
+            src_levels = str(levels)
+            levels = read_levels_table(levels, subject=subject)
+        else:
+            src_levels = ""
+        out.append({"subject": subject, "volumes": {k: lazy_volume(v, subject) for k, v in files.items()},
+                    "source": {**files, "levels": src_levels}, "levels": levels or {},
+                    "pattern": e.get("pattern"), "params": dict(e.get("params") or {}), "space": e.get("space")})
+    return out
+
+
+def lazy_volume(path: str | Path, subject: str | None = None) -> Callable[[], np.ndarray]:
+    """A zero-argument loader of a NIfTI volume (validated, RAS) for a record's ``volumes``."""
+    def load() -> np.ndarray:
+        from .io import load_image
+        return np.asarray(load_image(path, subject=subject).get_fdata(dtype=np.float32))
+    return load
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class SliceShard:
+    """One HDF5 shard: images (N, C, H, W), channel names, level/pattern codes, index rows.
+
+    Shards up to ``preload_max_mb`` are read into memory; larger ones are read row by row
+    (the file is opened lazily in each DataLoader worker).
+    """
+
+    def __init__(self, path: str | Path, *, preload_max_mb: float = 2048.0):
+        self.path = Path(path)
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.channels: list[str] = json.loads(f.attrs["channels"])
+                self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+                self.shape = tuple(f["images"].shape)
+                self.level = f["level"][()].astype(np.int64)
+                self.pattern = f["pattern"][()].astype(np.int64)
+                self.rows = f["row"][()]
+                nbytes = int(np.prod(self.shape)) * 4
+                self._images = f["images"][()] if nbytes <= preload_max_mb * 2 ** 20 else None
+        except (OSError, KeyError) as exc:
+            raise InputDataError(f"unreadable or incomplete dataset shard ({exc})", path=self.path,
+                                 hint="Delete it and rerun the build_dataset rule") from exc
+        self._file: h5py.File | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.attrs.get("content_sha256", ""))
+
+    def channel_index(self, names: Sequence[str]) -> list[int]:
+        bad = [n for n in names if n not in self.channels]
+        if bad:
+            raise ConfigError(f"{self.path}: channel(s) {bad} not in this dataset (has {self.channels})")
+        return [self.channels.index(n) for n in names]
+
+    def images(self, i: int) -> np.ndarray:
+        if self._images is not None:
+            return self._images[i]
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        return self._file["images"][i]
+
+    def all_images(self) -> np.ndarray:
+        if self._images is not None:
+            return self._images
+        with h5py.File(self.path, "r") as f:
+            return f["images"][()]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state
+
+
+def _shift_rows(img: np.ndarray, t: int) -> np.ndarray:
+    """Shift (…, H, W) by ``t`` rows (positive = towards posterior), zero fill."""
+    if t == 0:
+        return img
+    out = np.zeros_like(img)
+    if t > 0:
+        out[..., t:, :] = img[..., :-t, :]
+    else:
+        out[..., :t, :] = img[..., -t:, :]
+    return out
+
+
+def _shift_cols(img: np.ndarray, t: int) -> np.ndarray:
+    if t == 0:
+        return img
+    out = np.zeros_like(img)
+    if t > 0:
+        out[..., :, t:] = img[..., :, :-t]
+    else:
+        out[..., :, :t] = img[..., :, -t:]
+    return out
+
+
+def s1_augment(stack: np.ndarray, pattern: str, rng: np.random.Generator, *,
+               neighbour_average: bool = True, shift_px: int = 2,
+               flip_patterns: Sequence[str] = ("normal", "bilateral")) -> np.ndarray:
+    """S1's augmentation of one (3, H, W) stack [slice, inferior, superior] -> (1, H, W).
+
+    Weighted average with a random craniocaudal neighbour (Eq. 6, ``w ~ U(0, 1)``), then an
+    anterior-posterior shift by ``t`` in -shift_px..shift_px rows (zero fill), then a
+    horizontal flip with probability 1/2 for the patterns in ``flip_patterns`` only (a flip
+    would turn a left-sided defect into a right-sided one, which unilateral labels do not say).
+    """
+    img = stack[0]
+    if neighbour_average:
+        nb = stack[1 + int(rng.integers(0, 2))]
+        w = float(rng.uniform(0.0, 1.0))
+        img = w * img + (1.0 - w) * nb
+    if shift_px:
+        img = _shift_rows(img, int(rng.integers(-shift_px, shift_px + 1)))
+    if pattern in flip_patterns and rng.random() < 0.5:
+        img = img[:, ::-1]
+    return np.ascontiguousarray(img[None], dtype=np.float32)
+
+
+def paired_augment(inp: np.ndarray, target: np.ndarray, rng: np.random.Generator, *,
+                   shift_px: int = 0, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The same random shift (rows and columns, zero fill in normalised units of the lower
+    bound) and horizontal flip applied to input and target."""
+    both = np.concatenate([inp, target], 0)
+    lo = both.reshape(both.shape[0], -1).min(1)[:, None, None]
+    if shift_px:
+        tr, tc = (int(v) for v in rng.integers(-shift_px, shift_px + 1, size=2))
+        both = _shift_cols(_shift_rows(both - lo, tr), tc) + lo
+    if flip and rng.random() < 0.5:
+        both = both[..., ::-1]
+    both = np.ascontiguousarray(both, dtype=np.float32)
+    return both[:inp.shape[0]], both[inp.shape[0]:]
+
+
+def _item_index(key) -> tuple[int, int | None]:
+    if isinstance(key, (tuple, list)):
+        return int(key[0]), int(key[1])
+    return int(key), None
+
+
+def condition_vector(level: str | None, pattern: str, use_level: bool = True) -> np.ndarray:
+    """S1's condition vector (Table 2): one-hot level (CER, BG, COR) then one-hot pattern
+    (normal, unilateral, bilateral) for dataset A (``use_level``), the pattern alone for B."""
+    p = np.eye(len(PATTERNS), dtype=np.float32)[PATTERNS.index(pattern)]
+    if not use_level:
+        return p
+    lv = np.eye(len(LEVELS), dtype=np.float32)[LEVELS.index(level)]
+    return np.concatenate([lv, p])
+
+
+class GANSliceDataset:
+    """S1 slices for the conditional GAN.
+
+    ``ds[i]`` gives the un-augmented slice; ``ds[(i, epoch)]`` the augmented one (what the
+    training sampler asks for).  Items are dicts ``image`` (1, H, W) in [-1, 1] (``2 x - 1``
+    of the max-normalised slice), ``cond`` (K,) float32 one-hot (level x pattern for variant
+    A, pattern for B), ``index``.  Only rows at ``condition['levels']`` are used.
+    """
+
+    def __init__(self, shard: SliceShard, condition: Mapping, *, augment: Mapping | None = None,
+                 seed: int = 0):
+        self.shard = shard
+        self.levels = list(condition.get("levels") or LEVELS)
+        self.use_level = bool(condition.get("use_level", True))
+        keep = np.isin(shard.level, [LEVELS.index(lv) for lv in self.levels])
+        self.items = np.flatnonzero(keep)
+        self.augment = dict(augment or {})
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def cond_vector(self, level: str, pattern: str) -> np.ndarray:
+        """One-hot condition vector of (level, pattern) as S1's Table 2 (level first)."""
+        return condition_vector(level, pattern, self.use_level)
+
+    def conditions(self) -> list[tuple[str, str]]:
+        """(level, pattern) pairs present in this dataset, in LEVELS x PATTERNS order."""
+        have = set(zip(self.shard.level[self.items], self.shard.pattern[self.items]))
+        return [(LEVELS[a], PATTERNS[b]) for a in range(len(LEVELS)) for b in range(len(PATTERNS))
+                if (a, b) in have]
+
+    def labels(self, i: int) -> tuple[str, str]:
+        j = self.items[i]
+        return LEVELS[self.shard.level[j]], PATTERNS[self.shard.pattern[j]]
+
+    def __getitem__(self, key) -> dict[str, Any]:
+        i, epoch = _item_index(key)
+        j = int(self.items[i])
+        level, pattern = LEVELS[self.shard.level[j]], PATTERNS[self.shard.pattern[j]]
+        stack = self.shard.images(j)
+        if epoch is None:
+            img = stack[:1].astype(np.float32)
+        else:
+            rng = np.random.default_rng([self.seed, epoch, j])
+            img = s1_augment(stack, pattern, rng, **self.augment)
+        return {"image": img * 2.0 - 1.0, "cond": self.cond_vector(level, pattern), "index": j}
+
+
+class PairedSliceDataset:
+    """Input/target slices (S0, S2, S3): items ``input`` (Cin, H, W), ``target`` (Cout, H, W), ``index``.
+
+    ``ds[(i, epoch)]`` applies :func:`paired_augment` (the same transform to both), ``ds[i]``
+    returns the stored slices.
+    """
+
+    def __init__(self, shard: SliceShard, input_channels: Sequence[str], target_channels: Sequence[str],
+                 *, augment: Mapping | None = None, seed: int = 0):
+        self.shard = shard
+        self.cin = shard.channel_index(input_channels)
+        self.cout = shard.channel_index(target_channels)
+        self.augment = {k: v for k, v in (augment or {}).items() if k in ("shift_px", "flip")}
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+    def __getitem__(self, key) -> dict[str, Any]:
+        i, epoch = _item_index(key)
+        stack = self.shard.images(i)
+        inp = stack[self.cin].astype(np.float32)
+        tgt = stack[self.cout].astype(np.float32)
+        if epoch is not None and (self.augment.get("shift_px") or self.augment.get("flip")):
+            inp, tgt = paired_augment(inp, tgt, np.random.default_rng([self.seed, epoch, i]), **self.augment)
+        return {"input": inp, "target": tgt, "index": i}
+
+
+class EpochSampler:
+    """Deterministic order: a permutation of ``range(n)`` from ``default_rng([seed, epoch])``.
+
+    Yields ``(index, epoch)`` keys so the dataset can draw the epoch's augmentation.
+    ``start`` skips the first items (resuming in the middle of an epoch).
+    """
+
+    def __init__(self, n: int, seed: int, *, shuffle: bool = True):
+        self.n, self.seed, self.shuffle = int(n), int(seed), shuffle
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def __iter__(self):
+        for i in self.order(self.epoch)[self.start:]:
+            yield (int(i), self.epoch)
+
+    def __len__(self) -> int:
+        return self.n - self.start
