@@ -1,0 +1,251 @@
+"""Defaults and checks of the ``simulate:`` config section.
+
+The workflow validates the config against its JSON schema (``config/schema.d/simulate.yaml``,
+whose defaults equal :data:`DEFAULTS`); :func:`resolve` repeats the checks that matter for
+users who call the package directly, fills in defaults and returns a plain dict.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+# Tracer -> (isotope, photon energy in keV, modality).
+TRACERS = {
+    "DaT": ("I-123", 159.0, "spect"),
+    "IMP": ("I-123", 159.0, "spect"),
+    "HMPAO": ("Tc-99m", 140.0, "spect"),
+    "ECD": ("Tc-99m", 140.0, "spect"),
+    "FDG": ("F-18", 511.0, "pet"),
+    "H2O": ("O-15", 511.0, "pet"),
+}
+
+TRACER_GROUPS = ("DaT", "perfusion", "pet")
+
+DEFAULTS: dict[str, Any] = {
+    "tracers": ["DaT", "perfusion", "pet"],
+    "seed": 20250,
+    "physics": "image",
+    "max_fine_voxel_mm": 2.0,
+    "head": {"csf_mm": 2.0, "bone_mm": 7.0, "scalp_mm": 5.0},
+    "spect": {"matrix": 64, "voxel_mm": 4.0, "fwhm_mm": 9.0, "post_filter_fwhm_mm": 6.0},
+    "projection": {
+        "collimator": "SY-LEHR",
+        "intrinsic_fwhm_mm": 3.8,
+        "views": 120,
+        "radius_mm": 135.0,
+        "iterations": 4,
+        "subsets": 8,
+        "post_filter_fwhm_mm": 8.0,
+        "cache_attenuation": True,
+        "cache_max_gb": 4.0,
+        "reuse_sensitivity": True,
+        "device": "auto",
+        "threads": 1,
+        "calibration_refinements": 1,
+    },
+    "pet": {"matrix": 128, "voxel_mm": 2.0, "fwhm_mm": 5.0, "post_filter_fwhm_mm": 0.0},
+    "dat": {
+        "total_counts": 2.0e6,
+        "reference": "occipital",
+        "normal_sbr": {"caudate": 3.2, "putamen": 1.85},
+        "normal_sbr_sd": {"caudate": 0.12, "putamen": 0.08},
+        "normal_asymmetry_sd": 0.10,
+        "nonspecific": {"gm": 1.0, "wm": 0.75, "csf": 0.0},
+        "putamen_gradient": 0.6,
+        "grid": {
+            "pbr": [0.15, 0.3, 0.45, 0.6, 0.75, 0.9],
+            "cbr": [0.5, 0.65, 0.8, 0.95],
+            "slr": [0.6, 0.75, 0.9, 1.0],
+        },
+        "n_main": 17,
+        "n_validation": 10,
+    },
+    "perfusion": {
+        "tracer": "IMP",
+        "total_counts": 4.0e6,
+        "gm_wm_ratio": 2.2,
+        "n_normal": 1,
+        "n_unilateral": 4,
+        "n_bilateral": 4,
+        "territories": ["ACA", "MCA", "PCA"],
+        "defect_depth": [0.2, 0.6],
+        "defect_radius_mm": [30.0, 90.0],
+        "penumbra_fwhm_mm": 16.0,
+        "diaschisis": 0.3,
+        "level_min_reduction": 0.15,
+        "level_min_volume_ml": 5.0,
+    },
+    "fdg": {"ratios": {"gm": 5.0, "wm": 1.0, "csf": 0.0}, "total_counts": 5.0e7},
+    "cbf": {"pattern": "random", "pet_total_counts": 2.0e7},
+}
+
+
+def _merge(base: dict, override: Mapping, path: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        where = f"{path}.{key}"
+        if key not in base:
+            raise ConfigError(f"unknown config key {where}; known keys of {path}: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+            out[key] = _merge(base[key], value, where)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _num(cfg: dict, key: str, lo: float, hi: float, where: str, *, integer: bool = False) -> None:
+    v = cfg[key]
+    ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok_type:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where}.{key} must be {kind}, got {v!r}")
+    if not lo <= v <= hi:
+        raise ConfigError(f"{where}.{key} = {v} is outside [{lo}, {hi}]")
+
+
+def _unit_list(values: Any, where: str) -> None:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError(f"{where} must be a non-empty list of numbers in [0, 1]")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{where} holds {v!r}; every value must lie in [0, 1]")
+
+
+def _range2(values: Any, lo: float, hi: float, where: str) -> None:
+    if (not isinstance(values, (list, tuple)) or len(values) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        raise ConfigError(f"{where} must be a [min, max] pair of numbers")
+    if not lo <= values[0] <= values[1] <= hi:
+        raise ConfigError(f"{where} = {list(values)} must satisfy {lo} <= min <= max <= {hi}")
+
+
+@lru_cache(maxsize=1)
+def collimator_table() -> dict[str, str]:
+    """Collimator codes PyTomography knows (its ``collim.col``), without importing it."""
+    spec = importlib.util.find_spec("pytomography")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("simulate.physics is 'projection' but PyTomography is not installed; install it "
+                          "with `pip install pytomography==3.4.0 torch==<your torch version>` or choose "
+                          "simulate.physics: image")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "collim.col"
+    table: dict[str, str] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("*"):
+            parts = line[1:].split()
+            if parts:
+                table.setdefault(parts[0], " ".join(parts[13:]).strip())
+    return table
+
+
+def check_collimator(code: str) -> None:
+    """Refuse a collimator code PyTomography does not know exactly (it would match substrings)."""
+    table = collimator_table()
+    if code not in table:
+        lehr = sorted(c for c in table if c.endswith("LEHR"))
+        raise ConfigError(f"unknown collimator code {code!r} in simulate.projection.collimator; use a code of "
+                          f"PyTomography's collimator table, e.g. {', '.join(lehr[:12])}")
+    # PyTomography takes the first line *containing* the code: make sure that is this code.
+    spec = importlib.util.find_spec("pytomography")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "collim.col"
+    for line in path.read_text(errors="replace").splitlines():
+        if code in line:
+            first = line[1:].split()[0] if line.startswith("*") else None
+            if first != code:
+                raise ConfigError(f"collimator code {code!r} is ambiguous in PyTomography's table (it also "
+                                  f"matches {line.strip()[:40]!r}); choose another code")
+            break
+
+
+def resolve(section: Mapping | None) -> dict:
+    """Defaults merged with ``section`` (the ``simulate:`` config), checked; raises ConfigError."""
+    cfg = _merge(DEFAULTS, section or {}, "simulate")
+    w = "simulate"
+    if not isinstance(cfg["tracers"], (list, tuple)) or any(t not in TRACER_GROUPS for t in cfg["tracers"]):
+        raise ConfigError(f"simulate.tracers must list some of {', '.join(TRACER_GROUPS)}, got {cfg['tracers']!r}")
+    _num(cfg, "seed", 0, 2**32 - 1, w, integer=True)
+    if cfg["physics"] not in ("image", "projection"):
+        raise ConfigError(f"simulate.physics must be 'image' or 'projection', not {cfg['physics']!r}")
+    _num(cfg, "max_fine_voxel_mm", 0.5, 4.0, w)
+    for k in ("csf_mm", "bone_mm", "scalp_mm"):
+        _num(cfg["head"], k, 0.0, 30.0, f"{w}.head")
+    for mod, lo_fwhm in (("spect", 0.0), ("pet", 0.0)):
+        c = cfg[mod]
+        _num(c, "matrix", 8, 512, f"{w}.{mod}", integer=True)
+        _num(c, "voxel_mm", 0.5, 16.0, f"{w}.{mod}")
+        _num(c, "fwhm_mm", lo_fwhm, 40.0, f"{w}.{mod}")
+        _num(c, "post_filter_fwhm_mm", 0.0, 40.0, f"{w}.{mod}")
+    p = cfg["projection"]
+    for key, lo, hi, integer in (("intrinsic_fwhm_mm", 0, 10, False), ("views", 4, 360, True),
+                                 ("radius_mm", 50, 400, False), ("iterations", 1, 100, True),
+                                 ("subsets", 1, 60, True), ("post_filter_fwhm_mm", 0, 40, False),
+                                 ("cache_max_gb", 0, 1024, False), ("calibration_refinements", 0, 5, True),
+                                 ("threads", 1, 256, True)):
+        _num(p, key, lo, hi, f"{w}.projection", integer=integer)
+    if p["views"] % p["subsets"]:
+        raise ConfigError(f"simulate.projection.views ({p['views']}) must be a multiple of subsets ({p['subsets']})")
+    if p["device"] not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"simulate.projection.device must be auto, cpu or cuda, not {p['device']!r}")
+    for key in ("cache_attenuation", "reuse_sensitivity"):
+        if not isinstance(p[key], bool):
+            raise ConfigError(f"simulate.projection.{key} must be true or false, not {p[key]!r}")
+    if not isinstance(p["collimator"], str):
+        raise ConfigError("simulate.projection.collimator must be a collimator code such as 'SY-LEHR'")
+    if cfg["physics"] == "projection":
+        check_collimator(p["collimator"])
+    d = cfg["dat"]
+    _num(d, "total_counts", 1e3, 1e10, f"{w}.dat")
+    if d["reference"] not in ("occipital", "cerebellum", "brain_minus_striatum"):
+        raise ConfigError(f"simulate.dat.reference must be occipital, cerebellum or brain_minus_striatum, "
+                          f"not {d['reference']!r}")
+    for k in ("caudate", "putamen"):
+        _num(d["normal_sbr"], k, 0.1, 20.0, f"{w}.dat.normal_sbr")
+        _num(d["normal_sbr_sd"], k, 0.0, 2.0, f"{w}.dat.normal_sbr_sd")
+    _num(d, "normal_asymmetry_sd", 0.0, 0.5, f"{w}.dat")
+    for k in ("gm", "wm", "csf"):
+        _num(d["nonspecific"], k, 0.0, 10.0, f"{w}.dat.nonspecific")
+    _num(d, "putamen_gradient", 0.0, 1.0, f"{w}.dat")
+    _unit_list(d["grid"]["pbr"], "simulate.dat.grid.pbr (PBR, putaminal binding retained)")
+    _unit_list(d["grid"]["cbr"], "simulate.dat.grid.cbr (CBR, caudate binding retained)")
+    _unit_list(d["grid"]["slr"], "simulate.dat.grid.slr (SLR, side ratio)")
+    _num(d, "n_main", 0, 1000, f"{w}.dat", integer=True)
+    _num(d, "n_validation", 0, 1000, f"{w}.dat", integer=True)
+    pf = cfg["perfusion"]
+    if pf["tracer"] not in ("IMP", "HMPAO", "ECD"):
+        raise ConfigError(f"simulate.perfusion.tracer must be IMP, HMPAO or ECD, not {pf['tracer']!r}")
+    _num(pf, "total_counts", 1e3, 1e10, f"{w}.perfusion")
+    _num(pf, "gm_wm_ratio", 1.0, 6.0, f"{w}.perfusion")
+    for k in ("n_normal", "n_unilateral", "n_bilateral"):
+        _num(pf, k, 0, 1000, f"{w}.perfusion", integer=True)
+    if not pf["territories"] or any(t not in ("ACA", "MCA", "PCA") for t in pf["territories"]):
+        raise ConfigError(f"simulate.perfusion.territories must list some of ACA, MCA, PCA, got {pf['territories']!r}")
+    _range2(pf["defect_depth"], 0.0, 1.0, "simulate.perfusion.defect_depth")
+    _range2(pf["defect_radius_mm"], 5.0, 300.0, "simulate.perfusion.defect_radius_mm")
+    _num(pf, "penumbra_fwhm_mm", 0.0, 60.0, f"{w}.perfusion")
+    _num(pf, "diaschisis", 0.0, 1.0, f"{w}.perfusion")
+    _num(pf, "level_min_reduction", 0.01, 1.0, f"{w}.perfusion")
+    _num(pf, "level_min_volume_ml", 0.0, 1000.0, f"{w}.perfusion")
+    for k in ("gm", "wm", "csf"):
+        _num(cfg["fdg"]["ratios"], k, 0.0, 100.0, f"{w}.fdg.ratios")
+    _num(cfg["fdg"], "total_counts", 1e3, 1e12, f"{w}.fdg")
+    if cfg["cbf"]["pattern"] not in ("random", "normal", "unilateral", "bilateral"):
+        raise ConfigError(f"simulate.cbf.pattern must be random, normal, unilateral or bilateral, "
+                          f"not {cfg['cbf']['pattern']!r}")
+    _num(cfg["cbf"], "pet_total_counts", 1e3, 1e12, f"{w}.cbf")
+    return cfg
+
+
+def check_dat_parameters(pbr: float, cbr: float, slr: float) -> None:
+    """Refuse degradation parameters outside [0, 1]."""
+    for name, v in (("PBR", pbr), ("CBR", cbr), ("SLR", slr)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise ConfigError(f"DaT degradation parameter {name} = {v!r} is outside [0, 1]; "
+                              f"{name} is a fraction of the normal specific binding")

@@ -1,0 +1,323 @@
+"""Simulation of one subject: DaT, perfusion, FDG and the CBF pair, with their ground truth."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .. import quant
+from ..io import save_image
+from ..labels import LEVELS
+from . import config as sim_config
+from .anatomy import Anatomy, resample_to_grid
+from .config import ConfigError
+from .grid import Grid, PreparedAnatomy, prepare
+from .physics import Physics, make_physics
+from .tracers import (
+    SUBJECT_STREAM,
+    DatDegradation,
+    DatModel,
+    PerfusionModel,
+    dat_design,
+    draw_defects,
+    fdg_activity,
+    rng_for,
+)
+from .truth import write_truth
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatedStack:
+    """Volumes of one tracer of one subject on one camera grid, with one record each."""
+
+    subject: str
+    tracer: str
+    modality: str
+    grid: Grid
+    volumes: list[np.ndarray]
+    records: list[dict]
+    meta: dict = field(default_factory=dict)
+
+    def to_nifti(self) -> nib.Nifti1Image:
+        """3-D NIfTI for one volume, 4-D (volume index last) for several; float32 counts."""
+        data = self.volumes[0] if len(self.volumes) == 1 else np.stack(self.volumes, axis=-1)
+        img = nib.Nifti1Image(np.asarray(data, np.float32), self.grid.affine)
+        img.set_qform(self.grid.affine, code=1)
+        img.set_sform(self.grid.affine, code=1)
+        img.header.set_xyzt_units("mm")
+        img.header["descrip"] = f"spectsynth {self.tracer} {self.modality}"[:80]
+        return img
+
+    def write(self, nifti_path: str | Path, tsv_path: str | Path, json_path: str | Path) -> None:
+        save_image(self.to_nifti(), nifti_path)
+        write_truth(self.records, self.meta, tsv_path, json_path)
+
+
+def to_anatomy_grid(volume: np.ndarray, grid: Grid, anat: Anatomy, *, order: int = 1) -> np.ndarray:
+    """Resample a camera-grid volume onto the anatomy (T1w) grid, through world coordinates."""
+    return resample_to_grid(np.asarray(volume, np.float32), grid.affine, anat.shape, anat.affine,
+                            order=order).astype(np.float32)
+
+
+def anatomy_grid_image(volume: np.ndarray, anat: Anatomy) -> nib.Nifti1Image:
+    """A volume on the anatomy grid as NIfTI, stored as scaled int16 (a quarter of the size)."""
+    img = nib.Nifti1Image(np.asarray(volume, np.float32), anat.affine)
+    img.set_qform(anat.affine, code=1)
+    img.set_sform(anat.affine, code=1)
+    img.set_data_dtype(np.int16)
+    img.header.set_xyzt_units("mm")
+    return img
+
+
+def _grid_meta(grid: Grid) -> dict:
+    return {"shape": list(grid.shape), "voxel_mm": grid.voxel_mm, "affine": np.round(grid.affine, 4).tolist()}
+
+
+def prepare_grid(anat: Anatomy, cfg: dict, modality: str) -> PreparedAnatomy:
+    """``anat`` on the camera grid of ``modality`` ("spect" or "pet") of a resolved config."""
+    c = cfg[modality]
+    return prepare(anat, c["matrix"], c["voxel_mm"], cfg["head"], max_fine_mm=cfg["max_fine_voxel_mm"],
+                   what=modality.upper())
+
+
+def _true_dat(act: np.ndarray, prep: PreparedAnatomy, reference: str) -> dict:
+    return quant.quantify_dat(act, prep.fine_maps, reference)
+
+
+def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | None = None,
+                 prep: PreparedAnatomy | None = None, physics: Physics | None = None,
+                 degradations: list[DatDegradation] | None = None) -> SimulatedStack:
+    """DaT SPECT of one subject: its normal image (index 0) and every degradation of the design.
+
+    Each degraded image's ``pair_index`` is 0, its undegraded original.  ``degradations``
+    overrides the configured design (its first entry should be the normal).
+    """
+    cfg = sim_config.resolve(config)
+    isotope, energy, _ = sim_config.TRACERS["DaT"]
+    prep = prep or prepare_grid(anat, cfg, "spect")
+    physics = physics or make_physics(cfg, "spect", energy, threads=threads)
+    model = DatModel(prep, cfg, physics, seed=cfg["seed"])
+    design = degradations if degradations is not None else dat_design(cfg["dat"], cfg["seed"])
+    ref = cfg["dat"]["reference"]
+    counts = float(cfg["dat"]["total_counts"])
+    volumes, records = [], []
+    for index, deg in enumerate(design):
+        rng = rng_for(cfg["seed"], anat.subject, "DaT", index)
+        side = str(rng.choice(["L", "R"]))
+        t0 = time.perf_counter()
+        act, info = model.activity(deg, side)
+        img = physics.image(act, prep, total_counts=counts, rng=rng)
+        seconds = time.perf_counter() - t0
+        true = _true_dat(act, prep, ref)
+        meas = quant.quantify_dat(img, prep.camera_weights, ref)
+        volumes.append(img)
+        records.append({
+            "index": index, "subject": anat.subject, "tracer": "DaT", "modality": "spect",
+            "pattern": "normal" if deg.is_normal else "degraded", "design_set": deg.design_set,
+            "desc": deg.desc, "pbr": deg.pbr, "cbr": deg.cbr, "slr": deg.slr,
+            "affected_side": None if deg.is_normal else side,
+            "putamen_gradient_L": info["gradient_applied"]["L"], "putamen_gradient_R": info["gradient_applied"]["R"],
+            "pair_index": 0, "seed": cfg["seed"], "reference": ref,
+            "true": {k: v for k, v in true.items() if k != "reference_mean"},
+            "meas": {k: v for k, v in meas.items() if k != "reference_mean"},
+            "total_counts": physics.last_detected_counts, "image_sum": float(img.sum()), "physics": physics.name,
+        })
+        log.info("subject %s DaT %d/%d %s: measured SBR caudate %.2f putamen %.2f (%.2f s)", anat.subject,
+                 index + 1, len(design), deg.desc, meas["sbr_caudate"], meas["sbr_putamen"], seconds)
+    meta = {"subject": anat.subject, "tracer": "DaT", "modality": "spect", "isotope": isotope,
+            "energy_keV": energy, "units": "counts", "physics": physics.describe(), "grid": _grid_meta(prep.camera),
+            "seed": cfg["seed"], "random_stream": "numpy SeedSequence(seed, crc32(subject), crc32('DaT'), index)",
+            "reference": ref, "total_counts_setting": counts,
+            "calibration": {"target_normal_sbr": model.targets, "specific_binding": model.specific,
+                            "nonspecific": cfg["dat"]["nonspecific"], "method": (
+                                "linear solve on the physics' noise-free response" if physics.calibration_is_exact else
+                                "linear solve at the collimator resolution, refined with noise-free reconstructions")},
+            "level_slices": prep.level_slices(), "levels_mm": prep.levels_mm,
+            "putamen_gradient": cfg["dat"]["putamen_gradient"]}
+    return SimulatedStack(anat.subject, "DaT", "spect", prep.camera, volumes, records, meta)
+
+
+def _hemisphere_weights(prep: PreparedAnatomy, side: str, slices: tuple[int, int] | None = None) -> np.ndarray:
+    w = prep.camera_weights["brain"] * prep.side_mask_camera(side)
+    if slices is not None:
+        w = w.copy()
+        w[:, :, : slices[0]] = 0
+        w[:, :, slices[1]:] = 0
+    return w
+
+
+def _perfusion_record(anat: Anatomy, tracer: str, index: int, pattern: str, defects, info, levels, img, act,
+                      prep: PreparedAnatomy, model: PerfusionModel | None, physics: Physics, seed: int) -> dict:
+    w = prep.camera_weights
+    rec = {
+        "index": index, "subject": anat.subject, "tracer": tracer, "modality": physics_modality(physics),
+        "pattern": pattern, "n_defects": len(defects),
+        "territories": [d.territory for d in defects], "depths": [round(d.depth, 4) for d in defects],
+        "radii_mm": [round(d.radius_mm, 1) for d in defects],
+        "centres_mm": [";".join(f"{v:.1f}" for v in d.centre_mm) for d in defects],
+        "diaschisis_side": info.get("diaschisis_side"), "diaschisis_depth": info.get("diaschisis_depth", 0.0),
+        "seed": seed,
+    }
+    for level in LEVELS:
+        lv = levels.get(level)
+        rec[f"pattern_{level}"] = lv["pattern"] if lv else None
+        for side in ("L", "R"):
+            rec[f"defect_ml_{level}_{side}"] = lv[f"defect_ml_{side}"] if lv else None
+            rec[f"defect_depth_{level}_{side}"] = lv[f"defect_depth_{side}"] if lv else None
+    fm = prep.fine_maps
+    rec["true_gm_wm"] = quant.grey_white_ratio(act, fm["gm_mask"], fm["wm_mask"])
+    rec["meas_gm_wm"] = quant.grey_white_ratio(img, w["gm_mask"], w["wm_mask"])
+    rec["meas_csf_gm"] = quant.weighted_mean(img, w["csf_mask"], missing="nan") / quant.weighted_mean(img, w["gm_mask"])
+    rec["meas_lr_ratio"] = quant.left_right_ratio(img, _hemisphere_weights(prep, "L"), _hemisphere_weights(prep, "R"))
+    for level, sl in prep.level_slices().items():
+        rec[f"meas_lr_{level}"] = quant.left_right_ratio(img, _hemisphere_weights(prep, "L", sl),
+                                                         _hemisphere_weights(prep, "R", sl), missing="nan")
+    rec["total_counts"] = physics.last_detected_counts
+    rec["image_sum"] = float(img.sum())
+    rec["physics"] = physics.name
+    return rec
+
+
+def physics_modality(physics: Physics) -> str:
+    return getattr(physics, "modality", "spect")
+
+
+def perfusion_patterns(pf_cfg: dict) -> list[str]:
+    return (["normal"] * int(pf_cfg["n_normal"]) + ["unilateral"] * int(pf_cfg["n_unilateral"])
+            + ["bilateral"] * int(pf_cfg["n_bilateral"]))
+
+
+def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: int | None = None,
+                       prep: PreparedAnatomy | None = None, physics: Physics | None = None) -> SimulatedStack:
+    """Perfusion SPECT of one subject: ``n_normal`` normal, then unilateral, then bilateral defects."""
+    cfg = sim_config.resolve(config)
+    pf = cfg["perfusion"]
+    tracer = pf["tracer"]
+    isotope, energy, _ = sim_config.TRACERS[tracer]
+    prep = prep or prepare_grid(anat, cfg, "spect")
+    physics = physics or make_physics(cfg, "spect", energy, threads=threads)
+    model = PerfusionModel(prep, cfg, physics)
+    volumes, records = [], []
+    patterns = perfusion_patterns(pf)
+    for index, pattern in enumerate(patterns):
+        rng = rng_for(cfg["seed"], anat.subject, tracer, index)
+        defects = draw_defects(prep, pattern, pf, rng)
+        act, normal, info = model.activity(defects)
+        levels = model.level_patterns(act, normal)
+        t0 = time.perf_counter()
+        img = physics.image(act, prep, total_counts=float(pf["total_counts"]), rng=rng)
+        rec = _perfusion_record(anat, tracer, index, pattern, defects, info, levels, img, act, prep, model,
+                                physics, cfg["seed"])
+        volumes.append(img)
+        records.append(rec)
+        log.info("subject %s %s %d/%d %s: measured GM:WM %.2f (%.2f s)", anat.subject, tracer, index + 1,
+                 len(patterns), pattern, rec["meas_gm_wm"], time.perf_counter() - t0)
+    meta = {"subject": anat.subject, "tracer": tracer, "modality": "spect", "isotope": isotope, "energy_keV": energy,
+            "units": "counts", "physics": physics.describe(), "grid": _grid_meta(prep.camera), "seed": cfg["seed"],
+            "calibration": {"target_gm_wm": model.target, "true_gm_wm": model.gm_to_wm},
+            "level_slices": prep.level_slices(), "levels_mm": prep.levels_mm,
+            "settings": {k: pf[k] for k in ("defect_depth", "defect_radius_mm", "penumbra_fwhm_mm", "diaschisis",
+                                            "level_min_reduction", "level_min_volume_ml", "territories")}}
+    return SimulatedStack(anat.subject, tracer, "spect", prep.camera, volumes, records, meta)
+
+
+def _pet_record(anat, tracer, index, pattern, img, act, prep, physics, seed, extra=None) -> dict:
+    w, fm = prep.camera_weights, prep.fine_maps
+    rec = {"index": index, "subject": anat.subject, "tracer": tracer, "modality": physics_modality(physics),
+           "pattern": pattern, "seed": seed,
+           "true_gm_wm": quant.grey_white_ratio(act, fm["gm_mask"], fm["wm_mask"]),
+           "meas_gm_wm": quant.grey_white_ratio(img, w["gm_mask"], w["wm_mask"]),
+           "meas_csf_gm": quant.weighted_mean(img, w["csf_mask"], missing="nan") / quant.weighted_mean(img, w["gm_mask"]),
+           "total_counts": physics.last_detected_counts, "image_sum": float(img.sum()), "physics": physics.name}
+    rec.update(extra or {})
+    return rec
+
+
+@dataclass
+class PetSimulation:
+    """FDG-PET (PET grid) and the CBF pair (SPECT-CBF on the SPECT grid, PET-CBF on the PET grid)."""
+
+    fdg: SimulatedStack
+    cbf_spect: SimulatedStack
+    cbf_pet: SimulatedStack
+
+
+def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | None = None) -> PetSimulation:
+    """FDG-PET and the PET-CBF / SPECT-CBF pair (one perfusion map imaged by both)."""
+    cfg = sim_config.resolve(config)
+    pf = cfg["perfusion"]
+    pet_prep = prepare_grid(anat, cfg, "pet")
+    pet_physics = make_physics(cfg, "pet", 511.0)
+    seed = cfg["seed"]
+    # FDG
+    rng = rng_for(seed, anat.subject, "FDG", 0)
+    act = fdg_activity(pet_prep, cfg)
+    img = pet_physics.image(act, pet_prep, total_counts=float(cfg["fdg"]["total_counts"]), rng=rng)
+    fdg_meta = {"subject": anat.subject, "tracer": "FDG", "modality": "pet", "isotope": "F-18", "units": "counts",
+                "physics": pet_physics.describe(), "grid": _grid_meta(pet_prep.camera), "seed": seed,
+                "ratios": cfg["fdg"]["ratios"], "level_slices": pet_prep.level_slices()}
+    fdg = SimulatedStack(anat.subject, "FDG", "pet", pet_prep.camera, [img],
+                         [_pet_record(anat, "FDG", 0, "normal", img, act, pet_prep, pet_physics, seed)], fdg_meta)
+    # CBF pair: one perfusion map (true GM:WM from the SPECT calibration), two cameras.
+    tracer = pf["tracer"]
+    _, energy, _ = sim_config.TRACERS[tracer]
+    spect_prep = prepare_grid(anat, cfg, "spect")
+    spect_physics = make_physics(cfg, "spect", energy, threads=threads)
+    spect_model = PerfusionModel(spect_prep, cfg, spect_physics)
+    pet_model = PerfusionModel(pet_prep, cfg, pet_physics, gm_to_wm=spect_model.gm_to_wm)
+    rng = rng_for(seed, anat.subject, "CBF", 0)
+    pattern = cfg["cbf"]["pattern"]
+    if pattern == "random":
+        pattern = str(rng.choice(["normal", "unilateral", "bilateral"]))
+    defects = draw_defects(spect_prep, pattern, pf, rng)
+    pair = {}
+    for name, prep, physics, model, counts, trc in (
+            ("cbf_spect", spect_prep, spect_physics, spect_model, pf["total_counts"], tracer),
+            ("cbf_pet", pet_prep, pet_physics, pet_model, cfg["cbf"]["pet_total_counts"], "H2O")):
+        act, normal, info = model.activity(defects)
+        img = physics.image(act, prep, total_counts=float(counts), rng=rng_for(seed, anat.subject, f"CBF-{name}", 0))
+        levels = model.level_patterns(act, normal)
+        rec = _perfusion_record(anat, trc, 0, pattern, defects, info, levels, img, act, prep, model, physics, seed)
+        rec["pair"] = name
+        meta = {"subject": anat.subject, "tracer": trc, "modality": physics_modality(physics), "units": "counts",
+                "physics": physics.describe(), "grid": _grid_meta(prep.camera), "seed": seed,
+                "true_gm_wm": model.gm_to_wm, "pair_of": "cbf_pet" if name == "cbf_spect" else "cbf_spect",
+                "level_slices": prep.level_slices()}
+        pair[name] = SimulatedStack(anat.subject, trc, physics_modality(physics), prep.camera, [img], [rec], meta)
+    return PetSimulation(fdg=fdg, cbf_spect=pair["cbf_spect"], cbf_pet=pair["cbf_pet"])
+
+
+def simulate_subject(anat: Anatomy, config: dict | None = None, *, tracers: tuple[str, ...] | None = None,
+                     threads: int | None = None) -> dict[str, object]:
+    """Everything the default studies need for one subject.
+
+    Returns ``{"DaT": SimulatedStack, "perfusion": SimulatedStack, "pet": PetSimulation}``
+    for the requested ``tracers`` (default: the config's ``tracers``).
+    """
+    cfg = sim_config.resolve(config)
+    tracers = tuple(cfg["tracers"] if tracers is None else tracers)
+    unknown = set(tracers) - {"DaT", "perfusion", "pet"}
+    if unknown:
+        raise ConfigError(f"unknown tracer group(s) {sorted(unknown)}; choose DaT, perfusion, pet")
+    out: dict[str, object] = {}
+    prep = None
+    if "DaT" in tracers or "perfusion" in tracers:
+        prep = prepare_grid(anat, cfg, "spect")
+    if "DaT" in tracers:
+        out["DaT"] = simulate_dat(anat, cfg, threads=threads, prep=prep)
+    if "perfusion" in tracers:
+        out["perfusion"] = simulate_perfusion(anat, cfg, threads=threads, prep=prep)
+    if "pet" in tracers:
+        out["pet"] = simulate_pet(anat, cfg, threads=threads)
+    return out
+
+
+__all__ = ["SUBJECT_STREAM", "PetSimulation", "SimulatedStack", "anatomy_grid_image", "perfusion_patterns", "prepare_grid",
+           "simulate_dat", "simulate_perfusion", "simulate_pet", "simulate_subject", "to_anatomy_grid"]

@@ -1,0 +1,168 @@
+"""File-level entry points of the simulation rules: read inputs, simulate, write outputs.
+
+Each workflow script calls exactly one of these with ``snakemake.input``/``output``
+mappings, the ``simulate`` config section, the subject and the thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ..errors import InputDataError
+from ..io import load_image, save_image, write_json
+from . import config as sim_config
+from .anatomy import ANATOMY_KEYS, load_anatomy
+from .core import anatomy_grid_image, simulate_dat, simulate_perfusion, simulate_pet, to_anatomy_grid
+from .plots import Panel, montage, sbr_distribution
+from .truth import read_truth, write_truth
+
+log = logging.getLogger(__name__)
+
+
+def _need(mapping: Mapping, keys: Sequence[str], what: str) -> None:
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise KeyError(f"{what}: missing named file(s) {', '.join(missing)}")
+
+
+def _anatomy(anatomy: Mapping, subject: str):
+    _need(anatomy, ANATOMY_KEYS, "anatomy inputs")
+    return load_anatomy({k: anatomy[k] for k in ANATOMY_KEYS}, subject)
+
+
+def run_dat(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
+            threads: int = 1) -> None:
+    """DaT stack of one subject: ``outputs`` has ``nifti``, ``json`` and ``truth`` (TSV)."""
+    _need(outputs, ("nifti", "json", "truth"), "simulate_dat outputs")
+    cfg = sim_config.resolve(config)
+    t0 = time.perf_counter()
+    stack = simulate_dat(_anatomy(anatomy, subject), cfg, threads=threads)
+    stack.write(outputs["nifti"], outputs["truth"], outputs["json"])
+    log.info("subject %s: %d DaT volumes in %.1f s", subject, len(stack.volumes), time.perf_counter() - t0)
+
+
+def run_perfusion(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
+                  threads: int = 1) -> None:
+    """Perfusion stack of one subject; ``t1w`` gets its first normal volume on the anatomy grid."""
+    _need(outputs, ("nifti", "json", "truth", "t1w"), "simulate_perfusion outputs")
+    cfg = sim_config.resolve(config)
+    anat = _anatomy(anatomy, subject)
+    stack = simulate_perfusion(anat, cfg, threads=threads)
+    stack.write(outputs["nifti"], outputs["truth"], outputs["json"])
+    normal = [r["index"] for r in stack.records if r["pattern"] == "normal"]
+    idx = normal[0] if normal else 0
+    save_image(anatomy_grid_image(to_anatomy_grid(stack.volumes[idx], stack.grid, anat), anat), outputs["t1w"])
+
+
+def run_pet(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
+            threads: int = 1) -> None:
+    """FDG-PET (PET grid and anatomy grid) and the CBF pair (anatomy grid) with one truth table."""
+    _need(outputs, ("fdg", "fdg_t1w", "cbf_pet", "cbf_spect", "json", "truth"), "simulate_pet outputs")
+    cfg = sim_config.resolve(config)
+    anat = _anatomy(anatomy, subject)
+    sim = simulate_pet(anat, cfg, threads=threads)
+    save_image(sim.fdg.to_nifti(), outputs["fdg"])
+    for key, stack in (("fdg_t1w", sim.fdg), ("cbf_pet", sim.cbf_pet), ("cbf_spect", sim.cbf_spect)):
+        save_image(anatomy_grid_image(to_anatomy_grid(stack.volumes[0], stack.grid, anat), anat), outputs[key])
+    records, meta = [], {"subject": subject, "stacks": {}}
+    for name, stack, file_key in (("fdg", sim.fdg, "fdg"), ("cbf_spect", sim.cbf_spect, "cbf_spect"),
+                                  ("cbf_pet", sim.cbf_pet, "cbf_pet")):
+        rec = dict(stack.records[0]) | {"volume": name, "file": Path(outputs[file_key]).name}
+        records.append(rec)
+        meta["stacks"][name] = stack.meta
+    write_truth(records, meta, outputs["truth"], outputs["json"])
+
+
+def _load_4d(path: str | Path, subject: str) -> tuple[np.ndarray, np.ndarray]:
+    if not Path(path).exists():
+        raise InputDataError("file does not exist", subject=subject, path=path,
+                             hint="Run the simulation rules of this subject first")
+    img = nib.load(str(path))
+    return np.asarray(img.dataobj, dtype=np.float32), img.affine
+
+
+def run_montage(inputs: Mapping[str, str], output: str | Path, subject: str) -> None:
+    """Montage of one subject's simulated images next to its T1w.
+
+    ``inputs`` keys: ``t1w``; optional ``dat`` + ``dat_json``, ``perfusion`` +
+    ``perfusion_json``, ``fdg``, ``cbf_spect``, ``cbf_pet`` (any subset).
+    """
+    _need(inputs, ("t1w",), "plot_simulation inputs")
+    t1_img = load_image(inputs["t1w"], subject=subject)
+    t1 = np.asarray(t1_img.dataobj, dtype=np.float32)
+    panels: list[Panel] = []
+    levels_mm: dict[str, list[float]] = {}
+    if "perfusion_json" in inputs:
+        levels_mm = json.loads(Path(inputs["perfusion_json"]).read_text()).get("levels_mm", {})
+    elif "dat_json" in inputs:
+        levels_mm = json.loads(Path(inputs["dat_json"]).read_text()).get("levels_mm", {})
+
+    def z_of(level: str, default: float = 5.0) -> float:
+        lv = levels_mm.get(level)
+        return float(np.mean(lv)) if lv else default
+
+    if "dat" in inputs:
+        data, aff = _load_4d(inputs["dat"], subject)
+        vols = data if data.ndim == 4 else data[..., None]
+        records = json.loads(Path(inputs["dat_json"]).read_text())["volumes"] if "dat_json" in inputs else []
+        panels.append(Panel("DaT normal", vols[..., 0], aff, z_of("BG")))
+        if records and vols.shape[-1] > 1:
+            worst = min((r for r in records if r["pattern"] != "normal"), key=lambda r: r["pbr"] + r["cbr"])
+            panels.append(Panel(f"DaT PBR {worst['pbr']:g} CBR {worst['cbr']:g} SLR {worst['slr']:g}",
+                                vols[..., worst["index"]], aff, z_of("BG")))
+    if "perfusion" in inputs:
+        data, aff = _load_4d(inputs["perfusion"], subject)
+        vols = data if data.ndim == 4 else data[..., None]
+        meta = json.loads(Path(inputs["perfusion_json"]).read_text()) if "perfusion_json" in inputs else {}
+        tracer = meta.get("tracer", "perfusion")
+        shown = set()
+        for rec in meta.get("volumes", [{"index": 0, "pattern": "normal"}]):
+            if rec["pattern"] in shown:
+                continue
+            shown.add(rec["pattern"])
+            level = next((lv for lv in ("COR", "BG", "CER") if rec.get(f"pattern_{lv}") not in (None, "normal")), "BG")
+            terr = ", ".join(rec.get("territories", []))
+            title = " ".join(p for p in (tracer, rec["pattern"], terr, f"({level})") if p)
+            panels.append(Panel(title, vols[..., rec["index"]], aff, z_of(level)))
+    for key, title in (("fdg", "FDG-PET"), ("cbf_spect", "SPECT-CBF"), ("cbf_pet", "PET-CBF (15O-water)")):
+        if key in inputs:
+            data, aff = _load_4d(inputs[key], subject)
+            panels.append(Panel(title, data if data.ndim == 3 else data[..., 0], aff, z_of("BG")))
+    montage(t1, t1_img.affine, panels, output, subject=subject)
+
+
+def run_summary(dat_truth: Sequence[str], outputs: Mapping[str, str], *, perfusion_truth: Sequence[str] = (),
+                pet_truth: Sequence[str] = ()) -> None:
+    """Cohort truth tables and the SBR-distribution figure.
+
+    ``outputs`` keys: ``dat`` (TSV), ``figure`` (PNG); optional ``perfusion`` and ``pet`` (TSV).
+    """
+    _need(outputs, ("dat", "figure"), "summarize_simulation outputs")
+    table = read_truth(dat_truth)
+    for key, paths in (("dat", dat_truth), ("perfusion", perfusion_truth), ("pet", pet_truth)):
+        if key in outputs:
+            t = table if key == "dat" else read_truth(paths)
+            Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
+            t.to_csv(outputs[key], sep="\t", index=False, na_rep="n/a")
+    sbr_distribution(table, outputs["figure"])
+    if "summary" in outputs:
+        write_json(summary_stats(table), outputs["summary"])
+
+
+def summary_stats(table: pd.DataFrame) -> dict:
+    """Mean and SD of the measured SBR of the normal images and of the degraded ones by PBR."""
+    out: dict[str, dict] = {}
+    normal = table[table["pattern"] == "normal"]
+    cols = ["meas_sbr_caudate", "meas_sbr_putamen", "meas_ai_putamen", "meas_pc_ratio"]
+    out["normal"] = {c: {"mean": float(normal[c].mean()), "sd": float(normal[c].std(ddof=0))} for c in cols}
+    out["by_pbr"] = {f"{p:g}": {c: float(g[c].mean()) for c in cols}
+                     for p, g in table[table["pattern"] != "normal"].groupby("pbr")}
+    return out

@@ -1,0 +1,136 @@
+# Simulation: synthetic DaT, perfusion, FDG and CBF volumes from each subject's anatomy, with
+# ground truth (spectsynth.simulate). File names: spectsynth.simulate.paths.
+# Needs OUT, SUBJECTS, sub_log, sub_bench (common.smk). For rule all: simulation_targets().
+from spectsynth.simulate import paths as sim_paths
+
+SIM = config.get("simulate", {})
+SIM_PROJECTION = SIM.get("physics", "image") == "projection"
+SIM_THREADS = SIM.get("projection", {}).get("threads", 1) if SIM_PROJECTION else 1
+SIM_SUMMARY = sim_paths.summary_files(OUT, SIM)
+simulation_targets = lambda: sim_paths.targets(OUT, SUBJECTS, SIM)
+
+
+rule simulate_dat:
+    input:
+        **sim_paths.anatomy_files(OUT),
+    output:
+        **sim_paths.dat_files(OUT),
+    log:
+        sub_log("simulate_dat"),
+    benchmark:
+        sub_bench("simulate_dat")
+    group:
+        "subject"
+    conda:
+        "../../envs/simulate.yaml"
+    threads: SIM_THREADS
+    resources:
+        mem_mb=6000,
+        runtime=90 if SIM_PROJECTION else 15,
+    params:
+        cfg=SIM,
+    script:
+        "../scripts/simulate_dat.py"
+
+
+rule simulate_perfusion:
+    input:
+        **sim_paths.anatomy_files(OUT),
+    output:
+        **sim_paths.perfusion_files(OUT, cfg=SIM),
+    log:
+        sub_log("simulate_perfusion"),
+    benchmark:
+        sub_bench("simulate_perfusion")
+    group:
+        "subject"
+    conda:
+        "../../envs/simulate.yaml"
+    threads: SIM_THREADS
+    resources:
+        mem_mb=6000,
+        runtime=45 if SIM_PROJECTION else 15,
+    params:
+        cfg=SIM,
+    script:
+        "../scripts/simulate_perfusion.py"
+
+
+rule simulate_pet:
+    input:
+        **sim_paths.anatomy_files(OUT),
+    output:
+        **sim_paths.pet_files(OUT, cfg=SIM),
+    log:
+        sub_log("simulate_pet"),
+    benchmark:
+        sub_bench("simulate_pet")
+    group:
+        "subject"
+    conda:
+        "../../envs/simulate.yaml"
+    threads: SIM_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=30 if SIM_PROJECTION else 15,
+    params:
+        cfg=SIM,
+    script:
+        "../scripts/simulate_pet.py"
+
+
+rule plot_simulation:
+    input:
+        unpack(lambda wc: sim_paths.montage_inputs(OUT, wc.subject, SIM)),
+    output:
+        report(
+            sim_paths.montage_file(OUT),
+            caption="../report/simulate_montage.rst",
+            category="Simulation",
+            subcategory="Montages",
+            labels={"subject": "{subject}", "figure": "simulated slices"},
+        ),
+    log:
+        sub_log("plot_simulation"),
+    group:
+        "subject"
+    conda:
+        "../../envs/simulate.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=5,
+    script:
+        "../scripts/simulate_plot.py"
+
+
+rule summarize_simulation:
+    input:
+        unpack(lambda wc: sim_paths.summary_inputs(OUT, SUBJECTS, SIM)),
+    output:
+        **{k: v for k, v in SIM_SUMMARY.items() if k in ("perfusion", "pet")},
+        dat=report(
+            SIM_SUMMARY["dat"],
+            caption="../report/simulate_truth.rst",
+            category="Simulation",
+            subcategory="Ground truth",
+            labels={"table": "DaT truth (cohort)"},
+        ),
+        summary=SIM_SUMMARY["summary"],
+        figure=report(
+            SIM_SUMMARY["figure"],
+            caption="../report/simulate_sbr.rst",
+            category="Simulation",
+            subcategory="SBR distribution",
+            labels={"figure": "measured SBR vs published bands"},
+        ),
+    log:
+        f"{OUT}/logs/summarize_simulation/summarize_simulation.log",
+    conda:
+        "../../envs/simulate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../scripts/simulate_summary.py"

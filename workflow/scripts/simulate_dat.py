@@ -1,0 +1,16 @@
+"""Simulate one subject's DaT SPECT stack and its ground truth (spectsynth.simulate.run_dat)."""
+
+from spectsynth.logs import setup_logging
+from spectsynth.simulate import run_dat
+
+
+def main(smk):
+    log = setup_logging(smk.log[0])
+    try:
+        run_dat(dict(smk.input), dict(smk.output), smk.params.cfg, smk.wildcards.subject, threads=smk.threads)
+    except Exception as exc:
+        log.error("%s", exc)
+        raise
+
+
+main(snakemake)  # noqa: F821

@@ -1,0 +1,16 @@
+"""Simulate one subject's perfusion SPECT stack and its ground truth (spectsynth.simulate.run_perfusion)."""
+
+from spectsynth.logs import setup_logging
+from spectsynth.simulate import run_perfusion
+
+
+def main(smk):
+    log = setup_logging(smk.log[0])
+    try:
+        run_perfusion(dict(smk.input), dict(smk.output), smk.params.cfg, smk.wildcards.subject, threads=smk.threads)
+    except Exception as exc:
+        log.error("%s", exc)
+        raise
+
+
+main(snakemake)  # noqa: F821
