@@ -11,6 +11,11 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/inputs.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/anatomy.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -607,6 +607,11 @@ def read_levels_table(path: str | Path, *, subject: str | None = None
                              hint="It needs the columns level, z_start, z_stop") from exc
 
 
+def _describe(file: str | Mapping) -> str:
+    """``path`` or ``path[k]`` (volume k of a 4-D stack), as written in the index table."""
+    return f"{file['path']}[{int(file['volume'])}]" if isinstance(file, Mapping) else str(file)
+
+
 def records_from_files(entries: Iterable[Mapping]) -> list[dict]:
     """Records for :func:`build_dataset` from file paths (the workflow's glue).
 
@@ -619,7 +624,8 @@ def records_from_files(entries: Iterable[Mapping]) -> list[dict]:
     out = []
     for e in entries:
         subject = str(e["subject"])
-        files = {str(k): str(v) for k, v in (e.get("files") or {}).items()}
+        files = {str(k): (dict(v) if isinstance(v, Mapping) else str(v))
+                 for k, v in (e.get("files") or {}).items()}
         levels = e.get("levels")
         if isinstance(levels, (str, Path)):
             src_levels = str(levels)
@@ -627,16 +633,28 @@ def records_from_files(entries: Iterable[Mapping]) -> list[dict]:
         else:
             src_levels = ""
         out.append({"subject": subject, "volumes": {k: lazy_volume(v, subject) for k, v in files.items()},
-                    "source": {**files, "levels": src_levels}, "levels": levels or {},
+                    "source": {**{k: _describe(v) for k, v in files.items()}, "levels": src_levels},
+                    "levels": levels or {},
                     "pattern": e.get("pattern"), "params": dict(e.get("params") or {}), "space": e.get("space")})
     return out
 
 
-def lazy_volume(path: str | Path, subject: str | None = None) -> Callable[[], np.ndarray]:
-    """A zero-argument loader of a NIfTI volume (validated, RAS) for a record's ``volumes``."""
+def lazy_volume(path: str | Path | Mapping, subject: str | None = None) -> Callable[[], np.ndarray]:
+    """A zero-argument loader of a NIfTI volume (validated, RAS) for a record's ``volumes``.
+
+    ``path`` is a file path, or ``{"path": ..., "volume": k}`` for volume ``k`` of a 4-D stack
+    (the simulator stores a subject's images of one tracer as one stack).
+    """
+    volume = None
+    if isinstance(path, Mapping):
+        volume = int(path["volume"])
+        path = path["path"]
+
     def load() -> np.ndarray:
-        from .io import load_image
-        return np.asarray(load_image(path, subject=subject).get_fdata(dtype=np.float32))
+        from .io import load_stack_volume, load_image
+        if volume is None:
+            return np.asarray(load_image(path, subject=subject).get_fdata(dtype=np.float32))
+        return np.asarray(load_stack_volume(path, volume, subject=subject).get_fdata(dtype=np.float32))
     return load
 
 

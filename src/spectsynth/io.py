@@ -74,7 +74,8 @@ def check_orientation_header(img: nib.Nifti1Image, path: Path, subject: str | No
 
 
 def load_image(path: str | Path, *, subject: str | None = None, allow_4d: bool = False,
-               reorient: bool = True, check_values: bool = True) -> nib.Nifti1Image:
+               reorient: bool = True, check_values: bool = True,
+               volume: int | None = None) -> nib.Nifti1Image:
     """Read, validate and (by default) reorient an input image to RAS+.
 
     Parameters
@@ -84,10 +85,22 @@ def load_image(path: str | Path, *, subject: str | None = None, allow_4d: bool =
         an error.
     check_values:
         Check for NaN/Inf and all-zero images.
+    volume:
+        Take this volume of a 4-D stack (the simulator's outputs are stacks); an index
+        outside the stack is an error.
     """
     path = Path(path)
     img = _read(path, subject)
     shape = img.shape
+    if volume is not None:
+        n = shape[3] if len(shape) == 4 else 1
+        if not 0 <= volume < n:
+            raise InputDataError(f"volume {volume} requested from an image with {n} volume(s)",
+                                 subject=subject, path=path,
+                                 hint="The stack is shorter than its truth table: rerun the step "
+                                      "that wrote it")
+        img = img.slicer[..., volume] if len(shape) == 4 else img
+        shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         img = img.slicer[..., 0]
     elif len(shape) == 4:
@@ -128,6 +141,12 @@ def load_image(path: str | Path, *, subject: str | None = None, allow_4d: bool =
     if reorient:
         img = nib.as_closest_canonical(img)
     return img
+
+
+def load_stack_volume(path: str | Path, volume: int, *, subject: str | None = None,
+                      reorient: bool = True) -> nib.Nifti1Image:
+    """Volume ``volume`` of a 4-D stack, validated like :func:`load_image`."""
+    return load_image(path, subject=subject, reorient=reorient, volume=volume)
 
 
 def save_image(img: nib.Nifti1Image, path: str | Path) -> Path:

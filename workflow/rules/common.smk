@@ -140,5 +140,54 @@ def report_targets():
     ]
 
 
+def dataset_subject_files(dataset):
+    """Per subject, the files one slice dataset reads (see spectsynth.study_data)."""
+    out = {}
+    for s in SUBJECTS:
+        anat = f"{OUT}/sub-{s}/anat/sub-{s}"
+        dat = sim_paths.dat_files(OUT, s)
+        perf = sim_paths.perfusion_files(OUT, s, SIM)
+        pet = sim_paths.pet_files(OUT, s, SIM)
+        if dataset == "s0":
+            out[s] = {"dat": dat["nifti"], "dat_truth": dat["truth"]}
+        elif dataset == "s1":
+            out[s] = {
+                "perfusion": perf["nifti"],
+                "perfusion_json": perf["json"],
+                "perfusion_truth": perf["truth"],
+            }
+        elif dataset == "s2_native":
+            out[s] = {
+                "mri": f"{anat}_desc-preproc_T1w.nii.gz",
+                "pet": pet["fdg_t1w"],
+                "spect": perf["t1w"],
+            }
+        elif dataset == "s2_template":
+            out[s] = {
+                "mri": f"{anat}_space-MNI152_desc-preproc_T1w.nii.gz",
+                "pet": pet["fdg_t1w"].replace("_space-T1w_", "_space-MNI152_"),
+                "spect": perf["t1w"].replace("_space-T1w_", "_space-MNI152_"),
+            }
+        elif dataset == "s3":
+            out[s] = {"spect_cbf": pet["cbf_spect"], "pet_cbf": pet["cbf_pet"]}
+    return out
+
+
+def used_datasets():
+    return sorted({spec["dataset"] for spec in EXPERIMENTS.values()})
+
+
+def dataset_targets():
+    return [dataset_shards(d)["index"] for d in used_datasets()]
+
+
 def all_targets():
-    return input_targets() + report_targets()
+    return (
+        input_targets()
+        + preprocess_targets()
+        + anatomy_targets()
+        + simulation_targets()
+        + dataset_targets()
+        + train_targets()
+        + report_targets()
+    )

@@ -1,10 +1,9 @@
 # Slice datasets: one HDF5 shard per split and one index table per dataset
 # (spectsynth.datasets). Dataset names: s0, s1, s2_native, s2_template, s3.
 #
-# Needs from common.smk: OUT and dataset_records(dataset) -> list of entries
-# {subject, files: {role: NIfTI path}, levels: _levels.tsv path or None, pattern, params,
-# space} (roles per study in spectsynth.datasets.STUDY_ROLES), built from the simulator's
-# outputs and its truth tables.
+# Needs from common.smk: OUT and dataset_subject_files(dataset) -> {subject: {key: path}}
+# (the simulator's and preprocessing's files each study reads; see spectsynth.study_data,
+# which turns them and the simulator's truth tables into dataset entries).
 from spectsynth.datasets import dataset_names
 
 DATASETS = dataset_names(config)
@@ -17,10 +16,8 @@ wildcard_constraints:
 def dataset_files(wildcards):
     """Every image and levels table the records of one dataset read."""
     files = []
-    for entry in dataset_records(wildcards.dataset):
-        files += [str(p) for p in entry["files"].values()]
-        if isinstance(entry.get("levels"), str):
-            files.append(entry["levels"])
+    for subject_files in dataset_subject_files(wildcards.dataset).values():
+        files += [str(p) for p in subject_files.values()]
     return sorted(set(files))
 
 
@@ -30,6 +27,33 @@ def dataset_shards(dataset):
     return {s: f"{d}/{s}.h5" for s in ("train", "val", "test")} | {
         "index": f"{d}/index.tsv"
     }
+
+
+rule warp_to_template:
+    input:
+        image=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_{{entities}}_space-T1w_{{desc}}{{suffix}}.nii.gz",
+        xfm=f"{OUT}/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_mode-image_xfm.tfm",
+    output:
+        f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_{{entities}}_space-MNI152_{{desc}}{{suffix}}.nii.gz",
+    wildcard_constraints:
+        entities="trc-[A-Za-z0-9]+",
+        desc="(desc-[A-Za-z0-9]+_)?",
+    params:
+        resolution_mm=lambda wc: (config.get("preprocess", {}).get("template") or {}).get(
+            "resolution_mm", 1.0
+        ),
+    log:
+        f"{OUT}/logs/warp_to_template/sub-{{subject}}_{{datatype}}_{{entities}}_{{desc}}{{suffix}}.log",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    group:
+        "subject"
+    conda:
+        "../../envs/preproc.yaml"
+    script:
+        "../scripts/warp_to_template.py"
 
 
 rule build_dataset:
@@ -51,7 +75,7 @@ rule build_dataset:
         mem_mb=4000,
         runtime=30,
     params:
-        records=lambda wc: dataset_records(wc.dataset),
+        subject_files=lambda wc: dataset_subject_files(wc.dataset),
         datasets=config["datasets"],
         out_dir=lambda wc, output: str(Path(output.index).parent),
     script:

@@ -2,12 +2,14 @@
 
 from spectsynth.datasets import build_dataset, records_from_files
 from spectsynth.logs import setup_logging
+from spectsynth.study_data import dataset_entries
 
 
 def main(smk):
     log = setup_logging(smk.log[0])
     try:
-        build_dataset(smk.wildcards.dataset, records_from_files(smk.params.records),
+        entries = dataset_entries(smk.wildcards.dataset, smk.params.subject_files)
+        build_dataset(smk.wildcards.dataset, records_from_files(entries),
                       {"datasets": smk.params.datasets}, smk.params.out_dir)
     except Exception as exc:
         log.error("%s", exc)

@@ -1,0 +1,113 @@
+"""Glue between the simulator's outputs and the slice datasets of the four studies.
+
+At planning time the workflow only knows each subject's files; the parameters of every
+simulated volume (PBR/CBR/SLR, pattern per level, ...) are in the simulator's truth tables,
+which exist only after simulation.  :func:`dataset_entries` reads them and returns the
+entries :func:`spectsynth.datasets.records_from_files` takes: one per image (pair), with
+4-D stacks addressed as ``{"path": ..., "volume": k}``.
+
+Files each study needs per subject (keys of ``subject_files[subject]``):
+
+* ``s0``: ``dat`` (the 4-D DaT stack, volume 0 = undegraded original), ``dat_truth``.
+* ``s1``: ``perfusion`` (4-D perfusion stack), ``perfusion_json`` (camera-grid level slice
+  ranges), ``perfusion_truth`` (pattern of each volume at each level).
+* ``s2_native`` / ``s2_template``: ``mri``, ``pet``, ``spect`` on one grid.
+* ``s3``: ``spect_cbf``, ``pet_cbf`` on one grid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import InputDataError
+from .labels import LEVELS
+
+DAT_PARAMS = ("pbr", "cbr", "slr", "affected_side", "design_set", "desc")
+
+
+def _truth(path: str | Path, subject: str) -> pd.DataFrame:
+    p = Path(path)
+    if not p.exists():
+        raise InputDataError("simulation truth table is missing", subject=subject, path=p,
+                             hint="Rerun the simulation of this subject")
+    return pd.read_csv(p, sep="\t", keep_default_na=False)
+
+
+def _s0(subject: str, files: Mapping[str, str]) -> list[dict]:
+    df = _truth(files["dat_truth"], subject)
+    out = []
+    for _, row in df.iterrows():
+        if row["pattern"] == "normal":
+            continue                      # the undegraded original itself
+        out.append({
+            "subject": subject,
+            "files": {"damaged": {"path": files["dat"], "volume": int(row["index"])},
+                      "original": {"path": files["dat"], "volume": int(row["pair_index"])}},
+            "levels": None, "pattern": "degraded", "space": "camera",
+            "params": {k: row[k] for k in DAT_PARAMS if k in row},
+        })
+    return out
+
+
+def _s1(subject: str, files: Mapping[str, str]) -> list[dict]:
+    df = _truth(files["perfusion_truth"], subject)
+    meta = json.loads(Path(files["perfusion_json"]).read_text())
+    slices = meta.get("level_slices") or {}
+    out = []
+    for _, row in df.iterrows():
+        for level in LEVELS:
+            if level not in slices:
+                continue
+            # One entry per level: S1 labels a slice by the pattern seen at its level
+            # (a unilateral MCA defect may leave the cerebellum normal).
+            levels = {lv: (tuple(slices[lv]) if lv == level else None) for lv in LEVELS}
+            out.append({
+                "subject": subject,
+                "files": {"spect": {"path": files["perfusion"], "volume": int(row["index"])}},
+                "levels": levels, "pattern": row.get(f"pattern_{level}", row["pattern"]),
+                "space": "camera",
+                "params": {"volume": int(row["index"]), "pattern_volume": row["pattern"]},
+            })
+    return out
+
+
+def _paired(subject: str, files: Mapping[str, str], roles: tuple[str, ...], space: str) -> list[dict]:
+    return [{"subject": subject, "files": {r: files[r] for r in roles}, "levels": None,
+             "pattern": "normal", "space": space, "params": {}}]
+
+
+def dataset_entries(dataset: str, subject_files: Mapping[str, Mapping[str, str]]) -> list[dict]:
+    """Entries of ``dataset`` (s0, s1, s2_native, s2_template, s3) for every subject."""
+    out: list[dict] = []
+    for subject, files in subject_files.items():
+        if dataset == "s0":
+            out += _s0(subject, files)
+        elif dataset == "s1":
+            out += _s1(subject, files)
+        elif dataset in ("s2_native", "s2_template"):
+            out += _paired(subject, files, ("mri", "pet", "spect"), dataset.split("_", 1)[1])
+        elif dataset == "s3":
+            out += _paired(subject, files, ("spect_cbf", "pet_cbf"), "native")
+        else:
+            raise InputDataError(f"unknown dataset {dataset!r}",
+                                 hint="Use one of s0, s1, s2_native, s2_template, s3")
+    return out
+
+
+def warp_to_template(image_path: str | Path, xfm_path: str | Path, out_path: str | Path, *,
+                     subject: str, resolution_mm: float = 1.0) -> Path:
+    """Carry a volume on the subject's T1w world space (e.g. a simulated PET on the native
+    grid) to the MNI152 grid with the subject's T1w->MNI152 transform: one interpolation
+    (cubic B-spline, clipped to the input's range so activity never goes negative)."""
+    from .io import load_image, save_image
+    from .preprocess.register import load_transform, resample
+    from .preprocess.steps import template_grid
+
+    img = load_image(image_path, subject=subject)
+    out = resample(img, template_grid(float(resolution_mm)), [load_transform(xfm_path)],
+                   interpolation="bspline")
+    return save_image(out, out_path)

@@ -1,0 +1,203 @@
+# Preprocessing: brain extraction, T1w->MNI152 affine, native grid, PET/SPECT rigid + one-resampling
+# outputs, QC figures and the registration-quality table.  Logic lives in spectsynth.preprocess.
+#
+# Grids: *_desc-ras* / *_desc-rasbrain* files lie on the input's own (RAS-reoriented) grid; files
+# without a space entity lie on S2's native grid (256 x 256 x 192, 1 mm, the subject's T1w world
+# space; the anatomy stage and the simulation read these); space-MNI152 files on the template grid.
+#
+# Needs from common.smk: OUT, SUBJECTS, has_modality(subject, mod), sub_log(rule), sub_bench(rule).
+
+from spectsynth.preprocess import paths as pp_paths
+
+PP_CFG = config.get("preprocess", {}) or {}
+PP_SUB = f"{OUT}/sub-{{subject}}"
+PP_ANAT = f"{PP_SUB}/anat/sub-{{subject}}"
+PP_XFM = f"{PP_SUB}/xfm/sub-{{subject}}"
+PP_FIG = f"{PP_SUB}/figures/sub-{{subject}}"
+
+
+rule extract_brain:
+    input:
+        t1w=f"{PP_ANAT}_desc-ras_T1w.nii.gz",
+    output:
+        brain=f"{PP_ANAT}_desc-rasbrain_T1w.nii.gz",
+        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
+        qc=f"{PP_ANAT}_desc-rasbrain_qc.json",
+    log:
+        sub_log("extract_brain"),
+    benchmark:
+        sub_bench("extract_brain")
+    group:
+        "subject"
+    conda:
+        "../../envs/preproc.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        cfg=PP_CFG,
+    script:
+        "../scripts/preprocess_extract_brain.py"
+
+
+rule register_template:
+    input:
+        t1w=f"{PP_ANAT}_desc-ras_T1w.nii.gz",
+        brain=f"{PP_ANAT}_desc-rasbrain_T1w.nii.gz",
+        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
+    output:
+        xfm=f"{PP_XFM}_from-T1w_to-MNI152_mode-image_xfm.tfm",
+        xfm_inverse=f"{PP_XFM}_from-MNI152_to-T1w_mode-image_xfm.tfm",
+        t1w=f"{PP_ANAT}_space-MNI152_desc-preproc_T1w.nii.gz",
+        brain=f"{PP_ANAT}_space-MNI152_desc-brain_T1w.nii.gz",
+        mask=f"{PP_ANAT}_space-MNI152_desc-brain_mask.nii.gz",
+        qc=f"{PP_ANAT}_space-MNI152_desc-registration_qc.json",
+    log:
+        sub_log("register_template"),
+    benchmark:
+        sub_bench("register_template")
+    group:
+        "subject"
+    conda:
+        "../../envs/preproc.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    params:
+        cfg=PP_CFG,
+    script:
+        "../scripts/preprocess_register_template.py"
+
+
+rule register_native:
+    input:
+        t1w=f"{PP_ANAT}_desc-ras_T1w.nii.gz",
+        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
+    output:
+        t1w=f"{PP_ANAT}_desc-preproc_T1w.nii.gz",
+        brain=f"{PP_ANAT}_desc-brain_T1w.nii.gz",
+        mask=f"{PP_ANAT}_desc-brain_mask.nii.gz",
+    log:
+        sub_log("register_native"),
+    benchmark:
+        sub_bench("register_native")
+    group:
+        "subject"
+    conda:
+        "../../envs/preproc.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        cfg=PP_CFG,
+    script:
+        "../scripts/preprocess_register_native.py"
+
+
+rule register_modality:
+    input:
+        image=f"{PP_SUB}/{{modality}}/sub-{{subject}}_desc-ras_{{modality}}.nii.gz",
+        brain=f"{PP_ANAT}_desc-rasbrain_T1w.nii.gz",
+        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
+        native=f"{PP_ANAT}_desc-brain_mask.nii.gz",
+        xfm_template=f"{PP_XFM}_from-T1w_to-MNI152_mode-image_xfm.tfm",
+    output:
+        xfm=f"{PP_XFM}_from-{{modality}}_to-T1w_mode-image_xfm.tfm",
+        xfm_inverse=f"{PP_XFM}_from-T1w_to-{{modality}}_mode-image_xfm.tfm",
+        native=f"{PP_SUB}/{{modality}}/sub-{{subject}}_space-T1w_{{modality}}.nii.gz",
+        template=f"{PP_SUB}/{{modality}}/sub-{{subject}}_space-MNI152_{{modality}}.nii.gz",
+        qc=f"{PP_SUB}/{{modality}}/sub-{{subject}}_desc-registration_qc.json",
+    log:
+        f"{OUT}/logs/register_modality/sub-{{subject}}_{{modality}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/register_modality/sub-{{subject}}_{{modality}}.tsv"
+    wildcard_constraints:
+        modality="pet|spect",
+    group:
+        "subject"
+    conda:
+        "../../envs/preproc.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        cfg=PP_CFG,
+    script:
+        "../scripts/preprocess_register_modality.py"
+
+
+rule plot_preprocess_qc:
+    input:
+        t1w=f"{PP_ANAT}_desc-ras_T1w.nii.gz",
+        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
+        t1w_template=f"{PP_ANAT}_space-MNI152_desc-preproc_T1w.nii.gz",
+        t1w_native=f"{PP_ANAT}_desc-preproc_T1w.nii.gz",
+        striatum=f"{PP_ANAT}_desc-striatum_dseg.nii.gz",
+        territories=f"{PP_ANAT}_desc-territories_dseg.nii.gz",
+        reference=f"{PP_ANAT}_desc-reference_dseg.nii.gz",
+        levels=f"{PP_ANAT}_levels.tsv",
+    output:
+        outline=report(
+            f"{PP_FIG}_desc-templateoutline_qc.png",
+            caption="../report/preprocess_outline.rst",
+            category="Preprocessing",
+            subcategory="Registration to MNI152",
+            labels={"subject": "{subject}", "figure": "template outline"},
+        ),
+        labels=report(
+            f"{PP_FIG}_desc-labels_qc.png",
+            caption="../report/preprocess_labels.rst",
+            category="Preprocessing",
+            subcategory="Anatomy labels",
+            labels={"subject": "{subject}", "figure": "label overlay"},
+        ),
+        mask=report(
+            f"{PP_FIG}_desc-brainmask_qc.png",
+            caption="../report/preprocess_mask.rst",
+            category="Preprocessing",
+            subcategory="Brain extraction",
+            labels={"subject": "{subject}", "figure": "brain mask"},
+        ),
+    log:
+        sub_log("plot_preprocess_qc"),
+    group:
+        "subject"
+    conda:
+        "../../envs/preproc.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=5,
+    script:
+        "../scripts/preprocess_plot_qc.py"
+
+
+rule tabulate_registration_quality:
+    input:
+        lambda wc: pp_paths.registration_qc_files(OUT, SUBJECTS, has_modality),
+    output:
+        report(
+            f"{OUT}/qc/registration_quality.tsv",
+            caption="../report/preprocess_quality.rst",
+            category="Preprocessing",
+            subcategory="Registration quality",
+            labels={"table": "registration quality"},
+        ),
+    log:
+        f"{OUT}/logs/tabulate_registration_quality/all.log",
+    conda:
+        "../../envs/preproc.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/preprocess_tabulate_quality.py"
+
+
+# Per-subject preprocessing outputs for `rule all` (PET/SPECT only where present).
+preprocess_targets = lambda: pp_paths.preprocess_targets(OUT, SUBJECTS, has_modality)
