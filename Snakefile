@@ -16,6 +16,8 @@ include: "workflow/rules/anatomy.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -53,12 +53,21 @@ setup_system() {
     fi
 }
 
+# Link profiles/local and profiles/slurm into ~/.config/snakemake so that
+# `snakemake --profile slurm` works as typed (Snakemake does not look in ./profiles).
+link_profiles() {
+    bash .ci/install-profiles.sh >/dev/null 2>&1 ||
+        echo "== note: profiles not linked into ~/.config/snakemake (a profile of that name exists); use --profile profiles/slurm" >&2
+}
+
 case "${1:-}" in
     setup)
         setup
+        link_profiles
         ;;
     demo)
         setup
+        link_profiles
         export PATH="$PWD/$VENV/bin:$PATH"
         shift
         snakemake --profile profiles/local --cores "${CORES:-all}" "$@"

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import IXI_IDS, REPO, ixi_t1
@@ -51,6 +52,13 @@ def test_dry_run_default_config(tmp_path):
     assert counts.get("plot_input_qc") == 12
     assert counts.get("make_demo_dataset") == 1
     assert counts.get("write_provenance") == 1
+    for rule in ("extract_brain", "register_template", "register_native", "propagate_labels",
+                 "plot_preprocess_qc", "simulate_dat", "simulate_perfusion", "simulate_pet",
+                 "plot_simulation"):
+        assert counts.get(rule) == 12, rule
+    assert counts.get("warp_to_template") == 24          # FDG and perfusion to MNI152 for S2
+    assert counts.get("build_dataset") == 5               # s0, s1, s2_native, s2_template, s3
+    assert counts.get("train_model") == 17                # 2 (S0) + 2 (S1 A/B) + 12 (S2) + 1 (S3)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +81,25 @@ def test_tiny_end_to_end(tiny_run):
         assert (out / f"logs/validate_image/sub-{s}_anat_T1w.log").exists()
     assert (out / "demo-bids/participants.tsv").exists()
     assert "commit" in (out / "provenance/run.json").read_text()
+    s = "01"
+    anat = out / f"sub-{s}/anat/sub-{s}"
+    for suffix in ("_desc-preproc_T1w.nii.gz", "_space-MNI152_desc-preproc_T1w.nii.gz",
+                   "_desc-striatum_dseg.nii.gz", "_label-GM_probseg.nii.gz", "_levels.tsv"):
+        assert Path(f"{anat}{suffix}").exists(), suffix
+    assert (out / f"sub-{s}/xfm/sub-{s}_from-T1w_to-MNI152_mode-image_xfm.tfm").exists()
+    assert (out / f"sub-{s}/spect/sub-{s}_trc-DaT_truth.tsv").exists()
+    assert (out / f"sub-{s}/pet/sub-{s}_trc-FDG_space-MNI152_pet.nii.gz").exists()
+    assert (out / "qc/registration_quality.tsv").exists()
+    import pandas as pd
+    for d in ("s0", "s1", "s2_native", "s2_template", "s3"):
+        index = pd.read_csv(out / f"datasets/{d}/index.tsv", sep="\t")
+        # splits are by subject: no subject in two splits
+        assert index.groupby("subject")["split"].nunique().max() == 1 or d == "s0", d
+        assert set(index["split"]) >= {"train", "test"}, d
+    for exp in ("s0_restoration", "s1_fastgan_A", "s2_pix2pix_mri_native_l1", "s3_pix2pix"):
+        sel = out / f"experiments/{exp}/selection.json"
+        assert sel.exists() and "epoch" in sel.read_text(), exp
+        assert (out / f"experiments/{exp}/best.pt").stat().st_size > 1000
     html = (out / "report.html").read_text(errors="replace")
     assert "Inputs" in html and "spectsynth" in html
 
@@ -98,12 +125,15 @@ def test_bad_subject_fails_others_finish(ixi_dir, tmp_path):
     bad.parent.mkdir(parents=True)
     bad.write_bytes(ixi_t1(ixi_dir, 2).read_bytes()[:5000])   # truncated
     out = tmp_path / "results"
-    res = smk("--cores", "2", "--keep-going", "--config", f"output_dir={out}",
+    res = smk("--cores", "2", "--keep-going", "--until", "propagate_labels", "plot_input_qc",
+              "--config", f"output_dir={out}",
               f"inputs={{'source': 'bids', 'bids': {{'root': '{root}'}}}}", check=False)
     assert res.returncode != 0
     for label in ("IXI012", "IXI013"):
         assert (out / f"sub-{label}/anat/sub-{label}_desc-ras_T1w.nii.gz").exists()
         assert (out / f"sub-{label}/figures/sub-{label}_desc-inputqc_T1w.png").exists()
+        # the real IXI T1s go through brain extraction, registration and atlas propagation
+        assert (out / f"sub-{label}/anat/sub-{label}_desc-striatum_dseg.nii.gz").exists()
     assert not (out / "sub-BROKEN/anat/sub-BROKEN_desc-ras_T1w.nii.gz").exists()
     log = (out / "logs/validate_image/sub-BROKEN_anat_T1w.log").read_text()
     assert f"subject BROKEN: {bad}: unreadable, truncated or corrupt NIfTI" in log
@@ -127,7 +157,7 @@ def test_report_opens_in_headless_chromium(tiny_run, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     # rendered by the report's JavaScript, not present in the raw file's markup
-    for section in ("0. Methods", "1. Inputs", "Workflow", "Statistics"):
+    for section in ("0. Methods", "1. Inputs", "Workflow", "Statistics", "2. Preprocessing", "3. Simulation", "4. Training"):
         assert section in html, f"section {section!r} missing from the rendered report"
     assert "Uncaught" not in dom.stderr
     artifacts = REPO / "tests" / "artifacts"

@@ -651,7 +651,7 @@ def lazy_volume(path: str | Path | Mapping, subject: str | None = None) -> Calla
         path = path["path"]
 
     def load() -> np.ndarray:
-        from .io import load_stack_volume, load_image
+        from .io import load_image, load_stack_volume
         if volume is None:
             return np.asarray(load_image(path, subject=subject).get_fdata(dtype=np.float32))
         return np.asarray(load_stack_volume(path, volume, subject=subject).get_fdata(dtype=np.float32))

@@ -97,17 +97,3 @@ def dataset_entries(dataset: str, subject_files: Mapping[str, Mapping[str, str]]
                                  hint="Use one of s0, s1, s2_native, s2_template, s3")
     return out
 
-
-def warp_to_template(image_path: str | Path, xfm_path: str | Path, out_path: str | Path, *,
-                     subject: str, resolution_mm: float = 1.0) -> Path:
-    """Carry a volume on the subject's T1w world space (e.g. a simulated PET on the native
-    grid) to the MNI152 grid with the subject's T1w->MNI152 transform: one interpolation
-    (cubic B-spline, clipped to the input's range so activity never goes negative)."""
-    from .io import load_image, save_image
-    from .preprocess.register import load_transform, resample
-    from .preprocess.steps import template_grid
-
-    img = load_image(image_path, subject=subject)
-    out = resample(img, template_grid(float(resolution_mm)), [load_transform(xfm_path)],
-                   interpolation="bspline")
-    return save_image(out, out_path)

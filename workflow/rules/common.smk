@@ -173,6 +173,43 @@ def dataset_subject_files(dataset):
     return out
 
 
+def dataset_files(wildcards):
+    """Every image and levels table the records of one dataset read."""
+    files = []
+    for subject_files in dataset_subject_files(wildcards.dataset).values():
+        files += [str(p) for p in subject_files.values()]
+    return sorted(set(files))
+
+
+def dataset_shards(dataset):
+    """Paths of one dataset's outputs (train/val/test shards and the index table)."""
+    d = f"{OUT}/datasets/{dataset}"
+    return {s: f"{d}/{s}.h5" for s in ("train", "val", "test")} | {
+        "index": f"{d}/index.tsv"
+    }
+
+
+def experiment_shards(wildcards):
+    shards = dataset_shards(EXPERIMENTS[wildcards.experiment]["dataset"])
+    return {"train": shards["train"], "val": shards["val"]}
+
+
+def experiment_resource(key):
+    return lambda wildcards: EXPERIMENTS[wildcards.experiment]["resources"][key]
+
+
+def train_targets():
+    """The declared outputs of every enabled experiment (for rule all)."""
+    files = (
+        "best.pt",
+        "selection.json",
+        "history.csv",
+        "config.resolved.yaml",
+        "loss_curve.png",
+    )
+    return [f"{OUT}/experiments/{e}/{f}" for e in EXPERIMENTS for f in files]
+
+
 def used_datasets():
     return sorted({spec["dataset"] for spec in EXPERIMENTS.values()})
 
@@ -189,5 +226,7 @@ def all_targets():
         + simulation_targets()
         + dataset_targets()
         + train_targets()
+        + predict_targets()
+        + evaluate_targets()
         + report_targets()
     )

@@ -13,45 +13,29 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
 
 
-def dataset_files(wildcards):
-    """Every image and levels table the records of one dataset read."""
-    files = []
-    for subject_files in dataset_subject_files(wildcards.dataset).values():
-        files += [str(p) for p in subject_files.values()]
-    return sorted(set(files))
-
-
-def dataset_shards(dataset):
-    """Paths of one dataset's outputs (train/val/test shards and the index table)."""
-    d = f"{OUT}/datasets/{dataset}"
-    return {s: f"{d}/{s}.h5" for s in ("train", "val", "test")} | {
-        "index": f"{d}/index.tsv"
-    }
-
-
 rule warp_to_template:
     input:
         image=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_{{entities}}_space-T1w_{{desc}}{{suffix}}.nii.gz",
         xfm=f"{OUT}/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_mode-image_xfm.tfm",
     output:
         f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_{{entities}}_space-MNI152_{{desc}}{{suffix}}.nii.gz",
+    log:
+        f"{OUT}/logs/warp_to_template/sub-{{subject}}_{{datatype}}_{{entities}}_{{desc}}{{suffix}}.log",
     wildcard_constraints:
         entities="trc-[A-Za-z0-9]+",
         desc="(desc-[A-Za-z0-9]+_)?",
-    params:
-        resolution_mm=lambda wc: (config.get("preprocess", {}).get("template") or {}).get(
-            "resolution_mm", 1.0
-        ),
-    log:
-        f"{OUT}/logs/warp_to_template/sub-{{subject}}_{{datatype}}_{{entities}}_{{desc}}{{suffix}}.log",
-    threads: 1
-    resources:
-        mem_mb=3000,
-        runtime=10,
     group:
         "subject"
     conda:
         "../../envs/preproc.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        resolution_mm=lambda wc: (
+            config.get("preprocess", {}).get("template") or {}
+        ).get("resolution_mm", 1.0),
     script:
         "../scripts/warp_to_template.py"
 

@@ -144,21 +144,21 @@ rule plot_preprocess_qc:
         outline=report(
             f"{PP_FIG}_desc-templateoutline_qc.png",
             caption="../report/preprocess_outline.rst",
-            category="Preprocessing",
+            category="2. Preprocessing",
             subcategory="Registration to MNI152",
             labels={"subject": "{subject}", "figure": "template outline"},
         ),
         labels=report(
             f"{PP_FIG}_desc-labels_qc.png",
             caption="../report/preprocess_labels.rst",
-            category="Preprocessing",
+            category="2. Preprocessing",
             subcategory="Anatomy labels",
             labels={"subject": "{subject}", "figure": "label overlay"},
         ),
         mask=report(
             f"{PP_FIG}_desc-brainmask_qc.png",
             caption="../report/preprocess_mask.rst",
-            category="Preprocessing",
+            category="2. Preprocessing",
             subcategory="Brain extraction",
             labels={"subject": "{subject}", "figure": "brain mask"},
         ),
@@ -183,7 +183,7 @@ rule tabulate_registration_quality:
         report(
             f"{OUT}/qc/registration_quality.tsv",
             caption="../report/preprocess_quality.rst",
-            category="Preprocessing",
+            category="2. Preprocessing",
             subcategory="Registration quality",
             labels={"table": "registration quality"},
         ),

@@ -86,7 +86,7 @@ rule plot_simulation:
         report(
             sim_paths.montage_file(OUT),
             caption="../report/simulate_montage.rst",
-            category="Simulation",
+            category="3. Simulation",
             subcategory="Montages",
             labels={"subject": "{subject}", "figure": "simulated slices"},
         ),
@@ -112,7 +112,7 @@ rule summarize_simulation:
         dat=report(
             SIM_SUMMARY["dat"],
             caption="../report/simulate_truth.rst",
-            category="Simulation",
+            category="3. Simulation",
             subcategory="Ground truth",
             labels={"table": "DaT truth (cohort)"},
         ),
@@ -120,7 +120,7 @@ rule summarize_simulation:
         figure=report(
             SIM_SUMMARY["figure"],
             caption="../report/simulate_sbr.rst",
-            category="Simulation",
+            category="3. Simulation",
             subcategory="SBR distribution",
             labels={"figure": "measured SBR vs published bands"},
         ),

@@ -16,27 +16,6 @@ wildcard_constraints:
     experiment="|".join(EXPERIMENTS) if EXPERIMENTS else "NOEXPERIMENT",
 
 
-def experiment_shards(wildcards):
-    shards = dataset_shards(EXPERIMENTS[wildcards.experiment]["dataset"])
-    return {"train": shards["train"], "val": shards["val"]}
-
-
-def experiment_resource(key):
-    return lambda wildcards: EXPERIMENTS[wildcards.experiment]["resources"][key]
-
-
-def train_targets():
-    """The declared outputs of every enabled experiment (for rule all)."""
-    files = (
-        "best.pt",
-        "selection.json",
-        "history.csv",
-        "config.resolved.yaml",
-        "loss_curve.png",
-    )
-    return [f"{OUT}/experiments/{e}/{f}" for e in EXPERIMENTS for f in files]
-
-
 rule train_model:
     input:
         unpack(experiment_shards),
@@ -48,7 +27,7 @@ rule train_model:
         curve=report(
             f"{OUT}/experiments/{{experiment}}/loss_curve.png",
             caption="../report/train_loss_curve.rst",
-            category="Training",
+            category="4. Training",
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "figure": "loss curves"},
         ),

@@ -1,7 +1,7 @@
 """Carry a simulated volume from the subject's native grid to MNI152 (one interpolation)."""
 
 from spectsynth.logs import setup_logging
-from spectsynth.study_data import warp_to_template
+from spectsynth.preprocess.steps import warp_to_template
 
 
 def main(smk):

@@ -290,3 +290,14 @@ def run_plot_qc(*, t1_path: str | Path, mask_path: str | Path, t1_template_path:
                 nib.load(str(reference_path)), outputs["labels"], subject=subject, levels=levels)
     plot_brain_mask(load_image(t1_path, subject=subject), nib.load(str(mask_path)), outputs["mask"],
                     subject=subject)
+
+
+def warp_to_template(image_path: str | Path, xfm_path: str | Path, out_path: str | Path, *,
+                     subject: str, resolution_mm: float = 1.0) -> Path:
+    """Carry a volume on the subject's T1w world space (e.g. a simulated PET on the native
+    grid) to the MNI152 grid with the subject's T1w->MNI152 transform: one interpolation
+    (cubic B-spline, clipped to the input's range so activity never goes negative)."""
+    img = load_image(image_path, subject=subject)
+    out = resample(img, template_grid(float(resolution_mm)), [load_transform(xfm_path)],
+                   interpolation="bspline")
+    return save_image(out, out_path)

@@ -1,0 +1,694 @@
+"""Study-level evaluation: prediction files + dataset index -> metric tables, tests, figures.
+
+Each ``evaluate_s*`` function reads the prediction files written by
+:func:`spectsynth.infer.predict_experiment` (and, for S1, the real test slices), computes the
+study's metrics with :mod:`spectsynth.metrics`, its statistics with :mod:`spectsynth.stats`
+and its figures with :mod:`spectsynth.plots`, and writes them to the output paths it is given.
+
+Statistics that cannot be computed on the data at hand (too few samples, an empty group,
+constant values) are never written as NaN: they are listed, with the reason, in the study's
+``not_computed.tsv`` and left out of the result tables.  Every table is checked for NaN
+before it is written (:func:`write_table`).
+
+Slices in the shards are stored anterior-up with the subject's left in the left half
+(neurological, see :mod:`spectsynth.datasets`); :func:`shard_to_ras` turns them back into
+axial RAS slices ``(x, y)``, the layout :mod:`spectsynth.metrics` and :mod:`spectsynth.plots`
+expect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+from . import plots as P
+from . import stats as S
+from .errors import EvaluationError
+from .infer import load_predictions, read_index
+from .labels import LEVELS, PATTERNS
+
+log = logging.getLogger(__name__)
+
+S2_METRICS = ("rmse", "ssim", "psnr")
+NOT_COMPUTED_COLUMNS = ["study", "what", "reason"]
+
+
+# ----------------------------------------------------------------------------- helpers
+def study_experiments(experiments: Mapping[str, Mapping], study: str) -> list[str]:
+    """Names of the enabled experiments of one study (``S0`` .. ``S3``), sorted."""
+    return sorted(name for name, spec in experiments.items() if spec.get("study") == study)
+
+
+def shard_to_ras(images: np.ndarray) -> np.ndarray:
+    """Stored slices ``(..., H, W)`` (row 0 anterior, columns left -> right) -> RAS ``(..., x, y)``."""
+    arr = np.asarray(images)
+    return np.ascontiguousarray(np.swapaxes(arr[..., ::-1, :], -1, -2))
+
+
+def write_table(table: pd.DataFrame, path: str | Path, *, what: str) -> Path:
+    """Write a TSV, refusing tables that hold NaN (a statistic that failed silently)."""
+    bad = [c for c in table.columns if table[c].isna().any()]
+    if bad:
+        raise EvaluationError(f"{what}: columns {bad} hold missing values; refusing to write {path}",
+                              hint="Report the statistic as not computed instead of writing NaN")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    table.to_csv(tmp, sep="\t", index=False)
+    tmp.replace(path)
+    return path
+
+
+def _notes_frame(notes: Sequence[Mapping]) -> pd.DataFrame:
+    return pd.DataFrame(list(notes), columns=NOT_COMPUTED_COLUMNS)
+
+
+def _attempt(notes: list, study: str, what: str, fn: Callable, *args, **kwargs):
+    """Run one statistic; on :class:`EvaluationError` record why it was not computed."""
+    try:
+        return fn(*args, **kwargs)
+    except EvaluationError as exc:
+        log.warning("%s %s not computed: %s", study, what, exc)
+        notes.append({"study": study, "what": what, "reason": str(exc)})
+        return None
+
+
+def figure_label(scale_label: str, n_subjects: int, specs: Sequence[Mapping]) -> str:
+    """``plots.data_label`` with the experiments' epochs (a range when they differ)."""
+    epochs = sorted({int(s["epochs"]) for s in specs if s.get("epochs") is not None})
+    scale = scale_label[:-len(" scale")] if scale_label.endswith(" scale") else scale_label
+    if len(epochs) == 1:
+        text = P.data_label(scale, n_subjects, epochs[0])
+    else:
+        extra = f"{epochs[0]}-{epochs[-1]} epochs" if epochs else None
+        text = P.data_label(scale, n_subjects, None, extra=extra)
+    # a label that already names the scale ("test scale (tiny)") is printed as given
+    return text.replace(f"{scale} scale", scale) if "scale" in scale else text
+
+
+def _message_figure(text: str, subtitle: str, title: str):
+    fig = P._figure(6.0, 2.5)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
+    P._stamp(fig, title, subtitle)
+    return fig
+
+
+def _load_paired(experiment: str, files: Mapping[str, str]) -> tuple[dict, pd.DataFrame]:
+    arrays, table, _ = load_predictions(files["h5"], files["tsv"], experiment=experiment)
+    if "target" not in arrays:
+        raise EvaluationError(f"{files['h5']} holds generated images, not paired predictions",
+                              experiment=experiment)
+    if arrays["prediction"].shape != arrays["target"].shape:
+        raise EvaluationError(f"predictions have shape {arrays['prediction'].shape} but targets "
+                              f"{arrays['target'].shape}", experiment=experiment,
+                              hint="Rerun predict_experiment with the matching checkpoint")
+    return arrays, table
+
+
+def paired_slice_metrics(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.DataFrame, *,
+                         data_range: float, win_size: int | None = None,
+                         against: str = "prediction") -> pd.DataFrame:
+    """RMSE/SSIM/PSNR per slice of ``arrays[against]`` vs ``arrays['target']`` (channel 0),
+    with subject and slice_index from the prediction table."""
+    src = np.asarray(arrays[against], dtype=np.float64)[:, 0]
+    tgt = np.asarray(arrays["target"], dtype=np.float64)[:, 0]
+    parts = []
+    for subject, sub in table.groupby("subject", sort=True):
+        idx = sub.index.to_numpy()
+        part = M.slice_metrics(src[idx], tgt[idx], data_range=data_range, experiment=experiment,
+                               subject=str(subject), slice_ids=sub["slice_index"].tolist(),
+                               win_size=win_size)
+        part = part.rename(columns={"slice": "slice_index"})
+        part["pred_row"] = idx
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["rank"] = out.groupby("subject")["slice_index"].rank(method="first").astype(int)
+    return out
+
+
+# ------------------------------------------------------------------------------- S2
+def _s2_comparisons(data: pd.DataFrame) -> list[dict]:
+    """Paired comparisons of S2's grid: native vs template, L1 vs L1+SSIM, between inputs.
+
+    Slices are paired by subject and by their rank within the subject (the same slices when
+    both runs read the same dataset; the k-th selected slice of each space for native vs
+    template, whose grids differ).
+    """
+    comps = []
+    factors = {"space": sorted(data["space"].unique()), "loss": sorted(data["loss"].unique()),
+               "input": sorted(data["input"].unique())}
+    for factor, values in factors.items():
+        others = [f for f in factors if f != factor]
+        for a, b in itertools.combinations(values, 2):
+            for fixed in itertools.product(*(factors[o] for o in others)):
+                cond = dict(zip(others, fixed, strict=True))
+                sel = np.logical_and.reduce([data[k] == v for k, v in cond.items()])
+                da = data[sel & (data[factor] == a)]
+                db = data[sel & (data[factor] == b)]
+                if da.empty or db.empty:
+                    continue
+                merged = da.merge(db, on=["subject", "rank"], suffixes=("_a", "_b"))
+                where = ", ".join(f"{k} {v}" for k, v in cond.items())
+                for metric in S2_METRICS:
+                    comps.append({"family": f"{factor}: {a} vs {b}", "metric": metric,
+                                  "label": f"{metric.upper()}: {factor} {a} vs {b} ({where})",
+                                  "a": merged[f"{metric}_a"].to_numpy(),
+                                  "b": merged[f"{metric}_b"].to_numpy(),
+                                  "names": ("a", "b"), "a_name": str(a), "b_name": str(b),
+                                  "experiments": f"{merged['experiment_a'].iat[0] if len(merged) else ''} vs "
+                                                 f"{merged['experiment_b'].iat[0] if len(merged) else ''}"})
+    return comps
+
+
+def evaluate_s2(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str, Mapping],
+                out: Mapping[str, str], *, cfg: Mapping, scale_label: str) -> dict[str, pd.DataFrame]:
+    """S2's evaluation of the pix2pix grid (inputs x spaces x losses).
+
+    ``predictions``: experiment -> ``{"h5", "tsv"}``; ``specs``: experiment -> resolved spec
+    (with ``input``, ``space``, ``loss``); ``out``: paths ``slice_metrics``, ``ttests``,
+    ``table4``, ``violin``, ``not_computed``; ``cfg``: the ``evaluate`` config section.
+    """
+    dr = float(cfg["data_range"])
+    notes: list[dict] = []
+    parts = []
+    for name in sorted(predictions):
+        spec = specs[name]
+        arrays, table = _load_paired(name, predictions[name])
+        part = paired_slice_metrics(name, arrays, table, data_range=dr, win_size=cfg["ssim_win_size"])
+        part["input"], part["space"], part["loss"] = spec["input"], spec["space"], spec["loss"]
+        parts.append(part)
+    if not parts:
+        raise EvaluationError("no S2 predictions were given", hint="Enable an S2 experiment")
+    data = pd.concat(parts, ignore_index=True)
+    cols = ["experiment", "input", "space", "loss", "subject", "slice_index", "rank", "pred_row",
+            *S2_METRICS, "data_range"]
+    data = data[cols]
+    write_table(data, out["slice_metrics"], what="S2 per-slice metrics")
+
+    families: dict[tuple[str, str], list[dict]] = {}
+    for c in _s2_comparisons(data):
+        families.setdefault((c["family"], c["metric"]), []).append(c)
+    tables = []
+    for (family, metric), comps in families.items():
+        res = _attempt(notes, "S2", f"paired t-tests {family}, {metric}", S.paired_t_tests, comps,
+                       experiment=f"S2 {family}", alpha=float(cfg["alpha"]),
+                       corrections=tuple(cfg["corrections"]))
+        if res is not None:
+            res.insert(0, "family", family)
+            res.insert(1, "metric", metric)
+            res.insert(2, "compared", [c["experiments"] for c in comps])
+            res.insert(3, "a", [c["a_name"] for c in comps])
+            res.insert(4, "b", [c["b_name"] for c in comps])
+            res["family_size"] = len(comps)
+            tables.append(res)
+    ttests = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        columns=["family", "metric", "label", "n", "statistic", "p", "significant"])
+    write_table(ttests, out["ttests"], what="S2 paired t-tests")
+
+    t4 = _attempt(notes, "S2", "Table 4 (mean and CV)", S.table4, data, metrics=S2_METRICS,
+                  rows=("space", "loss"), column="input", experiment="S2 grid")
+    if t4 is None:
+        t4 = pd.DataFrame(columns=["space", "loss", "metric"])
+    else:
+        t4["data_range"] = dr
+    write_table(t4, out["table4"], what="S2 Table 4")
+
+    label = figure_label(scale_label, int(data["subject"].nunique()), [specs[n] for n in predictions])
+    data["space · loss"] = data["space"] + " · " + data["loss"]
+    fig = P.violin_metrics(data, metrics=S2_METRICS, x="input", hue="space · loss",
+                           subtitle=label, title="S2: pix2pix SPECT prediction, per-slice metrics",
+                           data_range=dr)
+    P.save_figure(fig, out["violin"], dpi=int(cfg["figure_dpi"]))
+    write_table(_notes_frame(notes), out["not_computed"], what="S2 statistics not computed")
+    return {"slice_metrics": data, "ttests": ttests, "table4": t4}
+
+
+# ------------------------------------------------------------------------------- S3
+def _brain_means(arr: np.ndarray, gain: np.ndarray, bias: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    raw = (arr - bias[:, None, None]) / gain[:, None, None]
+    return np.array([float(raw[i][mask[i]].mean()) for i in range(raw.shape[0])])
+
+
+def slice_labels(labels_ras: np.ndarray, z: int, size: int) -> np.ndarray:
+    """Cut axial slice ``z`` of an RAS label volume as the dataset cuts image slices
+    (:func:`spectsynth.datasets.axial_slice`, centred padding) and resize it to ``size`` px
+    with nearest-neighbour interpolation, so labels stay labels."""
+    from skimage.transform import resize
+
+    from .datasets import axial_slice, pad_square
+
+    sq = pad_square(axial_slice(np.asarray(labels_ras), z).astype(np.float32))
+    if sq.shape[0] == size:
+        return np.rint(sq).astype(np.int64)
+    out = resize(sq, (size, size), order=0, anti_aliasing=False, preserve_range=True, mode="constant")
+    return np.rint(out).astype(np.int64)
+
+
+def s3_roi_means(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.DataFrame,
+                 labels: Mapping[str, str], names: Mapping[int, str], *, input_channel: str,
+                 target_channel: str, notes: list | None = None) -> pd.DataFrame:
+    """Atlas-region means of input, prediction and target per test subject (S3's ROI analysis).
+
+    ``labels``: subject -> label volume (NIfTI on the grid of the slices' source volume, e.g.
+    the vascular territories); ``names``: label value -> region name.  The label slices are
+    cut like the image slices (:func:`slice_labels`); each region's mean pools its pixels
+    over the subject's test slices, in the images' own units (normalisation undone).  A
+    region with no pixel in a subject's test slices is left out (and noted).
+    """
+    import nibabel as nib
+
+    rows = []
+    size = int(np.asarray(arrays["target"]).shape[-1])
+    for subject, sub in table.groupby("subject", sort=True):
+        subject = str(subject)
+        if subject not in labels:
+            raise EvaluationError(f"no atlas label volume for test subject {subject}", experiment=experiment,
+                                  subject=subject, hint="Run the anatomy stage for this subject")
+        lab_img = nib.load(labels[subject])
+        src = str(sub["source"].iat[0]) if "source" in sub.columns else ""
+        src_path = src.rsplit("[", 1)[0] if src.endswith("]") else src
+        if src_path and Path(src_path).exists():
+            M.check_same_grid(lab_img, nib.load(src_path), experiment=experiment, subject=subject,
+                              names=("atlas labels", "source volume"))
+        lab = np.asanyarray(lab_img.dataobj)
+        pools: dict[str, dict[str, list]] = {}
+        for i, row in sub.iterrows():
+            z = int(row["slice_index"])
+            ls = slice_labels(lab, z, size)
+            vals = {
+                "input": (arrays["input"][i, 0] - row[f"bias_{input_channel}"]) / row[f"gain_{input_channel}"],
+                "prediction": (arrays["prediction"][i, 0] - row[f"bias_{target_channel}"]) / row[f"gain_{target_channel}"],
+                "target": (arrays["target"][i, 0] - row[f"bias_{target_channel}"]) / row[f"gain_{target_channel}"],
+            }
+            for value, name in names.items():
+                sel = ls == int(value)
+                if sel.any():
+                    for k, v in vals.items():
+                        pools.setdefault(name, {}).setdefault(k, []).append(np.asarray(v, dtype=np.float64)[sel])
+        for name in names.values():
+            if name not in pools:
+                if notes is not None:
+                    notes.append({"study": "S3", "what": f"ROI mean {name}, subject {subject}",
+                                  "reason": f"experiment {experiment}: subject {subject}: region {name} "
+                                            "has no pixel in the test slices"})
+                continue
+            row = {"experiment": experiment, "subject": subject, "region": name,
+                   "n_pixels": int(sum(a.size for a in pools[name]["target"]))}
+            row.update({k: float(np.concatenate(v).mean()) for k, v in pools[name].items()})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["experiment", "subject", "region", "n_pixels", "input",
+                                       "prediction", "target"])
+
+
+def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: Mapping[str, str], *,
+                cfg: Mapping, scale_label: str, labels: Mapping[str, str] | None = None,
+                label_names: Mapping[int, str] | None = None) -> dict[str, pd.DataFrame]:
+    """S3's evaluation of one SPECT->PET pix2pix experiment.
+
+    * per slice: SSIM/RMSE/PSNR of input vs target and of prediction vs target
+      (normalised units, data range ``cfg['data_range']``) and the mean CBF inside the brain
+      (target above zero) of input, prediction and target, in the images' own units
+      (normalisation undone with the index's gain/bias; the prediction with the target's);
+    * summary of both SSIMs and their paired t-test (S3: 0.79 -> 0.86);
+    * atlas-region means (``labels``: subject -> label volume, ``label_names``: value ->
+      region; default the vascular territories) of input, prediction and target
+      (:func:`s3_roi_means`);
+    * linear regression + Pearson r for input vs target, prediction vs target, prediction vs
+      input on the ROI means (``basis = roi``) and on the slice means (``basis = slice``),
+      with a scatter figure of the ROI means (slice means when no labels are given).
+
+    ``out``: ``slice_metrics``, ``roi_means``, ``summary``, ``ttest``, ``regression``,
+    ``scatter``, ``not_computed``.
+    """
+    dr = float(cfg["data_range"])
+    notes: list[dict] = []
+    arrays, table = _load_paired(experiment, files)
+    cin, cout = spec["input_channels"][0], spec["target_channels"][0]
+    for col in (f"gain_{cin}", f"bias_{cin}", f"gain_{cout}", f"bias_{cout}"):
+        if col not in table.columns:
+            raise EvaluationError(f"the prediction table lacks {col}", experiment=experiment,
+                                  hint="Rebuild the dataset and rerun predict_experiment")
+    if arrays["input"].shape != arrays["target"].shape:
+        raise EvaluationError(f"input {arrays['input'].shape} and target {arrays['target'].shape} "
+                              "differ in shape", experiment=experiment)
+    pm = paired_slice_metrics(experiment, arrays, table, data_range=dr, win_size=cfg["ssim_win_size"])
+    im = paired_slice_metrics(experiment, arrays, table, data_range=dr, win_size=cfg["ssim_win_size"],
+                              against="input")
+    data = pm[["experiment", "subject", "slice_index", "pred_row"]].copy()
+    for m in S2_METRICS:
+        data[f"{m}_input_vs_target"] = im[m].to_numpy()
+        data[f"{m}_prediction_vs_target"] = pm[m].to_numpy()
+    data["data_range"] = dr
+    tgt = np.asarray(arrays["target"], dtype=np.float64)[:, 0]
+    g_in, b_in = table[f"gain_{cin}"].to_numpy(float), table[f"bias_{cin}"].to_numpy(float)
+    g_t, b_t = table[f"gain_{cout}"].to_numpy(float), table[f"bias_{cout}"].to_numpy(float)
+    mask = (tgt - b_t[:, None, None]) / g_t[:, None, None] > 0
+    empty = np.flatnonzero(~mask.reshape(len(mask), -1).any(1))
+    if empty.size:
+        raise EvaluationError(f"{empty.size} target slices hold no brain signal (rows {empty.tolist()})",
+                              experiment=experiment, hint="Exclude blank slices from the dataset")
+    rows = data["pred_row"].to_numpy()
+    data["mean_input"] = _brain_means(arrays["input"][:, 0].astype(float), g_in, b_in, mask)[rows]
+    data["mean_prediction"] = _brain_means(arrays["prediction"][:, 0].astype(float), g_t, b_t, mask)[rows]
+    data["mean_target"] = _brain_means(tgt, g_t, b_t, mask)[rows]
+    write_table(data, out["slice_metrics"], what="S3 per-slice metrics")
+
+    summ = _attempt(notes, "S3", "summary (mean ± sd)", S.summary_table, data,
+                    ["ssim_input_vs_target", "ssim_prediction_vs_target",
+                     "rmse_input_vs_target", "rmse_prediction_vs_target",
+                     "psnr_input_vs_target", "psnr_prediction_vs_target"], experiment=experiment)
+    ttest = _attempt(notes, "S3", "paired t-test of SSIM", S.paired_t_tests,
+                     [{"label": "SSIM prediction vs target against input vs target",
+                       "a": data["ssim_prediction_vs_target"], "b": data["ssim_input_vs_target"],
+                       "names": ("prediction", "input")}],
+                     experiment=experiment, alpha=float(cfg["alpha"]),
+                     corrections=tuple(cfg["corrections"]))
+    summary = summ if summ is not None else pd.DataFrame(columns=["experiment", "value"])
+    write_table(summary, out["summary"], what="S3 summary")
+    ttest = ttest if ttest is not None else pd.DataFrame(columns=["experiment", "label"])
+    write_table(ttest, out["ttest"], what="S3 paired t-test of SSIM")
+
+    rois = pd.DataFrame(columns=["experiment", "subject", "region", "n_pixels", "input", "prediction",
+                                 "target"])
+    if labels:
+        from .labels import TERRITORIES
+
+        rois = s3_roi_means(experiment, arrays, table, labels, label_names or TERRITORIES,
+                            input_channel=cin, target_channel=cout, notes=notes)
+    write_table(rois, out["roi_means"], what="S3 ROI means")
+
+    def pairs_of(frame: pd.DataFrame, cols: Mapping[str, str], what: str) -> list[dict]:
+        return [
+            {"x": frame[cols["target"]], "y": frame[cols["input"]], "label": "input vs target",
+             "xlabel": f"target PET CBF ({what})", "ylabel": "input SPECT CBF"},
+            {"x": frame[cols["target"]], "y": frame[cols["prediction"]], "label": "prediction vs target",
+             "xlabel": f"target PET CBF ({what})", "ylabel": "predicted PET CBF"},
+            {"x": frame[cols["input"]], "y": frame[cols["prediction"]], "label": "prediction vs input",
+             "xlabel": f"input SPECT CBF ({what})", "ylabel": "predicted PET CBF"},
+        ]
+
+    bases = [("slice", pairs_of(data, {"input": "mean_input", "prediction": "mean_prediction",
+                                       "target": "mean_target"}, "slice brain mean"))]
+    if len(rois):
+        bases.insert(0, ("roi", pairs_of(rois, {"input": "input", "prediction": "prediction",
+                                                "target": "target"}, "atlas ROI mean")))
+    recs, ok, basis_col = [], {}, []
+    for basis, pairs in bases:
+        for pair in pairs:
+            rec = _attempt(notes, "S3", f"regression {pair['label']} ({basis} means)", S.linear_regression,
+                           pair["x"], pair["y"], experiment=experiment, label=pair["label"],
+                           confidence=float(cfg["regression_confidence"]))
+            if rec is not None:
+                recs.append(rec)
+                basis_col.append(basis)
+                ok.setdefault(basis, []).append(pair)
+    reg = S.records_frame(recs) if recs else pd.DataFrame(columns=["experiment", "label"])
+    if recs:
+        reg.insert(0, "basis", basis_col)
+    label = figure_label(scale_label, int(data["subject"].nunique()), [spec])
+    shown = next((b for b, _ in bases if b in ok), None)
+    title = (f"S3 {experiment}: {'atlas ROI' if shown == 'roi' else 'slice'}-mean CBF, "
+             "least-squares fits")
+    if shown is not None:
+        fig = P.scatter_fits(ok[shown], subtitle=label, title=title, experiment=experiment)
+    else:
+        fig = _message_figure("No regression could be computed (see not_computed.tsv).", label, title)
+    P.save_figure(fig, out["scatter"], dpi=int(cfg["figure_dpi"]))
+    write_table(reg, out["regression"], what="S3 regressions")
+    write_table(_notes_frame(notes), out["not_computed"], what="S3 statistics not computed")
+    return {"slice_metrics": data, "roi_means": rois, "summary": summary, "ttest": ttest,
+            "regression": reg}
+
+
+# ------------------------------------------------------------------------------- S1
+def _source_names(specs: Mapping[str, Mapping]) -> dict[str, str]:
+    variants = {n: str(s.get("condition", {}).get("variant", n)) for n, s in specs.items()}
+    if len(set(variants.values())) < len(variants):
+        return {n: n for n in specs}
+    return variants
+
+
+def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str, Mapping],
+                real_shard: str, real_index: str, out: Mapping[str, str], *, cfg: Mapping,
+                scale_label: str) -> dict[str, pd.DataFrame]:
+    """S1's evaluation: real test slices vs the images of each FastGAN variant (A, B).
+
+    * per image: mean counts (MC) and left/right ratio (LR) of the max-normalised slice;
+    * per (level, pattern): one-way ANOVA real vs A vs B of MC and LR (sources present at
+      that level), post-hoc comparisons (``cfg['posthoc']``, against ``posthoc_reference``);
+    * box plots with S1's significance marks; pixel-wise mean and SD maps per source, level
+      and pattern (groups of at least two images) with their average pixel-wise SD.
+
+    ``out``: ``images``, ``anova``, ``posthoc``, ``average_sd``, ``boxplot``, ``maps_mean``,
+    ``maps_sd``, ``not_computed``.
+    """
+    from .datasets import SliceShard
+
+    notes: list[dict] = []
+    index = read_index(real_index, experiment="S1 real test set")
+    shard = SliceShard(real_shard)
+    if len(shard) != len(index):
+        raise EvaluationError(f"S1 test shard {real_shard} holds {len(shard)} slices but the index "
+                              f"lists {len(index)}", experiment="S1", hint="Rebuild dataset s1")
+    ch = shard.channel_index(["slice"])[0]
+    stacks = {"real": (shard_to_ras(shard.all_images()[:, ch]), index["level"].tolist(),
+                       index["pattern"].tolist())}
+    names = _source_names(specs)
+    for name in sorted(predictions):
+        arrays, table, _ = load_predictions(predictions[name]["h5"], predictions[name]["tsv"],
+                                            experiment=name)
+        stacks[names[name]] = (shard_to_ras(arrays["prediction"][:, 0]), table["level"].tolist(),
+                               table["pattern"].tolist())
+    parts = []
+    for source, (imgs, lev, pat) in stacks.items():
+        parts.append(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source,
+                                      experiment="S1" if source == "real" else source))
+    data = pd.concat(parts, ignore_index=True)
+    write_table(data, out["images"], what="S1 per-image measures")
+    sources = list(stacks)
+    data["condition"] = data["level"] + "\n" + data["pattern"]
+
+    anova, post = [], []
+    comps: dict[str, list] = {"mean_counts": [], "lr_ratio": []}
+    for lv in LEVELS:
+        for pat in PATTERNS:
+            sub = data[(data["level"] == lv) & (data["pattern"] == pat)]
+            groups_present = [s for s in sources if (sub["source"] == s).any()]
+            if len(groups_present) < 2:
+                continue
+            for value in ("mean_counts", "lr_ratio"):
+                groups = {s: sub.loc[sub["source"] == s, value].to_numpy() for s in groups_present}
+                what = f"{value} at {lv}, {pat}"
+                rec = _attempt(notes, "S1", f"ANOVA {what}", S.one_way_anova, groups,
+                               experiment="S1", label=what, alpha=float(cfg["anova_alpha"]))
+                if rec is None:
+                    continue
+                tab = S.anova_table(groups, experiment="S1", label=what)
+                row = {k: v for k, v in rec.as_dict().items() if not k.startswith("mean_")}
+                row.update({"level": lv, "pattern": pat, "value": value,
+                            "sum_sq": float(tab["sum_sq"].iat[0]),
+                            "residual_sum_sq": float(tab["residual_sum_sq"].iat[0])})
+                anova.append(row)
+                ref = cfg["posthoc_reference"] if cfg["posthoc_reference"] in groups else None
+                ph = _attempt(notes, "S1", f"post-hoc {what}", S.posthoc, groups, experiment="S1",
+                              label=what, method=cfg["posthoc"], alpha=float(cfg["anova_alpha"]),
+                              reference=ref)
+                if ph is not None:
+                    ph.insert(0, "level", lv)
+                    ph.insert(1, "pattern", pat)
+                    ph.insert(2, "value", value)
+                    post.append(ph)
+                    marks = ph[["group1", "group2", "p_corrected"]].copy()
+                    marks["x"] = f"{lv}\n{pat}"
+                    comps[value].append(marks)
+    anova_t = pd.DataFrame(anova) if anova else pd.DataFrame(columns=["level", "pattern", "value"])
+    post_t = pd.concat(post, ignore_index=True) if post else pd.DataFrame(
+        columns=["level", "pattern", "value", "group1", "group2"])
+    write_table(anova_t, out["anova"], what="S1 ANOVA")
+    write_table(post_t, out["posthoc"], what="S1 post-hoc")
+
+    label = figure_label(scale_label, int(index["subject"].nunique()), list(specs.values()))
+    order = [f"{lv}\n{p}" for lv in LEVELS for p in PATTERNS if f"{lv}\n{p}" in set(data["condition"])]
+    fig = P.s1_whisker_grid(data, values={"mean_counts": "mean counts (MC)", "lr_ratio": "L/R ratio"},
+                            x="condition", hue="source", subtitle=label,
+                            comparisons={k: pd.concat(v, ignore_index=True) for k, v in comps.items() if v},
+                            title="S1: real vs generated perfusion slices", order=order,
+                            hue_order=sources)
+    P.save_figure(fig, out["boxplot"], dpi=int(cfg["figure_dpi"]))
+
+    maps, avg = {}, []
+    for source, (imgs, lev, pat) in stacks.items():
+        for lv in LEVELS:
+            for p in PATTERNS:
+                sel = [i for i, (a, b) in enumerate(zip(lev, pat, strict=True)) if a == lv and b == p]
+                if not sel:
+                    continue
+                res = _attempt(notes, "S1", f"mean/SD map {source} {lv} {p}", M.mean_sd_maps,
+                               imgs[sel], levels=[lv] * len(sel), patterns=[p] * len(sel),
+                               experiment="S1", source=source)
+                if res is None:
+                    continue
+                r = res[(lv, p)]
+                maps[(f"{source} {lv}", p)] = r
+                avg.append({"source": source, "level": lv, "pattern": p, "n": r["n"],
+                            "average_sd": r["average_sd"]})
+    write_table(pd.DataFrame(avg, columns=["source", "level", "pattern", "n", "average_sd"]),
+                out["average_sd"], what="S1 average pixel-wise SD")
+    rows = [f"{s} {lv}" for s in sources for lv in LEVELS if any(k[0] == f"{s} {lv}" for k in maps)]
+    for key, stat in (("maps_mean", "mean"), ("maps_sd", "sd")):
+        title = f"S1: pixel-wise {stat.upper() if stat == 'sd' else stat} maps per source, level and pattern"
+        if maps:
+            fig = P.map_grid({k: v[stat] for k, v in maps.items()}, levels=rows, patterns=list(PATTERNS),
+                             subtitle=label, title=title, convention=cfg["display_convention"],
+                             colorbar_label=f"pixel-wise {stat} (max-normalised counts)")
+        else:
+            fig = _message_figure("No condition holds two or more images of one source; pixel-wise "
+                                  "mean and SD maps need at least two (see not_computed.tsv).",
+                                  label, title)
+        P.save_figure(fig, out[key], dpi=int(cfg["figure_dpi"]))
+    write_table(_notes_frame(notes), out["not_computed"], what="S1 statistics not computed")
+    return {"images": data, "anova": anova_t, "posthoc": post_t}
+
+
+# ------------------------------------------------------------------------------- S0
+def slice_binding_ratios(image_ras: np.ndarray, segmentation: np.ndarray, *, experiment: str,
+                         subject: str | None = None, background_fraction: float = 0.1) -> dict[str, float]:
+    """Slice-level binding ratio per hemisphere: ``mean(region) / background - 1``.
+
+    ``segmentation`` is a :func:`spectsynth.metrics.segment_basal_ganglia` label slice
+    (1 left, 2 right); the background is the median of the slice's pixels above
+    ``background_fraction`` of its maximum outside the segmentation (the brain background
+    S0's dataset normalisation uses).  A 2-D stand-in for the volumetric SBR of
+    :mod:`spectsynth.quant`, which needs the anatomical label volumes.
+    """
+    img = np.asarray(image_ras, dtype=np.float64)
+    seg = np.asarray(segmentation)
+    if img.shape != seg.shape:
+        raise EvaluationError(f"image {img.shape} and segmentation {seg.shape} differ in shape",
+                              experiment=experiment, subject=subject)
+    mx = float(img.max())
+    outside = (img > background_fraction * mx) & (seg == 0)
+    if mx <= 0 or not outside.any():
+        raise EvaluationError("the slice has no background signal to normalise by",
+                              experiment=experiment, subject=subject,
+                              hint="Check the slice (blank prediction?)")
+    bkg = float(np.median(img[outside]))
+    if bkg <= 0:
+        raise EvaluationError(f"background {bkg:.4g} is not positive", experiment=experiment,
+                              subject=subject)
+    out = {}
+    for value, side in ((1, "L"), (2, "R")):
+        region = seg == value
+        if not region.any():
+            raise EvaluationError(f"no {side} basal-ganglia pixel in the segmentation",
+                                  experiment=experiment, subject=subject)
+        out[side] = float(img[region].mean()) / bkg - 1.0
+    return out
+
+
+def _pair_ratios(prediction, original, segmentation, *, experiment: str, subject: str):
+    return (slice_binding_ratios(prediction, segmentation, experiment=experiment, subject=subject),
+            slice_binding_ratios(original, segmentation, experiment=experiment, subject=subject))
+
+
+def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: Mapping[str, str], *,
+                cfg: Mapping, scale_label: str) -> dict[str, pd.DataFrame]:
+    """S0's evaluation of one (conditional) VAE experiment: prediction vs undegraded original.
+
+    Per test slice: basal ganglia segmented in prediction and original with the same settings
+    (``cfg['bg_segmentation']``, no anatomical search mask: the whole hemisphere), Anatomy
+    Shape Precision (AP, LAT, DLT, DRT, centre of mass, px, on the displayed image) and Dice
+    per side; slice binding ratios of both (:func:`slice_binding_ratios`, both measured in
+    the original's segmentation) with their error, the fraction of cases under each
+    ``cfg['sbr_error_thresholds']`` and a Bland-Altman analysis.
+
+    ``out``: ``asp``, ``asp_summary``, ``dice``, ``dice_summary``, ``sbr``, ``sbr_error``,
+    ``bland_altman``, ``bland_altman_plot``, ``examples``, ``not_computed``.
+    """
+    notes: list[dict] = []
+    seg_cfg = cfg["bg_segmentation"]
+    conv = cfg["display_convention"]
+    arrays, table = _load_paired(experiment, files)
+    pred = shard_to_ras(np.asarray(arrays["prediction"], dtype=np.float64)[:, 0])
+    orig = shard_to_ras(np.asarray(arrays["target"], dtype=np.float64)[:, 0])
+    asp_parts, dice_parts, sbr_rows = [], [], []
+    for i, row in table.iterrows():
+        subject = str(row["subject"])
+        case = f"{row.get('desc', '')}#{row['pred_row']}"
+        kw = dict(fraction=float(seg_cfg["threshold_fraction"]), min_size_px=int(seg_cfg["min_size_px"]),
+                  dilate_px=0, experiment=experiment, subject=subject)
+        res = _attempt(notes, "S0", f"ASP/Dice {experiment} subject {subject} case {case}",
+                       M.basal_ganglia_agreement, pred[i], orig[i], convention=conv, case=case, **kw)
+        if res is None:
+            continue
+        asp_parts.append(res[0])
+        dice_parts.append(res[1])
+        seg_o = M.segment_basal_ganglia(orig[i], **kw)
+        ratios = _attempt(notes, "S0", f"SBR {experiment} subject {subject} case {case}",
+                          _pair_ratios, pred[i], orig[i], seg_o, experiment=experiment, subject=subject)
+        if ratios is None:
+            continue
+        for side in M.SIDES:
+            sbr_rows.append({"experiment": experiment, "subject": subject, "case": case, "side": side,
+                             "sbr_original": ratios[1][side], "sbr_prediction": ratios[0][side],
+                             "error": ratios[0][side] - ratios[1][side],
+                             "abs_error": abs(ratios[0][side] - ratios[1][side])})
+    if not asp_parts:
+        raise EvaluationError("no test slice could be segmented (see the log)", experiment=experiment,
+                              hint="Check the predictions and evaluate.bg_segmentation")
+    asp = pd.concat(asp_parts, ignore_index=True)
+    dice = pd.concat(dice_parts, ignore_index=True)
+    sbr = pd.DataFrame(sbr_rows, columns=["experiment", "subject", "case", "side", "sbr_original",
+                                          "sbr_prediction", "error", "abs_error"])
+    write_table(asp, out["asp"], what="S0 anatomy shape precision")
+    write_table(dice, out["dice"], what="S0 Dice")
+    write_table(sbr, out["sbr"], what="S0 slice binding ratios")
+    empty = pd.DataFrame(columns=["experiment", "value", "n", "mean", "sd", "min", "max", "mean_sd"])
+    asp_sum = _attempt(notes, "S0", "ASP summary", S.summary_table, asp, ["abs_difference", "difference"],
+                       by=["side", "measure"], experiment=experiment)
+    write_table(asp_sum if asp_sum is not None else empty, out["asp_summary"], what="S0 ASP summary")
+    dice_sum = _attempt(notes, "S0", "Dice summary", S.summary_table, dice, ["dice"], by=["side"],
+                        experiment=experiment)
+    write_table(dice_sum if dice_sum is not None else empty, out["dice_summary"], what="S0 Dice summary")
+    frac = _attempt(notes, "S0", "SBR error fractions", M.sbr_error_fractions, sbr["sbr_prediction"],
+                    sbr["sbr_original"], thresholds=tuple(cfg["sbr_error_thresholds"]),
+                    experiment=experiment) if len(sbr) else None
+    write_table(frac if frac is not None else pd.DataFrame(columns=["experiment", "threshold"]),
+                out["sbr_error"], what="S0 SBR error fractions")
+    label = figure_label(scale_label, int(table["subject"].nunique()), [spec])
+    title = f"S0 {experiment}: slice binding ratio, prediction vs original"
+    ba = _attempt(notes, "S0", "Bland-Altman", S.bland_altman, sbr["sbr_prediction"], sbr["sbr_original"],
+                  experiment=experiment, label="predicted vs original slice SBR",
+                  loa_z=float(cfg["loa_z"])) if len(sbr) else None
+    if ba is not None:
+        write_table(S.records_frame([ba]), out["bland_altman"], what="S0 Bland-Altman")
+        fig = P.bland_altman_plot(sbr["sbr_prediction"], sbr["sbr_original"], subtitle=label, title=title,
+                                  experiment=experiment, label="predicted vs original slice SBR",
+                                  xlabel="mean of predicted and original SBR",
+                                  ylabel="predicted - original SBR", loa_z=float(cfg["loa_z"]))
+    else:
+        write_table(pd.DataFrame(columns=["experiment", "label"]), out["bland_altman"],
+                    what="S0 Bland-Altman")
+        fig = _message_figure("Bland-Altman analysis not computed (see not_computed.tsv).", label, title)
+    P.save_figure(fig, out["bland_altman_plot"], dpi=int(cfg["figure_dpi"]))
+    panels = []
+    for i in range(min(3, len(table))):
+        inp = shard_to_ras(np.asarray(arrays["input"], dtype=np.float64)[i, 0])
+        hi = float(max(inp.max(), pred[i].max(), orig[i].max()))
+        case = f"{table['subject'].iat[i]} {table['desc'].iat[i] if 'desc' in table else ''}".strip()
+        panels += [P.Panel(inp, f"input {case}", cmap="hot", vmin=0, vmax=hi),
+                   P.Panel(pred[i], "prediction", cmap="hot", vmin=0, vmax=hi),
+                   P.Panel(orig[i], "original", cmap="hot", vmin=0, vmax=hi)]
+    fig = P.slice_panel(panels, subtitle=label, title=f"S0 {experiment}: test slices", convention=conv,
+                        colorbar=False, ncols=3)
+    P.save_figure(fig, out["examples"], dpi=int(cfg["figure_dpi"]))
+    write_table(_notes_frame(notes), out["not_computed"], what="S0 statistics not computed")
+    return {"asp": asp, "dice": dice, "sbr": sbr}

@@ -1,0 +1,375 @@
+"""Study evaluation on tiny synthetic prediction files; statistics cross-checked with scipy."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from skimage.metrics import mean_squared_error, structural_similarity
+from statsmodels.stats.multitest import multipletests
+
+from spectsynth import evaluate as E
+from spectsynth.errors import EvaluationError
+from spectsynth.infer import write_predictions
+from spectsynth.labels import LEVELS, PATTERNS
+
+CFG = {"alpha": 0.01, "anova_alpha": 0.05, "corrections": ["holm", "fdr_bh"], "posthoc": "tukey",
+       "posthoc_reference": "real", "data_range": 2.0, "ssim_win_size": 7,
+       "bg_segmentation": {"threshold_fraction": 0.5, "min_size_px": 0},
+       "sbr_error_thresholds": [0.75, 0.5, 0.25], "regression_confidence": 0.95, "loa_z": 1.96,
+       "display_convention": "radiological", "figure_dpi": 50}
+H = W = 16
+
+
+def _blob(rng, n):
+    yy, xx = np.mgrid[0:H, 0:W]
+    base = np.exp(-((yy - 8) ** 2 + (xx - 8) ** 2) / 20.0)
+    return np.stack([base * rng.uniform(0.8, 1.2) + 0.05 * rng.standard_normal((H, W)) for _ in range(n)])
+
+
+def _paired_files(tmp, name, target, prediction, table, inp=None):
+    arrays = {"prediction": prediction[:, None], "target": target[:, None]}
+    if inp is not None:
+        arrays["input"] = inp[:, None]
+    write_predictions(arrays, table, {"experiment": name}, tmp / name / "p.h5", tmp / name / "p.tsv")
+    return {"h5": str(tmp / name / "p.h5"), "tsv": str(tmp / name / "p.tsv")}
+
+
+def _outs(tmp, keys, figures):
+    return {k: str(tmp / (f"{k}.png" if k in figures else f"{k}.tsv")) for k in keys}
+
+
+# ------------------------------------------------------------------------------ S2
+S2_KEYS = ["slice_metrics", "ttests", "table4", "violin", "not_computed"]
+
+
+def _s2_grid(tmp, n_subjects=2, n_slices=4):
+    rng = np.random.default_rng(0)
+    n = n_subjects * n_slices
+    table = pd.DataFrame({"subject": np.repeat([f"{i:02d}" for i in range(n_subjects)], n_slices),
+                          "slice_index": np.tile(np.arange(n_slices) * 3 + 1, n_subjects)})
+    files, specs = {}, {}
+    noise = {"mri": 0.3, "mri+pet": 0.1}
+    for space in ("native", "template"):
+        target = _blob(rng, n) * 2 - 1
+        for inp in ("mri", "mri+pet"):
+            name = f"s2_{inp}_{space}"
+            pred = target + noise[inp] * rng.standard_normal(target.shape)
+            files[name] = _paired_files(tmp, name, target, pred, table)
+            specs[name] = {"experiment": name, "input": inp, "space": space, "loss": "l1", "epochs": 3}
+    return files, specs
+
+
+def test_s2_metrics_and_tests_match_direct_scipy(tmp_path):
+    files, specs = _s2_grid(tmp_path)
+    out = _outs(tmp_path / "out", S2_KEYS, {"violin"})
+    res = E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale")
+    data = pd.read_csv(out["slice_metrics"], sep="\t", dtype={"subject": str})
+    assert len(data) == 4 * 8 and (data["data_range"] == 2.0).all()
+    # one row checked against scikit-image directly
+    with h5py.File(files["s2_mri_native"]["h5"]) as f:
+        p, t = f["prediction"][0, 0].astype(float), f["target"][0, 0].astype(float)
+    row = data[(data["experiment"] == "s2_mri_native")].iloc[0]
+    assert row["rmse"] == pytest.approx(np.sqrt(mean_squared_error(t, p)))
+    assert row["ssim"] == pytest.approx(structural_similarity(t, p, data_range=2.0, win_size=7))
+    # the t-test mri vs mri+pet in native space, RMSE: same numbers through scipy
+    tt = pd.read_csv(out["ttests"], sep="\t")
+    sel = tt[(tt["metric"] == "rmse") & tt["label"].str.contains(r"input mri vs mri\+pet \(space native")]
+    assert len(sel) == 1
+    a = data[(data.experiment == "s2_mri_native")].sort_values(["subject", "rank"])["rmse"]
+    b = data[(data.experiment == "s2_mri+pet_native")].sort_values(["subject", "rank"])["rmse"]
+    ref = sps.ttest_rel(a.to_numpy(), b.to_numpy())
+    assert sel["statistic"].iat[0] == pytest.approx(ref.statistic)
+    assert sel["p"].iat[0] == pytest.approx(ref.pvalue)
+    assert sel["n"].iat[0] == 8
+    fam = tt[(tt["metric"] == "rmse") & (tt["family"] == "input: mri vs mri+pet")]
+    _, holm, _, _ = multipletests(fam["p"].to_numpy(), method="holm")
+    np.testing.assert_allclose(fam["p_holm"].to_numpy(), holm)
+    assert sel["significant"].iat[0]  # noise 0.3 vs 0.1 separates clearly
+    # Table 4: rows space x loss x metric, columns = inputs, mean (CV%)
+    t4 = res["table4"]
+    assert list(t4.columns[:3]) == ["space", "loss", "metric"] and {"mri", "mri+pet"} <= set(t4.columns)
+    assert len(t4) == 2 * 3
+    m = data[(data.experiment == "s2_mri_native")]["rmse"]
+    assert t4.loc[(t4.space == "native") & (t4.metric == "rmse"), "mri"].iat[0].startswith(f"{m.mean():.2f} (")
+    assert pd.read_csv(out["not_computed"], sep="\t").empty
+    assert (tmp_path / "out" / "violin.png").stat().st_size > 1000
+    for k in ("ttests", "table4", "slice_metrics"):
+        assert not pd.read_csv(out[k], sep="\t").isna().any().any()
+
+
+def test_s2_too_few_slices_are_reported_not_written_as_nan(tmp_path):
+    files, specs = _s2_grid(tmp_path, n_subjects=1, n_slices=1)
+    out = _outs(tmp_path / "out", S2_KEYS, {"violin"})
+    E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale")
+    notes = pd.read_csv(out["not_computed"], sep="\t")
+    assert len(notes) > 0 and notes["reason"].str.contains("at least 2").all()
+    assert pd.read_csv(out["ttests"], sep="\t").empty
+    assert pd.read_csv(out["table4"], sep="\t").empty
+
+
+def test_shape_mismatch_names_the_experiment(tmp_path):
+    table = pd.DataFrame({"subject": ["01", "01"], "slice_index": [1, 2]})
+    rng = np.random.default_rng(1)
+    files = {"bad_run": _paired_files(tmp_path, "bad_run", _blob(rng, 2), _blob(rng, 2)[:, :8], table)}
+    with pytest.raises(EvaluationError, match="experiment bad_run: predictions have shape"):
+        E.evaluate_s2(files, {"bad_run": {"input": "mri", "space": "native", "loss": "l1", "epochs": 1}},
+                      _outs(tmp_path / "o", S2_KEYS, {"violin"}), cfg=CFG, scale_label="demo scale")
+
+
+def test_write_table_refuses_nan(tmp_path):
+    with pytest.raises(EvaluationError, match="columns \\['p'\\] hold missing values"):
+        E.write_table(pd.DataFrame({"p": [0.1, np.nan]}), tmp_path / "t.tsv", what="test")
+    assert not (tmp_path / "t.tsv").exists()
+
+
+# ------------------------------------------------------------------------------ S3
+S3_KEYS = ["slice_metrics", "roi_means", "summary", "ttest", "regression", "scatter", "not_computed"]
+
+
+def test_s3_regressions_and_ssim_match_scipy(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 6
+    target_raw = _blob(rng, n).clip(0) * 50 * rng.uniform(0.5, 1.5, size=(n, 1, 1))
+    input_raw = 0.8 * target_raw + 2 * rng.random((n, H, W))
+    pred_raw = target_raw + rng.standard_normal((n, H, W))
+    g_t = 2.0 / target_raw.reshape(n, -1).max(1)
+    g_i = 2.0 / input_raw.reshape(n, -1).max(1)
+    norm = lambda raw, g: raw * g[:, None, None] - 1.0  # noqa: E731
+    table = pd.DataFrame({"subject": ["01"] * 3 + ["02"] * 3, "slice_index": [1, 2, 3] * 2,
+                          "gain_spect_cbf": g_i, "bias_spect_cbf": -1.0,
+                          "gain_pet_cbf": g_t, "bias_pet_cbf": -1.0})
+    files = _paired_files(tmp_path, "s3", norm(target_raw, g_t), norm(pred_raw, g_t), table,
+                          inp=norm(input_raw, g_i))
+    spec = {"experiment": "s3", "input_channels": ["spect_cbf"], "target_channels": ["pet_cbf"], "epochs": 2}
+    out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
+    res = E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale")
+    data = res["slice_metrics"]
+    mask = target_raw > 0
+    mt = np.array([target_raw[i][mask[i]].mean() for i in range(n)])
+    mi = np.array([input_raw[i][mask[i]].mean() for i in range(n)])
+    np.testing.assert_allclose(data["mean_target"], mt, rtol=1e-4)
+    np.testing.assert_allclose(data["mean_input"], mi, rtol=1e-4)
+    reg = pd.read_csv(out["regression"], sep="\t")
+    assert set(reg["basis"]) == {"slice"}  # no atlas labels given
+    reg = reg.set_index("label")
+    ref = sps.linregress(mt, mi)
+    assert reg.loc["input vs target", "slope"] == pytest.approx(ref.slope, rel=1e-3)
+    assert reg.loc["input vs target", "intercept"] == pytest.approx(ref.intercept, rel=1e-3, abs=1e-3)
+    assert reg.loc["input vs target", "statistic"] == pytest.approx(sps.pearsonr(mt, mi).statistic, rel=1e-4)
+    assert set(reg.index) == {"input vs target", "prediction vs target", "prediction vs input"}
+    t0 = norm(target_raw, g_t)[0].astype(np.float32).astype(float)
+    i0 = norm(input_raw, g_i)[0].astype(np.float32).astype(float)
+    assert data["ssim_input_vs_target"].iat[0] == pytest.approx(structural_similarity(t0, i0, data_range=2.0))
+    tt = pd.read_csv(out["ttest"], sep="\t")
+    ref_t = sps.ttest_rel(data["ssim_prediction_vs_target"], data["ssim_input_vs_target"])
+    assert tt["p"].iat[0] == pytest.approx(ref_t.pvalue)
+    assert (tmp_path / "out" / "scatter.png").exists()
+
+
+def test_s3_two_slices_leave_regressions_not_computed(tmp_path):
+    rng = np.random.default_rng(3)
+    t = _blob(rng, 2).clip(0) * 2 - 1
+    table = pd.DataFrame({"subject": ["01", "01"], "slice_index": [1, 2], "gain_spect_cbf": 1.0,
+                          "bias_spect_cbf": 0.0, "gain_pet_cbf": 1.0, "bias_pet_cbf": -1.0})
+    files = _paired_files(tmp_path, "s3", t, t + 0.1 * rng.standard_normal(t.shape), table, inp=t + 0.2)
+    spec = {"experiment": "s3", "input_channels": ["spect_cbf"], "target_channels": ["pet_cbf"], "epochs": 2}
+    out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
+    E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale")
+    notes = pd.read_csv(out["not_computed"], sep="\t")
+    assert notes["what"].str.startswith("regression").sum() == 3  # slice basis, no labels
+    assert notes["reason"].str.contains("experiment s3").all()
+    assert pd.read_csv(out["regression"], sep="\t").empty
+
+
+# ------------------------------------------------------------------------------ S1
+S1_KEYS = ["images", "anova", "posthoc", "average_sd", "boxplot", "maps_mean", "maps_sd", "not_computed"]
+
+
+def _s1_shard(tmp, images, levels, patterns):
+    """A minimal S1 test shard in the layout SliceShard reads (images, codes, rows, channels)."""
+    path = tmp / "test.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images[:, None].astype(np.float32))
+        f.create_dataset("level", data=[LEVELS.index(lv) for lv in levels])
+        f.create_dataset("pattern", data=[PATTERNS.index(p) for p in patterns])
+        f.create_dataset("row", data=np.arange(len(images)))
+        f.attrs["channels"] = json.dumps(["slice"])
+    pd.DataFrame({"subject": [f"{i:02d}" for i in range(len(images))], "split": "test",
+                  "shard_row": np.arange(len(images)), "level": levels, "pattern": patterns}
+                 ).to_csv(tmp / "index.tsv", sep="\t", index=False)
+    return str(path), str(tmp / "index.tsv")
+
+
+def test_s1_anova_matches_scipy_and_lr_orientation(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 5
+    real = _blob(rng, n).clip(0)
+    real[:, :, : W // 2] *= 1.5  # stored slices: the left half is the subject's left -> LR > 1
+    shard, index = _s1_shard(tmp_path, real, ["COR"] * n, ["normal"] * n)
+    gens = {}
+    for name, scale in (("gA", 0.9), ("gB", 0.7)):
+        imgs = (_blob(rng, n).clip(0) * scale)[:, None]
+        table = pd.DataFrame({"experiment": name, "kind": "generated", "level": "COR", "pattern": "normal",
+                              "sample": np.arange(n)})
+        write_predictions({"prediction": imgs}, table, {"experiment": name}, tmp_path / name / "p.h5",
+                          tmp_path / name / "p.tsv")
+        gens[name] = {"h5": str(tmp_path / name / "p.h5"), "tsv": str(tmp_path / name / "p.tsv")}
+    specs = {"gA": {"condition": {"variant": "A"}, "epochs": 2}, "gB": {"condition": {"variant": "B"}, "epochs": 2}}
+    out = _outs(tmp_path / "out", S1_KEYS, {"boxplot", "maps_mean", "maps_sd"})
+    res = E.evaluate_s1(gens, specs, shard, index, out, cfg=CFG, scale_label="demo scale")
+    img = res["images"]
+    assert (img.loc[img.source == "real", "lr_ratio"] > 1.1).all()
+    groups = [img.loc[img.source == s, "mean_counts"].to_numpy() for s in ("real", "A", "B")]
+    ref = sps.f_oneway(*groups)
+    an = pd.read_csv(out["anova"], sep="\t")
+    row = an[an["value"] == "mean_counts"].iloc[0]
+    assert row["statistic"] == pytest.approx(ref.statistic)
+    assert row["p"] == pytest.approx(ref.pvalue)
+    assert row["n"] == 3 * n
+    ph = pd.read_csv(out["posthoc"], sep="\t")
+    assert set(ph["group1"]) | set(ph["group2"]) >= {"real", "A", "B"}
+    assert ((ph["group1"] == "real") | (ph["group2"] == "real")).all()  # posthoc_reference
+    sd = pd.read_csv(out["average_sd"], sep="\t")
+    assert set(sd["source"]) == {"real", "A", "B"} and (sd["n"] == n).all()
+    ref_sd = E.shard_to_ras(real).std(axis=0, ddof=1).mean()
+    assert sd.loc[sd.source == "real", "average_sd"].iat[0] == pytest.approx(ref_sd, rel=1e-5)
+    assert pd.read_csv(out["not_computed"], sep="\t").empty
+
+
+def test_s1_empty_group_and_single_images_are_not_computed(tmp_path):
+    rng = np.random.default_rng(5)
+    real = _blob(rng, 2).clip(0)
+    shard, index = _s1_shard(tmp_path, real, ["COR", "COR"], ["normal", "unilateral"])
+    table = pd.DataFrame({"experiment": "gA", "kind": "generated", "level": ["COR"], "pattern": ["normal"],
+                          "sample": [0]})
+    write_predictions({"prediction": _blob(rng, 1)[:, None].clip(0)}, table, {"experiment": "gA"},
+                      tmp_path / "gA" / "p.h5", tmp_path / "gA" / "p.tsv")
+    out = _outs(tmp_path / "out", S1_KEYS, {"boxplot", "maps_mean", "maps_sd"})
+    E.evaluate_s1({"gA": {"h5": str(tmp_path / "gA" / "p.h5"), "tsv": str(tmp_path / "gA" / "p.tsv")}},
+                  {"gA": {"condition": {"variant": "A"}, "epochs": 1}}, shard, index, out, cfg=CFG,
+                  scale_label="demo scale")
+    notes = pd.read_csv(out["not_computed"], sep="\t")
+    assert notes["what"].str.contains("ANOVA mean_counts at COR, normal").any()
+    assert notes["what"].str.contains("mean/SD map").any()
+    assert pd.read_csv(out["anova"], sep="\t").empty
+    assert (tmp_path / "out" / "maps_sd.png").exists()
+
+
+# ------------------------------------------------------------------------------ S0
+S0_KEYS = ["asp", "asp_summary", "dice", "dice_summary", "sbr", "sbr_error", "bland_altman",
+           "bland_altman_plot", "examples", "not_computed"]
+
+
+def _dat_slice(shift=0, gain=1.0):
+    img = np.ones((H, W))
+    img[5:9, 3 + shift:6 + shift] += 2.0 * gain   # subject's left half (stored columns < W/2)
+    img[5:9, 10:13] += 2.0 * gain
+    img[:2] = img[-2:] = 0
+    return img
+
+
+def test_s0_identical_prediction_gives_perfect_agreement(tmp_path):
+    orig = np.stack([_dat_slice(), _dat_slice(), _dat_slice()])
+    table = pd.DataFrame({"subject": ["01"] * 3, "desc": ["a", "b", "c"], "pred_row": [0, 1, 2]})
+    files = _paired_files(tmp_path, "s0", orig, orig.copy(), table, inp=orig * 0.5)
+    out = _outs(tmp_path / "out", S0_KEYS, {"bland_altman_plot", "examples"})
+    res = E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
+    assert (res["dice"]["dice"] == 1.0).all()
+    assert (res["asp"]["abs_difference"] == 0).all()
+    np.testing.assert_allclose(res["sbr"]["sbr_original"], 2.0)
+    notes = pd.read_csv(out["not_computed"], sep="\t")
+    assert notes["what"].eq("Bland-Altman").any()  # all differences 0: limits undefined
+    frac = pd.read_csv(out["sbr_error"], sep="\t")
+    assert (frac["fraction"] == 1.0).all()
+
+
+def test_s0_shifted_prediction_dice_and_bland_altman(tmp_path):
+    orig = np.stack([_dat_slice() for _ in range(4)])
+    pred = np.stack([_dat_slice(shift=1, gain=g) for g in (0.6, 0.8, 1.1, 1.3)])
+    table = pd.DataFrame({"subject": ["01", "01", "02", "02"], "desc": list("abcd"), "pred_row": range(4)})
+    files = _paired_files(tmp_path, "s0", orig, pred, table, inp=pred)
+    out = _outs(tmp_path / "out", S0_KEYS, {"bland_altman_plot", "examples"})
+    res = E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
+    left = res["dice"][res["dice"]["side"] == "L"]["dice"]
+    np.testing.assert_allclose(left, 2 * 8 / (12 + 12))  # 3-wide box shifted by one column
+    lat = res["asp"][(res["asp"]["measure"] == "LAT")]
+    assert (lat["abs_difference"] == 0).all()
+    ba = pd.read_csv(out["bland_altman"], sep="\t")
+    d = res["sbr"]["sbr_prediction"] - res["sbr"]["sbr_original"]
+    assert ba["bias"].iat[0] == pytest.approx(d.mean())
+    assert ba["p"].iat[0] == pytest.approx(sps.ttest_1samp(d, 0).pvalue)
+    ds = pd.read_csv(out["dice_summary"], sep="\t")
+    assert set(ds["side"]) == {"L", "R"} and {"mean_sd", "min", "max"} <= set(ds.columns)
+
+
+def test_study_experiments_and_labels():
+    exps = {"a": {"study": "S2"}, "b": {"study": "S1"}, "c": {"study": "S2"}}
+    assert E.study_experiments(exps, "S2") == ["a", "c"]
+    assert E.study_experiments(exps, "S0") == []
+    lab = E.figure_label("demo scale", 3, [{"epochs": 5}])
+    assert lab == "simulated data · demo scale · 3 subjects · 5 epochs"
+    assert "test scale (tiny) · 1 subject · 1-2 epochs" in E.figure_label(
+        "test scale (tiny)", 1, [{"epochs": 1}, {"epochs": 2}])
+    stored = np.zeros((4, 6))
+    stored[0, 1] = 1  # anterior row, subject's left column
+    ras = E.shard_to_ras(stored)
+    assert ras.shape == (6, 4) and ras[1, 3] == 1  # x = 1 (left), y = 3 (most anterior)
+
+
+def test_s3_atlas_roi_means_pool_the_test_slices(tmp_path):
+    """ROI means from a label volume on the source grid, cut like the image slices."""
+    import nibabel as nib
+
+    from spectsynth.datasets import axial_slice, normalise_gain_bias, resize_slice
+
+    rng = np.random.default_rng(6)
+    shape = (12, 16, 10)
+    lab = np.zeros(shape, dtype=np.int16)
+    lab[:6, :, :] = 1   # subject's left half: region 1
+    lab[6:, :, :] = 2   # right half: region 2
+    target = np.where(lab == 1, 40.0, 60.0) + rng.standard_normal(shape)
+    inp = 0.5 * target + 5.0
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    for name, vol in (("labels", lab), ("target", target)):
+        nib.save(nib.Nifti1Image(vol, affine), tmp_path / f"{name}.nii.gz")
+    zs, rows, t_sl, i_sl = [3, 6], [], [], []
+    for subject in ("01", "02", "03"):
+        for z in zs:
+            ts = resize_slice(axial_slice(target, z), 16)
+            ins = resize_slice(axial_slice(inp, z), 16)
+            gt, bt = normalise_gain_bias(ts, "max_pm1")
+            gi, bi = normalise_gain_bias(ins, "max_pm1")
+            t_sl.append(ts * gt + bt)
+            i_sl.append(ins * gi + bi)
+            rows.append({"subject": subject, "slice_index": z, "source": str(tmp_path / "target.nii.gz"),
+                         "gain_spect_cbf": gi, "bias_spect_cbf": bi, "gain_pet_cbf": gt, "bias_pet_cbf": bt})
+    t_arr, i_arr = np.stack(t_sl), np.stack(i_sl)
+    pred = t_arr + 0.01 * rng.standard_normal(t_arr.shape)
+    files = _paired_files(tmp_path, "s3", t_arr, pred, pd.DataFrame(rows), inp=i_arr)
+    spec = {"experiment": "s3", "input_channels": ["spect_cbf"], "target_channels": ["pet_cbf"], "epochs": 2}
+    out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
+    labels = {s: str(tmp_path / "labels.nii.gz") for s in ("01", "02", "03")}
+    res = E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale", labels=labels,
+                        label_names={1: "left", 2: "right"})
+    rois = res["roi_means"]
+    assert len(rois) == 3 * 2
+    left = rois[rois.region == "left"]
+    ref_left = np.mean(np.concatenate([target[:6, :, z].ravel() for z in zs]))
+    np.testing.assert_allclose(left["target"], ref_left, rtol=1e-3)
+    np.testing.assert_allclose(left["input"], 0.5 * ref_left + 5.0, rtol=1e-3)
+    assert (left["n_pixels"] == 6 * 16 * 2).all()
+    reg = pd.read_csv(out["regression"], sep="\t")
+    roi_reg = reg[(reg["basis"] == "roi") & (reg["label"] == "input vs target")]
+    ref = sps.linregress(rois["target"], rois["input"])
+    assert roi_reg["slope"].iat[0] == pytest.approx(ref.slope, rel=1e-6)
+    assert roi_reg["n"].iat[0] == 6
+    # a label volume on another grid is refused, naming the experiment and subject
+    nib.save(nib.Nifti1Image(lab, np.diag([1.0, 2.0, 2.0, 1.0])), tmp_path / "other.nii.gz")
+    with pytest.raises(EvaluationError, match="experiment s3: subject 01: the affine of the atlas labels"):
+        E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale",
+                      labels={s: str(tmp_path / "other.nii.gz") for s in ("01", "02", "03")})

@@ -1,0 +1,210 @@
+"""Inference: predictions of paired and GAN experiments on tiny synthetic shards, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from spectsynth.datasets import build_dataset
+from spectsynth.errors import EvaluationError
+from spectsynth.infer import load_predictions, predict_experiment, write_predictions
+from spectsynth.labels import PATTERNS
+from spectsynth.models import expand_experiments
+from spectsynth.train import load_for_inference, train_experiment
+
+LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}
+DATASETS = {"s0": {"size": 32}, "s1": {"size": 32, "slices_per_level": 1},
+            "s2": {"size": 32, "n_slices": 4, "spaces": ["native"]}}
+TRAINING = {"progress": False, "checkpoint_every": 1}
+ENTRIES = {
+    "gan": {"study": "S1", "model": "fastgan", "variants": ["A"], "epochs": 1, "base_channels": 4,
+            "gan_feature_steps": 2, "gan_eval_samples": 2},
+    "p2p": {"study": "S2", "model": "pix2pix", "inputs": ["mri"], "spaces": ["native"], "losses": ["l1"],
+            "epochs": 1, "ngf": 4, "ndf": 4, "batch_size": 4},
+    "clin": {"study": "S0", "model": "vae", "epochs": 1, "base_channels": 4, "latent_dim": 8, "batch_size": 4},
+}
+NAMES = {"gan": "gan_A", "p2p": "p2p_mri_native_l1", "clin": "clin"}
+
+
+def phantom(seed: int, pattern: str = "normal", striatum: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in (40, 48, 36)], indexing="ij")
+    brain = ((x / 0.8) ** 2 + (y / 0.9) ** 2 + (z / 0.85) ** 2) < 1
+    v = brain * (1.0 + 0.1 * rng.standard_normal(brain.shape))
+    if pattern == "unilateral":
+        v[(x < 0) & brain] *= 0.5
+    v[((np.abs(x) - 0.3) ** 2 / 0.02 + y ** 2 / 0.05 + z ** 2 / 0.03) < 1] += 3.0 * striatum
+    return np.clip(v, 0, None).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Tiny datasets and one-epoch experiments of each family (a few seconds)."""
+    root = tmp_path_factory.mktemp("infer")
+    cfg = {"datasets": DATASETS}
+    s1 = [{"subject": f"{i:02d}", "volumes": {"spect": phantom(i * 3 + j, p)}, "pattern": p,
+           "levels": LEVELS_TABLE} for i in range(6) for j, p in enumerate(PATTERNS)]
+    s0 = [{"subject": f"{i:02d}", "volumes": {"damaged": phantom(i, striatum=s), "original": phantom(i)},
+           "params": {"pbr": s, "cbr": s, "slr": 1.0}} for i in range(6) for s in (0.2, 0.5)]
+    s2 = [{"subject": f"{i:02d}", "space": "native",
+           "volumes": {"mri": phantom(i), "pet": phantom(i + 50), "spect": phantom(i + 99)}} for i in range(6)]
+    for name, recs in (("s1", s1), ("s0", s0), ("s2_native", s2)):
+        build_dataset(name, recs, cfg, root / "datasets" / name)
+    specs = {}
+    with torch.random.fork_rng():
+        for key, entry in ENTRIES.items():
+            full = {"datasets": DATASETS, "training": TRAINING, "experiments": {key: entry}}
+            spec = expand_experiments(full)[NAMES[key]]
+            ds = root / "datasets" / spec["dataset"]
+            train_experiment(spec, {"train": ds / "train.h5", "val": ds / "val.h5"},
+                             root / "experiments" / spec["experiment"], datasets_cfg=DATASETS, threads=1)
+            specs[key] = spec
+    return root, specs
+
+
+def _predict(root, spec, out, **kw):
+    ds = root / "datasets" / spec["dataset"]
+    name = spec["experiment"]
+    return predict_experiment(root / "experiments" / name / "best.pt", ds / "test.h5", ds / "index.tsv",
+                              out / "predictions.h5", out / "predictions.tsv", experiment=name,
+                              device="cpu", **kw)
+
+
+@pytest.mark.parametrize("key", ["p2p", "clin"])
+def test_paired_predictions_match_the_network_in_eval_mode(trained, key, tmp_path):
+    root, specs = trained
+    spec = specs[key]
+    table = _predict(root, spec, tmp_path / "a", batch_size=3)
+    index = pd.read_csv(root / "datasets" / spec["dataset"] / "index.tsv", sep="\t", dtype={"subject": str})
+    test = index[index["split"] == "test"]
+    assert len(table) == len(test) > 0
+    assert set(table["subject"]) == set(test["subject"])
+    arrays, tab, attrs = load_predictions(tmp_path / "a" / "predictions.h5", tmp_path / "a" / "predictions.tsv",
+                                          experiment=spec["experiment"])
+    assert attrs["model"] == spec["model"]
+    assert arrays["prediction"].shape == arrays["target"].shape == (len(test), 1, 32, 32)
+    # the same network, rebuilt independently, in eval mode gives the same predictions
+    nets, _ = load_for_inference(root / "experiments" / spec["experiment"] / "best.pt")
+    net = nets["G"] if "G" in nets else nets["vae"]
+    with torch.no_grad():
+        x = torch.from_numpy(arrays["input"])
+        direct = (net.predict(x) if hasattr(net, "predict") else net(x)).numpy()
+    np.testing.assert_allclose(arrays["prediction"], direct, atol=1e-5)
+    # deterministic (no dropout, VAE posterior mean) and independent of the batch size
+    _predict(root, spec, tmp_path / "b", batch_size=64)
+    again, _, _ = load_predictions(tmp_path / "b" / "predictions.h5", tmp_path / "b" / "predictions.tsv")
+    np.testing.assert_allclose(arrays["prediction"], again["prediction"], atol=1e-5)
+
+
+def test_gan_samples_as_many_per_condition_as_the_real_test_split(trained, tmp_path):
+    root, specs = trained
+    spec = specs["gan"]
+    table = _predict(root, spec, tmp_path / "a", batch_size=2, seed=5)
+    index = pd.read_csv(root / "datasets" / "s1" / "index.tsv", sep="\t", dtype={"subject": str})
+    real = index[(index["split"] == "test") & index["level"].isin(spec["condition"]["levels"])]
+    want = real.groupby(["level", "pattern"]).size().sort_index()
+    got = table.groupby(["level", "pattern"]).size().sort_index()
+    pd.testing.assert_series_equal(got, want, check_names=False)
+    arrays, _, _ = load_predictions(tmp_path / "a" / "predictions.h5", tmp_path / "a" / "predictions.tsv")
+    assert "target" not in arrays
+    assert arrays["prediction"].min() >= 0.0 - 1e-6 and arrays["prediction"].max() <= 1.0 + 1e-6
+    _predict(root, spec, tmp_path / "b", batch_size=2, seed=5)
+    same, _, _ = load_predictions(tmp_path / "b" / "predictions.h5", tmp_path / "b" / "predictions.tsv")
+    _predict(root, spec, tmp_path / "c", batch_size=2, seed=6)
+    other, _, _ = load_predictions(tmp_path / "c" / "predictions.h5", tmp_path / "c" / "predictions.tsv")
+    # seeded latent stream: the same seed gives the same images, another seed other images
+    np.testing.assert_array_equal(same["prediction"], arrays["prediction"])
+    assert not np.allclose(arrays["prediction"], other["prediction"])
+
+
+def test_checkpoint_of_another_experiment_is_refused(trained, tmp_path):
+    root, specs = trained
+    spec = specs["p2p"]
+    ds = root / "datasets" / spec["dataset"]
+    with pytest.raises(EvaluationError, match="experiment wrong_name"):
+        predict_experiment(root / "experiments" / spec["experiment"] / "best.pt", ds / "test.h5",
+                           ds / "index.tsv", tmp_path / "p.h5", tmp_path / "p.tsv", experiment="wrong_name",
+                           device="cpu")
+
+
+def test_index_that_disagrees_with_the_shard_names_the_experiment(trained, tmp_path):
+    root, specs = trained
+    spec = specs["p2p"]
+    ds = root / "datasets" / spec["dataset"]
+    index = pd.read_csv(ds / "index.tsv", sep="\t", dtype={"subject": str})
+    test_rows = index[index["split"] == "test"]
+    index.drop(test_rows.index[:1]).to_csv(tmp_path / "index.tsv", sep="\t", index=False)
+    with pytest.raises(EvaluationError, match=rf"experiment {spec['experiment']}.*index lists"):
+        predict_experiment(root / "experiments" / spec["experiment"] / "best.pt", ds / "test.h5",
+                           tmp_path / "index.tsv", tmp_path / "p.h5", tmp_path / "p.tsv",
+                           experiment=spec["experiment"], device="cpu")
+    with pytest.raises(EvaluationError, match="does not exist"):
+        predict_experiment(root / "experiments" / spec["experiment"] / "best.pt", ds / "test.h5",
+                           tmp_path / "missing.tsv", tmp_path / "p.h5", tmp_path / "p.tsv",
+                           experiment=spec["experiment"], device="cpu")
+
+
+def test_bad_batch_size_and_mismatched_prediction_files(tmp_path):
+    with pytest.raises(EvaluationError, match="batch size"):
+        predict_experiment(tmp_path / "x.pt", tmp_path / "t.h5", tmp_path / "i.tsv", tmp_path / "p.h5",
+                           tmp_path / "p.tsv", experiment="e1", batch_size=0)
+    arrays = {"prediction": np.zeros((3, 1, 8, 8)), "target": np.zeros((3, 1, 8, 8))}
+    table = pd.DataFrame({"subject": ["01", "01", "02"]})
+    write_predictions(arrays, table, {"experiment": "e1"}, tmp_path / "p.h5", tmp_path / "p.tsv")
+    table.iloc[:2].to_csv(tmp_path / "short.tsv", sep="\t", index=False)
+    with pytest.raises(EvaluationError, match="experiment e1: .*3 predictions but .* lists 2"):
+        load_predictions(tmp_path / "p.h5", tmp_path / "short.tsv", experiment="e1")
+    with pytest.raises(EvaluationError, match="holds predictions of 'e1'"):
+        load_predictions(tmp_path / "p.h5", tmp_path / "p.tsv", experiment="e2")
+    with pytest.raises(EvaluationError, match="3 predictions but 2 table rows"):
+        write_predictions(arrays, table.iloc[:2], {"experiment": "e1"}, tmp_path / "q.h5", tmp_path / "q.tsv")
+
+
+def test_stacked_volume_lands_on_the_source_grid(tmp_path):
+    """Slices cut as the dataset builder cuts them come back at their place, with the affine."""
+    import nibabel as nib
+
+    from spectsynth.datasets import axial_slice, normalise_gain_bias, resize_slice
+    from spectsynth.metrics import check_same_grid
+
+    vol = np.clip(phantom(0), 0, None)[:, :, :20]
+    affine = np.array([[2.0, 0, 0, -40], [0, 2.0, 0, -50], [0, 0, 2.5, -20], [0, 0, 0, 1]])
+    src = tmp_path / "sub-07_spect.nii.gz"
+    nib.save(nib.Nifti1Image(vol, affine), src)
+    size = max(vol.shape[:2])  # no resampling: the round trip is exact up to the padding
+    zs = [5, 9, 14]
+    slices, gains = [], []
+    for z in zs:
+        sl = resize_slice(axial_slice(vol, z), size)
+        g, b = normalise_gain_bias(sl, "max_pm1")
+        slices.append(sl * g + b)
+        gains.append((g, b))
+    pred = np.stack(slices)[:, None]
+    table = pd.DataFrame({"subject": "07", "slice_index": zs, "source": str(src),
+                          "gain_pet": [g for g, _ in gains], "bias_pet": [b for _, b in gains]})
+    write_predictions({"prediction": pred, "target": pred}, table,
+                      {"experiment": "e1", "spec": '{"target_channels": ["pet"]}'},
+                      tmp_path / "p.h5", tmp_path / "p.tsv")
+    from spectsynth.infer import stack_volumes
+
+    res = stack_volumes(tmp_path / "p.h5", tmp_path / "p.tsv", tmp_path / "vol", experiment="e1")
+    out = nib.load(tmp_path / "vol" / res["file"].iat[0])
+    check_same_grid(out, nib.load(src), experiment="e1")
+    data = out.get_fdata()
+    for z in zs:
+        np.testing.assert_allclose(data[:, :, z], vol[:, :, z], atol=1e-4)
+    assert np.all(data[:, :, 0] == 0)
+    assert res["slices"].iat[0] == "5 9 14"
+    table.assign(source=str(tmp_path / "gone.nii.gz")).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    with pytest.raises(EvaluationError, match="experiment e1: subject 07: the source volume"):
+        stack_volumes(tmp_path / "p.h5", tmp_path / "p.tsv", tmp_path / "vol2", experiment="e1")

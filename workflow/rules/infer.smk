@@ -1,0 +1,64 @@
+# Inference: predictions of every enabled experiment on its dataset's test split
+# (spectsynth.infer.predict_experiment). Paired experiments (pix2pix, VAE) predict every test
+# slice; FastGAN experiments draw, per condition, as many samples as the real test split has.
+# Paired predictions are also stacked back into NIfTI volumes on each test subject's grid.
+#
+# Needs from common.smk: OUT; from datasets.smk: dataset_shards; from train.smk: EXPERIMENTS,
+# experiment_resource.
+
+predict_targets = lambda: [
+    f"{OUT}/predictions/{e}/predictions.{ext}"
+    for e in EXPERIMENTS
+    for ext in ("h5", "tsv")
+] + [
+    f"{OUT}/predictions/{e}/volumes"
+    for e, spec in EXPERIMENTS.items()
+    if spec["model"] != "fastgan"
+]
+
+
+rule predict_experiment:
+    input:
+        best=f"{OUT}/experiments/{{experiment}}/best.pt",
+        test=lambda wc: dataset_shards(EXPERIMENTS[wc.experiment]["dataset"])["test"],
+        index=lambda wc: dataset_shards(EXPERIMENTS[wc.experiment]["dataset"])["index"],
+    output:
+        h5=f"{OUT}/predictions/{{experiment}}/predictions.h5",
+        tsv=f"{OUT}/predictions/{{experiment}}/predictions.tsv",
+    log:
+        f"{OUT}/logs/predict_experiment/{{experiment}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict_experiment/{{experiment}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: experiment_resource("threads")
+    resources:
+        gpu=experiment_resource("gpu"),
+        mem_mb=experiment_resource("mem_mb"),
+        runtime=lambda wc: min(60, EXPERIMENTS[wc.experiment]["resources"]["runtime"]),
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+        device=lambda wc: EXPERIMENTS[wc.experiment]["training"]["device"],
+        seed=config["seed"],
+    script:
+        "../scripts/infer_predict.py"
+
+
+rule stack_predictions:
+    input:
+        h5=f"{OUT}/predictions/{{experiment}}/predictions.h5",
+        tsv=f"{OUT}/predictions/{{experiment}}/predictions.tsv",
+    output:
+        volumes=directory(f"{OUT}/predictions/{{experiment}}/volumes"),
+    log:
+        f"{OUT}/logs/stack_predictions/{{experiment}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/stack_predictions/{{experiment}}.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/infer_stack.py"

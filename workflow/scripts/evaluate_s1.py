@@ -1,0 +1,20 @@
+"""S1: MC/LR per image, ANOVA + post-hoc, box plots, mean/SD maps (spectsynth.evaluate)."""
+
+from spectsynth.evaluate import evaluate_s1
+from spectsynth.logs import setup_logging
+
+
+def main(smk):
+    log = setup_logging(smk.log[0])
+    try:
+        files = {e: {"h5": smk.input[f"{e}_h5"], "tsv": smk.input[f"{e}_tsv"]}
+                 for e in smk.params.experiments}
+        evaluate_s1(files, smk.params.specs, smk.input.real_test, smk.input.real_index,
+                    dict(smk.output.items()), cfg=smk.params.cfg,
+                    scale_label=smk.params.scale_label)
+    except Exception as exc:
+        log.error("%s", exc)
+        raise
+
+
+main(snakemake)  # noqa: F821

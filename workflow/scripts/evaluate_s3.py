@@ -1,0 +1,20 @@
+"""S3: SSIM input/prediction vs target, atlas ROI means, regressions and scatter plots
+(spectsynth.evaluate)."""
+
+from spectsynth.evaluate import evaluate_s3
+from spectsynth.logs import setup_logging
+
+
+def main(smk):
+    log = setup_logging(smk.log[0])
+    try:
+        labels = dict(zip(smk.params.subjects, smk.input.labels, strict=True))
+        evaluate_s3(smk.wildcards.experiment, {"h5": smk.input.h5, "tsv": smk.input.tsv},
+                    smk.params.spec, dict(smk.output.items()), cfg=smk.params.cfg,
+                    scale_label=smk.params.scale_label, labels=labels)
+    except Exception as exc:
+        log.error("%s", exc)
+        raise
+
+
+main(snakemake)  # noqa: F821
