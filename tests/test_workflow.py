@@ -100,6 +100,15 @@ def test_tiny_end_to_end(tiny_run):
         sel = out / f"experiments/{exp}/selection.json"
         assert sel.exists() and "epoch" in sel.read_text(), exp
         assert (out / f"experiments/{exp}/best.pt").stat().st_size > 1000
+    # inference and the studies' evaluation
+    for exp in ("s0_restoration", "s2_pix2pix_mri_native_l1", "s3_pix2pix", "s1_fastgan_A"):
+        assert (out / f"predictions/{exp}/predictions.tsv").exists(), exp
+    for f in ("s2/slice_metrics.tsv", "s2/table4.tsv", "s2/ttests.tsv", "s1/image_measures.tsv",
+              "s3/s3_pix2pix/regression.tsv", "s0/s0_restoration/dice_summary.tsv"):
+        table = pd.read_csv(out / "evaluate" / f, sep="\t")
+        assert len(table) > 0, f
+        num = table.select_dtypes("number")
+        assert not num.isna().any().any(), f"{f} holds NaN"
     html = (out / "report.html").read_text(errors="replace")
     assert "Inputs" in html and "spectsynth" in html
 
@@ -157,7 +166,7 @@ def test_report_opens_in_headless_chromium(tiny_run, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     # rendered by the report's JavaScript, not present in the raw file's markup
-    for section in ("0. Methods", "1. Inputs", "Workflow", "Statistics", "2. Preprocessing", "3. Simulation", "4. Training"):
+    for section in ("0. Methods", "1. Inputs", "Workflow", "Statistics", "2. Preprocessing", "3. Simulation", "4. Training", "7. Results S2"):
         assert section in html, f"section {section!r} missing from the rendered report"
     assert "Uncaught" not in dom.stderr
     artifacts = REPO / "tests" / "artifacts"
