@@ -311,3 +311,23 @@ def test_demo_true_transform_round_trips(tmp_path):
     for pt in [(0.0, 0.0, 0.0), (30.0, -20.0, 15.0), (-45.0, 10.0, -25.0)]:
         np.testing.assert_allclose(loaded.TransformPoint(pt), s.transform.TransformPoint(pt),
                                    atol=1e-3)
+
+
+def test_registration_error_against_the_true_transform(tmp_path):
+    """The true pose gives a small error (the non-linear residual), a wrong one a large error."""
+    import SimpleITK as sitk
+
+    p = demo.DemoParams.from_config(dict(COARSE, deformation_mm=0.0, local_volume_sd=0.0))
+    s = demo.make_subject(0, p)
+    demo.write_subject(s, tmp_path)
+    template = nib.load(demo.resource_path("mni152_t1"))
+    mask = nib.Nifti1Image((np.asanyarray(template.dataobj) > 50).astype(np.uint8), template.affine)
+    nib.save(mask, tmp_path / "mask.nii.gz")
+    good = tmp_path / "good.tfm"
+    sitk.WriteTransform(s.pose.GetInverse(), str(good))      # maps MNI points to subject points
+    bad = tmp_path / "bad.tfm"
+    sitk.WriteTransform(sitk.AffineTransform(3), str(bad))    # identity: ignores the head pose
+    e_good = demo.registration_error(tmp_path, s.label, good, tmp_path / "mask.nii.gz")
+    e_bad = demo.registration_error(tmp_path, s.label, bad, tmp_path / "mask.nii.gz")
+    assert e_good["mean_mm"] < 0.05
+    assert e_bad["mean_mm"] > 5.0

@@ -199,5 +199,45 @@ rule tabulate_registration_quality:
         "../scripts/preprocess_tabulate_quality.py"
 
 
-# Per-subject preprocessing outputs for `rule all` (PET/SPECT only where present).
-preprocess_targets = lambda: pp_paths.preprocess_targets(OUT, SUBJECTS, has_modality)
+rule measure_registration_error:
+    input:
+        xfms=expand(
+            f"{OUT}/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_mode-image_xfm.tfm",
+            subject=SUBJECTS,
+        ),
+        masks=expand(
+            f"{OUT}/sub-{{subject}}/anat/sub-{{subject}}_space-MNI152_desc-brain_mask.nii.gz",
+            subject=SUBJECTS,
+        ),
+        truth=expand(
+            f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-pose_xfm.tfm",
+            subject=SUBJECTS,
+        ),
+    output:
+        report(
+            f"{OUT}/qc/demo_registration_error.tsv",
+            caption="../report/demo_registration_error.rst",
+            category="2. Preprocessing",
+            subcategory="Registration quality",
+            labels={"table": "registration error on the demo cohort (mm)"},
+        ),
+    log:
+        f"{OUT}/logs/measure_registration_error/all.log",
+    conda:
+        "../../envs/preproc.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        subjects=SUBJECTS,
+        bids_root=f"{OUT}/demo-bids",
+    script:
+        "../scripts/measure_registration_error.py"
+
+
+# Per-subject preprocessing outputs for `rule all` (PET/SPECT only where present); on the demo
+# cohort also the registration error against the true transforms.
+preprocess_targets = lambda: pp_paths.preprocess_targets(
+    OUT, SUBJECTS, has_modality
+) + ([f"{OUT}/qc/demo_registration_error.tsv"] if SOURCE == "demo" else [])
