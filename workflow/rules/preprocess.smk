@@ -231,7 +231,7 @@ rule measure_registration_error:
         runtime=10,
     params:
         subjects=SUBJECTS,
-        bids_root=f"{OUT}/demo-bids",
+        bids_root=lambda wc, input: str(Path(input.truth[0]).parents[4]),
     script:
         "../scripts/measure_registration_error.py"
 

@@ -413,10 +413,8 @@ def registration_error(bids_root: str | Path, label: str, estimated_xfm: str | P
     non-linear deformation that an affine registration cannot undo (the residual an
     affine method leaves on this cohort).
     """
-    from ..preprocess.register import load_transform
-
     true_tx = load_true_transform(bids_root, label)
-    est = load_transform(estimated_xfm)
+    est = sitk.ReadTransform(str(estimated_xfm))
     mask = nib.load(str(template_mask))
     idx = np.argwhere(np.asanyarray(mask.dataobj) > 0)
     if len(idx) == 0:
