@@ -29,10 +29,27 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
         h._spectsynth = True  # type: ignore[attr-defined]
         root.addHandler(h)
     root.setLevel(level)
+    if log_file is not None:
+        _log_uncaught_exceptions()
     # Quieten chatty third-party loggers.
     for name in ("matplotlib", "PIL", "fontTools", "bids", "h5py"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return logging.getLogger("spectsynth")
+
+
+def _log_uncaught_exceptions() -> None:
+    """Write an uncaught exception's message to the log before the traceback goes to stderr,
+    so that a rule's log file always says why its job failed."""
+    previous = sys.excepthook
+    if getattr(previous, "_spectsynth", False):
+        return
+
+    def hook(exc_type, exc, tb):
+        logging.getLogger("spectsynth").error("%s: %s", exc_type.__name__, exc)
+        previous(exc_type, exc, tb)
+
+    hook._spectsynth = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def get_logger(name: str) -> logging.Logger:

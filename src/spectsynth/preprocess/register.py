@@ -304,7 +304,7 @@ class RegistrationSettings:
     learning_rate: float = 1.0
     min_step: float = 1e-3
     relaxation: float = 0.5
-    iterations: int = 300
+    iterations: int = 1000
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
     resolution_mm: float = 2.0
