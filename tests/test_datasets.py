@@ -290,3 +290,16 @@ def test_records_from_files_reads_nifti_and_levels(tmp_path):
     assert [(m["level"], m["pattern"]) for m in meta] == [("CER", "normal"), ("BG", "normal"), ("COR", "normal"),
                                                            ("BG", "bilateral"), ("COR", "bilateral")]
     assert meta[0]["source"].endswith("normal.nii.gz")
+
+
+def test_sessions_of_one_participant_share_a_split():
+    from spectsynth.datasets import assign_splits, check_split_leak
+    from spectsynth.errors import ConfigError
+
+    units = [f"{p:02d}_ses-{s}" for p in range(1, 9) for s in ("a", "b")]
+    splits = assign_splits(units, {"method": "fractions", "seed": 3,
+                                   "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}})
+    for p in range(1, 9):
+        assert splits[f"{p:02d}_ses-a"] == splits[f"{p:02d}_ses-b"]
+    with pytest.raises(ConfigError, match=r"\['01'\] appear in both"):
+        check_split_leak({"train": ["01_ses-a"], "test": ["01_ses-b"]})

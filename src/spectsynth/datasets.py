@@ -387,10 +387,12 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
     and the ``val`` fraction must be 0.
     """
     where = f"dataset {dataset}: " if dataset else ""
-    subjects = sorted({str(s) for s in subjects})
+    units = sorted({str(s) for s in subjects})
+    # Sessions of one participant (units "<sub>_ses-<ses>") always share a split.
+    subjects = sorted({participant(u) for u in units})
     cfg = _merge(_SPLIT_DEFAULT, split_cfg)
     if cfg["method"] == "lists":
-        lists = {k: [str(s) for s in (cfg["lists"].get(k) or [])] for k in SPLITS}
+        lists = {k: [participant(str(s)) for s in (cfg["lists"].get(k) or [])] for k in SPLITS}
         check_split_leak({k: v for k, v in lists.items()}, dataset=dataset)
         mapping = {s: k for k, v in lists.items() for s in v}
         missing = [s for s in subjects if s not in mapping]
@@ -398,7 +400,7 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
             raise ConfigError(
                 f"{where}subject(s) {missing[:10]}{' ...' if len(missing) > 10 else ''} are in none of "
                 "split.lists.train/val/test; add them to one list or remove them from the subject list")
-        return {s: mapping[s] for s in subjects}
+        return {u: mapping[participant(u)] for u in units}
     if cfg["method"] != "fractions":
         raise ConfigError(f"{where}split.method {cfg['method']!r} unknown; use fractions or lists")
     fr = {k: float(cfg["fractions"].get(k, 0.0)) for k in SPLITS}
@@ -415,12 +417,17 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
         if fr[k] > 0 and counts[k] == 0 and n >= 3:
             counts[k] = 1
     counts["train"] = n - counts["val"] - counts["test"]
-    out, i = {}, 0
+    by_participant, i = {}, 0
     for k in SPLITS:
         for s in order[i:i + counts[k]]:
-            out[s] = k
+            by_participant[s] = k
         i += counts[k]
-    return out
+    return {u: by_participant[participant(u)] for u in units}
+
+
+def participant(unit: str) -> str:
+    """The participant of a processing unit (``01_ses-02`` -> ``01``; ``01`` -> ``01``)."""
+    return str(unit).split("_ses-")[0]
 
 
 def check_split_leak(splits: Mapping[str, Iterable] | pd.DataFrame, *, dataset: str = "",
@@ -434,10 +441,11 @@ def check_split_leak(splits: Mapping[str, Iterable] | pd.DataFrame, *, dataset: 
     where = f"dataset {dataset}: " if dataset else ""
     if isinstance(splits, pd.DataFrame):
         table = splits
-        groups = {k: set(table.loc[table["split"] == k, "subject"].astype(str)) for k in SPLITS}
+        groups = {k: {participant(s) for s in table.loc[table["split"] == k, "subject"].astype(str)}
+                  for k in SPLITS}
     else:
         table = None
-        groups = {k: {str(s) for s in v} for k, v in splits.items()}
+        groups = {k: {participant(str(s)) for s in v} for k, v in splits.items()}
     names = list(groups)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
