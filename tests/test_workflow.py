@@ -175,3 +175,14 @@ def test_report_opens_in_headless_chromium(tiny_run, tmp_path):
     res = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'b'}",
                           f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and shot.stat().st_size > 20_000, res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("study, experiments", [("s0", 2), ("s1", 2), ("s2", 12), ("s3", 1)])
+def test_paper_scale_configs_dry_run_on_gpus_with_the_slurm_profile(study, experiments, tmp_path):
+    res = smk("-n", "--profile", str(REPO / "profiles" / "slurm"), "--configfile",
+              f"config/studies/{study}.yaml", "config/gpu.yaml", "--config", f"output_dir={tmp_path}")
+    out = res.stdout + res.stderr
+    counts = job_counts(out)
+    assert counts.get("train_model") == experiments
+    # every training and inference job asks SLURM for one GPU
+    assert out.count("gpu=1") == 2 * experiments
