@@ -12,6 +12,7 @@
     history.csv                    one row per epoch: losses, lr, score, time, data-wait share
     tensorboard/                   the same scalars for TensorBoard
     config.resolved.yaml           the resolved experiment spec and its config hash
+    provenance.json                package versions and git commit of the run
     loss_curve.png                 losses and validation score per epoch, best epoch marked
 
 Checkpoints hold only tensors and plain containers (loadable with
@@ -844,6 +845,9 @@ def _finish(spec: Mapping, out_dir: Path, ckpt_dir: Path, state: Mapping, chash:
     from .io import write_json
     write_json(selection, out_dir / "selection.json")
     _write_yaml({**spec, "config_hash": chash}, out_dir / "config.resolved.yaml")
+    from .provenance import git_commit, package_versions
+    write_json({"experiment": name, "config_hash": chash, "versions": package_versions(),
+                "git": git_commit(Path(__file__).resolve().parents[2])}, out_dir / "provenance.json")
     plot_history(rows, out_dir / "loss_curve.png", experiment=name, metric=metric, best_epoch=best.get("epoch"))
     log.info("experiment %s: selected epoch %s (%s = %.4g)", name, best.get("epoch"), metric,
              best.get("score", float("nan")))
