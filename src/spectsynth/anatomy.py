@@ -81,6 +81,7 @@ from .labels import LEVELS, REFERENCE, STRIATUM, TERRITORIES, TISSUES, dseg_tsv
 from .preprocess.register import (
     Grid,
     RegistrationSettings,
+    crop_to_mask,
     downsample,
     image_on_grid,
     load_transform,
@@ -282,14 +283,6 @@ def reference_atlas_lut() -> dict[int, int]:
 # --------------------------------------------------------------------------------------------
 # registration to the atlas
 # --------------------------------------------------------------------------------------------
-def _crop_to_mask(img: nib.Nifti1Image, mask: nib.Nifti1Image, margin: int = 4) -> nib.Nifti1Image:
-    m = np.asanyarray(mask.dataobj) > 0
-    idx = np.argwhere(m)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + margin + 1, m.shape)
-    return img.slicer[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-
-
 def _striatum_centre(side: str | None) -> np.ndarray:
     img, _ = atlas_labels()
     labels = LOCAL_STRUCTURES[side][:3] if side else LOCAL_STRUCTURES["L"][:3] + LOCAL_STRUCTURES["R"][:3]
@@ -637,7 +630,7 @@ def build_anatomy(t1: nib.Nifti1Image, mask: nib.Nifti1Image, template_transform
     m = np.asanyarray(mask.dataobj) > 0
     brain = image_on_grid(np.where(m, np.asanyarray(t1.dataobj), 0).astype(np.float32), grid)
     t0 = time.perf_counter()
-    regs = register_atlas(_crop_to_mask(brain, mask), template_transform, settings=settings,
+    regs = register_atlas(crop_to_mask(brain, mask), template_transform, settings=settings,
                           registration=registration, subject=subject)
     t_reg = time.perf_counter() - t0
     to_atlas_global = regs["global"].transform.GetInverse()

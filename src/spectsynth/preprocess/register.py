@@ -155,6 +155,15 @@ class Grid:
         return cls(tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, dtype=float))
 
 
+def crop_to_mask(img: nib.Nifti1Image, mask: nib.Nifti1Image, margin: int = 4) -> nib.Nifti1Image:
+    """``img`` cropped to the bounding box of ``mask`` (same grid) plus ``margin`` voxels."""
+    m = np.asanyarray(mask.dataobj) > 0
+    idx = np.argwhere(m)
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + margin + 1, m.shape)
+    return img.slicer[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+
+
 def image_on_grid(data: np.ndarray, grid: Grid) -> nib.Nifti1Image:
     """A NIfTI holding ``data`` on ``grid`` with qform = sform."""
     out = nib.Nifti1Image(data, grid.affine)

@@ -33,6 +33,7 @@ from .register import (
     Grid,
     RegistrationSettings,
     check_overlap,
+    crop_to_mask,
     downsample,
     image_on_grid,
     load_transform,
@@ -74,14 +75,6 @@ def template_grid(resolution_mm: float = 1.0) -> Grid:
     return resolution_grid(Grid.of(template_image()), float(resolution_mm))
 
 
-def _crop(img: nib.Nifti1Image, mask: nib.Nifti1Image, margin: int = 4) -> nib.Nifti1Image:
-    m = np.asanyarray(mask.dataobj) > 0
-    idx = np.argwhere(m)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + margin + 1, m.shape)
-    return img.slicer[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-
-
 def _masked(img: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Image:
     data = np.asanyarray(img.dataobj).astype(np.float32)
     m = np.asanyarray(mask.dataobj) > 0
@@ -116,7 +109,7 @@ def register_to_template(t1_brain: nib.Nifti1Image, mask: nib.Nifti1Image, *, su
     settings = RegistrationSettings.from_config(_section(config, "registration"))
     tmpl = template_image()
     fixed = to_sitk(tmpl)
-    moving_img = _crop(t1_brain, mask)
+    moving_img = crop_to_mask(t1_brain, mask)
     if settings.backend == "fsl":
         fixed_2mm = downsample(fixed, settings.resolution_mm or 2.0)
         from .register import from_sitk
@@ -222,7 +215,7 @@ def register_modality(image: nib.Nifti1Image, t1_brain: nib.Nifti1Image, mask: n
     reg_cfg = dict(_section(config, "registration"))
     min_signal = float(_section(config, "modality").get("min_signal_in_brain", 0.6))
     settings = RegistrationSettings.from_config(reg_cfg)
-    fixed_img = _crop(t1_brain, mask)
+    fixed_img = crop_to_mask(t1_brain, mask)
     if settings.backend == "fsl":
         result = register_flirt(fixed_img, image, dof=6, subject=subject,
                                 what=f"rigid registration of the {modality.upper()} to the T1w")
