@@ -21,11 +21,13 @@ TIMEOUT=${SPECTSYNTH_SLURM_TIMEOUT:-90}
 CONF=/etc/slurm/slurm.conf
 MARKER="# Written by spectsynth .ci/slurm-up.sh (local single-node test cluster)."
 PARTITION=debug
-# The Snakemake SLURM plugin waits this long before its first status check (its default, 40 s);
-# MinJobAge must be at least 3x that, otherwise the plugin falls back to sacct, which answers
-# "accounting storage is disabled" without slurmdbd and then waits forever.
+# Finished jobs stay visible to squeue this long. The Snakemake SLURM plugin asks squeue for job
+# states; it needs MinJobAge of at least 3x its first status delay (40 s by default), otherwise it
+# falls back to sacct, which answers "accounting storage is disabled" without slurmdbd and then
+# waits forever. An hour keeps every job of a whole test run visible until the test checks it.
 PLUGIN_INITIAL_STATUS_DELAY=40
-MIN_JOB_AGE=$((3 * PLUGIN_INITIAL_STATUS_DELAY + 180))
+MIN_JOB_AGE=3600
+((MIN_JOB_AGE >= 3 * PLUGIN_INITIAL_STATUS_DELAY)) || { echo "MinJobAge too short" >&2; exit 1; }
 
 log() { printf '[slurm-up] %s\n' "$*" >&2; }
 
@@ -145,7 +147,9 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
+# Every finished job is also written to a text file (state, exit code), which outlives MinJobAge.
+JobCompType=jobcomp/filetxt
+JobCompLoc=$STATE/jobcomp.log
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory

@@ -56,13 +56,30 @@ def cluster_state() -> tuple[int, int] | str:
     return max(nodes)
 
 
-def squeue_states(job_ids: list[str]) -> dict[str, str]:
+def jobcomp_states() -> dict[str, str]:
+    """Final states from the cluster's job-completion log, when it keeps one as text
+    (`JobCompType=jobcomp/filetxt`, as `.ci/slurm-up.sh` configures); empty otherwise."""
+    res = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30)
+    conf = dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", res.stdout, re.M))
+    if conf.get("JobCompType") != "jobcomp/filetxt" or not Path(conf.get("JobCompLoc", "")).is_file():
+        return {}
+    text = Path(conf["JobCompLoc"]).read_text(errors="replace")
+    return dict(re.findall(r"JobId=(\d+)\b.*?\bJobState=(\w+)", text))
+
+
+def job_states(job_ids: list[str]) -> dict[str, str]:
+    """SLURM's own record of each job's state: squeue (finished jobs stay listed for MinJobAge),
+    then the job-completion log for jobs squeue has already forgotten."""
     res = subprocess.run(["squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}",
                           "--format=%i|%T"], capture_output=True, text=True, timeout=30)
     states = {}
     for line in res.stdout.splitlines():
         job, _, state = line.partition("|")
         states[job.strip()] = state.strip()
+    missing = [j for j in job_ids if j not in states]
+    if missing:
+        completed = jobcomp_states()
+        states.update({j: completed[j] for j in missing if j in completed})
     return states
 
 
@@ -118,15 +135,15 @@ def test_tiny_workflow_through_slurm(tmp_path: Path):
     assert (out / "provenance" / "config.resolved.yaml").is_file()
 
     # The jobs ran through SLURM: the plugin reported sbatch job ids, their SLURM logs exist,
-    # and squeue knows every one of them as COMPLETED.
+    # and SLURM records every one of them as COMPLETED.
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: ([^)]+)\)", output)
     assert submitted, "no job was submitted to SLURM\n" + output[-4000:]
     for job_id, log in submitted:
         assert Path(log).is_file(), f"SLURM log {log} of job {job_id} is missing"
         assert str(logdir) in log
-    states = squeue_states([job for job, _ in submitted])
+    states = job_states([job for job, _ in submitted])
     not_done = {job: states.get(job, "not listed") for job, _ in submitted if states.get(job) != "COMPLETED"}
-    assert not not_done, f"squeue does not show these jobs COMPLETED: {not_done}"
+    assert not not_done, f"SLURM (squeue, job-completion log) does not show these jobs COMPLETED: {not_done}"
     # A subject's small jobs were bundled into group jobs, not submitted one by one.
     assert any(Path(log).parent.name.startswith("group_subject") for _, log in submitted), (
         f"no group job among {[Path(log).parent.name for _, log in submitted]}")
@@ -179,6 +196,10 @@ def test_slurm_profile_settings():
     up = (REPO / ".ci" / "slurm-up.sh").read_text()
     delay = int(re.search(r"^PLUGIN_INITIAL_STATUS_DELAY=(\d+)", up, re.M).group(1))
     assert profile["slurm-init-seconds-before-status-checks"] == delay
+    min_job_age = int(re.search(r"^MIN_JOB_AGE=(\d+)", up, re.M).group(1))
+    assert min_job_age >= 3 * delay
+    # ... and a whole tiny run (RUN_TIMEOUT at most), so the test still finds every job in squeue.
+    assert min_job_age >= RUN_TIMEOUT
 
 
 @pytest.mark.parametrize("profile", [SLURM_PROFILE, LOCAL_PROFILE], ids=lambda p: p.name)
