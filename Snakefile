@@ -17,7 +17,9 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
+include: "workflow/rules/sbr_regressor.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/clinical.smk"
 include: "workflow/rules/report.smk"
 
 

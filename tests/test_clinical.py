@@ -143,6 +143,10 @@ def test_zscore_comparison_side_by_side():
     assert r.loc["b", "synthetic_z"] == pytest.approx(3.5) and r.loc["b", "real_z"] == pytest.approx(1.25)
     assert r.loc["b", "synthetic_flag"] and not r.loc["b", "agree"]
     assert r.loc["b", "z_difference"] == pytest.approx(2.25)
+    # both flagged, but on opposite sides of the mean: not the same verdict
+    tab = C.zscore_comparison({"a": 10.0}, syn, pd.DataFrame({"a": [20.0, 21.0, 22.0]}), regions=["a"],
+                              z_limit=2.0, experiment=EXP)
+    assert tab["synthetic_flag"].iat[0] and tab["real_flag"].iat[0] and not tab["agree"].iat[0]
 
 
 def test_database_agreement_matches_scipy():
@@ -210,3 +214,50 @@ def test_reading_packet_bad_input(tmp_path):
     with pytest.raises(EvaluationError, match="n_per_source 5 must be between 1 and 3"):
         C.reading_packet(img, img, out_dir=tmp_path / "p", key_path=tmp_path / "k.csv", experiment="s3",
                          n_per_source=5)
+
+
+# --------------------------------------------------------------- workflow runners
+def _two_blob_slice(left: float, right: float, background: float = 1.0) -> np.ndarray:
+    """RAS (x, y) slice: a disc of brain at ``background`` with one blob per hemisphere."""
+    x, y = np.meshgrid(np.arange(40), np.arange(40), indexing="ij")
+    img = np.where((x - 19.5) ** 2 + (y - 19.5) ** 2 < 18 ** 2, background, 0.0)
+    img[(x - 12) ** 2 + (y - 24) ** 2 < 9] = background * (1 + left)    # x < centre: subject's left
+    img[(x - 27) ** 2 + (y - 24) ** 2 < 9] = background * (1 + right)
+    return img
+
+
+def test_slice_sbr_reads_the_blobs_ratio_in_any_units():
+    seg_cfg = {"threshold_fraction": 0.5, "min_size_px": 0}
+    img = _two_blob_slice(left=2.0, right=3.0)
+    r = C.slice_sbr(img, seg_cfg=seg_cfg, experiment=EXP)
+    assert set(r) == set(C.SLICE_REGIONS)
+    assert sorted([r["sbr_L"], r["sbr_R"]]) == pytest.approx([2.0, 3.0])
+    scaled = C.slice_sbr(img * 37.0, seg_cfg=seg_cfg, experiment=EXP)      # counts or normalised units
+    assert scaled == pytest.approx(r)
+    with pytest.raises(EvaluationError, match=EXP):
+        C.slice_sbr(np.zeros((40, 40)), seg_cfg=seg_cfg, experiment=EXP)
+
+
+def test_reading_packet_of_a_paired_experiment(tmp_path):
+    from spectsynth.infer import write_predictions
+
+    rng = np.random.default_rng(1)
+    target = rng.uniform(size=(6, 1, 16, 16)).astype(np.float32)
+    pred = (target + 0.1 * rng.standard_normal(target.shape)).astype(np.float32)
+    table = pd.DataFrame({"subject": ["01", "01", "02", "02", "03", "03"], "slice_index": [4, 5, 4, 5, 4, 5]})
+    write_predictions({"prediction": pred, "target": target, "input": target}, table, {"experiment": "s3"},
+                      tmp_path / "p.h5", tmp_path / "p.tsv")
+    res = C.experiment_reading_packet("s3", predictions={"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
+                                      out_dir=tmp_path / "packet", key_path=tmp_path / "key" / "key.csv",
+                                      cfg={"n_per_source": 10, "score_scale": 4}, seed=2)
+    assert res["n_images"] == 12                          # n_per_source capped by the 6 slices per source
+    key = pd.read_csv(tmp_path / "key" / "key.csv", dtype=str)
+    assert key["source"].value_counts().to_dict() == {"real": 6, "generated": 6}
+    assert set(key["original_id"]) == {f"sub-{s} slice {z}" for s, z in zip(table["subject"],
+                                                                           table["slice_index"])}
+    sheet = pd.read_csv(tmp_path / "packet" / "scoring_sheet.csv", dtype=str)
+    assert "score_1_to_4" in sheet.columns and "source" not in sheet.columns
+    with pytest.raises(EvaluationError, match="inside the packet folder"):
+        C.experiment_reading_packet("s3", predictions={"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
+                                    out_dir=tmp_path / "packet", key_path=tmp_path / "packet" / "key.csv",
+                                    cfg={"n_per_source": 2, "score_scale": 5})

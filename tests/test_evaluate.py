@@ -16,6 +16,7 @@ from spectsynth import evaluate as E
 from spectsynth.errors import EvaluationError
 from spectsynth.infer import write_predictions
 from spectsynth.labels import LEVELS, PATTERNS
+from spectsynth.study_data import SBR_REGIONS as CNN_REGIONS
 
 CFG = {"alpha": 0.01, "anova_alpha": 0.05, "corrections": ["holm", "fdr_bh"], "posthoc": "tukey",
        "posthoc_reference": "real", "data_range": 2.0, "ssim_win_size": 7,
@@ -305,6 +306,76 @@ def test_s0_shifted_prediction_dice_and_bland_altman(tmp_path):
     assert ba["p"].iat[0] == pytest.approx(sps.ttest_1samp(d, 0).pvalue)
     ds = pd.read_csv(out["dice_summary"], sep="\t")
     assert set(ds["side"]) == {"L", "R"} and {"mean_sd", "min", "max"} <= set(ds.columns)
+
+
+S0_CNN_KEYS = S0_KEYS + ["sbr_cnn", "sbr_cnn_error", "sbr_cnn_plot"]
+
+
+@pytest.fixture(scope="module")
+def s0_regressor(tmp_path_factory):
+    """A briefly trained SBR regressor on 16-px blob slices and the S0 shards it came from."""
+    from test_sbr_regressor import make_s0_shards, train
+
+    root = tmp_path_factory.mktemp("sbr_cnn")
+    ds = make_s0_shards(root / "ds", n=(32, 8, 4))
+    train(ds, root / "reg", epochs=3)
+    return ds, root / "reg" / "best.pt"
+
+
+def _s0_test_predictions(tmp, ds, *, drop=(), size=H):
+    """Prediction files of the test split: prediction = original (cropped to ``size`` px)."""
+    from spectsynth.datasets import SliceShard
+
+    index = pd.read_csv(ds / "index.tsv", sep="\t", dtype={"subject": str})
+    table = index[index["split"] == "test"].sort_values("shard_row").reset_index(drop=True)
+    table.insert(0, "pred_row", np.arange(len(table)))
+    table = table.drop(columns=[c for c in table.columns if c.startswith(tuple(drop))])
+    imgs = SliceShard(ds / "test.h5").all_images()[:, :, :size, :size].astype(np.float64)
+    return _paired_files(tmp, "s0", imgs[:, 1], imgs[:, 1].copy(), table, inp=imgs[:, 0]), table
+
+
+def test_s0_regression_cnn_reads_prediction_and_original(tmp_path, s0_regressor):
+    from spectsynth import metrics as M
+
+    ds, weights = s0_regressor
+    files, table = _s0_test_predictions(tmp_path, ds)
+    out = _outs(tmp_path / "out", S0_CNN_KEYS, {"bland_altman_plot", "examples", "sbr_cnn_plot"})
+    res = E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights,
+                        device="cpu")
+    cnn = pd.read_csv(out["sbr_cnn"], sep="\t", dtype={"subject": str})
+    assert len(cnn) == 4 * len(table) and set(cnn["region"]) == set(CNN_REGIONS)
+    # the prediction is the original here, so the CNN reads both alike
+    np.testing.assert_allclose(cnn["cnn_prediction"], cnn["cnn_original"])
+    known = table.set_index("pred_row")
+    for _, r in cnn.iterrows():
+        row = known.loc[int(r["case"].split("#")[1])]
+        assert r["known"] == pytest.approx(row[f"orig_sbr_{r['region']}"])
+        assert r["known_input"] == pytest.approx(row[f"sbr_{r['region']}"])
+    np.testing.assert_allclose(cnn["error_prediction"], cnn["cnn_prediction"] - cnn["known"])
+    np.testing.assert_allclose(cnn["abs_error_original"], np.abs(cnn["cnn_original"] - cnn["known"]))
+    frac = pd.read_csv(out["sbr_cnn_error"], sep="\t")
+    assert len(frac) == 2 * 5 * len(CFG["sbr_error_thresholds"])       # 2 series x (all + 4 regions) x thresholds
+    for series in ("prediction", "original"):
+        got = frac[(frac["series"] == series) & (frac["region"] == "all")].reset_index(drop=True)
+        want = M.sbr_error_fractions(cnn[f"cnn_{series}"], cnn["known"], thresholds=CFG["sbr_error_thresholds"],
+                                     experiment="s0")
+        np.testing.assert_allclose(got["fraction"], want["fraction"])
+        assert (got["n"] == len(cnn)).all()
+    assert (tmp_path / "out" / "sbr_cnn_plot.png").stat().st_size > 5000
+    assert {"asp", "dice", "sbr", "sbr_cnn", "sbr_cnn_error"} <= set(res)
+    assert pd.read_csv(out["sbr"], sep="\t").shape[0] == 2 * len(table)     # slice-level outputs unchanged
+
+
+def test_s0_regression_cnn_bad_input_names_the_experiment(tmp_path, s0_regressor):
+    ds, weights = s0_regressor
+    out = _outs(tmp_path / "out", S0_CNN_KEYS, {"bland_altman_plot", "examples", "sbr_cnn_plot"})
+    files, _ = _s0_test_predictions(tmp_path / "a", ds, drop=("orig_sbr_",))
+    with pytest.raises(EvaluationError, match=r"experiment s0: .*known-SBR column.*orig_sbr_caudate_L"):
+        E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights)
+    files, _ = _s0_test_predictions(tmp_path / "b", ds, size=12)
+    with pytest.raises(EvaluationError, match=r"experiment s0: the SBR regressor reads slices of shape \(N, 1, 16, 16\)"):
+        E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights)
+    assert not any((tmp_path / "out").glob("*"))                      # checked before anything is written
 
 
 def test_study_experiments_and_labels():

@@ -208,3 +208,40 @@ def test_stacked_volume_lands_on_the_source_grid(tmp_path):
     table.assign(source=str(tmp_path / "gone.nii.gz")).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
     with pytest.raises(EvaluationError, match="experiment e1: subject 07: the source volume"):
         stack_volumes(tmp_path / "p.h5", tmp_path / "p.tsv", tmp_path / "vol2", experiment="e1")
+
+
+# ------------------------------------------------- clinical use of the trained S0 VAE
+def test_vae_prior_samples_are_seeded_and_only_from_a_plain_vae(trained):
+    from spectsynth.infer import sample_vae
+
+    root, specs = trained
+    best = root / "experiments" / specs["clin"]["experiment"] / "best.pt"
+    a = sample_vae(best, 5, experiment="clin", seed=3, batch_size=2, device="cpu")
+    again = sample_vae(best, 5, experiment="clin", seed=3, batch_size=2, device="cpu")
+    b = sample_vae(best, 5, experiment="clin", seed=3, batch_size=5, device="cpu")
+    c = sample_vae(best, 5, experiment="clin", seed=4, device="cpu")
+    assert a.shape == (5, 1, 32, 32) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, again)              # same seed, same images
+    # the latent stream does not depend on the batch size (convolution sums may differ in the last bits)
+    np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-6)
+    assert not np.allclose(a, c)                         # another seed, other images
+    assert np.std(a, axis=0).mean() > 0                  # samples differ from one another
+    p2p = root / "experiments" / specs["p2p"]["experiment"] / "best.pt"
+    with pytest.raises(EvaluationError, match="needs a plain VAE"):
+        sample_vae(p2p, 2, experiment="p2p", device="cpu")
+    with pytest.raises(EvaluationError, match="must be positive"):
+        sample_vae(best, 0, experiment="clin", device="cpu")
+
+
+def test_real_normal_cohort_has_one_slice_per_train_or_val_subject(trained):
+    from spectsynth.clinical import real_normal_slices
+
+    root, _ = trained
+    ds = root / "datasets" / "s0"
+    index = pd.read_csv(ds / "index.tsv", sep="\t", dtype={"subject": str})
+    images, ids = real_normal_slices({"train": ds / "train.h5", "val": ds / "val.h5"}, ds / "index.tsv",
+                                     channel="original", experiment="clin")
+    expected = sorted(set(index.loc[index["split"].isin(["train", "val"]), "subject"]))
+    assert sorted(ids) == expected and len(ids) == len(set(ids))
+    assert not set(ids) & set(index.loc[index["split"] == "test", "subject"])
+    assert images.shape == (len(ids), 32, 32)

@@ -145,3 +145,23 @@ def test_map_grid_scatter_and_bland_altman(tmp_path):
     fig = P.bland_altman_plot(true + RNG.normal(0.1, 0.3, 25), true, subtitle=LABEL, experiment="s0")
     assert any(t.startswith(" bias") for t in _texts(fig))
     _saved(fig, tmp_path, "ba.png")
+
+
+def test_deficit_rows_and_normal_database_figures(tmp_path):
+    t1 = RNG.uniform(size=(20, 24))
+    rows = [P.deficit_panels(t1, np.ones((20, 24)), np.ones((20, 24)) * 2, np.full((20, 24), 50.0),
+                             true_deficit=np.full((20, 24), 40.0), label=f"sub-0{i}") for i in (1, 2)]
+    fig = P.deficit_rows_figure(rows, subtitle=LABEL)
+    titled = [a.get_title() for a in fig.axes if a.get_title()]
+    assert titled[:5] == ["sub-01: T1w", "actual", "predicted normal", "deficit on T1w", "deficit vs true normal"]
+    assert len(titled) == 10
+    _saved(fig, tmp_path, "deficit_rows.png")
+    with pytest.raises(ValueError):
+        P.deficit_rows_figure([rows[0], rows[1][:3]], subtitle=LABEL)
+    db = pd.DataFrame({"source": ["synthetic"] * 6 + ["real"] * 4, "sbr_L": RNG.uniform(1, 3, 10),
+                       "sbr_R": RNG.uniform(1, 3, 10)})
+    zs = pd.DataFrame({"region": ["sbr_L", "sbr_R"], "synthetic_z": [-2.5, 0.3], "real_z": [-3.0, 1.0],
+                       "agree": [True, True]})
+    fig = P.normal_database_figure(db, zs, regions=["sbr_L", "sbr_R"], z_limit=2.0, subtitle=LABEL)
+    assert "100 %" in fig.axes[1].get_title() and "real: n = 4" in fig.axes[0].get_title()
+    _saved(fig, tmp_path, "normal_database.png")

@@ -3,6 +3,7 @@ HTML report, and a run where one subject's input is broken while the others fini
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import IXI_IDS, REPO, ixi_t1
 
@@ -59,6 +61,8 @@ def test_dry_run_default_config(tmp_path):
     assert counts.get("warp_to_template") == 24          # FDG and perfusion to MNI152 for S2
     assert counts.get("build_dataset") == 5               # s0, s1, s2_native, s2_template, s3
     assert counts.get("train_model") == 17                # 2 (S0) + 2 (S1 A/B) + 12 (S2) + 1 (S3)
+    assert counts.get("s0_clinical") == 1                 # the S0 experiment with model vae
+    assert counts.get("reading_packet") == 3              # S1 A, S1 B, S3
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +113,41 @@ def test_tiny_end_to_end(tiny_run):
         assert len(table) > 0, f
         num = table.select_dtypes("number")
         assert not num.isna().any().any(), f"{f} holds NaN"
+    # S0's clinical outputs: deficit maps on the subject's SPECT grid, regional deficits with flags
+    # against the predicted and the true normal, z-scores against both normal databases
+    import nibabel as nib
+
+    clin = out / "evaluate/s0/s0_clinical/clinical"
+    maps = pd.read_csv(clin / "deficit_maps/deficit_maps.tsv", sep="\t", dtype={"subject": str})
+    assert len(maps) > 0
+    row = maps.iloc[0]
+    dmap = nib.load(clin / "deficit_maps" / row["file"])
+    dat = nib.load(out / f"sub-{row['subject']}/spect/sub-{row['subject']}_trc-DaT_spect.nii.gz")
+    assert dmap.shape == dat.shape[:3] and np.allclose(dmap.affine, dat.affine)
+    filled = np.flatnonzero(np.abs(np.asarray(dmap.dataobj)).sum(axis=(0, 1)))
+    assert filled.tolist() == [int(row["slice_index"])]
+    regional = pd.read_csv(clin / "regional_deficits.tsv", sep="\t")
+    assert {"sbr_putamen_L", "ai_putamen", "pc_ratio"} <= set(regional["measure"])
+    assert regional["flag"].dtype == bool and regional["truth_flag"].dtype == bool
+    zs = pd.read_csv(clin / "zscores.tsv", sep="\t")
+    assert set(zs["region"]) == {"sbr_L", "sbr_R"} and np.isfinite(zs[["synthetic_z", "real_z"]]).all().all()
+    db = pd.read_csv(clin / "normal_database.tsv", sep="\t")
+    assert (db["source"] == "synthetic").sum() == 24 and (db["source"] == "real").sum() >= 3
+    # blinded reading packets: numbered PNGs and a scoring sheet without the answer; the key elsewhere
+    for exp in ("s1_fastgan_A", "s3_pix2pix"):
+        packet = out / "reading" / exp / "packet"
+        sheet = pd.read_csv(packet / "scoring_sheet.csv", dtype=str)
+        key = pd.read_csv(out / "reading" / exp / "key" / "key.csv", dtype=str)
+        assert "source" not in sheet.columns and set(key["source"]) == {"real", "generated"}
+        assert sorted(p.name for p in packet.glob("*.png")) == sorted(sheet["file"])
+    # every result folder says what made it
+    for folder in ("datasets/s0", "predictions/s3_pix2pix", "evaluate/s2", "evaluate/s1", "evaluate/s3/s3_pix2pix",
+                   "evaluate/s0/s0_clinical/clinical", "reading/s3_pix2pix/key", "experiments/s3_pix2pix"):
+        rec = json.loads((out / folder / "provenance.json").read_text())
+        assert "commit" in rec["git"] and rec["versions"]["torch"], folder
     html = (out / "report.html").read_text(errors="replace")
     assert "Inputs" in html and "spectsynth" in html
+    assert "deficit_maps.png" in html
 
 
 @pytest.mark.slow
@@ -184,5 +221,5 @@ def test_paper_scale_configs_dry_run_on_gpus_with_the_slurm_profile(study, exper
     out = res.stdout + res.stderr
     counts = job_counts(out)
     assert counts.get("train_model") == experiments
-    # every training and inference job asks SLURM for one GPU
-    assert out.count("gpu=1") == 2 * experiments
+    # every training and inference job asks SLURM for one GPU (S0: also the binding-ratio CNN's training)
+    assert out.count("gpu=1") == 2 * experiments + (study == "s0")

@@ -21,6 +21,7 @@ less uptake than expected, negative where more.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -287,7 +288,7 @@ def zscore_comparison(patient: Mapping[str, float], synthetic_db: pd.DataFrame, 
 
     Columns: ``region, patient``, then ``synthetic_*`` and ``real_*`` (mean, sd, n, z,
     flag = |z| > ``z_limit``), ``z_difference`` (synthetic - real) and ``agree`` (both
-    databases give the same flag).
+    databases give the same verdict: both unflagged, or both flagged on the same side).
     """
     kw = dict(regions=regions, experiment=experiment, subject=subject, min_n=min_n)
     zs = zscores(patient, synthetic_db, name="synthetic normal database", **kw)
@@ -299,7 +300,9 @@ def zscore_comparison(patient: Mapping[str, float], synthetic_db: pd.DataFrame, 
             out[f"{prefix}_{col}"] = z[col].to_numpy()
         out[f"{prefix}_flag"] = np.abs(z["z"].to_numpy()) > z_limit
     out["z_difference"] = out["synthetic_z"] - out["real_z"]
-    out["agree"] = out["synthetic_flag"] == out["real_flag"]
+    # the same verdict: both normal, or both abnormal on the same side of the mean
+    same_side = np.sign(out["synthetic_z"].to_numpy()) == np.sign(out["real_z"].to_numpy())
+    out["agree"] = (out["synthetic_flag"] == out["real_flag"]) & (~out["synthetic_flag"] | same_side)
     out["z_limit"] = z_limit
     return out
 
@@ -430,3 +433,308 @@ def reading_packet(real: Sequence[np.ndarray], generated: Sequence[np.ndarray], 
              out_dir, key_path)
     return {"packet_dir": out_dir, "scoring_sheet": out_dir / "scoring_sheet.csv", "key": key_path,
             "n_images": len(items)}
+
+
+# ------------------------------------------------------------ the workflow's runners
+SLICE_REGIONS = ("sbr_L", "sbr_R")
+SUBJECT_FILE_KEYS = ("t1w", "striatum", "reference", "brain", "dat", "dat_truth")
+
+
+def slice_sbr(image_ras: np.ndarray, *, seg_cfg: Mapping, experiment: str, subject: str | None = None
+              ) -> dict[str, float]:
+    """Slice binding ratio per hemisphere of one axial RAS slice (any units): the basal
+    ganglia segmented in the slice itself (:func:`spectsynth.metrics.segment_basal_ganglia`,
+    S0's segmentation settings) over the slice's brain background
+    (:func:`spectsynth.evaluate.slice_binding_ratios`).  Keys ``sbr_L``, ``sbr_R``.
+
+    The one measure that applies alike to a patient's slice, a real normal and a generated
+    normal (which has no anatomy to carry labels).
+    """
+    from .evaluate import slice_binding_ratios
+    from .metrics import segment_basal_ganglia
+
+    seg = segment_basal_ganglia(image_ras, fraction=float(seg_cfg["threshold_fraction"]),
+                                min_size_px=int(seg_cfg["min_size_px"]), dilate_px=0,
+                                experiment=experiment, subject=subject)
+    r = slice_binding_ratios(image_ras, seg, experiment=experiment, subject=subject)
+    return {"sbr_L": r["L"], "sbr_R": r["R"]}
+
+
+def _slice_database(images_ras: np.ndarray, ids: Sequence, *, source: str, seg_cfg: Mapping,
+                    experiment: str, notes: list) -> pd.DataFrame:
+    rows, failed = [], []
+    for img, oid in zip(images_ras, ids, strict=True):
+        try:
+            m = slice_sbr(img, seg_cfg=seg_cfg, experiment=experiment, subject=f"{source} normal {oid}")
+        except EvaluationError as exc:
+            failed.append(f"{oid}: {exc}")
+            continue
+        rows.append({"source": source, "image": oid, **m})
+    if failed:
+        notes.append({"study": "S0", "what": f"{source} normal database: {len(failed)} of {len(ids)} images "
+                      "left out", "reason": "; ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")})
+    return pd.DataFrame(rows, columns=["source", "image", *SLICE_REGIONS])
+
+
+def real_normal_slices(shards: Mapping[str, str], index_tsv: str | Path, *, channel: str,
+                       experiment: str) -> tuple[np.ndarray, list[str]]:
+    """The real (simulated) normal cohort: one original (undegraded) slice per subject of the
+    train and val splits, which the test patients are never part of.  RAS ``(n, x, y)``."""
+    from .datasets import SliceShard
+    from .evaluate import shard_to_ras
+    from .infer import read_index
+
+    images, ids = [], []
+    for split in ("train", "val"):   # val may share subjects with train: one slice per subject
+        if split not in shards:
+            continue
+        index = read_index(index_tsv, split=split, experiment=experiment)
+        index = index[~index["subject"].isin(ids)].drop_duplicates("subject", keep="first")
+        if index.empty:
+            continue
+        shard = SliceShard(shards[split])
+        ch = shard.channel_index([channel])[0]
+        stack = shard.all_images()
+        for _, row in index.iterrows():
+            images.append(shard_to_ras(stack[int(row["shard_row"]), ch]))
+            ids.append(str(row["subject"]))
+    if not images:
+        raise EvaluationError("the train and val splits hold no normal slice", experiment=experiment,
+                              hint="Give dataset s0 train subjects")
+    return np.stack(images), ids
+
+
+def _on_grid(path: str, shape, affine, *, order: int, subject: str):
+    from nibabel.processing import resample_from_to
+
+    from .io import load_image
+
+    img = load_image(path, subject=subject)
+    return np.asarray(resample_from_to(img, (tuple(shape), affine), order=order, mode="constant", cval=0).dataobj)
+
+
+def _truth_volume_index(truth_path: str, desc: str, *, experiment: str, subject: str) -> tuple[int, int]:
+    truth = pd.read_csv(truth_path, sep="\t", keep_default_na=False, dtype={"subject": str})
+    hit = truth[(truth["desc"].astype(str) == str(desc)) & (truth["pattern"] != "normal")]
+    if hit.empty:
+        raise EvaluationError(f"no degraded volume {desc!r} in the truth table {truth_path}",
+                              experiment=experiment, subject=subject,
+                              hint="The predictions and the simulation disagree; rerun the simulation and dataset")
+    return int(hit["index"].iat[0]), int(hit["pair_index"].iat[0])
+
+
+def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best_pt: str,
+                        normal_shards: Mapping[str, str], subject_files: Mapping[str, Mapping[str, str]],
+                        out: Mapping[str, str], cfg: Mapping, seg_cfg: Mapping, spec: Mapping,
+                        scale_label: str, convention: str = "radiological", dpi: int = 150, seed: int = 0,
+                        batch_size: int = 64, device: str = "auto") -> dict[str, pd.DataFrame]:
+    """The clinical outputs of one S0 VAE experiment (a model trained on normal slices only).
+
+    For every test record (a patient's degraded slice) the VAE's prediction is the patient's
+    pseudo-normal.  Written to ``out``:
+
+    * ``deficit_maps`` (folder): per record a NIfTI of the voxel-wise percent loss
+      (:func:`percent_deficit`, inside the brain, where the predicted normal has signal) on
+      the subject's SPECT grid (the predicted axial slice filled, 0 elsewhere), and
+      ``deficit_maps.tsv`` (file, slice, mean loss in the striatum against the predicted and
+      against the known true normal);
+    * ``deficit_figure``: T1w, actual, predicted normal, deficit overlay and the deficit
+      against the true normal for the first ``cfg['n_figure_cases']`` records;
+    * ``regional_deficits``: :func:`regional_deficit_table` of actual vs predicted normal,
+      with the same against the true normal (``truth_*`` columns) so the flags can be checked;
+    * ``normal_database``, ``zscores``, ``database_agreement``, ``zscore_figure``: slice
+      binding ratios (:func:`slice_sbr`) of ``cfg['n_synthetic_normals']`` images sampled
+      from the VAE's prior and of the real normal cohort (:func:`real_normal_slices`), each
+      patient's z-scores against both (:func:`zscore_comparison`) and how the two databases
+      compare (:func:`database_agreement`);
+    * ``not_computed``: what the data could not support, and why.
+    """
+    import nibabel as nib
+
+    from . import plots as P
+    from .evaluate import _attempt, _notes_frame, figure_label, shard_to_ras, write_table
+    from .infer import _source_grid, load_predictions, sample_vae, slice_to_grid
+
+    if spec.get("model") != "vae":
+        raise EvaluationError(f"the clinical outputs need a VAE trained on normal slices, not a "
+                              f"{spec.get('model')!r}", experiment=experiment)
+    notes: list[dict] = []
+    arrays, table, attrs = load_predictions(predictions["h5"], predictions["tsv"], experiment=experiment)
+    target = (json.loads(attrs.get("spec", "{}")).get("target_channels") or ["original"])[0]
+    gain_col, bias_col = f"gain_{target}", f"bias_{target}"
+    need = {gain_col, bias_col, "subject", "slice_index", "desc", "record", "source"}
+    if need - set(table.columns):
+        raise EvaluationError(f"the prediction table lacks columns {sorted(need - set(table.columns))}",
+                              experiment=experiment, hint="Rebuild the dataset and rerun predict_experiment")
+    missing = sorted(set(table["subject"]) - set(subject_files))
+    if missing:
+        raise EvaluationError(f"no anatomy/simulation files given for test subjects {missing}",
+                              experiment=experiment, hint="The workflow passes every subject's files")
+    limits = dict(cfg.get("limits") or {})
+    frac = float(cfg["signal_fraction"])
+    maps_dir = Path(out["deficit_maps"])
+    maps_dir.mkdir(parents=True, exist_ok=True)
+    grids: dict[str, dict] = {}
+    map_rows, regional, fig_rows, patients = [], [], [], []
+    context_cols = [c for c in ("record", "desc", "pbr", "cbr", "slr", "affected_side") if c in table.columns]
+    # figure cases: one record per subject in turn, so the figure shows different patients
+    order = table.groupby("subject", sort=True).cumcount().to_numpy()
+    picked = set(np.lexsort((np.arange(len(table)), order))[:int(cfg["n_figure_cases"])].tolist())
+    for i, row in table.iterrows():
+        subject = str(row["subject"])
+        files = subject_files[subject]
+        context = {c: row[c] for c in context_cols}
+        what = f"subject {subject} record {row['record']}"
+        if subject not in grids:
+            shape, affine, _ = _source_grid(str(row["source"]), experiment=experiment, subject=subject)
+            grids[subject] = {
+                "shape": shape, "affine": affine, "dat": nib.load(files["dat"]),
+                "t1w": _on_grid(files["t1w"], shape, affine, order=1, subject=subject),
+                "brain": _on_grid(files["brain"], shape, affine, order=0, subject=subject) > 0,
+                "striatum": np.rint(_on_grid(files["striatum"], shape, affine, order=0, subject=subject)),
+                "reference": np.rint(_on_grid(files["reference"], shape, affine, order=0, subject=subject)),
+            }
+        g = grids[subject]
+        z = int(row["slice_index"])
+        vol_idx = _attempt(notes, "S0", f"deficit map {what}", _truth_volume_index, files["dat_truth"],
+                           row["desc"], experiment=experiment, subject=subject)
+        if vol_idx is None or float(row[gain_col]) == 0:
+            continue
+        actual = np.asarray(g["dat"].dataobj[:, :, z, vol_idx[0]], dtype=np.float64)
+        true_normal = np.asarray(g["dat"].dataobj[:, :, z, vol_idx[1]], dtype=np.float64)
+        predicted = slice_to_grid(arrays["prediction"][i, 0], float(row[gain_col]), float(row[bias_col]),
+                                  g["shape"][:2])
+        brain = g["brain"][:, :, z]
+        res = _attempt(notes, "S0", f"deficit map {what}", percent_deficit, actual, predicted, mask=brain,
+                       signal_fraction=frac, experiment=experiment, subject=subject)
+        res_true = _attempt(notes, "S0", f"true deficit {what}", percent_deficit, actual, true_normal,
+                            mask=brain, signal_fraction=frac, experiment=experiment, subject=subject)
+        if res is None or res_true is None:
+            continue
+        deficit, valid = res
+        vol = np.zeros(g["shape"], dtype=np.float32)
+        vol[:, :, z] = deficit
+        name = f"sub-{subject}_run-{int(row['record'])}_desc-{experiment.replace('_', '')}_deficit.nii.gz"
+        nifti = nib.Nifti1Image(vol, g["affine"])
+        nifti.set_qform(g["affine"], code=1)
+        nifti.set_sform(g["affine"], code=1)
+        tmp = maps_dir / f".tmp-{name}"
+        nib.save(nifti, tmp)
+        tmp.replace(maps_dir / name)
+        striatum = (g["striatum"][:, :, z] > 0) & valid
+        map_rows.append({"experiment": experiment, "subject": subject, **context, "file": name,
+                         "slice_index": z, "valid_voxels": int(valid.sum()),
+                         "striatal_loss_percent": float(deficit[striatum].mean()) if striatum.any() else 0.0,
+                         "true_striatal_loss_percent": float(res_true[0][striatum].mean()) if striatum.any()
+                         else 0.0})
+        if i in picked:
+            fig_rows.append(P.deficit_panels(g["t1w"][:, :, z], actual, predicted, deficit,
+                                             true_deficit=res_true[0], label=f"sub-{subject} {row['desc']}"))
+        kw = dict(reference=cfg["reference"], limits=limits, experiment=experiment, subject=subject)
+        labels = (g["striatum"][:, :, z], g["reference"][:, :, z], brain)
+        est = _attempt(notes, "S0", f"regional deficits {what}", regional_deficit_table, actual, predicted,
+                       *labels, **kw)
+        tru = _attempt(notes, "S0", f"regional deficits vs true normal {what}", regional_deficit_table,
+                       actual, true_normal, *labels, **kw)
+        if est is not None and tru is not None:
+            est = est.drop(columns=["flag_reason"])
+            for pos, (k, v) in enumerate(context.items(), start=2):
+                est.insert(pos, k, v)
+            est["truth_expected"] = tru["expected"].to_numpy()
+            est["truth_change"] = tru["change"].to_numpy()
+            est["truth_flag"] = tru["flag"].to_numpy()
+            est["flag_matches_truth"] = est["flag"] == est["truth_flag"]
+            regional.append(est)
+        pat = _attempt(notes, "S0", f"patient slice SBR {what}", slice_sbr,
+                       shard_to_ras(np.asarray(arrays["input"][i, 0], dtype=np.float64)), seg_cfg=seg_cfg,
+                       experiment=experiment, subject=subject)
+        if pat is not None:
+            patients.append((subject, context, pat))
+    if not map_rows:
+        raise EvaluationError("no deficit map could be computed (see the log)", experiment=experiment,
+                              hint="Check the predictions and the simulation of the test subjects")
+    write_table(pd.DataFrame(map_rows), maps_dir / "deficit_maps.tsv", what="S0 deficit maps")
+    label = figure_label(scale_label, int(table["subject"].nunique()), [spec])
+    fig = P.deficit_rows_figure(fig_rows, subtitle=label, convention=convention,
+                                title=f"S0 {experiment}: deficit maps (percent loss vs predicted normal)")
+    P.save_figure(fig, out["deficit_figure"], dpi=dpi)
+    reg_cols = ["experiment", "subject", "record", "measure", "kind", "actual", "expected", "change",
+                "change_unit", "limit", "flag", "truth_expected", "truth_change", "truth_flag",
+                "flag_matches_truth"]
+    reg = (pd.concat(regional, ignore_index=True) if regional else pd.DataFrame(columns=reg_cols))
+    write_table(reg, out["regional_deficits"], what="S0 regional deficits")
+
+    # normal databases and z-scores
+    real_imgs, real_ids = real_normal_slices(normal_shards, normal_shards["index"], channel=target,
+                                             experiment=experiment)
+    real_db = _slice_database(real_imgs, real_ids, source="real", seg_cfg=seg_cfg, experiment=experiment,
+                              notes=notes)
+    n_syn = int(cfg["n_synthetic_normals"])
+    synth = shard_to_ras(sample_vae(best_pt, n_syn, experiment=experiment, seed=seed, batch_size=batch_size,
+                                    device=device)[:, 0].astype(np.float64))
+    synth_db = _slice_database(synth, list(range(n_syn)), source="synthetic", seg_cfg=seg_cfg,
+                               experiment=experiment, notes=notes)
+    write_table(pd.concat([synth_db, real_db], ignore_index=True), out["normal_database"],
+                what="S0 normal databases")
+    zs = []
+    for subject, context, pat in patients:
+        res = _attempt(notes, "S0", f"z-scores subject {subject} record {context.get('record')}",
+                       zscore_comparison, pat, synth_db, real_db, regions=SLICE_REGIONS,
+                       z_limit=float(cfg["z_limit"]), experiment=experiment, subject=subject)
+        if res is not None:
+            zs.append(res.assign(**context))
+    ztab = pd.concat(zs, ignore_index=True) if zs else pd.DataFrame(
+        columns=["experiment", "subject", "region", "patient", "synthetic_z", "real_z", "agree"])
+    write_table(ztab, out["zscores"], what="S0 z-scores")
+    agree = _attempt(notes, "S0", "synthetic vs real normal database", database_agreement, synth_db, real_db,
+                     regions=SLICE_REGIONS, experiment=experiment)
+    write_table(agree if agree is not None else pd.DataFrame(columns=["experiment", "region"]),
+                out["database_agreement"], what="S0 normal database agreement")
+    fig = P.normal_database_figure(pd.concat([synth_db, real_db], ignore_index=True), ztab,
+                                   regions=SLICE_REGIONS, z_limit=float(cfg["z_limit"]), subtitle=label,
+                                   title=f"S0 {experiment}: synthetic vs real normal database")
+    P.save_figure(fig, out["zscore_figure"], dpi=dpi)
+    write_table(_notes_frame(notes), out["not_computed"], what="S0 clinical outputs not computed")
+    return {"deficit_maps": pd.DataFrame(map_rows), "regional": reg, "zscores": ztab,
+            "normal_database": pd.concat([synth_db, real_db], ignore_index=True)}
+
+
+def experiment_reading_packet(experiment: str, *, predictions: Mapping[str, str], out_dir: str | Path,
+                              key_path: str | Path, cfg: Mapping, seed: int = 0,
+                              real_shard: str | None = None, real_index: str | None = None,
+                              convention: str = "radiological") -> dict:
+    """A blinded reading packet of one experiment (:func:`reading_packet`).
+
+    Generated experiments (S1's FastGAN) are read against the real test slices of their
+    dataset (``real_shard`` + ``real_index``, the conditions level/pattern in the key);
+    paired ones (S3's pix2pix) show their predictions against the targets of the same
+    test slices.
+    """
+    from .datasets import SliceShard
+    from .evaluate import shard_to_ras
+    from .infer import load_predictions, read_index
+
+    arrays, table, _ = load_predictions(predictions["h5"], predictions["tsv"], experiment=experiment)
+    generated = shard_to_ras(arrays["prediction"][:, 0])
+    if "target" in arrays:
+        real = shard_to_ras(arrays["target"][:, 0])
+        ids = [f"sub-{s} slice {z}" for s, z in zip(table["subject"], table["slice_index"], strict=True)]
+        kw = dict(real_ids=ids, generated_ids=ids)
+    else:
+        if real_shard is None or real_index is None:
+            raise EvaluationError("a generated experiment's reading packet needs the real test slices",
+                                  experiment=experiment)
+        index = read_index(real_index, experiment=experiment)
+        shard = SliceShard(real_shard)
+        real = shard_to_ras(shard.all_images()[:, shard.channel_index(["slice"])[0]])
+        kw = dict(real_ids=[f"sub-{s} slice {z}" for s, z in zip(index["subject"], index["slice_index"],
+                                                                  strict=True)],
+                  generated_ids=[f"sample {k}" for k in table["sample"]],
+                  real_conditions=[f"{lv} {p}" for lv, p in zip(index["level"], index["pattern"], strict=True)],
+                  generated_conditions=[f"{lv} {p}" for lv, p in zip(table["level"], table["pattern"],
+                                                                      strict=True)])
+    n = cfg.get("n_per_source")
+    n = None if n is None else min(int(n), len(real), len(generated))
+    return reading_packet(list(real), list(generated), out_dir=out_dir, key_path=key_path, experiment=experiment,
+                          seed=seed, n_per_source=n, convention=convention, score_scale=int(cfg["score_scale"]),
+                          footer=f"reading packet {experiment}", **kw)

@@ -599,8 +599,100 @@ def _pair_ratios(prediction, original, segmentation, *, experiment: str, subject
             slice_binding_ratios(original, segmentation, experiment=experiment, subject=subject))
 
 
+SBR_CNN_COLUMNS = ["experiment", "subject", "case", "region", "known", "cnn_original", "cnn_prediction",
+                   "error_original", "error_prediction", "abs_error_original", "abs_error_prediction"]
+SBR_CNN_SERIES = {"prediction": "CNN on the prediction", "original": "CNN on the original (yardstick)"}
+
+
+def sbr_cnn_readings(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.DataFrame,
+                     regressor: str | Path, *, batch_size: int = 64, device: str = "auto") -> pd.DataFrame:
+    """S0's binding-ratio match with the regression CNN (:mod:`spectsynth.sbr_regressor`).
+
+    The CNN reads the SBR of every predicted slice and of every original slice (both in the
+    dataset's normalised units, stored orientation); the known SBR of the original comes from
+    the dataset index columns ``orig_sbr_<region>`` that travel with the prediction table.
+    One row per case and region: ``known``, ``cnn_original``, ``cnn_prediction``, and the
+    errors ``cnn_prediction - known`` (the prediction's) and ``cnn_original - known`` (the
+    CNN's own, on images it reads without any generative model in between).  When present,
+    ``known_input`` is the known SBR of the damaged input slice.
+    """
+    from .sbr_regressor import REGIONS, check_sbr_columns, load_sbr_regressor, predict_sbr, sbr_columns
+    from .study_data import ORIG_SBR_PREFIX, SBR_PREFIX
+
+    check_sbr_columns(table, (ORIG_SBR_PREFIX,), experiment=experiment,
+                      where="the prediction table (the test rows of the dataset index)")
+    model = load_sbr_regressor(regressor, device=device, experiment=experiment)
+    pred = predict_sbr(model, np.asarray(arrays["prediction"]), batch_size, experiment=experiment)
+    orig = predict_sbr(model, np.asarray(arrays["target"]), batch_size, experiment=experiment)
+    known = table[sbr_columns(ORIG_SBR_PREFIX)].astype(float).to_numpy()
+    has_input = all(c in table.columns for c in sbr_columns(SBR_PREFIX))
+    rows = []
+    for i, row in table.reset_index(drop=True).iterrows():
+        case = f"{row.get('desc', '')}#{row['pred_row'] if 'pred_row' in row else i}"
+        for j, region in enumerate(REGIONS):
+            k = float(known[i, j])
+            co, cp = float(orig[region].iat[i]), float(pred[region].iat[i])
+            rec = {"experiment": experiment, "subject": str(row["subject"]), "case": case, "region": region,
+                   "known": k, "cnn_original": co, "cnn_prediction": cp, "error_original": co - k,
+                   "error_prediction": cp - k, "abs_error_original": abs(co - k), "abs_error_prediction": abs(cp - k)}
+            if has_input:
+                rec["known_input"] = float(row[f"{SBR_PREFIX}{region}"])
+            rows.append(rec)
+    cols = SBR_CNN_COLUMNS[:5] + (["known_input"] if has_input else []) + SBR_CNN_COLUMNS[5:]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def sbr_cnn_error_fractions(readings: pd.DataFrame, *, thresholds: Sequence[float], experiment: str
+                            ) -> pd.DataFrame:
+    """Fraction of (case, region) readings with |error| under each threshold, for the prediction
+    and, as the yardstick, for the CNN on the originals; over all regions and per region."""
+    parts = []
+    for series in SBR_CNN_SERIES:
+        col = f"cnn_{series}"
+        groups = [("all", readings)] + [(r, g) for r, g in readings.groupby("region", sort=False)]
+        for region, g in groups:
+            frac = M.sbr_error_fractions(g[col], g["known"], thresholds=tuple(thresholds), experiment=experiment)
+            frac.insert(1, "series", series)
+            frac.insert(2, "region", region)
+            frac["mean_abs_error"] = float(np.mean(np.abs(g[col] - g["known"])))
+            parts.append(frac)
+    return pd.concat(parts, ignore_index=True)
+
+
+def sbr_cnn_figure(readings: pd.DataFrame, fractions: pd.DataFrame, *, subtitle: str, title: str,
+                   threshold: float | None = None):
+    """CNN-read SBR against the known SBR of the original: the CNN on the original slices (its
+    own error) and on the predictions, markers per region, identity line."""
+    fig = P._figure(5.8, 5.0)
+    ax = fig.subplots()
+    markers = dict(zip(readings["region"].unique(), "osD^v<>"))
+    for c, (series, text) in enumerate(SBR_CNN_SERIES.items()):
+        f = fractions[(fractions["series"] == series) & (fractions["region"] == "all")]
+        label = f"{text}: MAE {float(f['mean_abs_error'].iat[0]):.2f}" if len(f) else text
+        if threshold is not None and len(f):
+            hit = f[np.isclose(f["threshold"], threshold)]
+            if len(hit):
+                label += f", {100 * float(hit['fraction'].iat[0]):.0f} % under {threshold:g}"
+        for k, (region, g) in enumerate(readings.groupby("region", sort=False)):
+            ax.scatter(g["known"], g[f"cnn_{series}"], s=16, alpha=0.75, color=f"C{c}", marker=markers[region],
+                       edgecolor="none", label=label if k == 0 else None)
+    lo = float(np.nanmin(readings[["known", "cnn_original", "cnn_prediction"]].to_numpy()))
+    hi = float(np.nanmax(readings[["known", "cnn_original", "cnn_prediction"]].to_numpy()))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=0.8, ls="--", label="identity")
+    for region, m in markers.items():
+        ax.scatter([], [], marker=m, color="0.4", s=16, label=region.replace("_", " "))
+    ax.set_xlabel("known SBR of the original (measured on the simulated volume)")
+    ax.set_ylabel("SBR read by the regression CNN")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=7, loc="upper left")
+    P._stamp(fig, title, subtitle)
+    return fig
+
+
 def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: Mapping[str, str], *,
-                cfg: Mapping, scale_label: str) -> dict[str, pd.DataFrame]:
+                cfg: Mapping, scale_label: str, regressor: str | Path | None = None,
+                device: str = "auto") -> dict[str, pd.DataFrame]:
     """S0's evaluation of one (conditional) VAE experiment: prediction vs undegraded original.
 
     Per test slice: basal ganglia segmented in prediction and original with the same settings
@@ -610,13 +702,31 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     the original's segmentation) with their error, the fraction of cases under each
     ``cfg['sbr_error_thresholds']`` and a Bland-Altman analysis.
 
+    With ``regressor`` (the ``best.pt`` of :func:`spectsynth.sbr_regressor.train_sbr_regressor`)
+    also S0's own binding-ratio match: the regression CNN reads the SBR of every prediction and
+    every original slice (:func:`sbr_cnn_readings`; known SBR from the dataset index), and the
+    fraction of cases under each threshold is reported for the prediction and, as the
+    yardstick, for the CNN on the originals.  These are checked and computed first, so a
+    missing SBR column or a slice size the CNN was not trained on stops the evaluation before
+    any file is written.  ``device`` runs the CNN (``auto``: CUDA when present).
+
     ``out``: ``asp``, ``asp_summary``, ``dice``, ``dice_summary``, ``sbr``, ``sbr_error``,
-    ``bland_altman``, ``bland_altman_plot``, ``examples``, ``not_computed``.
+    ``bland_altman``, ``bland_altman_plot``, ``examples``, ``not_computed``; with
+    ``regressor`` also ``sbr_cnn``, ``sbr_cnn_error`` (tables) and ``sbr_cnn_plot`` (figure).
     """
     notes: list[dict] = []
     seg_cfg = cfg["bg_segmentation"]
     conv = cfg["display_convention"]
     arrays, table = _load_paired(experiment, files)
+    cnn = cnn_frac = None
+    if regressor is not None:
+        missing = [k for k in ("sbr_cnn", "sbr_cnn_error", "sbr_cnn_plot") if k not in out]
+        if missing:
+            raise EvaluationError(f"a regressor was given but no output path for {missing}", experiment=experiment,
+                                  hint="Pass sbr_cnn, sbr_cnn_error and sbr_cnn_plot in the outputs")
+        cnn = sbr_cnn_readings(experiment, arrays, table, regressor, batch_size=int(cfg.get("batch_size", 64)),
+                               device=device)
+        cnn_frac = sbr_cnn_error_fractions(cnn, thresholds=cfg["sbr_error_thresholds"], experiment=experiment)
     pred = shard_to_ras(np.asarray(arrays["prediction"], dtype=np.float64)[:, 0])
     orig = shard_to_ras(np.asarray(arrays["target"], dtype=np.float64)[:, 0])
     asp_parts, dice_parts, sbr_rows = [], [], []
@@ -690,5 +800,14 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     fig = P.slice_panel(panels, subtitle=label, title=f"S0 {experiment}: test slices", convention=conv,
                         colorbar=False, ncols=3)
     P.save_figure(fig, out["examples"], dpi=int(cfg["figure_dpi"]))
+    result = {"asp": asp, "dice": dice, "sbr": sbr}
+    if cnn is not None:
+        write_table(cnn, out["sbr_cnn"], what="S0 SBR read by the regression CNN")
+        write_table(cnn_frac, out["sbr_cnn_error"], what="S0 regression-CNN SBR error fractions")
+        thresholds = [float(t) for t in cfg["sbr_error_thresholds"]]
+        fig = sbr_cnn_figure(cnn, cnn_frac, subtitle=label, threshold=max(thresholds) if thresholds else None,
+                             title=f"S0 {experiment}: SBR read by the regression CNN vs known SBR")
+        P.save_figure(fig, out["sbr_cnn_plot"], dpi=int(cfg["figure_dpi"]))
+        result.update(sbr_cnn=cnn, sbr_cnn_error=cnn_frac)
     write_table(_notes_frame(notes), out["not_computed"], what="S0 statistics not computed")
-    return {"asp": asp, "dice": dice, "sbr": sbr}
+    return result

@@ -294,6 +294,54 @@ def unresize_slice(image: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
     return sq[top:top + h, left:left + w]
 
 
+def slice_to_grid(image: np.ndarray, gain: float, bias: float, shape_xy: tuple[int, int]) -> np.ndarray:
+    """A dataset slice (normalised, resized, shard orientation) back on its source grid.
+
+    Undoes the normalisation (``(x - bias) / gain``), the resize and padding
+    (:func:`unresize_slice`) and :func:`spectsynth.datasets.axial_slice`'s orientation, giving
+    the RAS ``(x, y)`` plane of shape ``shape_xy`` in the source volume's units.
+    """
+    if gain == 0:
+        raise ValueError("gain 0: the slice was stored as a constant and cannot be un-normalised")
+    raw = (np.asarray(image, dtype=np.float64) - float(bias)) / float(gain)
+    img = unresize_slice(raw, (int(shape_xy[1]), int(shape_xy[0])))
+    return img[::-1, :].T  # inverse of datasets.axial_slice
+
+
+def sample_vae(best_pt: str | Path, n: int, *, experiment: str, seed: int = 0, batch_size: int = 64,
+               device: str = "auto") -> np.ndarray:
+    """``n`` images decoded from latent samples ``z ~ N(0, I)`` of a trained (plain) VAE.
+
+    The generator's own idea of a normal slice: S0's VAE is trained on normal slices only, so
+    its prior samples form a synthetic normal database.  Returns ``(n, C, H, W)`` float32 in
+    the dataset's normalised units; the latent stream is seeded (same ``seed``, same images).
+    """
+    import torch
+
+    from .train import load_for_inference
+
+    if int(n) < 1:
+        raise EvaluationError(f"number of samples must be positive, got {n}", experiment=experiment)
+    setup = _device(device, experiment)
+    nets, spec = load_for_inference(best_pt, device=setup.device, experiment=experiment)
+    if spec.get("model") != "vae":
+        raise EvaluationError(f"sampling a normal database needs a plain VAE, {best_pt} holds a "
+                              f"{spec.get('model')!r}", experiment=experiment,
+                              hint="Only S0 experiments with model vae are trained on normal slices only")
+    vae = nets["vae"]
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    with torch.inference_mode():
+        for a, b in _batches(int(n), int(batch_size)):
+            z = torch.randn(b - a, vae.latent_dim, generator=gen).to(setup.device)
+            out.append(vae.decoder(z).float().cpu().numpy())
+    images = np.concatenate(out, 0).astype(np.float32)
+    if not np.all(np.isfinite(images)):
+        raise EvaluationError("the VAE decoded NaN or Inf pixels", experiment=experiment,
+                              hint="The trained weights are broken; retrain the experiment")
+    return images
+
+
 def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path, *,
                   experiment: str) -> pd.DataFrame:
     """Stack a paired experiment's predicted slices back onto each test subject's grid.
@@ -338,9 +386,7 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
             gain = float(row[gain_col])
             if gain == 0:
                 continue  # a slice without signal was stored as a constant; nothing to undo
-            raw = (arrays["prediction"][i, 0].astype(np.float64) - float(row[bias_col])) / gain
-            img = unresize_slice(raw, (shape[1], shape[0]))
-            vol[:, :, z] = img[::-1, :].T  # inverse of datasets.axial_slice
+            vol[:, :, z] = slice_to_grid(arrays["prediction"][i, 0], gain, float(row[bias_col]), shape[:2])
         name = f"sub-{subject}{run}_desc-{experiment.replace('_', '')}_pred.nii.gz"
         tmp = out_dir / f".tmp-{name}"
         nifti = nib.Nifti1Image(vol, affine)

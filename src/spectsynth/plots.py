@@ -363,24 +363,84 @@ def slice_panel(panels: Sequence[Panel], *, subtitle: str, title: str | None = N
     return fig
 
 
-def deficit_figure(t1, actual, predicted_normal, deficit, *, subtitle: str, title: str | None = None,
-                   convention: str = "radiological", deficit_limit: float = 100.0,
-                   overlay_threshold: float = 10.0):
-    """The per-patient deficit report figure: T1w, actual, predicted normal, deficit overlay.
-
-    All four are axial RAS slices on the same grid; actual and predicted share one colour
-    scale; the deficit (percent loss, positive = less uptake than expected) is overlaid on
-    the T1w where ``|deficit| >= overlay_threshold``.
-    """
+def deficit_panels(t1, actual, predicted_normal, deficit, *, label: str = "", true_deficit=None,
+                   deficit_limit: float = 100.0, overlay_threshold: float = 10.0) -> list[Panel]:
+    """One patient's row of :func:`deficit_figure`: T1w, actual, predicted normal, deficit overlay
+    (and, when ``true_deficit`` is given, the deficit against the known true normal)."""
     act = np.asarray(actual, dtype=float)
     pred = np.asarray(predicted_normal, dtype=float)
     hi = float(max(act.max(), pred.max()))
+    over = dict(cmap="gray", overlay_cmap="RdBu_r", overlay_vmin=-deficit_limit, overlay_vmax=deficit_limit,
+                overlay_threshold=overlay_threshold, overlay_label="% loss")
+    head = f"{label}: " if label else ""
     panels = [
-        Panel(t1, "T1w", cmap="gray"),
+        Panel(t1, f"{head}T1w", cmap="gray"),
         Panel(act, "actual", cmap="hot", vmin=0, vmax=hi, colorbar_label="counts"),
         Panel(pred, "predicted normal", cmap="hot", vmin=0, vmax=hi, colorbar_label="counts"),
-        Panel(t1, "deficit on T1w", cmap="gray", overlay=deficit, overlay_cmap="RdBu_r",
-              overlay_vmin=-deficit_limit, overlay_vmax=deficit_limit,
-              overlay_threshold=overlay_threshold, overlay_label="% loss vs predicted normal"),
+        Panel(t1, "deficit on T1w", overlay=deficit, **over),
     ]
+    if true_deficit is not None:
+        panels.append(Panel(t1, "deficit vs true normal", overlay=true_deficit, **over))
+    return panels
+
+
+def deficit_figure(t1, actual, predicted_normal, deficit, *, subtitle: str, title: str | None = None,
+                   convention: str = "radiological", deficit_limit: float = 100.0,
+                   overlay_threshold: float = 10.0, true_deficit=None, label: str = ""):
+    """The per-patient deficit report figure: T1w, actual, predicted normal, deficit overlay.
+
+    All are axial RAS slices on the same grid; actual and predicted share one colour
+    scale; the deficit (percent loss, positive = less uptake than expected) is overlaid on
+    the T1w where ``|deficit| >= overlay_threshold``.  For several patients, one row each,
+    use :func:`deficit_rows_figure`.
+    """
+    panels = deficit_panels(t1, actual, predicted_normal, deficit, label=label, true_deficit=true_deficit,
+                            deficit_limit=deficit_limit, overlay_threshold=overlay_threshold)
     return slice_panel(panels, subtitle=subtitle, title=title, convention=convention)
+
+
+def deficit_rows_figure(rows: Sequence[list[Panel]], *, subtitle: str, title: str | None = None,
+                        convention: str = "radiological"):
+    """Several patients' :func:`deficit_panels`, one row each (rows must have equal length)."""
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise ValueError("deficit_rows_figure needs rows of equal, non-zero length")
+    return slice_panel([p for r in rows for p in r], subtitle=subtitle, title=title, convention=convention,
+                       ncols=len(rows[0]))
+
+
+def normal_database_figure(databases: pd.DataFrame, zscores: pd.DataFrame, *, regions: Sequence[str],
+                           z_limit: float, subtitle: str, title: str | None = None):
+    """Synthetic vs real normal database (left) and patients' z-scores against each (right).
+
+    ``databases``: one row per normal image with a ``source`` column and the ``regions``
+    columns; ``zscores``: :func:`spectsynth.clinical.zscore_comparison` rows of the patients.
+    """
+    import seaborn as sns
+
+    fig = _figure(10.5, 4.4)
+    ax_db, ax_z = fig.subplots(1, 2)
+    long = databases.melt(id_vars=["source"], value_vars=list(regions), var_name="region", value_name="value")
+    sns.violinplot(data=long, x="region", y="value", hue="source", split=False, inner="quart", cut=0,
+                   ax=ax_db, density_norm="width")
+    counts = databases["source"].value_counts()
+    ax_db.set_title("normal databases (" + ", ".join(f"{k}: n = {v}" for k, v in counts.items()) + ")")
+    ax_db.set_xlabel("")
+    ax_db.set_ylabel("slice binding ratio")
+    if len(zscores):
+        sns.scatterplot(data=zscores, x="real_z", y="synthetic_z", hue="region", ax=ax_z, s=28)
+        lo = float(np.nanmin(zscores[["real_z", "synthetic_z"]].to_numpy())) - 0.5
+        hi = float(np.nanmax(zscores[["real_z", "synthetic_z"]].to_numpy())) + 0.5
+        ax_z.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, ls="--", label="identity")
+        for v in (-z_limit, z_limit):
+            ax_z.axhline(v, color="C3", lw=0.7, ls=":")
+            ax_z.axvline(v, color="C3", lw=0.7, ls=":")
+        agree = float(zscores["agree"].mean()) * 100
+        ax_z.set_title(f"patients' z-scores (n = {len(zscores)} records x sides); same flag at |z| > {z_limit:g}: "
+                       f"{agree:.0f} %", fontsize=10)
+    else:
+        ax_z.text(0.5, 0.5, "no z-scores computed (see not_computed.tsv)", ha="center", va="center",
+                  transform=ax_z.transAxes)
+    ax_z.set_xlabel("z against the real (simulated) normal cohort")
+    ax_z.set_ylabel("z against the synthetic normal database")
+    _stamp(fig, title, subtitle)
+    return fig

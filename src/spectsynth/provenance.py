@@ -62,3 +62,34 @@ def write_provenance(config: dict, repo: str | Path, config_out: str | Path,
         "machine": platform.machine(),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }, info_out)
+
+
+PROVENANCE_FILE = "provenance.json"
+
+
+def write_folder_provenance(folder: str | Path, *, config: dict, rule: str,
+                            repo: str | Path | None = None) -> Path:
+    """Record in a result folder what produced it: ``<folder>/provenance.json`` with the rule,
+    the resolved configuration, package versions, the git commit and the time.
+
+    Every stage folder (a dataset, an experiment's predictions, a study's evaluation) carries one,
+    so a folder copied away from its run still says how it was made.
+    """
+    folder = Path(folder)
+    repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
+    return write_json({
+        "rule": rule,
+        "git": git_commit(repo),
+        "versions": package_versions(),
+        "python": platform.python_version(),
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config,
+    }, folder / PROVENANCE_FILE)
+
+
+def stamp_outputs(smk, output: str) -> Path:
+    """From a workflow script: :func:`write_folder_provenance` into the folder of the named
+    output (the output itself when it is a folder), with the run's resolved config and rule."""
+    target = Path(smk.output[output])
+    folder = target if target.is_dir() else target.parent
+    return write_folder_provenance(folder, config=dict(smk.config), rule=str(smk.rule))

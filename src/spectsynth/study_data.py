@@ -27,6 +27,10 @@ from .errors import InputDataError
 from .labels import LEVELS
 
 DAT_PARAMS = ("pbr", "cbr", "slr", "affected_side", "design_set", "desc")
+# Regions whose binding ratio S0's regression CNN reads from a slice (caudate/putamen, L/R).
+SBR_REGIONS = ("caudate_L", "caudate_R", "putamen_L", "putamen_R")
+SBR_PREFIX = "sbr_"            # index column of the damaged (input) volume's SBR: sbr_<region>
+ORIG_SBR_PREFIX = "orig_sbr_"  # ... of the undegraded original it is paired with: orig_sbr_<region>
 
 
 def _truth(path: str | Path, subject: str) -> pd.DataFrame:
@@ -38,17 +42,42 @@ def _truth(path: str | Path, subject: str) -> pd.DataFrame:
 
 
 def _s0(subject: str, files: Mapping[str, str]) -> list[dict]:
+    """S0 entries: one per degraded volume (damaged = that volume, original = its ``pair_index``).
+
+    ``params`` (which become columns of the dataset index) hold the degradation parameters and
+    the known regional binding ratios of both volumes: ``sbr_<region>`` of the damaged volume
+    and ``orig_sbr_<region>`` of the original, for the :data:`SBR_REGIONS`.  They are the
+    truth table's ``meas_sbr_*`` (the volumetric SBR measured on the simulated image with the
+    subject's anatomical labels, occipital reference), not the phantom's ``true_sbr_*``: a
+    reader, or a regression CNN trained to be one, can only recover what the image shows,
+    after the camera's blur, partial-volume loss and noise, and the simulator calibrates the
+    phantom so that these measured values sit at clinical levels.  A truth table without
+    ``meas_sbr_*`` columns (an older simulator's) gives entries without them; the regression
+    CNN and its evaluation then stop with a message naming the missing index columns.
+    """
     df = _truth(files["dat_truth"], subject)
+    by_index = {int(r["index"]): r for _, r in df.iterrows()}
     out = []
     for _, row in df.iterrows():
         if row["pattern"] == "normal":
             continue                      # the undegraded original itself
+        params = {k: row[k] for k in DAT_PARAMS if k in row}
+        original = by_index.get(int(row["pair_index"]))
+        if original is None:
+            raise InputDataError(f"volume {int(row['index'])} is paired with volume {int(row['pair_index'])}, "
+                                 "which the truth table does not list", subject=subject,
+                                 path=files["dat_truth"], hint="Rerun the simulation of this subject")
+        for prefix, source in ((SBR_PREFIX, row), (ORIG_SBR_PREFIX, original)):
+            for region in SBR_REGIONS:
+                col = f"meas_sbr_{region}"
+                if col in row and col in original:
+                    params[f"{prefix}{region}"] = float(source[col])
         out.append({
             "subject": subject,
             "files": {"damaged": {"path": files["dat"], "volume": int(row["index"])},
                       "original": {"path": files["dat"], "volume": int(row["pair_index"])}},
             "levels": None, "pattern": "degraded", "space": "camera",
-            "params": {k: row[k] for k in DAT_PARAMS if k in row},
+            "params": params,
         })
     return out
 

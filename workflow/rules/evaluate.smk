@@ -36,6 +36,9 @@ EVAL_S0 = {
     "bland_altman": f"{EVAL}/s0/{{experiment}}/bland_altman.tsv",
     "bland_altman_plot": f"{EVAL}/s0/{{experiment}}/bland_altman.png",
     "examples": f"{EVAL}/s0/{{experiment}}/examples.png",
+    "sbr_cnn": f"{EVAL}/s0/{{experiment}}/sbr_cnn.tsv",
+    "sbr_cnn_error": f"{EVAL}/s0/{{experiment}}/sbr_cnn_error.tsv",
+    "sbr_cnn_plot": f"{EVAL}/s0/{{experiment}}/sbr_cnn.png",
     "not_computed": f"{EVAL}/s0/{{experiment}}/not_computed.tsv",
 }
 EVAL_S1 = {
@@ -74,6 +77,7 @@ evaluate_targets = lambda: (
         for e in study_experiments(EXPERIMENTS, "S3")
         for p in EVAL_S3.values()
     ]
+    + clinical_targets()  # clinical.smk
 )
 
 
@@ -303,6 +307,7 @@ rule evaluate_s0:
     input:
         h5=f"{OUT}/predictions/{{experiment}}/predictions.h5",
         tsv=f"{OUT}/predictions/{{experiment}}/predictions.tsv",
+        regressor=f"{OUT}/experiments/sbr_regressor/best.pt",
     output:
         asp=report(
             EVAL_S0["asp"],
@@ -372,6 +377,36 @@ rule evaluate_s0:
             category="5. Results S0",
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "figure": "example test slices"},
+        ),
+        sbr_cnn=report(
+            EVAL_S0["sbr_cnn"],
+            caption="../report/evaluate_s0.rst",
+            category="5. Results S0",
+            subcategory="{experiment}",
+            labels={
+                "experiment": "{experiment}",
+                "table": "SBR read by the regression CNN per case and region",
+            },
+        ),
+        sbr_cnn_error=report(
+            EVAL_S0["sbr_cnn_error"],
+            caption="../report/evaluate_s0.rst",
+            category="5. Results S0",
+            subcategory="{experiment}",
+            labels={
+                "experiment": "{experiment}",
+                "table": "fraction under SBR error thresholds (regression CNN)",
+            },
+        ),
+        sbr_cnn_plot=report(
+            EVAL_S0["sbr_cnn_plot"],
+            caption="../report/evaluate_s0.rst",
+            category="5. Results S0",
+            subcategory="{experiment}",
+            labels={
+                "experiment": "{experiment}",
+                "figure": "regression-CNN SBR vs known SBR",
+            },
         ),
         not_computed=report(
             EVAL_S0["not_computed"],

@@ -2,6 +2,7 @@
 
 from spectsynth.datasets import build_dataset, records_from_files
 from spectsynth.logs import setup_logging
+from spectsynth.provenance import stamp_outputs
 from spectsynth.study_data import dataset_entries
 
 
@@ -11,6 +12,7 @@ def main(smk):
         entries = dataset_entries(smk.wildcards.dataset, smk.params.subject_files)
         build_dataset(smk.wildcards.dataset, records_from_files(entries),
                       {"datasets": smk.params.datasets}, smk.params.out_dir)
+        stamp_outputs(smk, "index")
     except Exception as exc:
         log.error("%s", exc)
         raise

@@ -1,7 +1,9 @@
-"""S0: Anatomy Shape Precision, Dice, slice SBR error and Bland-Altman (spectsynth.evaluate)."""
+"""S0: Anatomy Shape Precision, Dice, slice SBR error, Bland-Altman and the regression CNN's
+binding-ratio match (spectsynth.evaluate)."""
 
 from spectsynth.evaluate import evaluate_s0
 from spectsynth.logs import setup_logging
+from spectsynth.provenance import stamp_outputs
 
 
 def main(smk):
@@ -9,7 +11,8 @@ def main(smk):
     try:
         evaluate_s0(smk.wildcards.experiment, {"h5": smk.input.h5, "tsv": smk.input.tsv},
                     smk.params.spec, dict(smk.output.items()), cfg=smk.params.cfg,
-                    scale_label=smk.params.scale_label)
+                    scale_label=smk.params.scale_label, regressor=smk.input.regressor)
+        stamp_outputs(smk, "asp")
     except Exception as exc:
         log.error("%s", exc)
         raise

@@ -2,6 +2,7 @@
 
 from spectsynth.evaluate import evaluate_s1
 from spectsynth.logs import setup_logging
+from spectsynth.provenance import stamp_outputs
 
 
 def main(smk):
@@ -12,6 +13,7 @@ def main(smk):
         evaluate_s1(files, smk.params.specs, smk.input.real_test, smk.input.real_index,
                     dict(smk.output.items()), cfg=smk.params.cfg,
                     scale_label=smk.params.scale_label)
+        stamp_outputs(smk, "images")
     except Exception as exc:
         log.error("%s", exc)
         raise

@@ -2,6 +2,7 @@
 
 from spectsynth.evaluate import evaluate_s2
 from spectsynth.logs import setup_logging
+from spectsynth.provenance import stamp_outputs
 
 
 def main(smk):
@@ -11,6 +12,7 @@ def main(smk):
                  for e in smk.params.experiments}
         evaluate_s2(files, smk.params.specs, dict(smk.output.items()), cfg=smk.params.cfg,
                     scale_label=smk.params.scale_label)
+        stamp_outputs(smk, "slice_metrics")
     except Exception as exc:
         log.error("%s", exc)
         raise

@@ -3,6 +3,7 @@
 
 from spectsynth.evaluate import evaluate_s3
 from spectsynth.logs import setup_logging
+from spectsynth.provenance import stamp_outputs
 
 
 def main(smk):
@@ -12,6 +13,7 @@ def main(smk):
         evaluate_s3(smk.wildcards.experiment, {"h5": smk.input.h5, "tsv": smk.input.tsv},
                     smk.params.spec, dict(smk.output.items()), cfg=smk.params.cfg,
                     scale_label=smk.params.scale_label, labels=labels)
+        stamp_outputs(smk, "slice_metrics")
     except Exception as exc:
         log.error("%s", exc)
         raise

@@ -2,6 +2,7 @@
 
 from spectsynth.infer import predict_experiment
 from spectsynth.logs import setup_logging
+from spectsynth.provenance import stamp_outputs
 
 
 def main(smk):
@@ -11,6 +12,7 @@ def main(smk):
                            smk.output.tsv, experiment=smk.wildcards.experiment,
                            batch_size=smk.params.batch_size, device=smk.params.device,
                            seed=smk.params.seed)
+        stamp_outputs(smk, "h5")
     except Exception as exc:
         log.error("%s", exc)
         raise

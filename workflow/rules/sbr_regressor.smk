@@ -1,0 +1,57 @@
+# S0's binding-ratio regression CNN (spectsynth.sbr_regressor): trained on the S0 dataset's
+# slices, whose SBR the simulator knows, and used by evaluate_s0 to read the binding ratios of
+# the predicted slices (S0's "binding-ratio match").
+#
+# Needs from common.smk: OUT, dataset_shards. Harness settings (device, threads, GPUs, memory,
+# run time, seed, progress bar) come from `training:` and `compute:` as for train_model.
+from spectsynth.models import TRAINING_DEFAULTS
+
+SBR_REGRESSOR_DIR = f"{OUT}/experiments/sbr_regressor"
+SBR_REGRESSOR_TRAINING = {**TRAINING_DEFAULTS, **(config.get("training") or {})}
+SBR_REGRESSOR_RESOURCES = {
+    "gpu": int(
+        config["compute"]["gpus"]
+        if SBR_REGRESSOR_TRAINING["gpu"] is None
+        else SBR_REGRESSOR_TRAINING["gpu"]
+    ),
+    "mem_mb": int(SBR_REGRESSOR_TRAINING["mem_mb"]),
+    "runtime": int(SBR_REGRESSOR_TRAINING["runtime"]),
+    "threads": int(SBR_REGRESSOR_TRAINING["threads"]),
+}
+
+
+rule train_sbr_regressor:
+    input:
+        train=dataset_shards("s0")["train"],
+        val=dataset_shards("s0")["val"],
+        index=dataset_shards("s0")["index"],
+    output:
+        best=f"{SBR_REGRESSOR_DIR}/best.pt",
+        training=f"{SBR_REGRESSOR_DIR}/training.tsv",
+        curve=report(
+            f"{SBR_REGRESSOR_DIR}/learning_curve.png",
+            caption="../report/sbr_regressor.rst",
+            category="5. Results S0",
+            subcategory="SBR regression CNN",
+            labels={"figure": "SBR regression CNN learning curve"},
+        ),
+    log:
+        f"{OUT}/logs/train_sbr_regressor/sbr_regressor.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_sbr_regressor/sbr_regressor.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: SBR_REGRESSOR_RESOURCES["threads"]
+    resources:
+        gpu=SBR_REGRESSOR_RESOURCES["gpu"],
+        mem_mb=SBR_REGRESSOR_RESOURCES["mem_mb"],
+        runtime=SBR_REGRESSOR_RESOURCES["runtime"],
+    params:
+        settings=config["evaluate"]["sbr_regressor"],
+        seed=SBR_REGRESSOR_TRAINING["seed"],
+        device=SBR_REGRESSOR_TRAINING["device"] or config["compute"]["device"],
+        progress=SBR_REGRESSOR_TRAINING["progress"],
+        scale_label=config["report"]["scale_label"],
+        out_dir=lambda wc, output: str(Path(output.best).parent),
+    script:
+        "../scripts/train_sbr_regressor.py"
