@@ -32,3 +32,30 @@ def test_cli_demo(tmp_path):
     assert main(["demo", str(tmp_path), "--n-subjects", "1", "--voxel-mm", "3", "3", "3"]) == 0
     assert (tmp_path / "sub-01" / "anat" / "sub-01_T1w.nii.gz").exists()
     assert (tmp_path / "participants.tsv").exists()
+
+
+def _results(root, value: str = "0.5"):
+    (root / "evaluate").mkdir(parents=True)
+    (root / "logs").mkdir()
+    (root / "evaluate" / "table.tsv").write_text(f"subject\tscore\tseconds\n01\t{value}\t{len(str(root))}\n")
+    (root / "logs" / "x.log").write_text(str(root))
+    return root
+
+
+def test_cli_checksum_writes_and_compares(tmp_path, capsys):
+    a, b = _results(tmp_path / "a"), _results(tmp_path / "bb")
+    table = tmp_path / "a.tsv"
+    assert main(["checksum", str(a), "-o", str(table)]) == 0
+    assert "1 content checksums" in capsys.readouterr().out
+    assert table.read_text().splitlines()[1].startswith("evaluate/table.tsv\ttable\t")
+    assert main(["checksum", str(b), "--compare", str(table)]) == 0
+    assert "1 files identical in content, 0 differ" in capsys.readouterr().out
+    c = _results(tmp_path / "c", value="0.6")
+    assert main(["checksum", str(c), "--compare", str(a)]) == 1
+    out = capsys.readouterr().out
+    assert "differs: evaluate/table.tsv" in out and "1 differ" in out
+
+
+def test_cli_checksum_of_a_missing_folder(tmp_path, capsys):
+    assert main(["checksum", str(tmp_path / "nope")]) == 1
+    assert "not a folder" in capsys.readouterr().err

@@ -4,6 +4,8 @@
     spectsynth check IMAGE [--subject ID] [--allow-4d]    validate one image, print what was found
     spectsynth config CONFIG.yaml                         validate a config, print it resolved
     spectsynth resources                                  list shipped templates/atlases and sources
+    spectsynth checksum RESULTS [-o FILE] [--compare OTHER]   content checksums of a results folder;
+                                                          compare two runs (OTHER: a table or a folder)
 """
 
 from __future__ import annotations
@@ -65,6 +67,38 @@ def _resources(args) -> int:
     return 0
 
 
+def _checksum(args) -> int:
+    from .checksums import DEFAULT_EXCLUDE, compare_digests, read_digests, tree_digests, write_digests
+    from .errors import InputDataError
+
+    if not args.results_dir.is_dir():
+        raise InputDataError("not a folder", path=args.results_dir,
+                             hint="Give the results folder of a run (its output_dir)")
+    exclude = (*DEFAULT_EXCLUDE, *args.exclude)
+    digests = tree_digests(args.results_dir, exclude=exclude)
+    if args.output is not None:
+        write_digests(digests, args.output)
+        print(f"{len(digests)} content checksums of {args.results_dir} written to {args.output}")
+    elif args.compare is None:
+        for path, digest in digests.items():
+            print(f"{digest}  {path}")
+    if args.compare is None:
+        return 0
+    if args.compare.is_dir():
+        other = tree_digests(args.compare, exclude=exclude)
+    else:
+        other = read_digests(args.compare)
+    diff = compare_digests(digests, other)
+    for key, label in (("differ", "differs"), ("only_a", f"only in {args.results_dir}"),
+                       ("only_b", f"only in {args.compare}")):
+        for path in diff[key]:
+            print(f"{label}: {path}")
+    n_bad = len(diff["differ"]) + len(diff["only_a"]) + len(diff["only_b"])
+    print(f"{len(diff['same'])} files identical in content, {len(diff['differ'])} differ, "
+          f"{len(diff['only_a']) + len(diff['only_b'])} in one run only")
+    return 1 if n_bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spectsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_config)
     p = sub.add_parser("resources", help="list templates and atlases and where they come from")
     p.set_defaults(func=_resources)
+    p = sub.add_parser("checksum", help="content checksums of a results folder; compare two runs",
+                       description="Content checksums of every result file (voxel data, tensors, table "
+                                   "cells, pixels; not timestamps, timings, logs or benchmarks; see "
+                                   "spectsynth.checksums). Exit status 1 when --compare finds a difference.")
+    p.add_argument("results_dir", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=None, help="write path/method/digest as TSV")
+    p.add_argument("--compare", type=Path, default=None,
+                   help="a table written with -o, or another results folder")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="also skip paths (or path parts) matching this fnmatch pattern; repeatable")
+    p.set_defaults(func=_checksum)
     args = parser.parse_args(argv)
     setup_logging()
     try:

@@ -17,8 +17,8 @@ Conventions
 
 Registration uses SimpleITK's Mattes mutual information with a regular-step gradient descent
 (not a step size re-estimated at every iteration, which diverged on some real T1s), about 10 %
-random samples drawn with a fixed seed (so reruns give the same transform, up to the
-rounding of multi-threaded sums), three resolution
+random samples drawn with a fixed seed and the optimisation on one thread (so reruns give
+bit-identical transforms; see :func:`register`), three resolution
 levels and an initialisation from the image moments, which recovers head poses of +-15 degrees
 and +-10 mm.  FSL FLIRT is the optional backend when ``FSLDIR`` is set.
 """
@@ -479,12 +479,20 @@ def register(fixed: sitk.Image, moving: sitk.Image, *, dof: int = 12,
 
     reg.AddCommand(sitk.sitkIterationEvent, _count)
     t0 = time.perf_counter()
+    # The optimisation runs on one thread: ITK's Mattes MI adds the threads' partial sums in
+    # the order the threads finish, so with two threads identical runs gave transforms that
+    # differed in the 7th digit (and label maps, simulations and networks downstream). One
+    # thread makes reruns bit-identical; smoothing and resampling keep settings.threads.
+    threads_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
         tx = reg.Execute(fixed_r, moving_f)
     except RuntimeError as exc:
         raise ProcessingError(f"{what} failed inside SimpleITK ({exc})", subject=subject,
                               hint="Check that both images show the same anatomy and have sensible "
                                    "headers") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads_before)
     seconds = time.perf_counter() - t0
     if tx.GetName() == "CompositeTransform":
         comp = sitk.CompositeTransform(tx)
