@@ -75,3 +75,20 @@ def test_snakemake_stops_on_bad_config(repo, tmp_path):
     assert res.returncode != 0
     out = res.stdout + res.stderr
     assert "invalid configuration: config key '<top level>': unknown key 'colour'" in out
+
+
+def test_alternation_matches_exactly_the_labels():
+    """The subject wildcard constraint: a compact regex with the same language as "|".join."""
+    import random
+    import re
+
+    from spectsynth.config import alternation
+
+    rng = random.Random(0)
+    assert alternation([f"{i:02d}" for i in range(1, 13)]) == "(?:0[1-9]|1[0-2])"
+    pool = [f"{i:04d}" for i in range(2000)] + ["ab", "abc", "a-b", "x.y", "Pat01", "01", "1"]
+    for _ in range(30):
+        words = rng.sample(pool, rng.randint(1, 300))
+        fast, flat = re.compile(alternation(words)), re.compile("|".join(map(re.escape, words)))
+        for probe in rng.sample(pool, 200) + ["", "0", "abcd", "x-y", "0000x"]:
+            assert bool(fast.fullmatch(probe)) == bool(flat.fullmatch(probe)), (words[:5], probe)

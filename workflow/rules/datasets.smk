@@ -33,9 +33,9 @@ rule warp_to_template:
         mem_mb=3000,
         runtime=10,
     params:
-        resolution_mm=lambda wc: (
-            config.get("preprocess", {}).get("template") or {}
-        ).get("resolution_mm", 1.0),
+        resolution_mm=(config.get("preprocess", {}).get("template") or {}).get(
+            "resolution_mm", 1.0
+        ),
     script:
         "../scripts/warp_to_template.py"
 

@@ -22,7 +22,7 @@ rule make_demo_subject:
         runtime=10,
     params:
         demo=config["inputs"]["demo"],
-        index=lambda wc: SUBJECTS.index(wc.subject),
+        index=lambda wc: SUBJECT_INDEX[wc.subject],
         bids_root=lambda wc, output: str(Path(output.t1).parents[2]),
     script:
         "../scripts/make_demo_subject.py"

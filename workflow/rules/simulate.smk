@@ -81,7 +81,7 @@ rule simulate_pet:
 
 rule plot_simulation:
     input:
-        unpack(lambda wc: sim_paths.montage_inputs(OUT, wc.subject, SIM)),
+        **sim_paths.montage_inputs(OUT, "{subject}", SIM),
     output:
         report(
             sim_paths.montage_file(OUT),
