@@ -88,6 +88,11 @@ STUDY_ROLES: dict[str, tuple[str, ...]] = {
     "S3": ("spect_cbf", "pet_cbf"),
 }
 NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
+# Layout of the shards and index tables this code writes. The workflow passes it to
+# build_dataset as a param, so raising it (when a column or a shard field is added or changes
+# meaning) makes Snakemake rebuild existing datasets and rerun what reads them.
+# 2: S0 index columns sbr_<region> / orig_sbr_<region> (known SBR of damaged slice and original).
+INDEX_VERSION = 2
 
 _SPLIT_DEFAULT = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
                   "lists": {"train": [], "val": [], "test": []}, "seed": 0,

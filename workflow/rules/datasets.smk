@@ -4,7 +4,7 @@
 # Needs from common.smk: OUT and dataset_subject_files(dataset) -> {subject: {key: path}}
 # (the simulator's and preprocessing's files each study reads; see spectsynth.study_data,
 # which turns them and the simulator's truth tables into dataset entries).
-from spectsynth.datasets import dataset_names
+from spectsynth.datasets import INDEX_VERSION, dataset_names
 
 DATASETS = dataset_names(config)
 
@@ -62,5 +62,6 @@ rule build_dataset:
         subject_files=lambda wc: dataset_subject_files(wc.dataset),
         datasets=config["datasets"],
         out_dir=lambda wc, output: str(Path(output.index).parent),
+        index_version=INDEX_VERSION,
     script:
         "../scripts/dataset_build.py"
