@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import EvaluationError
-from .io import image_like
+from .io import image_like, save_image
 from .metrics import check_same_grid, check_same_shape
 
 log = logging.getLogger(__name__)
@@ -618,9 +618,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
         nifti = nib.Nifti1Image(vol, g["affine"])
         nifti.set_qform(g["affine"], code=1)
         nifti.set_sform(g["affine"], code=1)
-        tmp = maps_dir / f".tmp-{name}"
-        nib.save(nifti, tmp)
-        tmp.replace(maps_dir / name)
+        save_image(nifti, maps_dir / name)
         striatum = (g["striatum"][:, :, z] > 0) & valid
         map_rows.append({"experiment": experiment, "subject": subject, **context, "file": name,
                          "slice_index": z, "valid_voxels": int(valid.sum()),
