@@ -89,7 +89,7 @@ DEFAULTS: dict[str, Any] = {
         # One true flow map, each tracer's own kinetics (spectsynth.simulate.kinetics).
         "kinetics": {
             "enabled": True,
-            "gm_flow": [55.0, 5.5],          # true grey-matter flow, mean and SD between subjects
+            "gm_flow": [70.0, 7.0],          # true flow of pure grey matter, mean and SD between subjects
             "ps_water": 104.0,               # Herscovitch et al. 1987
             "vd_true": [30.0, 3.0],          # the subject's IMP Vd, mean and SD
             "vd_assumed": 30.0,              # ARG's fixed Vd (Iida et al. 1994)
