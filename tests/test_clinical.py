@@ -250,13 +250,20 @@ def test_reading_packet_of_a_paired_experiment(tmp_path):
     res = C.experiment_reading_packet("s3", predictions={"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
                                       out_dir=tmp_path / "packet", key_path=tmp_path / "key" / "key.csv",
                                       cfg={"n_per_source": 10, "score_scale": 4}, seed=2)
-    assert res["n_images"] == 12                          # n_per_source capped by the 6 slices per source
+    # S3's similarity reading: every slice twice (prediction, SPECT) in each of two readings
+    assert res["n_images"] == 24
     key = pd.read_csv(tmp_path / "key" / "key.csv", dtype=str)
-    assert key["source"].value_counts().to_dict() == {"real": 6, "generated": 6}
+    assert key.groupby("reading")["source"].value_counts().to_dict() == {
+        ("blind", "prediction"): 6, ("blind", "spect"): 6, ("open", "prediction"): 6, ("open", "spect"): 6}
     assert set(key["original_id"]) == {f"sub-{s} slice {z}" for s, z in zip(table["subject"],
                                                                            table["slice_index"])}
-    sheet = pd.read_csv(tmp_path / "packet" / "scoring_sheet.csv", dtype=str)
-    assert "score_1_to_4" in sheet.columns and "source" not in sheet.columns
+    for reading in ("open", "blind"):
+        sheet = pd.read_csv(tmp_path / "packet" / reading / "scoring_sheet.csv", dtype=str)
+        assert "score_1_to_4" in sheet.columns and "source" not in sheet.columns
+        assert "1 to 4" in (tmp_path / "packet" / reading / "scale.txt").read_text()
+    # the blind order is shuffled, the open one follows the slices
+    blind = key[key["reading"] == "blind"]["original_id"].tolist()
+    assert blind != key[key["reading"] == "open"]["original_id"].tolist()
     with pytest.raises(EvaluationError, match="inside the packet folder"):
         C.experiment_reading_packet("s3", predictions={"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
                                     out_dir=tmp_path / "packet", key_path=tmp_path / "packet" / "key.csv",

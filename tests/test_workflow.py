@@ -223,3 +223,32 @@ def test_paper_scale_configs_dry_run_on_gpus_with_the_slurm_profile(study, exper
     assert counts.get("train_model") == experiments
     # every training and inference job asks SLURM for one GPU (S0: also the binding-ratio CNN's training)
     assert out.count("gpu=1") == 2 * experiments + (study == "s0")
+
+
+@pytest.mark.slow
+def test_filled_reading_sheets_are_scored_into_the_report(tiny_run, tmp_path):
+    """S3's similarity packet from the tiny run, filled by two readers: listing the sheets in
+    reading_scores reruns only the scoring, whose tables then exist."""
+    import pandas as pd
+
+    packet = tiny_run / "reading/s3_pix2pix/packet"
+    key = pd.read_csv(tiny_run / "reading/s3_pix2pix/key/key.csv", dtype=str)
+    sheets = []
+    for reader, offset in (("R1", 0), ("R2", 1)):
+        sheet = pd.read_csv(packet / "blind/scoring_sheet.csv", dtype=str, keep_default_na=False)
+        src = dict(zip(key[key["reading"] == "blind"]["image"], key[key["reading"] == "blind"]["source"]))
+        sheet["reader"] = reader
+        sheet["score_1_to_5"] = [str(min(5, (4 if src[i] == "prediction" else 2) + offset)) for i in sheet["image"]]
+        sheets.append(tmp_path / f"{reader}.csv")
+        sheet.to_csv(sheets[-1], index=False)
+    extra = tmp_path / "sheets.yaml"
+    extra.write_text("reading_scores:\n  s3_pix2pix: [" + ", ".join(str(s) for s in sheets) + "]\n")
+    target = tiny_run / "reading/s3_pix2pix/scores/reading_summary.tsv"
+    args = ("--configfile", "tests/configs/tiny.yaml", str(extra), "--config", f"output_dir={tiny_run}")
+    counts = job_counts((lambda r: r.stdout + r.stderr)(smk("-n", *args, str(target))))
+    assert counts == {"score_reading": 1}
+    smk("--cores", "1", *args, str(target))
+    summary = pd.read_csv(target, sep="\t").set_index("source")
+    assert summary.loc["spect", "mean"] == 2.5 and summary.loc["prediction", "n_readers"] == 2
+    agreement = pd.read_csv(target.with_name("reading_agreement.tsv"), sep="\t")
+    assert "Fleiss' kappa" in set(agreement["statistic"])

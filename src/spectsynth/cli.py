@@ -6,6 +6,8 @@
     spectsynth resources                                  list shipped templates/atlases and sources
     spectsynth checksum RESULTS [-o FILE] [--compare OTHER]   content checksums of a results folder;
                                                           compare two runs (OTHER: a table or a folder)
+    spectsynth score-reading SHEET [SHEET ...] KEY [-o DIR]   score filled-in reading sheets against
+                                                          their key: mean scores, comparison, agreement
 """
 
 from __future__ import annotations
@@ -99,6 +101,19 @@ def _checksum(args) -> int:
     return 1 if n_bad else 0
 
 
+def _score_reading(args) -> int:
+    from .reading import score_reading, write_scores
+
+    tables = score_reading(args.sheets, args.key)
+    for name, table in tables.items():
+        print(f"== {name}")
+        print(table.to_string(index=False) if len(table) else "(none: needs two or more readers)")
+    if args.output is not None:
+        paths = write_scores(tables, args.output)
+        print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spectsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="also skip paths (or path parts) matching this fnmatch pattern; repeatable")
     p.set_defaults(func=_checksum)
+    p = sub.add_parser("score-reading", help="score filled-in reading sheets against their key",
+                       description="Read the scoring sheets of a reading packet (one per reader; the reader "
+                                   "column or else the file name names the reader) with the packet's key and "
+                                   "print per-source mean scores, the comparison between sources and, with "
+                                   "two or more readers, the inter-reader agreement (spectsynth.reading).")
+    p.add_argument("sheets", type=Path, nargs="+", metavar="SHEET", help="filled scoring_sheet.csv files")
+    p.add_argument("key", type=Path, metavar="KEY", help="the packet's key.csv")
+    p.add_argument("-o", "--output", type=Path, default=None, help="folder for reading_{summary,comparison,"
+                                                                   "agreement}.tsv")
+    p.set_defaults(func=_score_reading)
     args = parser.parse_args(argv)
     setup_logging()
     try:

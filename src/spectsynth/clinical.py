@@ -705,8 +705,9 @@ def experiment_reading_packet(experiment: str, *, predictions: Mapping[str, str]
 
     Generated experiments (S1's FastGAN) are read against the real test slices of their
     dataset (``real_shard`` + ``real_index``, the conditions level/pattern in the key);
-    paired ones (S3's pix2pix) show their predictions against the targets of the same
-    test slices.
+    paired ones (S3's pix2pix) get S3's similarity reading
+    (:func:`spectsynth.reading.similarity_packet`): each test slice's prediction and input
+    SPECT next to its PET, in an open and a blind packet.
     """
     from .datasets import SliceShard
     from .evaluate import shard_to_ras
@@ -714,10 +715,19 @@ def experiment_reading_packet(experiment: str, *, predictions: Mapping[str, str]
 
     arrays, table, _ = load_predictions(predictions["h5"], predictions["tsv"], experiment=experiment)
     generated = shard_to_ras(arrays["prediction"][:, 0])
+    n = cfg.get("n_per_source")
     if "target" in arrays:
-        real = shard_to_ras(arrays["target"][:, 0])
+        from .reading import similarity_packet
+
+        if "input" not in arrays:
+            raise EvaluationError("a paired experiment's reading packet needs the inputs beside the predictions",
+                                  experiment=experiment, hint="Rerun predict_experiment")
         ids = [f"sub-{s} slice {z}" for s, z in zip(table["subject"], table["slice_index"], strict=True)]
-        kw = dict(real_ids=ids, generated_ids=ids)
+        return similarity_packet(list(shard_to_ras(arrays["target"][:, 0])),
+                                 {"prediction": list(generated), "spect": list(shard_to_ras(arrays["input"][:, 0]))},
+                                 ids=ids, out_dir=out_dir, key_path=key_path, experiment=experiment, seed=seed,
+                                 n_slices=None if n is None else int(n), score_scale=int(cfg["score_scale"]),
+                                 convention=convention, footer=f"reading packet {experiment}")
     else:
         if real_shard is None or real_index is None:
             raise EvaluationError("a generated experiment's reading packet needs the real test slices",
@@ -731,7 +741,6 @@ def experiment_reading_packet(experiment: str, *, predictions: Mapping[str, str]
                   real_conditions=[f"{lv} {p}" for lv, p in zip(index["level"], index["pattern"], strict=True)],
                   generated_conditions=[f"{lv} {p}" for lv, p in zip(table["level"], table["pattern"],
                                                                       strict=True)])
-    n = cfg.get("n_per_source")
     n = None if n is None else min(int(n), len(real), len(generated))
     return reading_packet(list(real), list(generated), out_dir=out_dir, key_path=key_path, experiment=experiment,
                           seed=seed, n_per_source=n, convention=convention, score_scale=int(cfg["score_scale"]),

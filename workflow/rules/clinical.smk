@@ -24,15 +24,29 @@ READING = {
     "packet": f"{OUT}/reading/{{experiment}}/packet",
     "key": f"{OUT}/reading/{{experiment}}/key/key.csv",
 }
+READING_SCORES = {
+    name: f"{OUT}/reading/{{experiment}}/scores/reading_{name}.tsv"
+    for name in ("summary", "comparison", "agreement")
+}
+FILLED_SHEETS = config["reading_scores"]
 clinical_experiments = lambda: [
     e for e in study_experiments(EXPERIMENTS, "S0") if EXPERIMENTS[e]["model"] == "vae"
 ]
 reading_experiments = lambda: study_experiments(EXPERIMENTS, "S1") + study_experiments(
     EXPERIMENTS, "S3"
 )
-clinical_targets = lambda: [
-    p.format(experiment=e) for e in clinical_experiments() for p in CLIN.values()
-] + [p.format(experiment=e) for e in reading_experiments() for p in READING.values()]
+clinical_targets = (
+    lambda: [
+        p.format(experiment=e) for e in clinical_experiments() for p in CLIN.values()
+    ]
+    + [p.format(experiment=e) for e in reading_experiments() for p in READING.values()]
+    + [
+        p.format(experiment=e)
+        for e in reading_experiments()
+        if e in FILLED_SHEETS
+        for p in READING_SCORES.values()
+    ]
+)
 
 
 # Per subject: the T1w, labels and DaT stack the deficit maps are drawn from.
@@ -170,3 +184,30 @@ rule reading_packet:
         seed=config["seed"],
     script:
         "../scripts/reading_packet.py"
+
+
+rule score_reading:
+    input:
+        sheets=lambda wc: FILLED_SHEETS[wc.experiment],
+        key=READING["key"],
+    output:
+        **{
+            name: report(
+                path,
+                caption="../report/reading_scores.rst",
+                category="9. Visual reading",
+                subcategory="{experiment}",
+                labels={"experiment": "{experiment}", "table": name},
+            )
+            for name, path in READING_SCORES.items()
+        },
+    log:
+        f"{OUT}/logs/score_reading/{{experiment}}.log",
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/score_reading.py"

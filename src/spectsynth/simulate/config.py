@@ -83,7 +83,27 @@ DEFAULTS: dict[str, Any] = {
         "level_min_volume_ml": 5.0,
     },
     "fdg": {"ratios": {"gm": 5.0, "wm": 1.0, "csf": 0.0}, "total_counts": 5.0e7},
-    "cbf": {"pattern": "random", "pet_total_counts": 2.0e7},
+    "cbf": {
+        "pattern": "random",
+        "pet_total_counts": 2.0e7,
+        # One true flow map, each tracer's own kinetics (spectsynth.simulate.kinetics).
+        "kinetics": {
+            "enabled": True,
+            "gm_flow": [70.0, 7.0],          # true flow of pure grey matter, mean and SD between subjects
+            "ps_water": 104.0,               # Herscovitch et al. 1987
+            "vd_true": [30.0, 3.0],          # the subject's IMP Vd, mean and SD
+            "vd_assumed": 30.0,              # ARG's fixed Vd (Iida et al. 1994)
+            "scan_mid_min": 35.0,            # SPECT mid-scan time (Iida: 30-40 min optimal)
+            "sample_min": 10.0,              # the one calibrating arterial sample
+            "standard_input": {"amplitude": 1.0, "peak_min": 1.0, "shape": 3.0, "slow_fraction": 0.08,
+                               "slow_rise_min": 3.0, "slow_decay_min": 120.0},
+            # log-normal SD of the subject's input against the standard: the scale, which the one
+            # blood sample corrects, and the shape, which it cannot (Iida: ~5 % in the 40-min integral)
+            "input_variation": {"amplitude": 0.3, "peak_min": 0.15, "slow_fraction": 0.04,
+                                "slow_decay_min": 0.06},
+            "cross_calibration_sd": 0.03,
+        },
+    },
 }
 
 
@@ -240,6 +260,25 @@ def resolve(section: Mapping | None) -> dict:
         raise ConfigError(f"simulate.cbf.pattern must be random, normal, unilateral or bilateral, "
                           f"not {cfg['cbf']['pattern']!r}")
     _num(cfg["cbf"], "pet_total_counts", 1e3, 1e12, f"{w}.cbf")
+    kin = cfg["cbf"]["kinetics"]
+    if not isinstance(kin["enabled"], bool):
+        raise ConfigError("simulate.cbf.kinetics.enabled must be true or false")
+    for k in ("gm_flow", "vd_true"):
+        v = kin[k]
+        if (not isinstance(v, (list, tuple)) or len(v) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                or not (0.0 < v[0] <= 200.0 and 0.0 <= v[1] <= v[0])):
+            raise ConfigError(f"simulate.cbf.kinetics.{k} = {v!r} must be [mean, sd] with 0 < mean <= 200 "
+                              "and 0 <= sd <= mean")
+    _num(kin, "ps_water", 1.0, 10000.0, f"{w}.cbf.kinetics")
+    _num(kin, "vd_assumed", 1.0, 200.0, f"{w}.cbf.kinetics")
+    _num(kin, "scan_mid_min", 1.0, 600.0, f"{w}.cbf.kinetics")
+    _num(kin, "sample_min", 0.5, 600.0, f"{w}.cbf.kinetics")
+    _num(kin, "cross_calibration_sd", 0.0, 1.0, f"{w}.cbf.kinetics")
+    for k in kin["standard_input"]:
+        _num(kin["standard_input"], k, 0.0 if k == "slow_fraction" else 1e-3, 1000.0, f"{w}.cbf.kinetics.standard_input")
+    for k in kin["input_variation"]:
+        _num(kin["input_variation"], k, 0.0, 2.0, f"{w}.cbf.kinetics.input_variation")
     return cfg
 
 

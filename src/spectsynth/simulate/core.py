@@ -17,6 +17,7 @@ from . import config as sim_config
 from .anatomy import Anatomy, resample_to_grid
 from .config import ConfigError
 from .grid import Grid, PreparedAnatomy, prepare
+from .kinetics import CBFKinetics, reconstructed_to_activity
 from .physics import Physics, make_physics
 from .tracers import (
     SUBJECT_STREAM,
@@ -277,19 +278,44 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
     if pattern == "random":
         pattern = str(rng.choice(["normal", "unilateral", "bilateral"]))
     defects = draw_defects(spect_prep, pattern, pf, rng)
+    kin_cfg = cfg["cbf"]["kinetics"]
+    kin = CBFKinetics.draw(kin_cfg, rng_for(seed, anat.subject, "CBF-kinetics", 0)) if kin_cfg["enabled"] else None
     pair = {}
     for name, prep, physics, model, counts, trc in (
             ("cbf_spect", spect_prep, spect_physics, spect_model, pf["total_counts"], tracer),
             ("cbf_pet", pet_prep, pet_physics, pet_model, cfg["cbf"]["pet_total_counts"], "H2O")):
         act, normal, info = model.activity(defects)
-        img = physics.image(act, prep, total_counts=float(counts), rng=rng_for(seed, anat.subject, f"CBF-{name}", 0))
         levels = model.level_patterns(act, normal)
+        noise = rng_for(seed, anat.subject, f"CBF-{name}", 0)
+        units, extra = "counts", {}
+        if kin is None:
+            img = physics.image(act, prep, total_counts=float(counts), rng=noise)
+        else:
+            # One true flow map; each tracer's own uptake goes through the camera, and the
+            # reconstructed image is quantified back to mL/100 g/min as that tracer's method does.
+            flow = kin.flow_map(act, model.gm_to_wm)
+            uptake = kin.imp_uptake(flow) if name == "cbf_spect" else kin.water_uptake(flow)
+            counts_img = physics.image(uptake, prep, total_counts=float(counts), rng=noise)
+            img = reconstructed_to_activity(counts_img, uptake, prep.factor)
+            if name == "cbf_spect":
+                img = kin.imp_flow(img)
+            units = "mL/100g/min"
+            cw = prep.camera_weights
+            extra = kin.record() | {
+                "true_gm_flow_map": quant.weighted_mean(flow, prep.fine_maps["gm_mask"], name="GM"),
+                "true_wm_flow_map": quant.weighted_mean(flow, prep.fine_maps["wm_mask"], name="WM"),
+                "meas_gm_flow": quant.weighted_mean(img, cw["gm_mask"], name="GM"),
+                "meas_wm_flow": quant.weighted_mean(img, cw["wm_mask"], name="WM")}
         rec = _perfusion_record(anat, trc, 0, pattern, defects, info, levels, img, act, prep, model, physics, seed)
         rec["pair"] = name
-        meta = {"subject": anat.subject, "tracer": trc, "modality": physics_modality(physics), "units": "counts",
+        rec["units"] = units
+        rec.update(extra)
+        meta = {"subject": anat.subject, "tracer": trc, "modality": physics_modality(physics), "units": units,
                 "physics": physics.describe(), "grid": _grid_meta(prep.camera), "seed": seed,
                 "true_gm_wm": model.gm_to_wm, "pair_of": "cbf_pet" if name == "cbf_spect" else "cbf_spect",
                 "level_slices": prep.level_slices()}
+        if kin is not None:
+            meta["kinetics"] = kin.record()
         pair[name] = SimulatedStack(anat.subject, trc, physics_modality(physics), prep.camera, [img], [rec], meta)
     return PetSimulation(fdg=fdg, cbf_spect=pair["cbf_spect"], cbf_pet=pair["cbf_pet"])
 
