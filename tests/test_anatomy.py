@@ -188,6 +188,10 @@ def test_anatomy_settings_validation():
         AnatomySettings.from_config({"local_affine": "both"})
     with pytest.raises(ConfigError, match="atlas"):
         AnatomySettings.from_config({"atlas": "aal"})
+    with pytest.raises(ConfigError, match="local_levels"):
+        AnatomySettings.from_config({"local_levels": 3})
+    with pytest.raises(ConfigError, match="local_sampling_fraction"):
+        AnatomySettings.from_config({"local_sampling_fraction": 0})
     with pytest.raises(ConfigError, match="partial_volume_weight"):
         AnatomySettings.from_config({"partial_volume_weight": 0})
 

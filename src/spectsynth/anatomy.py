@@ -136,8 +136,10 @@ class AnatomySettings:
     local_affine: str = "hemisphere"
     local_margin_mm: float = 12.0
     max_local_shift_mm: float = 8.0
+    local_levels: int = 1
+    local_sampling_fraction: float = 0.25
     prior_sigma_mm: float = 1.0
-    em_iterations: int = 15
+    em_iterations: int = 8
     mrf_strength: float = 1.0
     roi_margin_mm: float = 6.0
     partial_volume: bool = True
@@ -161,6 +163,10 @@ class AnatomySettings:
             raise ConfigError(f"anatomy.atlas: {out.atlas!r} is not one of {ATLASES}")
         if not 0 < out.level_fraction < 1:
             raise ConfigError("anatomy.level_fraction must be between 0 and 1")
+        if out.local_levels not in (1, 2):
+            raise ConfigError(f"anatomy.local_levels must be 1 or 2, not {out.local_levels}")
+        if not 0 < out.local_sampling_fraction <= 1:
+            raise ConfigError("anatomy.local_sampling_fraction must be in (0, 1]")
         if not out.partial_volume_weight > 0:
             raise ConfigError(f"anatomy.partial_volume_weight must be > 0, not {out.partial_volume_weight}; "
                               "to switch the partial-volume classes off set anatomy.partial_volume: false")
@@ -324,9 +330,12 @@ def register_atlas(t1_brain: nib.Nifti1Image, template_transform: sitk.Transform
     out: dict = {"global": glob, "L": glob, "R": glob, "local_qc": {}}
     if settings.local_affine == "none":
         return out
+    # started from the global affine, a local affine needs no coarse level of its own
+    levels = ((2, 1.0), (1, 0.0))[-settings.local_levels:]
     local_settings = RegistrationSettings(**{
-        **registration.as_dict(), "resolution_mm": 0.0, "sampling_fraction": 0.5,
-        "learning_rate": 0.5, "shrink_factors": (2, 1), "smoothing_sigmas": (1.0, 0.0),
+        **registration.as_dict(), "resolution_mm": 0.0,
+        "sampling_fraction": settings.local_sampling_fraction, "learning_rate": 0.5,
+        "shrink_factors": tuple(f for f, _ in levels), "smoothing_sigmas": tuple(g for _, g in levels),
         "require_convergence": False})
     sides = ("L", "R") if settings.local_affine == "hemisphere" else (None,)
     for side in sides:
@@ -603,7 +612,9 @@ def tissue_probabilities(t1: nib.Nifti1Image, mask: nib.Nifti1Image, template_tr
     x = x / (float(np.percentile(x, 99)) or 1.0)
     # fit the mixture on a regular subsample (every 7th voxel), then label every voxel once
     _, mu, var = _em(x[::7], prior[::7], settings.tissue_em_iterations)
-    post = _posterior(x, prior, mu, var).astype(np.float32)
+    # float32 for the ~10^6 brain voxels (the fit above is float64): half the time, same labels
+    post = _posterior(x.astype(np.float32), prior.astype(np.float32), mu.astype(np.float32),
+                      var.astype(np.float32))
     out = {}
     for i, name in enumerate(TISSUES):
         full = np.zeros(grid.shape, dtype=np.float32)
