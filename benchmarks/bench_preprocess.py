@@ -4,9 +4,9 @@ For each IXI subject of ``../shared/data/ixi-sample`` (real 2 mm sagittal T1s wi
 reference labels) this runs the whole per-subject chain in one process, as the workflow does
 rule by rule: brain extraction, T1w->MNI152 affine, native-grid resampling, template-space
 resampling and the anatomy stage, writing every output to a temporary folder.  On the same
-preprocessed inputs, in the same process, it also runs the anatomy stage with the settings it
-had before the partial-volume refinement (:data:`PEER_SETTINGS`: the peer), alternating which
-goes first.  It prints
+T1 and preprocessed inputs, in the same process, it also runs brain extraction and the anatomy
+stage with the settings they had before (:data:`PEER_BRAIN`, :data:`PEER_SETTINGS`: the peer),
+alternating which goes first from subject to subject.  It prints
 
 * brain-mask Dice against the non-zero reference labels (target >= 0.97);
 * caudate/putamen Dice per subject and structure (mean of the four structures: target >= 0.88,
@@ -76,6 +76,7 @@ OURS = {"caudate_L": 1, "caudate_R": 2, "putamen_L": 3, "putamen_R": 4}
 # affines (the peer measured in the same run)
 PEER_SETTINGS = {"partial_volume": False, "local_levels": 2, "local_sampling_fraction": 0.5,
                  "em_iterations": 15}
+PEER_BRAIN = {"deepbet_shape": 256}  # deepbet's own working grid, the default before
 # measured before those changes on a fresh clone (issue 12), for the table's "before" row
 BEFORE = {"dice_mean": 0.850, "dice_worst": 0.756, "caudate": 0.81, "putamen": 0.89,
           "seconds": "13-25", "anatomy_s": 7.2, "brain_s": 3.9}
@@ -126,10 +127,15 @@ def run_subject(t1_path: Path, ref_path: Path, subject: str, out: Path, *, peer:
     def note(name: str, c: Clock) -> None:
         wall[name], cpu[name] = c.wall, c.cpu
 
-    with Clock() as c:
-        t1 = load_image(t1_path, subject=subject)
-        brain, mask, _ = extract_brain(t1, settings=BrainSettings(), subject=subject)
-    note("brain", c)
+    t1 = load_image(t1_path, subject=subject)
+    bets = [("brain", BrainSettings())] + ([("peer_brain", BrainSettings(**PEER_BRAIN))] if peer else [])
+    masks = {}
+    for name, settings in (reversed(bets) if peer_first else bets):
+        with Clock() as c:
+            masks[name] = extract_brain(t1, settings=settings, subject=subject)
+        note(name, c)
+    brain, mask, _ = masks["brain"]
+    peer_mask = masks["peer_brain"][1] if peer else None
     with Clock() as c:
         tx, reg_qc = register_to_template(brain, mask, subject=subject)
     note("register", c)
@@ -140,10 +146,8 @@ def run_subject(t1_path: Path, ref_path: Path, subject: str, out: Path, *, peer:
         mask_t = resample_mask(mask, tgrid, [tx])
     note("resample", c)
     runs = [("anatomy", AnatomySettings())] + ([("peer_anatomy", AnatomySettings(**PEER_SETTINGS))] if peer else [])
-    if peer_first:
-        runs.reverse()
     results = {}
-    for name, settings in runs:
+    for name, settings in (reversed(runs) if peer_first else runs):
         with Clock() as c:
             results[name] = build_anatomy(head_n, mask_n, tx, subject=subject, settings=settings)
         note(name, c)
@@ -167,14 +171,16 @@ def run_subject(t1_path: Path, ref_path: Path, subject: str, out: Path, *, peer:
     shared = ("brain", "register", "resample", "write")
     wall["total"] = sum(wall[k] for k in shared) + wall["anatomy"]
     cpu["total"] = sum(cpu[k] for k in shared) + cpu["anatomy"]
-    if peer:  # the peer's chain: the same shared steps (its outputs are written the same way)
-        wall["peer_total"] = sum(wall[k] for k in shared) + wall["peer_anatomy"]
-        cpu["peer_total"] = sum(cpu[k] for k in shared) + cpu["peer_anatomy"]
+    if peer:  # the peer's chain: its own brain extraction and anatomy, the other steps shared
+        for d in (wall, cpu):
+            d["peer_total"] = d["peer_brain"] + sum(d[k] for k in shared[1:]) + d["peer_anatomy"]
 
     ref = load_image(ref_path, subject=subject)
     ref_data = np.asanyarray(ref.dataobj).astype(int)
     row = {"subject": subject, "mask_dice": dice(np.asanyarray(mask.dataobj) > 0, ref_data > 0),
            "template_mask_dice": reg_qc["mask_dice"]}
+    if peer:
+        row["peer_mask_dice"] = dice(np.asanyarray(peer_mask.dataobj) > 0, ref_data > 0)
     # stages of the label propagation, all evaluated on the reference grid
     atlas, _ = atlas_labels()
     values = list(REF_STRUCTURES.values())
@@ -360,14 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["subject", "mask_dice", "dice_mni_affine", "dice_atlas_affine", "dice_atlas_local",
             "dice_striatum", *structs]
     if peer:
-        cols += ["peer_dice_striatum", *[f"peer_{c}" for c in structs]]
+        cols += ["peer_mask_dice", "peer_dice_striatum", *[f"peer_{c}" for c in structs]]
     print(df[cols].round(3).to_string(index=False))
     print("\nSeconds per subject, wall (cpu = process CPU time, all threads; the machine is shared, "
           "so compare the ratios)")
     tcols = ["subject"] + [f"{k}_{t}" for t in ("brain", "register", "resample", "anatomy", "write", "total")
                            for k in ("t", "cpu")]
     if peer:
-        tcols += ["t_peer_anatomy", "cpu_peer_anatomy", "t_peer_total", "cpu_peer_total"]
+        tcols += ["t_peer_brain", "cpu_peer_brain", "t_peer_anatomy", "cpu_peer_anatomy", "t_peer_total",
+                  "cpu_peer_total"]
     print(df[tcols].round(2).to_string(index=False))
     new = summary(df)
     table = [{"method": "before (issue 12, fresh clone)", "dice_mean": BEFORE["dice_mean"],
@@ -391,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
           f"subject -> {new['seconds_mean']:.1f} s wall ({new['seconds']}), {new['cpu_mean']:.1f} s CPU; "
           f"brain-mask Dice >= 0.97 -> {df['mask_dice'].mean():.3f}")
     if peer:
-        print(f"time ratio now / peer: anatomy {df['t_anatomy'].sum() / df['t_peer_anatomy'].sum():.2f} wall, "
+        print(f"time ratio now / peer: brain extraction {df['t_brain'].sum() / df['t_peer_brain'].sum():.2f} "
+              f"wall, {df['cpu_brain'].sum() / df['cpu_peer_brain'].sum():.2f} CPU (mask Dice "
+              f"{df['mask_dice'].mean():.3f} vs {df['peer_mask_dice'].mean():.3f}); anatomy "
+              f"{df['t_anatomy'].sum() / df['t_peer_anatomy'].sum():.2f} wall, "
               f"{df['cpu_anatomy'].sum() / df['cpu_peer_anatomy'].sum():.2f} CPU; whole chain "
               f"{df['t_total'].sum() / df['t_peer_total'].sum():.2f} wall, "
               f"{df['cpu_total'].sum() / df['cpu_peer_total'].sum():.2f} CPU")
