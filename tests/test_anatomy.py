@@ -214,7 +214,7 @@ def ixi_anatomy():
 
 @needs_ixi
 def test_striatum_dice_floor_on_a_real_t1(ixi_anatomy):
-    """Regression floor (the benchmark script measures the target, >= 0.85 on three subjects)."""
+    """Regression floor (the benchmark script measures the targets on three subjects: >= 0.88 on average)."""
     an, ref = ixi_anatomy["anatomy"], ixi_anatomy["ref"]
     ref_data = np.asanyarray(ref.dataobj).astype(int)
     per = {}
@@ -223,8 +223,9 @@ def test_striatum_dice_floor_on_a_real_t1(ixi_anatomy):
         frac = resample(nib.Nifti1Image((an.striatum == ours).astype(np.float32), an.grid.affine),
                         Grid.of(ref), [], interpolation="linear")
         per[STRIATUM[ours]] = dice(np.asanyarray(frac.dataobj) >= 0.5, ref_data == theirs)
-    assert np.mean(list(per.values())) >= 0.7, per
-    assert min(per.values()) >= 0.6, per
+    # 0.87 on this subject with the caudate/CSF partial-volume classes, 0.86 without
+    assert np.mean(list(per.values())) >= 0.8, per
+    assert min(per.values()) >= 0.75, per
     assert ixi_anatomy["template_qc"]["mask_dice"] >= 0.9
 
 
