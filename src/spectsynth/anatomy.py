@@ -552,9 +552,9 @@ def segment_striatum(t1: nib.Nifti1Image, mask: nib.Nifti1Image,
         return labels, {"em": False}
     near = ndi.distance_transform_edt(prior[..., :6].sum(-1) <= 0.01, sampling=vox) <= settings.roi_margin_mm
     roi = near & m
-    x = np.asanyarray(t1.dataobj)[sl][roi].astype(np.float64)
+    x = np.asanyarray(t1.dataobj)[sl][roi].astype(np.float32)
     scale = float(np.percentile(x, 99)) or 1.0
-    x = x / scale
+    x = x / np.float32(scale)
     pr = prior[roi]
     pairs = PV_PAIRS if settings.partial_volume else ()
     if pairs:
