@@ -14,6 +14,7 @@ from spectsynth.anatomy import (
     TERRITORY_GROUPS,
     AnatomySettings,
     _em,
+    _pv_params,
     _split_name,
     atlas_labels,
     build_anatomy,
@@ -113,6 +114,45 @@ def test_em_lets_the_intensities_correct_a_wrong_prior():
     assert (np.argmax(post, 1) == truth).mean() > 0.99
 
 
+def test_partial_volume_class_statistics():
+    """The partial-volume class has the moments of a uniform mixture of its two pure classes."""
+    rng = np.random.default_rng(1)
+    mu, var = np.array([0.8, 0.4]), np.array([0.03, 0.1]) ** 2
+    f = rng.random(200_000)
+    a, b = rng.normal(mu[0], np.sqrt(var[0]), f.size), rng.normal(mu[1], np.sqrt(var[1]), f.size)
+    mix = f * a + (1 - f) * b
+    mu_all, var_all = _pv_params(mu, var, ((0, 1),))
+    assert mu_all[2] == pytest.approx(mix.mean(), abs=2e-3)
+    # mixing averages the noise, so the uniform-fraction model is an upper bound on the variance
+    assert mix.var() <= var_all[2] <= mix.var() * 1.6
+    np.testing.assert_array_equal(mu_all[:2], mu)
+
+
+def test_partial_volume_keeps_the_border_voxels_of_a_structure():
+    """A bright structure (0.8) beside dark CSF (0.4): the border voxels (about 0.6) belong to the
+    structure in the reference; plain EM gives them to the wide CSF class, EM with the
+    structure/CSF partial-volume class gives them back to the structure."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    truth = np.r_[np.zeros(n, int), np.zeros(n // 3, int), np.ones(n, int)]  # structure, border, CSF
+    x = np.r_[rng.normal(0.8, 0.03, n), rng.uniform(0.55, 0.75, n // 3), rng.normal(0.4, 0.1, n)]
+    # the prior (a smoothed atlas) is unsure at the border only
+    prior = np.r_[np.tile([0.8, 0.2], (n, 1)), np.tile([0.5, 0.5], (n // 3, 1)), np.tile([0.2, 0.8], (n, 1))]
+    plain, _, _ = _em(x, prior, 15)
+    border = slice(n, n + n // 3)
+    assert (np.argmax(plain[border], 1) == 0).mean() < 0.6
+    pv_prior = np.c_[prior, np.sqrt(prior[:, 0] * prior[:, 1])]
+    pv_prior /= pv_prior.sum(1, keepdims=True)
+    post, mu, _ = _em(x, pv_prior, 15, pv_pairs=((0, 1),), pv_into=(0,))
+    assert post.shape == (truth.size, 2)
+    np.testing.assert_allclose(post.sum(1), 1.0, atol=1e-9)
+    assert (np.argmax(post[border], 1) == 0).mean() > 0.9
+    assert (np.argmax(post, 1) == truth).mean() > 0.93
+    np.testing.assert_allclose(mu, [0.8, 0.4], atol=0.03)
+    with pytest.raises(ValueError, match="one target class"):
+        _em(x, pv_prior, 2, pv_pairs=((0, 1),), pv_into=())
+
+
 def test_slice_levels_on_a_synthetic_head():
     shape = (20, 20, 60)
     affine = np.diag([1.0, 1.0, 2.0, 1.0])
@@ -148,6 +188,12 @@ def test_anatomy_settings_validation():
         AnatomySettings.from_config({"local_affine": "both"})
     with pytest.raises(ConfigError, match="atlas"):
         AnatomySettings.from_config({"atlas": "aal"})
+    with pytest.raises(ConfigError, match="local_levels"):
+        AnatomySettings.from_config({"local_levels": 3})
+    with pytest.raises(ConfigError, match="local_sampling_fraction"):
+        AnatomySettings.from_config({"local_sampling_fraction": 0})
+    with pytest.raises(ConfigError, match="partial_volume_weight"):
+        AnatomySettings.from_config({"partial_volume_weight": 0})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +214,7 @@ def ixi_anatomy():
 
 @needs_ixi
 def test_striatum_dice_floor_on_a_real_t1(ixi_anatomy):
-    """Regression floor (the benchmark script measures the target, >= 0.85 on three subjects)."""
+    """Regression floor (the benchmark script measures the targets on three subjects: >= 0.88 on average)."""
     an, ref = ixi_anatomy["anatomy"], ixi_anatomy["ref"]
     ref_data = np.asanyarray(ref.dataobj).astype(int)
     per = {}
@@ -177,8 +223,9 @@ def test_striatum_dice_floor_on_a_real_t1(ixi_anatomy):
         frac = resample(nib.Nifti1Image((an.striatum == ours).astype(np.float32), an.grid.affine),
                         Grid.of(ref), [], interpolation="linear")
         per[STRIATUM[ours]] = dice(np.asanyarray(frac.dataobj) >= 0.5, ref_data == theirs)
-    assert np.mean(list(per.values())) >= 0.7, per
-    assert min(per.values()) >= 0.6, per
+    # 0.87 on this subject with the caudate/CSF partial-volume classes, 0.86 without
+    assert np.mean(list(per.values())) >= 0.8, per
+    assert min(per.values()) >= 0.75, per
     assert ixi_anatomy["template_qc"]["mask_dice"] >= 0.9
 
 

@@ -357,6 +357,10 @@ def test_fsl_backend_without_fsl_stops_with_a_clear_message(monkeypatch, step):
 def test_unknown_brain_backend_is_a_config_error():
     with pytest.raises(ConfigError, match="backend"):
         BrainSettings.from_config({"backend": "bse"})
+    assert BrainSettings.from_config(None).deepbet_shape == 192
+    for bad in (200, 96, 352):
+        with pytest.raises(ConfigError, match="deepbet_shape.*multiple of 32"):
+            BrainSettings.from_config({"deepbet_shape": bad})
     with pytest.raises(ConfigError, match="unknown keys"):
         BrainSettings.from_config({"treshold": 0.4})
 
