@@ -58,7 +58,9 @@ def test_dry_run_default_config(tmp_path):
                  "plot_preprocess_qc", "simulate_dat", "simulate_perfusion", "simulate_pet",
                  "plot_simulation"):
         assert counts.get(rule) == 12, rule
-    assert counts.get("warp_to_template") == 24          # FDG and perfusion to MNI152 for S2
+    assert counts.get("register_modality") == 48         # 4 scanner-frame scans per subject (S2, S3)
+    assert counts.get("measure_scan_registration_error") == 1
+    assert "warp_to_template" not in counts             # template arm from register_modality
     assert counts.get("build_dataset") == 5               # s0, s1, s2_native, s2_template, s3
     assert counts.get("train_model") == 17                # 2 (S0) + 2 (S1 A/B) + 12 (S2) + 1 (S3)
     assert counts.get("s0_clinical") == 1                 # the S0 experiment with model vae

@@ -84,6 +84,15 @@ DEFAULTS: dict[str, Any] = {
     },
     "fdg": {"ratios": {"gm": 5.0, "wm": 1.0, "csf": 0.0}, "total_counts": 5.0e7},
     "cbf": {"pattern": "random", "pet_total_counts": 2.0e7},
+    # Scanner frames of the PET/SPECT that S2 and S3 read (spectsynth.simulate.frames). SPECT as
+    # S2's Table 1 (128 x 128 x 47 at 3.89 mm); PET reconstructed at 2 mm (S2's scanners give
+    # 0.8 x 0.8 x 2 mm, which holds no more detail than the 5 mm PSF at 8x the voxels).
+    "frames": {
+        "rotation_deg": 10.0,
+        "shift_mm": 15.0,
+        "spect": {"matrix": [128, 128, 47], "voxel_mm": [3.89, 3.89, 3.89]},
+        "pet": {"matrix": [176, 176, 111], "voxel_mm": [2.0, 2.0, 2.0]},
+    },
 }
 
 
@@ -240,6 +249,9 @@ def resolve(section: Mapping | None) -> dict:
         raise ConfigError(f"simulate.cbf.pattern must be random, normal, unilateral or bilateral, "
                           f"not {cfg['cbf']['pattern']!r}")
     _num(cfg["cbf"], "pet_total_counts", 1e3, 1e12, f"{w}.cbf")
+    from .frames import check as check_frames
+
+    check_frames(cfg["frames"])
     return cfg
 
 
