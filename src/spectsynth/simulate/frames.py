@@ -183,9 +183,10 @@ def to_scanner_frame(volume: np.ndarray, affine: np.ndarray, brain: np.ndarray, 
     return ScannerScan(img, pose, brain_in_fov(brain, brain_affine, pose, matrix, voxel), matrix, voxel)
 
 
-def write_scan(scan: ScannerScan, nifti_path: str | Path, json_path: str | Path, **sidecar) -> None:
-    save_image(scan.image, nifti_path)
-    write_json(scan.sidecar(**sidecar), json_path)
+def write_scan(frame: ScannerScan, nifti_path: str | Path, json_path: str | Path, **sidecar) -> None:
+    """The scan's NIfTI and its JSON sidecar (keyword arguments of :meth:`ScannerScan.sidecar`)."""
+    save_image(frame.image, nifti_path)
+    write_json(frame.sidecar(**sidecar), json_path)
 
 
 # --------------------------------------------------------------------------------------------
