@@ -178,3 +178,24 @@ def test_a_failed_scan_registration_is_caught(t1w_4mm):
                                               r"to the T1w did not converge"):
         register_modality(sc.image, t1w_4mm, mask_img, modality="spect", subject="01", config=cfg,
                           scan="spect_trc-IMP_desc-cbf")
+
+
+def test_similarity_is_measured_on_the_dataset_slices_next_to_the_published_value(t1w_4mm, tmp_path):
+    from scipy import ndimage
+
+    from spectsynth.simulate.scan_qc import similarity_table
+
+    pet = _emission(t1w_4mm)
+    files = {}
+    for name, data in (("pet", pet), ("same", pet), ("blurred", ndimage.gaussian_filter(pet, 2.5))):
+        files[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(image_on_grid(data.astype(np.float32), Grid.of(t1w_4mm)), files[name])
+    cfg = {"s3": {"size": 32, "n_slices": 4}}
+    same = similarity_table({"s3": {"01": {"spect_cbf": files["same"], "pet_cbf": files["pet"]}}}, cfg)
+    blur = similarity_table({"s3": {"01": {"spect_cbf": files["blurred"], "pet_cbf": files["pet"]}}}, cfg)
+    assert len(same) == 4 and (same["input"] == "spect_cbf").all()
+    assert same["ssim"].min() > 0.999 and blur["ssim"].mean() < 0.95
+    summary = qc_summary(pd.DataFrame(columns=["scan", "modality", "mean_mm", "p95_mm", "pose_displacement_mm",
+                                               "brain_in_fov"]), blur)
+    row = summary.iloc[0]
+    assert row["published"] == 0.79 and row["difference"] == pytest.approx(row["mean"] - 0.79, abs=1e-4)

@@ -73,7 +73,7 @@ def similarity_table(dataset_files: Mapping[str, Mapping[str, Mapping[str, str]]
     (normalised to (-1, 1), so ``data_range`` 2 as in the evaluation).
     """
     from .. import metrics
-    from ..datasets import STUDY_CHANNELS, dataset_spec, extract_slices
+    from ..datasets import STUDY_CHANNELS, dataset_spec, extract_slices, records_from_files
     from ..study_data import dataset_entries
 
     rows = []
@@ -82,7 +82,7 @@ def similarity_table(dataset_files: Mapping[str, Mapping[str, Mapping[str, str]]
             continue
         study, pairs = SIMILARITY_PAIRS[name]
         spec = dataset_spec({"datasets": dict(datasets_cfg or {})}, name)
-        images, meta = extract_slices(study, dataset_entries(name, subject_files), spec)
+        images, meta = extract_slices(study, records_from_files(dataset_entries(name, subject_files)), spec)
         channels = STUDY_CHANNELS[study]
         for i, m in enumerate(meta):
             for a, b in pairs:
