@@ -252,26 +252,6 @@ rule measure_registration_error:
 # Simulated PET/SPECT: register_modality's transforms against each scan's true pose (in its
 # scanner-frame sidecar), the share of the brain in each field of view, and the input-vs-target
 # SSIM of S2/S3 on the datasets' own slices next to the published value.
-def scan_qc_scans():
-    return [
-        {
-            "subject": s,
-            "scan": name,
-            "label": sc["label"],
-            "modality": sc["modality"],
-            "xfm": sc["xfm"],
-            "frame_json": sc["frame_json"],
-            "mask": f"{OUT}/sub-{s}/anat/sub-{s}_desc-brain_mask.nii.gz",
-        }
-        for s in SUBJECTS
-        for name, sc in sim_paths.scans(OUT, s, SIM).items()
-    ]
-
-
-def scan_qc_datasets():
-    return {d: dataset_subject_files(d) for d in ("s2_native", "s3") if d in DATASETS}
-
-
 rule measure_scan_registration_error:
     input:
         lambda wc: sorted(
@@ -319,8 +299,10 @@ rule measure_scan_registration_error:
         mem_mb=3000,
         runtime=10,
     params:
-        scans=lambda wc: scan_qc_scans(),
-        datasets=lambda wc: scan_qc_datasets(),
+        scans=lambda wc: sim_paths.scan_qc_inputs(OUT, SUBJECTS, SIM),
+        datasets=lambda wc: {
+            d: dataset_subject_files(d) for d in ("s2_native", "s3") if d in DATASETS
+        },
         datasets_cfg=config.get("datasets", {}),
         data_range=(config.get("evaluate") or {}).get("data_range", 2.0),
         win_size=(config.get("evaluate") or {}).get("ssim_win_size", 7),

@@ -108,6 +108,13 @@ def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[
     return out_scans
 
 
+def scan_qc_inputs(out: str, subjects: Sequence[str], cfg: Mapping | None = None) -> list[dict[str, str]]:
+    """One entry per simulated scan for the registration-error table (spectsynth.simulate.scan_qc)."""
+    return [{"subject": s, "scan": name, "label": sc["label"], "modality": sc["modality"], "xfm": sc["xfm"],
+             "frame_json": sc["frame_json"], "mask": f"{out}/sub-{s}/anat/sub-{s}_desc-brain_mask.nii.gz"}
+            for s in subjects for name, sc in scans(out, s, cfg).items()]
+
+
 def montage_file(out: str, subject: str = "{subject}") -> str:
     return f"{out}/sub-{subject}/figures/sub-{subject}_desc-simulation_montage.png"
 
