@@ -256,15 +256,15 @@ rule measure_scan_registration_error:
     input:
         lambda wc: sorted(
             {
-                f
-                for sc in scan_qc_scans()
-                for k, f in sc.items()
-                if k in ("xfm", "frame_json", "mask")
+                sc[k]
+                for sc in sim_paths.scan_qc_inputs(OUT, SUBJECTS, SIM)
+                for k in ("xfm", "frame_json", "mask")
             }
             | {
                 f
-                for d in scan_qc_datasets().values()
-                for fs in d.values()
+                for d in ("s2_native", "s3")
+                if d in DATASETS
+                for fs in dataset_subject_files(d).values()
                 for f in fs.values()
             }
         ),
