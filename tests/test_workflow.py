@@ -97,6 +97,12 @@ def test_tiny_end_to_end(tiny_run):
     assert (out / f"sub-{s}/pet/sub-{s}_trc-FDG_space-MNI152_pet.nii.gz").exists()
     assert (out / "qc/registration_quality.tsv").exists()
     import pandas as pd
+    # every simulated PET/SPECT came in its own scanner frame and was registered back by the pipeline
+    err = pd.read_csv(out / "qc/scan_registration_error.tsv", sep="\t", dtype={"subject": str})
+    assert len(err) == 4 * 4 and set(err["scan"]) == {"perfusion", "fdg", "cbf_spect", "cbf_pet"}
+    assert (err["pose_displacement_mm"] > 1.0).all() and (err["mean_mm"] < 3.0).all(), err
+    qc = pd.read_csv(out / "qc/scan_qc.tsv", sep="\t")
+    assert qc.loc[qc["scan"] == "S3 spect_cbf vs pet_cbf", "published"].tolist() == [0.79]
     for d in ("s0", "s1", "s2_native", "s2_template", "s3"):
         index = pd.read_csv(out / f"datasets/{d}/index.tsv", sep="\t")
         # splits are by subject: no subject in two splits
