@@ -343,8 +343,13 @@ def test_file_names_and_targets():
     assert set(paths.anatomy_files("res")) == set(ANATOMY_KEYS)
     t = paths.targets("res", ["01", "02"], {"perfusion": {"tracer": "HMPAO"}})
     assert "res/sub-01/spect/sub-01_trc-DaT_spect.nii.gz" in t
-    assert "res/sub-02/spect/sub-02_trc-HMPAO_space-T1w_spect.nii.gz" in t
-    assert "res/sub-02/pet/sub-02_trc-H2O_space-T1w_desc-cbf_pet.nii.gz" in t
+    assert "res/sub-02/spect/sub-02_trc-HMPAO_space-scanner_spect.nii.gz" in t
+    assert "res/sub-02/pet/sub-02_trc-H2O_space-scanner_desc-cbf_pet.nii.gz" in t
+    assert not [f for f in t if "space-T1w" in f or "space-MNI152" in f]  # registration makes those
+    scans = paths.scans("res", "02", {"perfusion": {"tracer": "HMPAO"}})
+    assert scans["cbf_pet"]["native"] == "res/sub-02/pet/sub-02_trc-H2O_space-T1w_desc-cbf_pet.nii.gz"
+    assert scans["perfusion"]["template"] == "res/sub-02/spect/sub-02_trc-HMPAO_space-MNI152_spect.nii.gz"
+    assert scans["fdg"]["xfm"] == "res/sub-02/xfm/sub-02_trc-FDG_from-pet_to-T1w_mode-image_xfm.tfm"
     assert "res/figures/simulation_sbr_distribution.png" in t
     only_dat = paths.targets("res", ["01"], {"tracers": ["DaT"]})
     assert not [f for f in only_dat if "/pet/" in f or "IMP" in f]
@@ -384,8 +389,9 @@ def test_rule_entry_points_write_every_file(anat, tmp_path):
     out = tmp_path / "out"
     dat = {"nifti": out / "dat.nii.gz", "json": out / "dat.json", "truth": out / "dat.tsv"}
     perf = {"nifti": out / "perf.nii.gz", "json": out / "perf.json", "truth": out / "perf.tsv",
-            "t1w": out / "perf_t1w.nii.gz"}
-    pet = {k: out / f"{k}.nii.gz" for k in ("fdg", "fdg_t1w", "cbf_pet", "cbf_spect")}
+            "scan": out / "perf_scan.nii.gz", "scan_json": out / "perf_scan.json"}
+    pet = {k: out / f"{k}.nii.gz" for k in ("fdg", "cbf_pet", "cbf_spect")}
+    pet |= {f"{k}_json": out / f"{k}.json" for k in ("fdg", "cbf_pet", "cbf_spect")}
     pet |= {"json": out / "pet.json", "truth": out / "pet.tsv"}
     run_dat(paths, dat, cfg, anat.subject)
     run_perfusion(paths, perf, cfg, anat.subject)
@@ -400,16 +406,23 @@ def test_rule_entry_points_write_every_file(anat, tmp_path):
         assert col in table.columns, col
     meta = json.loads(dat["json"].read_text())
     assert len(meta["volumes"]) == 4 and meta["calibration"]["specific_binding"]["putamen_L"] > 0
-    assert nib.load(perf["t1w"]).shape == anat.shape
+    scan = nib.load(perf["scan"])  # the scanner's own matrix and voxels, its true pose in the sidecar
+    assert scan.shape == tuple(resolve(cfg)["frames"]["spect"]["matrix"])
+    truth = json.loads(perf["scan_json"].read_text())["SimulationTruth"]
+    assert 0 < max(abs(v) for v in truth["pose"]["rotation_deg"]) <= 10.0
+    assert 0.0 <= truth["field_of_view"]["brain_in_fov"] <= 1.0
     ptable = pd.read_csv(perf["truth"], sep="\t")
     assert {"pattern_CER", "pattern_BG", "pattern_COR", "meas_gm_wm"} <= set(ptable.columns)
-    assert list(pd.read_csv(pet["truth"], sep="\t")["volume"]) == ["fdg", "cbf_spect", "cbf_pet"]
+    ptruth = pd.read_csv(pet["truth"], sep="\t")
+    assert list(ptruth["volume"]) == ["fdg", "cbf_spect", "cbf_pet"]
+    assert ptruth["pose_rotation_deg"].nunique() == 3 and "brain_in_fov" in ptruth.columns
     t1 = tmp_path / "t1w.nii.gz"
     nib.save(nib.Nifti1Image(anat.t1, anat.affine), t1)
     png = out / "montage.png"
     run_montage({"t1w": t1, "dat": dat["nifti"], "dat_json": dat["json"], "perfusion": perf["nifti"],
-                 "perfusion_json": perf["json"], "fdg": pet["fdg"], "cbf_spect": pet["cbf_spect"],
-                 "cbf_pet": pet["cbf_pet"]}, png, anat.subject)
+                 "perfusion_json": perf["json"], "fdg": pet["fdg"], "fdg_json": pet["fdg_json"],
+                 "cbf_spect": pet["cbf_spect"], "cbf_spect_json": pet["cbf_spect_json"],
+                 "cbf_pet": pet["cbf_pet"], "cbf_pet_json": pet["cbf_pet_json"]}, png, anat.subject)
     summary = {"dat": out / "cohort.tsv", "figure": out / "sbr.png", "summary": out / "summary.json"}
     run_summary([dat["truth"]], summary)
     assert pd.read_csv(summary["dat"], sep="\t", dtype=str)["subject"].iloc[0] == anat.subject

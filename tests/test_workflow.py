@@ -58,7 +58,9 @@ def test_dry_run_default_config(tmp_path):
                  "plot_preprocess_qc", "simulate_dat", "simulate_perfusion", "simulate_pet",
                  "plot_simulation"):
         assert counts.get(rule) == 12, rule
-    assert counts.get("warp_to_template") == 24          # FDG and perfusion to MNI152 for S2
+    assert counts.get("register_modality") == 48         # 4 scanner-frame scans per subject (S2, S3)
+    assert counts.get("measure_scan_registration_error") == 1
+    assert "warp_to_template" not in counts             # template arm from register_modality
     assert counts.get("build_dataset") == 5               # s0, s1, s2_native, s2_template, s3
     assert counts.get("train_model") == 17                # 2 (S0) + 2 (S1 A/B) + 12 (S2) + 1 (S3)
     assert counts.get("s0_clinical") == 1                 # the S0 experiment with model vae
@@ -95,6 +97,12 @@ def test_tiny_end_to_end(tiny_run):
     assert (out / f"sub-{s}/pet/sub-{s}_trc-FDG_space-MNI152_pet.nii.gz").exists()
     assert (out / "qc/registration_quality.tsv").exists()
     import pandas as pd
+    # every simulated PET/SPECT came in its own scanner frame and was registered back by the pipeline
+    err = pd.read_csv(out / "qc/scan_registration_error.tsv", sep="\t", dtype={"subject": str})
+    assert len(err) == 4 * 4 and set(err["scan"]) == {"perfusion", "fdg", "cbf_spect", "cbf_pet"}
+    assert (err["pose_displacement_mm"] > 1.0).all() and (err["mean_mm"] < 3.0).all(), err
+    qc = pd.read_csv(out / "qc/scan_qc.tsv", sep="\t")
+    assert qc.loc[qc["scan"] == "S3 spect_cbf vs pet_cbf", "published"].tolist() == [0.79]
     for d in ("s0", "s1", "s2_native", "s2_template", "s3"):
         index = pd.read_csv(out / f"datasets/{d}/index.tsv", sep="\t")
         # splits are by subject: no subject in two splits

@@ -165,7 +165,7 @@ def dataset_subject_files(dataset):
         anat = f"{OUT}/sub-{s}/anat/sub-{s}"
         dat = sim_paths.dat_files(OUT, s)
         perf = sim_paths.perfusion_files(OUT, s, SIM)
-        pet = sim_paths.pet_files(OUT, s, SIM)
+        scans = sim_paths.scans(OUT, s, SIM)  # S2/S3: registered by register_modality
         if dataset == "s0":
             out[s] = {"dat": dat["nifti"], "dat_truth": dat["truth"]}
         elif dataset == "s1":
@@ -177,17 +177,20 @@ def dataset_subject_files(dataset):
         elif dataset == "s2_native":
             out[s] = {
                 "mri": f"{anat}_desc-preproc_T1w.nii.gz",
-                "pet": pet["fdg_t1w"],
-                "spect": perf["t1w"],
+                "pet": scans["fdg"]["native"],
+                "spect": scans["perfusion"]["native"],
             }
         elif dataset == "s2_template":
             out[s] = {
                 "mri": f"{anat}_space-MNI152_desc-preproc_T1w.nii.gz",
-                "pet": pet["fdg_t1w"].replace("_space-T1w_", "_space-MNI152_"),
-                "spect": perf["t1w"].replace("_space-T1w_", "_space-MNI152_"),
+                "pet": scans["fdg"]["template"],
+                "spect": scans["perfusion"]["template"],
             }
         elif dataset == "s3":
-            out[s] = {"spect_cbf": pet["cbf_spect"], "pet_cbf": pet["cbf_pet"]}
+            out[s] = {
+                "spect_cbf": scans["cbf_spect"]["native"],
+                "pet_cbf": scans["cbf_pet"]["native"],
+            }
     return out
 
 

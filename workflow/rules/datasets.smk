@@ -3,7 +3,9 @@
 #
 # Needs from common.smk: OUT and dataset_subject_files(dataset) -> {subject: {key: path}}
 # (the simulator's and preprocessing's files each study reads; see spectsynth.study_data,
-# which turns them and the simulator's truth tables into dataset entries).
+# which turns them and the simulator's truth tables into dataset entries). S2 and S3 read their
+# PET/SPECT as register_modality leaves them (space-T1w, or space-MNI152 through the composed
+# transform), never the simulator's own frames.
 from spectsynth.datasets import INDEX_VERSION, dataset_names
 
 DATASETS = dataset_names(config)
@@ -11,33 +13,6 @@ DATASETS = dataset_names(config)
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-
-
-rule warp_to_template:
-    input:
-        image=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_{{entities}}_space-T1w_{{desc}}{{suffix}}.nii.gz",
-        xfm=f"{OUT}/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_mode-image_xfm.tfm",
-    output:
-        f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_{{entities}}_space-MNI152_{{desc}}{{suffix}}.nii.gz",
-    log:
-        f"{OUT}/logs/warp_to_template/sub-{{subject}}_{{datatype}}_{{entities}}_{{desc}}{{suffix}}.log",
-    wildcard_constraints:
-        entities="trc-[A-Za-z0-9]+",
-        desc="(desc-[A-Za-z0-9]+_)?",
-    group:
-        "subject"
-    conda:
-        "../../envs/preproc.yaml"
-    threads: 1
-    resources:
-        mem_mb=3000,
-        runtime=10,
-    params:
-        resolution_mm=(config.get("preprocess", {}).get("template") or {}).get(
-            "resolution_mm", 1.0
-        ),
-    script:
-        "../scripts/warp_to_template.py"
 
 
 rule build_dataset:

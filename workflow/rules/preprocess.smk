@@ -97,25 +97,36 @@ rule register_native:
         "../scripts/preprocess_register_native.py"
 
 
+# PET/SPECT rigid to the T1w. A real scan has no trc/desc wildcards and comes from the input
+# stage (desc-ras); a simulated scan (e.g. trc-FDG, trc-H2O + desc-cbf) comes from the simulation
+# in its own scanner frame (space-scanner). Both are registered the same way.
 rule register_modality:
     input:
-        image=f"{PP_SUB}/{{modality}}/sub-{{subject}}_desc-ras_{{modality}}.nii.gz",
+        image=lambda wc: (
+            sim_paths.scan_file(
+                OUT, wc.subject, wc.modality, wc.trc, wc.desc, "scanner"
+            )
+            if wc.trc
+            else f"{OUT}/sub-{wc.subject}/{wc.modality}/sub-{wc.subject}_desc-ras_{wc.modality}.nii.gz"
+        ),
         brain=f"{PP_ANAT}_desc-rasbrain_T1w.nii.gz",
         mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
         native=f"{PP_ANAT}_desc-brain_mask.nii.gz",
         xfm_template=f"{PP_XFM}_from-T1w_to-MNI152_mode-image_xfm.tfm",
     output:
-        xfm=f"{PP_XFM}_from-{{modality}}_to-T1w_mode-image_xfm.tfm",
-        xfm_inverse=f"{PP_XFM}_from-T1w_to-{{modality}}_mode-image_xfm.tfm",
-        native=f"{PP_SUB}/{{modality}}/sub-{{subject}}_space-T1w_{{modality}}.nii.gz",
-        template=f"{PP_SUB}/{{modality}}/sub-{{subject}}_space-MNI152_{{modality}}.nii.gz",
-        qc=f"{PP_SUB}/{{modality}}/sub-{{subject}}_desc-registration_qc.json",
+        xfm=f"{PP_XFM}{{trc}}{{desc}}_from-{{modality}}_to-T1w_mode-image_xfm.tfm",
+        xfm_inverse=f"{PP_XFM}{{trc}}{{desc}}_from-T1w_to-{{modality}}_mode-image_xfm.tfm",
+        native=f"{PP_SUB}/{{modality}}/sub-{{subject}}{{trc}}_space-T1w{{desc}}_{{modality}}.nii.gz",
+        template=f"{PP_SUB}/{{modality}}/sub-{{subject}}{{trc}}_space-MNI152{{desc}}_{{modality}}.nii.gz",
+        qc=f"{PP_SUB}/{{modality}}/sub-{{subject}}{{trc}}_space-T1w{{desc}}_{{modality}}.json",
     log:
-        f"{OUT}/logs/register_modality/sub-{{subject}}_{{modality}}.log",
+        f"{OUT}/logs/register_modality/sub-{{subject}}{{trc}}{{desc}}_{{modality}}.log",
     benchmark:
-        f"{OUT}/benchmarks/register_modality/sub-{{subject}}_{{modality}}.tsv"
+        f"{OUT}/benchmarks/register_modality/sub-{{subject}}{{trc}}{{desc}}_{{modality}}.tsv"
     wildcard_constraints:
         modality="pet|spect",
+        trc="(_trc-[A-Za-z0-9]+)?",
+        desc="(_desc-[A-Za-z0-9]+)?",
     group:
         "subject"
     conda:
@@ -126,6 +137,7 @@ rule register_modality:
         runtime=10,
     params:
         cfg=PP_CFG,
+        scan=lambda wc: f"{wc.modality}{wc.trc}{wc.desc}" if wc.trc else None,
     script:
         "../scripts/preprocess_register_modality.py"
 
@@ -178,7 +190,8 @@ rule plot_preprocess_qc:
 
 rule tabulate_registration_quality:
     input:
-        lambda wc: pp_paths.registration_qc_files(OUT, SUBJECTS, has_modality),
+        lambda wc: pp_paths.registration_qc_files(OUT, SUBJECTS, has_modality)
+        + [sc["qc"] for s in SUBJECTS for sc in sim_paths.scans(OUT, s, SIM).values()],
     output:
         report(
             f"{OUT}/qc/registration_quality.tsv",
@@ -236,8 +249,75 @@ rule measure_registration_error:
         "../scripts/measure_registration_error.py"
 
 
+# Simulated PET/SPECT: register_modality's transforms against each scan's true pose (in its
+# scanner-frame sidecar), the share of the brain in each field of view, and the input-vs-target
+# SSIM of S2/S3 on the datasets' own slices next to the published value.
+rule measure_scan_registration_error:
+    input:
+        lambda wc: sorted(
+            {
+                sc[k]
+                for sc in sim_paths.scan_qc_inputs(OUT, SUBJECTS, SIM)
+                for k in ("xfm", "frame_json", "mask")
+            }
+            | {
+                f
+                for d in ("s2_native", "s3")
+                if d in DATASETS
+                for fs in dataset_subject_files(d).values()
+                for f in fs.values()
+            }
+        ),
+    output:
+        errors=report(
+            f"{OUT}/qc/scan_registration_error.tsv",
+            caption="../report/scan_registration_error.rst",
+            category="2. Preprocessing",
+            subcategory="Registration quality",
+            labels={"table": "registration error of the simulated PET/SPECT (mm)"},
+        ),
+        qc=report(
+            f"{OUT}/qc/scan_qc.tsv",
+            caption="../report/scan_qc.rst",
+            category="2. Preprocessing",
+            subcategory="Registration quality",
+            labels={"table": "simulated PET/SPECT vs real data (QC)"},
+        ),
+        figure=report(
+            f"{OUT}/figures/scan_registration_error.png",
+            caption="../report/scan_registration_error.rst",
+            category="2. Preprocessing",
+            subcategory="Registration quality",
+            labels={"figure": "registration error of the simulated PET/SPECT"},
+        ),
+    log:
+        f"{OUT}/logs/measure_scan_registration_error/all.log",
+    conda:
+        "../../envs/preproc.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        scans=lambda wc: sim_paths.scan_qc_inputs(OUT, SUBJECTS, SIM),
+        datasets=lambda wc: {
+            d: dataset_subject_files(d) for d in ("s2_native", "s3") if d in DATASETS
+        },
+        datasets_cfg=config.get("datasets", {}),
+        data_range=(config.get("evaluate") or {}).get("data_range", 2.0),
+        win_size=(config.get("evaluate") or {}).get("ssim_win_size", 7),
+    script:
+        "../scripts/measure_scan_registration_error.py"
+
+
 # Per-subject preprocessing outputs for `rule all` (PET/SPECT only where present); on the demo
 # cohort also the registration error against the true transforms.
-preprocess_targets = lambda: pp_paths.preprocess_targets(
-    OUT, SUBJECTS, has_modality
-) + ([f"{OUT}/qc/demo_registration_error.tsv"] if SOURCE == "demo" else [])
+preprocess_targets = (
+    lambda: pp_paths.preprocess_targets(OUT, SUBJECTS, has_modality)
+    + ([f"{OUT}/qc/demo_registration_error.tsv"] if SOURCE == "demo" else [])
+    + (
+        [f"{OUT}/qc/scan_registration_error.tsv"]
+        if SUBJECTS and sim_paths.scans(OUT, SUBJECTS[0], SIM)
+        else []
+    )
+)

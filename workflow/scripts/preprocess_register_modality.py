@@ -11,7 +11,8 @@ def main(snakemake):
     run_register_modality(snakemake.input.image, snakemake.input.brain, snakemake.input.mask,
                           snakemake.input.native, snakemake.input.xfm_template,
                           dict(snakemake.output.items()), modality=snakemake.wildcards.modality,
-                          subject=snakemake.wildcards.subject, config=cfg)
+                          subject=snakemake.wildcards.subject, config=cfg,
+                          scan=snakemake.params.scan)
 
 
 main(snakemake)  # noqa: F821

@@ -58,5 +58,5 @@ def registration_qc_files(out: str, subjects: Iterable[str],
                   f"{anat(out, s)}_desc-anatomy_qc.json"]
         for mod in ("pet", "spect"):
             if has_modality(s, mod):
-                files.append(f"{out}/sub-{s}/{mod}/sub-{s}_desc-registration_qc.json")
+                files.append(f"{out}/sub-{s}/{mod}/sub-{s}_space-T1w_{mod}.json")
     return files

@@ -202,13 +202,14 @@ def signal_in_mask(image: nib.Nifti1Image, mask: nib.Nifti1Image) -> float:
 
 
 def register_modality(image: nib.Nifti1Image, t1_brain: nib.Nifti1Image, mask: nib.Nifti1Image, *,
-                      modality: str, subject: str | None = None, config: dict | None = None
-                      ) -> tuple[sitk.Transform, dict]:
+                      modality: str, subject: str | None = None, config: dict | None = None,
+                      scan: str | None = None) -> tuple[sitk.Transform, dict]:
     """Rigid (6 dof) registration of a PET or SPECT image to the brain-extracted T1w.
 
     Returns the transform (T1w points -> PET/SPECT points) and QC numbers.  The quality check is
     the fraction of the emission signal that lands inside the (dilated) brain mask, which must
-    reach ``registration.min_signal_in_brain``.
+    reach ``registration.min_signal_in_brain``.  ``scan`` names the scan when a subject has
+    several of one modality (e.g. "pet_trc-FDG"; the QC step and the messages carry it).
     """
     if modality not in MODALITIES:
         raise ConfigError(f"unknown modality {modality!r}; choose one of {MODALITIES}")
@@ -216,19 +217,20 @@ def register_modality(image: nib.Nifti1Image, t1_brain: nib.Nifti1Image, mask: n
     min_signal = float(_section(config, "modality").get("min_signal_in_brain", 0.6))
     settings = RegistrationSettings.from_config(reg_cfg)
     fixed_img = crop_to_mask(t1_brain, mask)
+    name = scan or modality.upper()
+    what = f"rigid registration of the {name} to the T1w"
     if settings.backend == "fsl":
-        result = register_flirt(fixed_img, image, dof=6, subject=subject,
-                                what=f"rigid registration of the {modality.upper()} to the T1w")
+        result = register_flirt(fixed_img, image, dof=6, subject=subject, what=what)
     else:
         result = register(to_sitk(fixed_img), to_sitk(image), dof=6, settings=settings, subject=subject,
-                          what=f"rigid registration of the {modality.upper()} to the T1w")
+                          what=what)
     on_t1 = resample(image, Grid.of(mask), [result.transform], interpolation="linear")
     frac = signal_in_mask(on_t1, mask)
-    qc = {"subject": subject, "step": f"{modality}->T1w", "dof": 6, "signal_in_brain": round(frac, 4),
+    qc = {"subject": subject, "step": f"{scan or modality}->T1w", "dof": 6, "signal_in_brain": round(frac, 4),
           **result.summary()}
     if frac < min_signal:
         raise ProcessingError(
-            f"rigid registration of the {modality.upper()} to the T1w landed badly: only "
+            f"{what} landed badly: only "
             f"{frac:.3f} of its signal falls inside the brain mask (threshold {min_signal:.3f})",
             subject=subject,
             hint=f"Check the {modality.upper()} orientation and that it shows the same head as the "
@@ -239,18 +241,19 @@ def register_modality(image: nib.Nifti1Image, t1_brain: nib.Nifti1Image, mask: n
 def run_register_modality(image_path: str | Path, t1_brain_path: str | Path, mask_path: str | Path,
                           native_ref_path: str | Path, template_xfm_path: str | Path,
                           outputs: dict[str, str | Path], *, modality: str, subject: str | None = None,
-                          config: dict | None = None) -> dict:
+                          config: dict | None = None, scan: str | None = None) -> dict:
     """PET/SPECT: rigid to the T1w, then one resampling each onto the native and template grids.
 
     ``outputs`` keys: ``xfm`` (from-<modality>_to-T1w), ``xfm_inverse``, ``native``, ``template``,
     ``qc``.  ``native_ref_path`` is any image on the native grid (e.g. the native T1w);
-    ``template_xfm_path`` the from-T1w_to-MNI152 transform.
+    ``template_xfm_path`` the from-T1w_to-MNI152 transform; ``scan`` as in :func:`register_modality`.
     """
     t0 = time.perf_counter()
     image = load_image(image_path, subject=subject)
     brain = load_image(t1_brain_path, subject=subject, check_values=False)
     mask = load_image(mask_path, subject=subject, check_values=False)
-    rigid, qc = register_modality(image, brain, mask, modality=modality, subject=subject, config=config)
+    rigid, qc = register_modality(image, brain, mask, modality=modality, subject=subject, config=config,
+                                  scan=scan)
     save_transform_pair(rigid, outputs["xfm"], outputs["xfm_inverse"])
     native_ref = nib.load(str(native_ref_path))
     save_image(resample(image, Grid.of(native_ref), [rigid], interpolation="bspline"), outputs["native"])
@@ -283,14 +286,3 @@ def run_plot_qc(*, t1_path: str | Path, mask_path: str | Path, t1_template_path:
                 nib.load(str(reference_path)), outputs["labels"], subject=subject, levels=levels)
     plot_brain_mask(load_image(t1_path, subject=subject), nib.load(str(mask_path)), outputs["mask"],
                     subject=subject)
-
-
-def warp_to_template(image_path: str | Path, xfm_path: str | Path, out_path: str | Path, *,
-                     subject: str, resolution_mm: float = 1.0) -> Path:
-    """Carry a volume on the subject's T1w world space (e.g. a simulated PET on the native
-    grid) to the MNI152 grid with the subject's T1w->MNI152 transform: one interpolation
-    (cubic B-spline, clipped to the input's range so activity never goes negative)."""
-    img = load_image(image_path, subject=subject)
-    out = resample(img, template_grid(float(resolution_mm)), [load_transform(xfm_path)],
-                   interpolation="bspline")
-    return save_image(out, out_path)

@@ -104,6 +104,15 @@ DEFAULTS: dict[str, Any] = {
             "cross_calibration_sd": 0.03,
         },
     },
+    # Scanner frames of the PET/SPECT that S2 and S3 read (spectsynth.simulate.frames). SPECT as
+    # S2's Table 1 (128 x 128 x 47 at 3.89 mm); PET reconstructed at 2 mm (S2's scanners give
+    # 0.8 x 0.8 x 2 mm, which holds no more detail than the 5 mm PSF at 8x the voxels).
+    "frames": {
+        "rotation_deg": 10.0,
+        "shift_mm": 15.0,
+        "spect": {"matrix": [128, 128, 47], "voxel_mm": [3.89, 3.89, 3.89]},
+        "pet": {"matrix": [176, 176, 111], "voxel_mm": [2.0, 2.0, 2.0]},
+    },
 }
 
 
@@ -279,6 +288,9 @@ def resolve(section: Mapping | None) -> dict:
         _num(kin["standard_input"], k, 0.0 if k == "slow_fraction" else 1e-3, 1000.0, f"{w}.cbf.kinetics.standard_input")
     for k in kin["input_variation"]:
         _num(kin["input_variation"], k, 0.0, 2.0, f"{w}.cbf.kinetics.input_variation")
+    from .frames import check as check_frames
+
+    check_frames(cfg["frames"])
     return cfg
 
 

@@ -45,27 +45,74 @@ def dat_files(out: str, subject: str = "{subject}") -> dict[str, str]:
     return {"nifti": f"{s}_spect.nii.gz", "json": f"{s}_spect.json", "truth": f"{s}_truth.tsv"}
 
 
+def scan_file(out: str, subject: str, modality: str, trc: str, desc: str, space: str,
+              ext: str = ".nii.gz") -> str:
+    """One scan of a subject: ``<out>/sub-<s>/<modality>/sub-<s><trc>_space-<space><desc>_<modality>``.
+
+    ``trc`` and ``desc`` are entity strings with their leading underscore ("_trc-FDG", "" or
+    "_desc-cbf"), as the workflow's wildcards hold them.  ``space`` "scanner" is the image as the
+    simulated scanner wrote it; "T1w" and "MNI152" are the registered images (register_modality).
+    """
+    return f"{out}/sub-{subject}/{modality}/sub-{subject}{trc}_space-{space}{desc}_{modality}{ext}"
+
+
 def perfusion_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
-    """Perfusion stack, sidecar, truth table, and the normal volume on the T1w grid (S2's SPECT)."""
+    """Perfusion stack, sidecar, truth table, and the normal volume in its scanner frame (S2's SPECT)."""
     tracer = _sim(cfg)["perfusion_tracer"]
     s = f"{out}/sub-{subject}/spect/sub-{subject}_trc-{tracer}"
     return {"nifti": f"{s}_spect.nii.gz", "json": f"{s}_spect.json", "truth": f"{s}_truth.tsv",
-            "t1w": f"{s}_space-T1w_spect.nii.gz"}
+            "scan": scan_file(out, subject, "spect", f"_trc-{tracer}", "", "scanner"),
+            "scan_json": scan_file(out, subject, "spect", f"_trc-{tracer}", "", "scanner", ".json")}
 
 
 def pet_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
-    """FDG-PET (PET grid and T1w grid), the CBF pair on the T1w grid, one truth table + JSON."""
+    """FDG-PET and the CBF pair, each in its scanner frame with its sidecar; one truth table + JSON."""
     tracer = _sim(cfg)["perfusion_tracer"]
     p = f"{out}/sub-{subject}/pet/sub-{subject}"
-    s = f"{out}/sub-{subject}/spect/sub-{subject}"
-    return {
-        "fdg": f"{p}_trc-FDG_pet.nii.gz",
-        "fdg_t1w": f"{p}_trc-FDG_space-T1w_pet.nii.gz",
-        "cbf_pet": f"{p}_trc-H2O_space-T1w_desc-cbf_pet.nii.gz",
-        "cbf_spect": f"{s}_trc-{tracer}_space-T1w_desc-cbf_spect.nii.gz",
-        "json": f"{p}_desc-simulation_truth.json",
-        "truth": f"{p}_desc-simulation_truth.tsv",
-    }
+    files = {}
+    for key, (mod, trc, desc) in (("fdg", ("pet", "_trc-FDG", "")), ("cbf_pet", ("pet", "_trc-H2O", "_desc-cbf")),
+                                  ("cbf_spect", ("spect", f"_trc-{tracer}", "_desc-cbf"))):
+        files[key] = scan_file(out, subject, mod, trc, desc, "scanner")
+        files[f"{key}_json"] = scan_file(out, subject, mod, trc, desc, "scanner", ".json")
+    return files | {"json": f"{p}_desc-simulation_truth.json", "truth": f"{p}_desc-simulation_truth.tsv"}
+
+
+def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[str, str]]:
+    """Every scanner-frame scan of a subject and what the pipeline makes of it.
+
+    Keys: ``perfusion`` (S2's SPECT), ``fdg`` (S2's PET), ``cbf_spect`` and ``cbf_pet`` (S3), as
+    the configured tracers produce them.  Each entry: ``modality``, ``trc``, ``desc``,
+    ``frame`` and ``frame_json`` (simulation outputs), ``native`` (``space-T1w``, S2's native
+    grid) and ``template`` (``space-MNI152``) from register_modality, its ``xfm`` and ``qc``.
+    """
+    sim = _sim(cfg)
+    tracer = sim["perfusion_tracer"]
+    todo = []
+    if "perfusion" in sim["tracers"]:
+        todo.append(("perfusion", "spect", f"_trc-{tracer}", ""))
+    if "pet" in sim["tracers"]:
+        todo += [("fdg", "pet", "_trc-FDG", ""), ("cbf_spect", "spect", f"_trc-{tracer}", "_desc-cbf"),
+                 ("cbf_pet", "pet", "_trc-H2O", "_desc-cbf")]
+    out_scans = {}
+    for name, mod, trc, desc in todo:
+        x = f"{out}/sub-{subject}/xfm/sub-{subject}{trc}{desc}"
+        out_scans[name] = {
+            "modality": mod, "trc": trc, "desc": desc, "label": f"{mod}{trc}{desc}",
+            "frame": scan_file(out, subject, mod, trc, desc, "scanner"),
+            "frame_json": scan_file(out, subject, mod, trc, desc, "scanner", ".json"),
+            "native": scan_file(out, subject, mod, trc, desc, "T1w"),
+            "template": scan_file(out, subject, mod, trc, desc, "MNI152"),
+            "xfm": f"{x}_from-{mod}_to-T1w_mode-image_xfm.tfm",
+            "qc": scan_file(out, subject, mod, trc, desc, "T1w", ".json"),
+        }
+    return out_scans
+
+
+def scan_qc_inputs(out: str, subjects: Sequence[str], cfg: Mapping | None = None) -> list[dict[str, str]]:
+    """One entry per simulated scan for the registration-error table (spectsynth.simulate.scan_qc)."""
+    return [{"subject": s, "scan": name, "label": sc["label"], "modality": sc["modality"], "xfm": sc["xfm"],
+             "frame_json": sc["frame_json"], "mask": f"{out}/sub-{s}/anat/sub-{s}_desc-brain_mask.nii.gz"}
+            for s in subjects for name, sc in scans(out, s, cfg).items()]
 
 
 def montage_file(out: str, subject: str = "{subject}") -> str:
@@ -84,7 +131,7 @@ def montage_inputs(out: str, subject: str, cfg: Mapping | None = None) -> dict[s
         files |= {"perfusion": p["nifti"], "perfusion_json": p["json"]}
     if "pet" in tracers:
         q = pet_files(out, subject, cfg)
-        files |= {k: q[k] for k in ("fdg", "cbf_spect", "cbf_pet")}
+        files |= {k: q[k] for k in ("fdg", "fdg_json", "cbf_spect", "cbf_spect_json", "cbf_pet", "cbf_pet_json")}
     return files
 
 

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError
-from ..io import load_image, save_image, write_json
+from ..io import load_image, write_json
 from . import config as sim_config
 from .anatomy import ANATOMY_KEYS, load_anatomy
-from .core import anatomy_grid_image, simulate_dat, simulate_perfusion, simulate_pet, to_anatomy_grid
+from .core import simulate_dat, simulate_perfusion, simulate_pet
+from .frames import read_truth as read_scan_truth
+from .frames import to_scanner_frame, write_scan
 from .plots import Panel, montage, sbr_distribution
 from .truth import read_truth, write_truth
 
@@ -49,33 +51,45 @@ def run_dat(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapp
     log.info("subject %s: %d DaT volumes in %.1f s", subject, len(stack.volumes), time.perf_counter() - t0)
 
 
+def _scan(stack, index: int, anat, cfg: dict, scan: str, nifti: str, sidecar: str, units: str = "counts") -> dict:
+    """Write volume ``index`` of ``stack`` in its own scanner frame; return its pose/FOV record."""
+    sc = to_scanner_frame(stack.volumes[index], stack.grid.affine, anat.brain, anat.affine, frames_cfg=cfg["frames"],
+                          modality=stack.modality, seed=cfg["seed"], subject=anat.subject, scan=scan,
+                          centre_mm=stack.grid.centre)
+    write_scan(sc, nifti, sidecar, subject=anat.subject, scan=scan, modality=stack.modality, tracer=stack.tracer,
+               units=units, source_grid=stack.meta.get("grid"))
+    log.info("subject %s %s: scanner frame %s at %s mm, pose %s deg / %s mm, brain in FOV %.3f", anat.subject,
+             scan, "x".join(map(str, sc.matrix)), "x".join(f"{v:g}" for v in sc.voxel_mm),
+             sc.pose.record()["rotation_deg"], sc.pose.record()["shift_mm"], sc.fov["brain_in_fov"])
+    return {"pose_rotation_deg": ";".join(f"{v:.2f}" for v in sc.pose.rotation_deg),
+            "pose_shift_mm": ";".join(f"{v:.2f}" for v in sc.pose.shift_mm), **sc.fov}
+
+
 def run_perfusion(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
                   threads: int = 1) -> None:
-    """Perfusion stack of one subject; ``t1w`` gets its first normal volume on the anatomy grid."""
-    _need(outputs, ("nifti", "json", "truth", "t1w"), "simulate_perfusion outputs")
+    """Perfusion stack of one subject; ``scan`` gets its first normal volume in its own scanner frame."""
+    _need(outputs, ("nifti", "json", "truth", "scan", "scan_json"), "simulate_perfusion outputs")
     cfg = sim_config.resolve(config)
     anat = _anatomy(anatomy, subject)
     stack = simulate_perfusion(anat, cfg, threads=threads)
     stack.write(outputs["nifti"], outputs["truth"], outputs["json"])
     normal = [r["index"] for r in stack.records if r["pattern"] == "normal"]
-    idx = normal[0] if normal else 0
-    save_image(anatomy_grid_image(to_anatomy_grid(stack.volumes[idx], stack.grid, anat), anat), outputs["t1w"])
+    _scan(stack, normal[0] if normal else 0, anat, cfg, "perfusion", outputs["scan"], outputs["scan_json"])
 
 
 def run_pet(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
             threads: int = 1) -> None:
-    """FDG-PET (PET grid and anatomy grid) and the CBF pair (anatomy grid) with one truth table."""
-    _need(outputs, ("fdg", "fdg_t1w", "cbf_pet", "cbf_spect", "json", "truth"), "simulate_pet outputs")
+    """FDG-PET and the CBF pair, each in its own scanner frame, with one truth table."""
+    keys = ("fdg", "cbf_pet", "cbf_spect")
+    _need(outputs, (*keys, *(f"{k}_json" for k in keys), "json", "truth"), "simulate_pet outputs")
     cfg = sim_config.resolve(config)
     anat = _anatomy(anatomy, subject)
     sim = simulate_pet(anat, cfg, threads=threads)
-    save_image(sim.fdg.to_nifti(), outputs["fdg"])
-    for key, stack in (("fdg_t1w", sim.fdg), ("cbf_pet", sim.cbf_pet), ("cbf_spect", sim.cbf_spect)):
-        save_image(anatomy_grid_image(to_anatomy_grid(stack.volumes[0], stack.grid, anat), anat), outputs[key])
     records, meta = [], {"subject": subject, "stacks": {}}
-    for name, stack, file_key in (("fdg", sim.fdg, "fdg"), ("cbf_spect", sim.cbf_spect, "cbf_spect"),
-                                  ("cbf_pet", sim.cbf_pet, "cbf_pet")):
-        rec = dict(stack.records[0]) | {"volume": name, "file": Path(outputs[file_key]).name}
+    for name, stack in (("fdg", sim.fdg), ("cbf_spect", sim.cbf_spect), ("cbf_pet", sim.cbf_pet)):
+        units = stack.meta.get("units", "counts")
+        frame = _scan(stack, 0, anat, cfg, name, outputs[name], outputs[f"{name}_json"], units)
+        rec = dict(stack.records[0]) | {"volume": name, "file": Path(outputs[name]).name} | frame
         records.append(rec)
         meta["stacks"][name] = stack.meta
     write_truth(records, meta, outputs["truth"], outputs["json"])
@@ -135,6 +149,9 @@ def run_montage(inputs: Mapping[str, str], output: str | Path, subject: str) -> 
     for key, title in (("fdg", "FDG-PET"), ("cbf_spect", "SPECT-CBF"), ("cbf_pet", "PET-CBF (15O-water)")):
         if key in inputs:
             data, aff = _load_4d(inputs[key], subject)
+            if f"{key}_json" in inputs:  # a scanner frame: shown where its true pose puts it in the T1w
+                pose = np.asarray(read_scan_truth(inputs[f"{key}_json"])["pose"]["t1w_to_scanner"], float)
+                aff = np.linalg.inv(pose) @ aff
             panels.append(Panel(title, data if data.ndim == 3 else data[..., 0], aff, z_of("BG")))
     montage(t1, t1_img.affine, panels, output, subject=subject)
 
