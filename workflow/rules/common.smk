@@ -175,14 +175,15 @@ def dataset_subject_files(dataset):
                 "perfusion_truth": perf["truth"],
             }
         elif dataset == "s2_native":
+            # S2 ran FSL BET on the MRI: its input is the brain-extracted T1w.
             out[s] = {
-                "mri": f"{anat}_desc-preproc_T1w.nii.gz",
+                "mri": f"{anat}_desc-brain_T1w.nii.gz",
                 "pet": pet["fdg_t1w"],
                 "spect": perf["t1w"],
             }
         elif dataset == "s2_template":
             out[s] = {
-                "mri": f"{anat}_space-MNI152_desc-preproc_T1w.nii.gz",
+                "mri": f"{anat}_space-MNI152_desc-brain_T1w.nii.gz",
                 "pet": pet["fdg_t1w"].replace("_space-T1w_", "_space-MNI152_"),
                 "spect": perf["t1w"].replace("_space-T1w_", "_space-MNI152_"),
             }

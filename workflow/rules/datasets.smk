@@ -3,7 +3,9 @@
 #
 # Needs from common.smk: OUT and dataset_subject_files(dataset) -> {subject: {key: path}}
 # (the simulator's and preprocessing's files each study reads; see spectsynth.study_data,
-# which turns them and the simulator's truth tables into dataset entries).
+# which turns them and the simulator's truth tables into dataset entries). What each dataset
+# holds per split is spectsynth.design's (also printed by `spectsynth plan`); S0's and S1's
+# designs read the simulation design, so simulate: is a param.
 from spectsynth.datasets import INDEX_VERSION, dataset_names
 
 DATASETS = dataset_names(config)
@@ -61,6 +63,7 @@ rule build_dataset:
     params:
         subject_files=lambda wc: dataset_subject_files(wc.dataset),
         datasets=config["datasets"],
+        simulate=config.get("simulate", {}),
         out_dir=lambda wc, output: str(Path(output.index).parent),
         index_version=INDEX_VERSION,
     script:
