@@ -480,3 +480,27 @@ def test_s2_subject_with_too_few_slices_stops(tmp_path):
     cfg = {"datasets": {"s2": {"size": 32, "n_slices": 40}}}
     with pytest.raises(InputDataError, match=r"subject 00.*fewer than the 40 of datasets.s2.n_slices"):
         build_dataset("s2_native", s2_records(), cfg, tmp_path)
+
+
+def test_plan_counts_a_bids_cohort_without_reading_images(repo, tmp_path):
+    """A BIDS cohort's subject list comes from its folders; a design that needs more subjects
+    than the cohort holds is refused before anything runs."""
+    from spectsynth.config import validate_config
+    from spectsynth.design import plan
+    root = tmp_path / "bids"
+    (root).mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    for s in ("A1", "A2", "A3", "A4"):
+        (root / f"sub-{s}" / "anat").mkdir(parents=True)
+        (root / f"sub-{s}" / "anat" / f"sub-{s}_T1w.nii.gz").write_bytes(b"not an image")
+    cfg = validate_config({"inputs": {"source": "bids", "bids": {"root": str(root)}},
+                           "experiments": {"s3": {"study": "S3", "model": "pix2pix"}},
+                           "datasets": {"s3": {"split": {"method": "counts",
+                                                         "counts": {"train": 2, "val": 1, "test": 1}}}}},
+                          repo / "config/schema.yaml")
+    p = plan(cfg)
+    assert p["subjects"] == ["A1", "A2", "A3", "A4"]
+    assert {k: len(v) for k, v in p["designs"]["s3"].subjects.items()} == {"train": 2, "val": 1, "test": 1}
+    cfg["datasets"]["s3"]["split"]["counts"]["train"] = 43
+    with pytest.raises(ConfigError, match=r"= 45 subjects, but the cohort has 4"):
+        plan(cfg)
