@@ -50,10 +50,12 @@ def s1_records(n_subjects=8, patterns=PATTERNS):
             for i in range(n_subjects) for j, p in enumerate(patterns)]
 
 
-def s0_records(n_subjects=6, degradations=(0.2, 0.5, 0.8)):
+def s0_records(n_subjects=6, degradations=(0.2, 0.5, 0.8), validation=(0.35, 0.65)):
+    """One record per degraded volume, with the simulator's design set (main / validation)."""
+    sets = [(s, "main") for s in degradations] + [(s, "validation") for s in validation]
     return [{"subject": f"{i:02d}", "volumes": {"damaged": phantom(i, striatum=s), "original": phantom(i)},
-             "params": {"pbr": s, "cbr": s, "slr": 1.0}, "source": f"sub-{i:02d}_dat.nii.gz"}
-            for i in range(n_subjects) for s in degradations]
+             "params": {"pbr": s, "cbr": s, "slr": 1.0, "design_set": ds}, "source": f"sub-{i:02d}_dat.nii.gz[{k}]"}
+            for i in range(n_subjects) for k, (s, ds) in enumerate(sets)]
 
 
 def s2_records(n_subjects=6, space="native"):
@@ -62,8 +64,10 @@ def s2_records(n_subjects=6, space="native"):
             for i in range(n_subjects)]
 
 
-CFG = {"datasets": {"s0": {"size": 32}, "s1": {"size": 32, "slices_per_level": 2},
-                    "s2": {"size": 32, "n_slices": 8}, "s3": {"size": 32}}}
+UNIFORM = {lv: {p: 4 for p in PATTERNS} for lv in ("CER", "BG", "COR")}
+CFG = {"datasets": {"s0": {"size": 32}, "s1": {"size": 32, "slices_per_level": 2, "counts": UNIFORM},
+                    "s2": {"size": 32, "n_slices": 8}, "s3": {"size": 32}},
+       "simulate": {"dat": {"n_main": 3, "n_validation": 2}}}
 
 
 # --------------------------------------------------------------------------- slices
@@ -99,7 +103,10 @@ def test_dataset_names_follow_spaces():
 def test_build_s1_dataset(tmp_path):
     idx = build_dataset("s1", s1_records(), CFG, tmp_path)
     assert set(idx["split"]) == {"train", "val", "test"}
-    assert len(idx) == 8 * 3 * 3 * 2                          # subjects x patterns x levels x slices/level
+    # 6 / 1 / 1 subjects: 4 slices per cell for training, 4 x 1/6 -> 1 per cell for val and test
+    assert idx.groupby(["split", "level", "pattern"]).size().to_dict() == {
+        (sp, lv, p): 4 if sp == "train" else 1 for sp in ("train", "val", "test")
+        for lv in ("CER", "BG", "COR") for p in PATTERNS}
     on_disk = pd.read_csv(tmp_path / "index.tsv", sep="\t", dtype={"subject": str})
     for col in ("subject", "split", "level", "pattern", "source", "slice_index", "shard", "shard_row"):
         assert col in on_disk.columns
@@ -127,9 +134,13 @@ def test_build_s0_pairs_share_the_background_scale(tmp_path):
     brain = orig > 0.2
     assert np.median(dam[brain]) == pytest.approx(1.0, abs=0.15)           # background ~ 1
     assert orig.max() > dam.max()                                            # striatum loss visible
-    # S0 design: validation = held-out degradations of the training subjects, test = other subjects
+    # S0 design: train = main degradations, validation = the validation degradations of the same
+    # subjects, test = other subjects' main degradations (their validation ones are not used)
     subj = idx.groupby("split")["subject"].apply(set)
-    assert subj["val"] <= subj["train"] and not (subj["test"] & subj["train"])
+    assert subj["val"] == subj["train"] and not (subj["test"] & subj["train"])
+    sets = idx.groupby("split")["design_set"].apply(set).to_dict()
+    assert sets == {"train": {"main"}, "val": {"validation"}, "test": {"main"}}
+    assert idx["split"].value_counts().to_dict() == {"train": 5 * 3, "val": 5 * 2, "test": 1 * 3}
 
 
 def test_build_s2_native_scales_to_pm1(tmp_path):
@@ -183,22 +194,50 @@ def test_leak_check_fails_on_a_leaking_split():
 
 
 def test_empty_condition_stops_with_advice(tmp_path):
-    """No bilateral slice at the CER level (as in S1's data) -> a clear stop, unless excluded."""
+    """No bilateral slice at the CER level (as in S1's data): a clear stop that says how many
+    subjects the cell needs, unless the cell is 0 in the counts (or listed as excluded)."""
     recs = s1_records()
     for r in recs:
         if r["pattern"] == "bilateral":
             r["levels"] = {**LEVELS_TABLE, "CER": None}
-    cfg = {"datasets": {"s1": {"size": 32, "slices_per_level": 1}}}
-    with pytest.raises(ConfigError, match="no training slices for bilateral at CER;") as err:
+    cfg = {"datasets": {"s1": {"size": 32, "slices_per_level": 1, "counts": UNIFORM}}}
+    with pytest.raises(ConfigError, match="holds 0 slices of bilateral at CER, but the design asks for 4") as err:
         build_dataset("s1", recs, cfg, tmp_path)
-    assert "dataset s1" in str(err.value) and "exclude_conditions" in str(err.value)
-    cfg["datasets"]["s1"]["exclude_conditions"] = [["CER", "bilateral"]]
+    assert "dataset s1" in str(err.value) and "counts.CER.bilateral to 0" in str(err.value)
+    cfg["datasets"]["s1"]["counts"] = {**UNIFORM, "CER": {"normal": 4, "unilateral": 4, "bilateral": 0}}
     idx = build_dataset("s1", recs, cfg, tmp_path)
     assert not ((idx["level"] == "CER") & (idx["pattern"] == "bilateral")).any()
+    cfg["datasets"]["s1"]["counts"] = UNIFORM
+    cfg["datasets"]["s1"]["exclude_conditions"] = [["CER", "bilateral"]]     # the same thing
+    assert build_dataset("s1", recs, cfg, tmp_path).equals(idx)
+
+
+def test_s1_shortfall_says_how_many_subjects_are_needed(tmp_path):
+    # 6 training subjects with one unilateral scan and 1 slice per level each: 6 candidates per cell
+    cfg = {"datasets": {"s1": {"size": 32, "slices_per_level": 1,
+                               "counts": {**UNIFORM, "BG": {"normal": 4, "unilateral": 9, "bilateral": 4}}}}}
+    with pytest.raises(ConfigError, match=r"train split \(6 subjects\) holds 6 slices of unilateral at BG, "
+                                          r"but the design asks for 9.*1.00 such slices per subject.*about 9 "
+                                          r"subjects, a cohort of about 12"):
+        build_dataset("s1", s1_records(), cfg, tmp_path)
+
+
+def test_s1_sampling_is_seeded_and_spread_over_subjects(tmp_path):
+    cfg = {"datasets": {"s1": {"size": 32, "slices_per_level": 2, "counts": UNIFORM}}}
+    a = build_dataset("s1", s1_records(), cfg, tmp_path / "a")
+    b = build_dataset("s1", list(reversed(s1_records())), cfg, tmp_path / "b")
+    key = ["split", "subject", "level", "pattern", "slice_index"]
+    assert a[key].sort_values(key).reset_index(drop=True).equals(b[key].sort_values(key).reset_index(drop=True))
+    # 4 slices of a cell from 6 training subjects with 2 candidates each: 4 different subjects
+    train = a[a["split"] == "train"]
+    assert (train.groupby(["level", "pattern"])["subject"].nunique() == 4).all()
+    cfg["datasets"]["s1"]["split"] = {"seed": 5}
+    c = build_dataset("s1", s1_records(), cfg, tmp_path / "c")
+    assert not c[key].sort_values(key).reset_index(drop=True).equals(a[key].sort_values(key).reset_index(drop=True))
 
 
 def test_empty_validation_split_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match="val split is empty"):
+    with pytest.raises(ConfigError, match="val split would be empty"):
         build_dataset("s2_native", s2_records(2), CFG, tmp_path)
 
 
@@ -303,3 +342,165 @@ def test_sessions_of_one_participant_share_a_split():
         assert splits[f"{p:02d}_ses-a"] == splits[f"{p:02d}_ses-b"]
     with pytest.raises(ConfigError, match=r"\['01'\] appear in both"):
         check_split_leak({"train": ["01_ses-a"], "test": ["01_ses-b"]})
+
+
+# --------------------------------------------------------------------------- designs and plan
+
+
+def test_split_counts_are_exact_and_checked_against_the_cohort():
+    subjects = [f"{i:02d}" for i in range(73)]
+    a = assign_splits(subjects, {"method": "counts", "counts": {"train": 43, "val": 15, "test": 15}})
+    assert pd.Series(a).value_counts().to_dict() == {"train": 43, "val": 15, "test": 15}      # S3
+    with pytest.raises(ConfigError, match=r"asks for 43 \+ 15 \+ 15 = 73 subjects, but the cohort has 12.*"
+                                          r"inputs.demo.n_subjects: 73"):
+        assign_splits(subjects[:12], {"method": "counts", "counts": {"train": 43, "val": 15, "test": 15}},
+                      dataset="s3")
+    with pytest.raises(ConfigError, match="counts.val must be 0"):
+        assign_splits(subjects[:45], {"method": "counts", "counts": {"train": 35, "val": 1, "test": 9},
+                                      "val_within_train": True})
+
+
+def _paper(repo, study):
+    import yaml
+
+    from spectsynth.config import deep_update, validate_config
+    cfg = {}
+    for path in (repo / "config" / "config.yaml", repo / "config" / "studies" / f"{study}.yaml"):
+        cfg = deep_update(cfg, yaml.safe_load(path.read_text()))
+    return validate_config(cfg, repo / "config" / "schema.yaml")
+
+
+def _counts(design):
+    cols = [c for c in design.expected.columns if c != "images"]
+    return {tuple(r[c] for c in cols): int(r["images"]) for _, r in design.expected.iterrows()}
+
+
+def test_paper_configs_give_the_published_designs(repo):
+    from spectsynth.design import experiment_counts, plan
+
+    p = plan(_paper(repo, "s0"))
+    assert len(p["subjects"]) == 45 and list(p["designs"]) == ["s0"]
+    d = p["designs"]["s0"]
+    assert _counts(d) == {("train", "main"): 612, ("val", "validation"): 360, ("test", "main"): 153}
+    assert [len(d.subjects[k]) for k in ("train", "val", "test")] == [36, 36, 9]
+    assert d.subjects["val"] == d.subjects["train"] and not set(d.subjects["test"]) & set(d.subjects["train"])
+
+    p = plan(_paper(repo, "s1"))
+    d = p["designs"]["s1"]
+    table1 = {"CER": (248, 66, 0), "BG": (174, 116, 44), "COR": (129, 109, 52)}
+    got = _counts(d)
+    for lv, row in table1.items():
+        assert tuple(got[("train", lv, pt)] for pt in PATTERNS) == row, lv
+        assert tuple(got[("test", lv, pt)] for pt in PATTERNS) == row, lv      # real test set = Table 1
+    assert sum(v for (sp, _, _), v in got.items() if sp == "train") == 938
+    assert ["CER", "bilateral"] in d.spec["exclude_conditions"]
+    assert experiment_counts(d, ["COR"]).to_dict() == {"train": 290, "val": 72, "test": 290}   # dataset B
+
+    for study, dataset, n in (("s2", "s2_native", (30, 6, 12)), ("s2", "s2_template", (30, 6, 12)),
+                              ("s3", "s3", (43, 15, 15))):
+        p = plan(_paper(repo, study))
+        d = p["designs"][dataset]
+        assert tuple(len(d.subjects[k]) for k in ("train", "val", "test")) == n, dataset
+        per = 100 if study == "s2" else 60
+        assert _counts(d) == {(k,): m * per for k, m in zip(("train", "val", "test"), n)}, dataset
+    assert len(plan(_paper(repo, "s2"))["experiments"]) == 12
+
+
+def test_s2_reads_the_brain_extracted_mri(repo):
+    text = (repo / "workflow" / "rules" / "common.smk").read_text()
+    block = text[text.index('dataset == "s2_native"'):text.index('dataset == "s3"')]
+    assert '"mri": f"{anat}_desc-brain_T1w.nii.gz"' in block
+    assert '"mri": f"{anat}_space-MNI152_desc-brain_T1w.nii.gz"' in block
+    assert "desc-preproc_T1w" not in block
+
+
+def test_demo_and_tiny_designs_keep_their_proportions(repo):
+    import yaml
+
+    from spectsynth.config import deep_update, validate_config
+    from spectsynth.design import plan
+    cfg = validate_config(deep_update(yaml.safe_load((repo / "config/config.yaml").read_text()), {}),
+                          repo / "config/schema.yaml")
+    d = plan(cfg)["designs"]["s1"]
+    got = _counts(d)
+    # the demo: Table 1 x 0.1 for training (rounded half up), no bilateral CER
+    assert [got[("train", "BG", p)] for p in PATTERNS] == [17, 12, 4]
+    assert got[("train", "CER", "bilateral")] == 0 and got[("val", "COR", "normal")] == 3
+
+
+@pytest.mark.parametrize("study_cfg", [None, "tiny"])
+def test_builder_builds_exactly_what_plan_predicts(repo, tmp_path, study_cfg):
+    """Tiny synthetic records for the subjects of a config: every dataset's index has the plan's
+    images per split and condition and the plan's subjects."""
+    import yaml
+
+    from spectsynth.config import deep_update, validate_config
+    from spectsynth.design import count_table, plan
+    cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
+    if study_cfg:
+        cfg = deep_update(cfg, yaml.safe_load((repo / "tests/configs/tiny.yaml").read_text()))
+    cfg = deep_update(cfg, {"inputs": {"demo": {"n_subjects": 8}},
+                            "simulate": {"dat": {"n_main": 3, "n_validation": 2}},
+                            "datasets": {"s0": {"size": 32}, "s1": {"size": 32, "slices_per_level": 1,
+                                                                     "counts": UNIFORM, "counts_scale": 1.0},
+                                         "s2": {"size": 32, "n_slices": 5}, "s3": {"size": 32, "n_slices": 5}}})
+    cfg = validate_config(cfg, repo / "config/schema.yaml")
+    p = plan(cfg)
+    subjects = [f"{i:02d}" for i in range(1, 9)]
+    assert p["subjects"] == subjects
+    recs = {"s0": [r | {"subject": f"{int(r['subject']) + 1:02d}"} for r in s0_records(8)],
+            "s1": [r | {"subject": f"{int(r['subject']) + 1:02d}"} for r in s1_records(8)],
+            "s2_native": [r | {"subject": f"{int(r['subject']) + 1:02d}"} for r in s2_records(8)],
+            "s2_template": [r | {"subject": f"{int(r['subject']) + 1:02d}"} for r in s2_records(8, "template")],
+            "s3": [{"subject": f"{i:02d}", "volumes": {"spect_cbf": phantom(i), "pet_cbf": phantom(i + 7)}}
+                   for i in range(1, 9)]}
+    for name, design in p["designs"].items():
+        idx = build_dataset(name, recs[name], cfg, tmp_path / name)
+        got = count_table(idx, design.study, design.expected)
+        assert got.equals(design.expected[got.columns]), name
+        for split in ("train", "val", "test"):
+            have = sorted(set(idx.loc[idx["split"] == split, "subject"]))
+            assert have == design.subjects[split] or design.study == "S1", (name, split)
+            assert set(have) <= set(design.subjects[split])
+
+
+def test_built_dataset_that_differs_from_its_design_stops(tmp_path):
+    recs = [r for r in s0_records() if not (r["subject"] == "03" and r["params"]["pbr"] == 0.5)]
+    with pytest.raises(InputDataError, match="differs from its design.*design_set main: 14 images, the design "
+                                             "says 15") as err:
+        build_dataset("s0", recs, CFG, tmp_path)
+    assert "Rerun the simulation" in str(err.value)
+    bad = s0_records()
+    del bad[0]["params"]["design_set"]
+    with pytest.raises(InputDataError, match="design_set None"):
+        build_dataset("s0", bad, CFG, tmp_path)
+
+
+def test_s2_subject_with_too_few_slices_stops(tmp_path):
+    cfg = {"datasets": {"s2": {"size": 32, "n_slices": 40}}}
+    with pytest.raises(InputDataError, match=r"subject 00.*fewer than the 40 of datasets.s2.n_slices"):
+        build_dataset("s2_native", s2_records(), cfg, tmp_path)
+
+
+def test_plan_counts_a_bids_cohort_without_reading_images(repo, tmp_path):
+    """A BIDS cohort's subject list comes from its folders; a design that needs more subjects
+    than the cohort holds is refused before anything runs."""
+    from spectsynth.config import validate_config
+    from spectsynth.design import plan
+    root = tmp_path / "bids"
+    (root).mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    for s in ("A1", "A2", "A3", "A4"):
+        (root / f"sub-{s}" / "anat").mkdir(parents=True)
+        (root / f"sub-{s}" / "anat" / f"sub-{s}_T1w.nii.gz").write_bytes(b"not an image")
+    cfg = validate_config({"inputs": {"source": "bids", "bids": {"root": str(root)}},
+                           "experiments": {"s3": {"study": "S3", "model": "pix2pix"}},
+                           "datasets": {"s3": {"split": {"method": "counts",
+                                                         "counts": {"train": 2, "val": 1, "test": 1}}}}},
+                          repo / "config/schema.yaml")
+    p = plan(cfg)
+    assert p["subjects"] == ["A1", "A2", "A3", "A4"]
+    assert {k: len(v) for k, v in p["designs"]["s3"].subjects.items()} == {"train": 2, "val": 1, "test": 1}
+    cfg["datasets"]["s3"]["split"]["counts"]["train"] = 43
+    with pytest.raises(ConfigError, match=r"= 45 subjects, but the cohort has 4"):
+        plan(cfg)

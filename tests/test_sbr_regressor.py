@@ -94,9 +94,11 @@ def test_build_dataset_writes_the_sbr_params_as_index_columns(tmp_path):
         return (brain * 1.0 + stri * s).astype(np.float32)
 
     recs = [{"subject": f"{i:02d}", "volumes": {"damaged": vol(s), "original": vol(3.0)},
-             "params": {"pbr": s, **{f"sbr_{r}": s for r in R.REGIONS}, **{f"orig_sbr_{r}": 3.0 for r in R.REGIONS}}}
-            for i in range(5) for s in (0.5, 1.0, 2.0)]
-    idx = build_dataset("s0", recs, {"datasets": {"s0": {"size": 16}}}, tmp_path)
+             "params": {"pbr": s, "design_set": ds, **{f"sbr_{r}": s for r in R.REGIONS},
+                        **{f"orig_sbr_{r}": 3.0 for r in R.REGIONS}}}
+            for i in range(5) for s, ds in ((0.5, "main"), (1.0, "main"), (2.0, "validation"))]
+    idx = build_dataset("s0", recs, {"datasets": {"s0": {"size": 16}},
+                                     "simulate": {"dat": {"n_main": 2, "n_validation": 1}}}, tmp_path)
     on_disk = pd.read_csv(tmp_path / "index.tsv", sep="\t")
     for col in R.sbr_columns("sbr_") + R.sbr_columns("orig_sbr_"):
         assert col in idx.columns and col in on_disk.columns

@@ -40,7 +40,9 @@ def phantom(seed: int, pattern: str = "normal", striatum: float = 1.0) -> np.nda
     return np.clip(v, 0, None).astype(np.float32)
 
 
-DATASETS = {"s0": {"size": 32}, "s1": {"size": 32, "slices_per_level": 1},
+# 4 training slices per level x pattern (4 training subjects, one scan of each pattern)
+S1_COUNTS = {lv: {p: 4 for p in PATTERNS} for lv in ("CER", "BG", "COR")}
+DATASETS = {"s0": {"size": 32}, "s1": {"size": 32, "slices_per_level": 1, "counts": S1_COUNTS},
             "s2": {"size": 32, "n_slices": 6, "spaces": ["native"]}}
 TRAINING = {"progress": False, "checkpoint_every": 1}
 ENTRIES = {
@@ -65,11 +67,13 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("datasets")
-    cfg = {"datasets": DATASETS}
+    # S0: the simulator's design sets (main for train/test, validation for val)
+    cfg = {"datasets": DATASETS, "simulate": {"dat": {"n_main": 2, "n_validation": 1}}}
     s1 = [{"subject": f"{i:02d}", "volumes": {"spect": phantom(i * 3 + j, p)}, "pattern": p,
            "levels": LEVELS_TABLE} for i in range(6) for j, p in enumerate(PATTERNS)]
     s0 = [{"subject": f"{i:02d}", "volumes": {"damaged": phantom(i, striatum=s), "original": phantom(i)},
-           "params": {"pbr": s, "cbr": s, "slr": 1.0}} for i in range(6) for s in (0.2, 0.5, 0.8)]
+           "params": {"pbr": s, "cbr": s, "slr": 1.0, "design_set": ds}} for i in range(6)
+          for s, ds in ((0.2, "main"), (0.5, "main"), (0.8, "validation"))]
     s2 = [{"subject": f"{i:02d}", "space": "native",
            "volumes": {"mri": phantom(i), "pet": phantom(i + 50), "spect": phantom(i + 99)}} for i in range(6)]
     for name, recs in (("s1", s1), ("s0", s0), ("s2_native", s2)):

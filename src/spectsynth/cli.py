@@ -8,6 +8,8 @@
                                                           compare two runs (OTHER: a table or a folder)
     spectsynth score-reading SHEET [SHEET ...] KEY [-o DIR]   score filled-in reading sheets against
                                                           their key: mean scores, comparison, agreement
+    spectsynth plan [CONFIG ...]                          every experiment's dataset design (subjects and
+                                                          images per split and condition), without running
 """
 
 from __future__ import annotations
@@ -114,6 +116,27 @@ def _score_reading(args) -> int:
     return 0
 
 
+def _plan(args) -> int:
+    import yaml
+
+    from .config import deep_update, validate_config
+    from .design import format_plan, plan
+
+    configs = args.configs or [Path("config/config.yaml")]
+    cfg: dict = {}
+    for path in configs:
+        try:
+            with open(path) as fh:
+                cfg = deep_update(cfg, yaml.safe_load(fh) or {})
+        except OSError as exc:
+            from .errors import ConfigError
+            raise ConfigError(f"cannot read config file {path} ({exc.strerror}); give existing YAML files, "
+                              "e.g. config/config.yaml config/studies/s0.yaml") from None
+    validate_config(cfg, args.schema)
+    print(format_plan(plan(cfg), title="spectsynth plan: " + " + ".join(str(c) for c in configs)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spectsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,6 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", type=Path, default=None, help="folder for reading_{summary,comparison,"
                                                                    "agreement}.tsv")
     p.set_defaults(func=_score_reading)
+    p = sub.add_parser("plan", help="print every experiment's dataset design without running the workflow",
+                       description="Subjects and images per split and condition (S0: degradation set, S1: "
+                                   "level x pattern) of every enabled experiment's dataset, computed from the "
+                                   "configuration, the subject list and the simulation design alone (no image "
+                                   "is read; spectsynth.design, the same code the dataset builder follows). "
+                                   "CONFIG files are merged in order, as the workflow merges config/config.yaml "
+                                   "and --configfile; default config/config.yaml.")
+    p.add_argument("configs", type=Path, nargs="*", metavar="CONFIG")
+    p.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))
+    p.set_defaults(func=_plan)
     args = parser.parse_args(argv)
     setup_logging()
     try:

@@ -35,12 +35,16 @@ shard (npz must be loaded whole unless uncompressed), it is typed and self-descr
 (channel names, normalisation and a content hash travel as attributes), h5py is already a
 dependency, and it is readable from any language.  Small shards are read into memory once.
 
-Splits
-------
-By subject, deterministic (seeded shuffle of the sorted subject list) by fractions, or by
-explicit lists.  S0's design (validation = other degradations of the 36 training MRIs, test
-= 9 other MRIs) is ``val_within_train: true``.  :func:`check_split_leak` stops the run when
-a subject appears in two splits (or, with ``val_within_train``, when a source slice does).
+Splits and designs
+------------------
+By subject, deterministic (seeded shuffle of the sorted subject list), cut by explicit subject
+numbers (``method: counts``, checked against the cohort size), by fractions, or by explicit
+lists.  Which records and how many slices each split holds is the study's published design,
+decided by :func:`spectsynth.design.dataset_design` from the configuration alone (S0: the
+simulator's main / validation degradation sets; S1: Table 1's slices per level x pattern; S2,
+S3: ``n_slices`` per subject); :func:`build_dataset` builds it and stops when the result
+differs, and ``spectsynth plan`` prints it.  :func:`check_split_leak` stops the run when a
+subject appears in two splits (or, with S0's ``val_within_train``, when a source slice does).
 
 Augmentation
 ------------
@@ -92,18 +96,27 @@ NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
 # build_dataset as a param, so raising it (when a column or a shard field is added or changes
 # meaning) makes Snakemake rebuild existing datasets and rerun what reads them.
 # 2: S0 index columns sbr_<region> / orig_sbr_<region> (known SBR of damaged slice and original).
-INDEX_VERSION = 2
+# 3: the published designs (spectsynth.design): S0 splits by degradation set, S1 sampled to
+#    datasets.s1.counts, S2 reads the brain-extracted T1w.
+INDEX_VERSION = 3
 
 _SPLIT_DEFAULT = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
+                  "counts": {"train": 0, "val": 0, "test": 0},
                   "lists": {"train": [], "val": [], "test": []}, "seed": 0,
-                  "val_within_train": False, "val_within_train_fraction": 0.37}
+                  "val_within_train": False}
+# S1's Table 1: slices per level and pattern of its training dataset.
+S1_TABLE1 = {"CER": {"normal": 248, "unilateral": 66, "bilateral": 0},
+             "BG": {"normal": 174, "unilateral": 116, "bilateral": 44},
+             "COR": {"normal": 129, "unilateral": 109, "bilateral": 52}}
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "s0": {"size": 64, "slices_per_volume": 1, "normalise": "background",
            "split": {**_SPLIT_DEFAULT, "fractions": {"train": 0.8, "val": 0.0, "test": 0.2},
                      "val_within_train": True},
+           "design_sets": {"train": "main", "val": "validation", "test": "main"},
            "augment": {"shift_px": 0, "flip": False}},
     "s1": {"size": 64, "levels": list(LEVELS), "slices_per_level": 3, "normalise": "max",
+           "counts": S1_TABLE1, "counts_scale": 1.0,
            "exclude_conditions": [], "split": dict(_SPLIT_DEFAULT),
            "augment": {"neighbour_average": True, "shift_px": 2, "flip_patterns": ["normal", "bilateral"]}},
     "s2": {"size": 64, "spaces": ["native", "template"], "n_slices": 20, "normalise": "minmax_pm1",
@@ -149,6 +162,8 @@ def dataset_spec(cfg: Mapping, name: str) -> dict[str, Any]:
         if spec["space"] not in spec["spaces"]:
             raise ConfigError(f"dataset {name}: space {spec['space']!r} is not in datasets.s2.spaces "
                               f"{spec['spaces']}")
+    if key == "s1":
+        _resolve_s1_counts(spec, name)
     size = int(spec["size"])
     if size < 8 or size & (size - 1):
         raise ConfigError(f"dataset {name}: datasets.{key}.size = {size}; use a power of two (32, 64, 128, 256)")
@@ -156,6 +171,32 @@ def dataset_spec(cfg: Mapping, name: str) -> dict[str, Any]:
         raise ConfigError(f"dataset {name}: unknown normalise {spec['normalise']!r}; use one of "
                           f"{', '.join(NORMALISATIONS)}")
     return spec
+
+
+def _resolve_s1_counts(spec: dict, name: str) -> None:
+    """Check ``counts`` (level -> pattern -> slices) and make zero cells and
+    ``exclude_conditions`` one thing: an excluded pair has no slices, a zero cell is excluded."""
+    counts = spec.get("counts") or {}
+    for lv in spec["levels"]:
+        row = counts.get(lv)
+        if not isinstance(row, Mapping):
+            raise ConfigError(f"dataset {name}: datasets.s1.counts has no row for level {lv}; give "
+                              f"{lv}: {{normal: N, unilateral: N, bilateral: N}}")
+        for p in PATTERNS:
+            v = row.get(p)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"dataset {name}: datasets.s1.counts.{lv}.{p} = {v!r}; give a whole "
+                                  "number of slices >= 0")
+    scale = spec.get("counts_scale")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ConfigError(f"dataset {name}: datasets.s1.counts_scale = {scale!r}; give a number > 0")
+    excl = [tuple(c) for c in spec.get("exclude_conditions") or []]
+    for lv, p in excl:
+        if lv in counts and p in PATTERNS:
+            counts[lv][p] = 0
+    zero = [(lv, p) for lv in spec["levels"] for p in PATTERNS if counts[lv][p] == 0]
+    spec["exclude_conditions"] = [list(c) for c in dict.fromkeys(excl + zero)]
+    spec["counts"] = counts
 
 
 # --------------------------------------------------------------------------- slices
@@ -355,8 +396,12 @@ def extract_slices(study: str, records: Iterable[Mapping], spec: Mapping) -> tup
             lo, hi = _extent(ref_vol, float(spec.get("extent_threshold", 0.05)))
             zs = _evenly(lo, hi, int(spec["n_slices"]))
             if len(zs) < int(spec["n_slices"]):
-                log.warning("dataset %s: subject %s has %d slices with signal, fewer than n_slices=%d; "
-                            "using all of them", name, subject, len(zs), int(spec["n_slices"]))
+                raise InputDataError(
+                    f"dataset {name}: {len(zs)} axial slices have signal (above "
+                    f"{float(spec.get('extent_threshold', 0.05)):g} of the maximum), fewer than the "
+                    f"{int(spec['n_slices'])} of datasets.{spec['key']}.n_slices", subject=subject,
+                    path=base["source"], hint=f"Lower datasets.{spec['key']}.n_slices or extent_threshold, or "
+                                              "check this subject's images")
             for z in zs:
                 chans, gains = [], []
                 for role in STUDY_ROLES[study]:
@@ -385,11 +430,12 @@ def _gain_cols(channels: Sequence[str], gains: Sequence[tuple[float, float]]) ->
 def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str = "") -> dict[str, str]:
     """Map each subject to ``train``/``val``/``test`` (deterministic).
 
-    ``method: fractions`` shuffles the sorted subject list with ``seed`` and cuts it by the
-    fractions (rounded; every split with a positive fraction gets at least one subject when
-    there are enough); ``method: lists`` takes explicit lists, and subjects in no list are an
-    error.  With ``val_within_train`` validation shares the training subjects (S0's design)
-    and the ``val`` fraction must be 0.
+    ``method: counts`` shuffles the sorted participant list with ``seed`` and cuts it into
+    ``counts.train``, ``counts.val`` and ``counts.test`` participants, which must add up to the
+    cohort; ``method: fractions`` cuts it by the fractions (rounded; every split with a
+    positive fraction gets at least one participant when there are enough); ``method: lists``
+    takes explicit lists, and subjects in no list are an error.  With ``val_within_train``
+    validation shares the training subjects (S0's design) and the ``val`` share must be 0.
     """
     where = f"dataset {dataset}: " if dataset else ""
     units = sorted({str(s) for s in subjects})
@@ -406,22 +452,37 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
                 f"{where}subject(s) {missing[:10]}{' ...' if len(missing) > 10 else ''} are in none of "
                 "split.lists.train/val/test; add them to one list or remove them from the subject list")
         return {u: mapping[participant(u)] for u in units}
-    if cfg["method"] != "fractions":
-        raise ConfigError(f"{where}split.method {cfg['method']!r} unknown; use fractions or lists")
-    fr = {k: float(cfg["fractions"].get(k, 0.0)) for k in SPLITS}
-    if any(v < 0 for v in fr.values()) or not math.isclose(sum(fr.values()), 1.0, abs_tol=1e-6):
-        raise ConfigError(f"{where}split.fractions {fr} must be >= 0 and sum to 1")
-    if cfg["val_within_train"] and fr["val"] > 0:
-        raise ConfigError(f"{where}split.val_within_train is true, so split.fractions.val must be 0 "
-                          "(validation uses held-out records of the training subjects)")
+    n = len(subjects)
+    if cfg["method"] == "counts":
+        counts = {k: cfg["counts"].get(k, 0) for k in SPLITS}
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in counts.values()):
+            raise ConfigError(f"{where}split.counts {counts} must be whole numbers >= 0")
+        if cfg["val_within_train"] and counts["val"] > 0:
+            raise ConfigError(f"{where}split.val_within_train is true, so split.counts.val must be 0 "
+                              "(validation uses other records of the training subjects)")
+        total = sum(counts.values())
+        if total != n:
+            raise ConfigError(
+                f"{where}split.counts asks for {counts['train']} + {counts['val']} + {counts['test']} = {total} "
+                f"subjects, but the cohort has {n}. Set inputs.demo.n_subjects: {total} (demo cohort), give a "
+                f"BIDS/DICOM cohort of exactly {total} participants (inputs.bids.participant_label / exclude "
+                "select them), or change the split counts")
+    elif cfg["method"] == "fractions":
+        fr = {k: float(cfg["fractions"].get(k, 0.0)) for k in SPLITS}
+        if any(v < 0 for v in fr.values()) or not math.isclose(sum(fr.values()), 1.0, abs_tol=1e-6):
+            raise ConfigError(f"{where}split.fractions {fr} must be >= 0 and sum to 1")
+        if cfg["val_within_train"] and fr["val"] > 0:
+            raise ConfigError(f"{where}split.val_within_train is true, so split.fractions.val must be 0 "
+                              "(validation uses other records of the training subjects)")
+        counts = {k: int(round(fr[k] * n)) for k in SPLITS}
+        for k in ("val", "test"):
+            if fr[k] > 0 and counts[k] == 0 and n >= 3:
+                counts[k] = 1
+        counts["train"] = n - counts["val"] - counts["test"]
+    else:
+        raise ConfigError(f"{where}split.method {cfg['method']!r} unknown; use counts, fractions or lists")
     order = list(subjects)
     np.random.default_rng(int(cfg["seed"])).shuffle(order)
-    n = len(order)
-    counts = {k: int(round(fr[k] * n)) for k in SPLITS}
-    for k in ("val", "test"):
-        if fr[k] > 0 and counts[k] == 0 and n >= 3:
-            counts[k] = 1
-    counts["train"] = n - counts["val"] - counts["test"]
     by_participant, i = {}, 0
     for k in SPLITS:
         for s in order[i:i + counts[k]]:
@@ -472,59 +533,56 @@ def check_split_leak(splits: Mapping[str, Iterable] | pd.DataFrame, *, dataset: 
                     "must belong to one split only. Fix split.lists (or split.seed/fractions)")
 
 
-def _val_within_train(rows: list[dict], fraction: float, seed: int) -> None:
-    """Move a deterministic share of each training subject's records to ``val`` (S0 design)."""
-    by_subject: dict[str, list[int]] = {}
-    for r in rows:
-        if r["split"] == "train":
-            by_subject.setdefault(r["subject"], []).append(r["record"])
-    for subject, recs in by_subject.items():
-        uniq = sorted(set(recs))
-        if len(uniq) < 2:
-            raise ConfigError(f"subject {subject}: val_within_train needs at least 2 records (degradations) "
-                              "per training subject; simulate more degradations or set "
-                              "split.val_within_train: false")
-        rng = np.random.default_rng([seed, int(hashlib.sha256(subject.encode()).hexdigest()[:8], 16)])
-        n_val = min(len(uniq) - 1, max(1, int(round(fraction * len(uniq)))))
-        val = set(rng.choice(uniq, size=n_val, replace=False).tolist())
-        for r in rows:
-            if r["subject"] == subject and r["record"] in val:
-                r["split"] = "val"
-
-
 # --------------------------------------------------------------------------- build
 
 
 def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: str | Path
                   ) -> pd.DataFrame:
-    """Extract, split, check and write one dataset; returns its index table.
+    """Extract, split, check and write one dataset as its design says; returns its index table.
 
     ``records`` is an iterable of dicts ``{subject, volumes: {role: array (x, y, z) RAS or a
     zero-argument callable returning one}, source: {role: path} | path, pattern, params,
     levels: {level: (z_start, z_stop) half-open, or None when the scan has no slice at that
-    level}, space}`` (roles per study in :data:`STUDY_ROLES`).
-    ``cfg`` is the whole workflow config (only ``datasets:`` is read).  Writes
+    level}, space}`` (roles per study in :data:`STUDY_ROLES`; S0's ``params`` carry the
+    simulator's ``design_set``).  ``cfg`` is the whole workflow config (``datasets:`` and, for
+    S0 and S1, ``simulate:`` are read).  The split of every subject and the number of slices
+    per split and condition come from :func:`spectsynth.design.dataset_design` (what
+    ``spectsynth plan`` prints); a result that differs from it stops the run.  Writes
     ``out_dir/{train,val,test}.h5`` and ``out_dir/index.tsv``.
     """
+    from .design import check_built, dataset_design, sample_cells
+
     spec = dataset_spec(cfg, name)
     study = spec["study"]
-    images, rows = extract_slices(study, records, spec)
-    if not rows:
-        raise InputDataError(f"dataset {name}: no slices were extracted (no records"
-                             f"{' for space ' + str(spec.get('space')) if spec.get('space') else ''})",
+    records = list(records)
+    for rec_i, rec in enumerate(records):
+        if not str(rec.get("subject", "")):
+            raise InputDataError(f"record {rec_i} of dataset {name} has no subject id",
+                                 hint="Give every record a 'subject' key")
+    if study == "S2":
+        records = [r for r in records if r.get("space") in (None, spec.get("space"))]
+    if not records:
+        raise InputDataError(f"dataset {name}: no records"
+                             f"{' for space ' + str(spec.get('space')) if spec.get('space') else ''}",
                              hint="Check the subject list and that the simulation ran")
-    split_cfg = spec["split"]
-    mapping = assign_splits([r["subject"] for r in rows], split_cfg, dataset=name)
+    design = dataset_design(cfg, name, sorted({str(r["subject"]) for r in records}))
+    chosen = [(r, design.record_split(r)) for r in records]
+    chosen = [(r, sp) for r, sp in chosen if sp is not None]
+    images, rows = extract_slices(study, [r for r, _ in chosen], spec)
     for r in rows:
-        r["split"] = mapping[r["subject"]]
-    within = bool(split_cfg.get("val_within_train"))
-    if within:
-        _val_within_train(rows, float(split_cfg.get("val_within_train_fraction", 0.37)),
-                          int(split_cfg.get("seed", 0)))
+        r["split"] = chosen[r["record"]][1]
+    if study == "S1":
+        keep = sample_cells(rows, design, int(spec["split"].get("seed", 0)))
+        images, rows = images[keep], [rows[i] for i in keep]
+    if not rows:
+        raise InputDataError(f"dataset {name}: no slices were extracted",
+                             hint="Check the subject list, the design and that the simulation ran")
+    within = bool(spec["split"].get("val_within_train"))
     table = pd.DataFrame(rows)
     table.insert(0, "dataset", name)
     table.insert(1, "study", study)
     check_split_leak(table, dataset=name, val_within_train=within)
+    check_built(design, table)
     _check_nonempty(table, spec)
     return write_shards(name, images, table, spec, out_dir)
 

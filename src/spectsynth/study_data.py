@@ -8,10 +8,13 @@ entries :func:`spectsynth.datasets.records_from_files` takes: one per image (pai
 
 Files each study needs per subject (keys of ``subject_files[subject]``):
 
-* ``s0``: ``dat`` (the 4-D DaT stack, volume 0 = undegraded original), ``dat_truth``.
+* ``s0``: ``dat`` (the 4-D DaT stack, volume 0 = undegraded original), ``dat_truth`` (whose
+  ``design_set`` column, main or validation, becomes each entry's ``params["design_set"]``: the
+  split of S0's design, :mod:`spectsynth.design`).
 * ``s1``: ``perfusion`` (4-D perfusion stack), ``perfusion_json`` (camera-grid level slice
   ranges), ``perfusion_truth`` (pattern of each volume at each level).
-* ``s2_native`` / ``s2_template``: ``mri``, ``pet``, ``spect`` on one grid.
+* ``s2_native`` / ``s2_template``: ``mri`` (the brain-extracted T1w, as S2 ran BET on its MRIs),
+  ``pet``, ``spect`` on one grid.
 * ``s3``: ``spect_cbf``, ``pet_cbf`` on one grid.
 """
 

@@ -175,14 +175,15 @@ def dataset_subject_files(dataset):
                 "perfusion_truth": perf["truth"],
             }
         elif dataset == "s2_native":
+            # S2 ran FSL BET on the MRI: its input is the brain-extracted T1w.
             out[s] = {
-                "mri": f"{anat}_desc-preproc_T1w.nii.gz",
+                "mri": f"{anat}_desc-brain_T1w.nii.gz",
                 "pet": scans["fdg"]["native"],
                 "spect": scans["perfusion"]["native"],
             }
         elif dataset == "s2_template":
             out[s] = {
-                "mri": f"{anat}_space-MNI152_desc-preproc_T1w.nii.gz",
+                "mri": f"{anat}_space-MNI152_desc-brain_T1w.nii.gz",
                 "pet": scans["fdg"]["template"],
                 "spect": scans["perfusion"]["template"],
             }

@@ -5,7 +5,9 @@
 # (the simulator's and preprocessing's files each study reads; see spectsynth.study_data,
 # which turns them and the simulator's truth tables into dataset entries). S2 and S3 read their
 # PET/SPECT as register_modality leaves them (space-T1w, or space-MNI152 through the composed
-# transform), never the simulator's own frames.
+# transform), never the simulator's own frames. What each dataset holds per split is
+# spectsynth.design's (also printed by `spectsynth plan`); S0's and S1's designs read the
+# simulation design, so simulate: is a param.
 from spectsynth.datasets import INDEX_VERSION, dataset_names
 
 DATASETS = dataset_names(config)
@@ -36,6 +38,7 @@ rule build_dataset:
     params:
         subject_files=lambda wc: dataset_subject_files(wc.dataset),
         datasets=config["datasets"],
+        simulate=config.get("simulate", {}),
         out_dir=lambda wc, output: str(Path(output.index).parent),
         index_version=INDEX_VERSION,
     script:

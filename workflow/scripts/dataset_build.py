@@ -11,7 +11,7 @@ def main(smk):
     try:
         entries = dataset_entries(smk.wildcards.dataset, smk.params.subject_files)
         build_dataset(smk.wildcards.dataset, records_from_files(entries),
-                      {"datasets": smk.params.datasets}, smk.params.out_dir)
+                      {"datasets": smk.params.datasets, "simulate": smk.params.simulate}, smk.params.out_dir)
         stamp_outputs(smk, "index")
     except Exception as exc:
         log.error("%s", exc)

@@ -1,0 +1,381 @@
+"""The published designs: which subjects and how many images every dataset holds.
+
+:func:`dataset_design` decides, from the configuration, the subject list and the simulation
+design alone (no image is read), each subject's split and the number of images of every split
+and condition.  :func:`spectsynth.datasets.build_dataset` builds what it says and stops when
+the built index differs from it; ``spectsynth plan`` prints it (:func:`plan`,
+:func:`format_plan`).  So the plan cannot drift from what is built.
+
+Designs
+-------
+* **S0** (slides): every MRI's DaT stack holds the normal original, ``simulate.dat.n_main``
+  "main" and ``n_validation`` "validation" degradations (the simulator's ``design_set`` of each
+  volume, in its truth table).  ``datasets.s0.design_sets`` says which set each split takes:
+  train = the training MRIs x main, val = the *same* MRIs x validation
+  (``split.val_within_train``), test = the other MRIs x main; the test MRIs' validation
+  degradations are not used.  Paper: 36 x 17 = 612, 36 x 10 = 360, 9 x 17 = 153.
+* **S1** (Table 1): ``datasets.s1.counts`` gives the slices per level x pattern of the training
+  split, multiplied by ``counts_scale`` and rounded half up (a non-zero cell keeps at least one
+  slice, so every condition stays); the val and test splits hold the same table scaled by their
+  number of subjects relative to the training split.  A cell of 0 (S1: bilateral at CER) is an
+  excluded condition.  The slices are drawn from the simulated scans of the split's subjects
+  whose pattern at that level matches (:func:`sample_cells`).
+* **S2 / S3**: ``n_slices`` axial slices of every subject.
+
+Splits are by subject (:func:`spectsynth.datasets.assign_splits`): explicit numbers
+(``split.method: counts``, checked against the cohort size), fractions or lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, InputDataError
+from .labels import LEVELS, PATTERNS
+
+SPLITS = ("train", "val", "test")
+DESIGN_SETS = ("main", "validation")
+# Columns that name a condition in the count tables of each study.
+CONDITION_COLUMNS = {"S0": ["design_set"], "S1": ["level", "pattern"], "S2": [], "S3": []}
+
+
+def half_up(x: float) -> int:
+    """Round half up (0.5 -> 1, 1.5 -> 2), unlike Python's round-half-even."""
+    return int(math.floor(x + 0.5 + 1e-9))
+
+
+@dataclass
+class DatasetDesign:
+    """One dataset's design: subjects per split, which records go where, images per condition."""
+
+    name: str
+    study: str
+    spec: dict[str, Any]
+    splits: dict[str, str]                                  # subject -> split of its participant
+    subjects: dict[str, list[str]]                          # split -> subjects whose images it holds
+    expected: pd.DataFrame                                  # split, condition columns, images
+    per_set: dict[str, int] = field(default_factory=dict)   # S0: degradations per design set
+    cell_targets: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)   # S1
+    notes: list[str] = field(default_factory=list)
+
+    def record_split(self, rec: Mapping) -> str | None:
+        """The split a record's images go to, or None when the design leaves the record out."""
+        subject = str(rec.get("subject", ""))
+        split = self.splits.get(subject)
+        if split is None:
+            return None
+        if self.study != "S0":
+            return split
+        params = rec.get("params") or {}
+        dset = params.get("design_set")
+        if dset not in DESIGN_SETS:
+            raise InputDataError(
+                f"dataset {self.name}: a DaT record has design_set {dset!r}, not one of {', '.join(DESIGN_SETS)}",
+                subject=subject, path=_first_source(rec),
+                hint="S0's split needs each degradation's design set from the simulator's truth table "
+                     "(column design_set); rerun simulate_dat for this subject")
+        sets = self.spec["design_sets"]
+        if split == "train":
+            if dset == sets["train"]:
+                return "train"
+            if self.spec["split"].get("val_within_train") and dset == sets["val"]:
+                return "val"
+            return None
+        return split if dset == sets[split] else None
+
+
+def _first_source(rec: Mapping) -> str:
+    src = rec.get("source")
+    if isinstance(src, Mapping):
+        return str(next(iter(src.values()), ""))
+    return str(src or "")
+
+
+def s1_targets(spec: Mapping, n_subjects: Mapping[str, int]) -> dict[str, dict[tuple[str, str], int]]:
+    """Slices per (level, pattern) of each split (see the module docstring)."""
+    table = spec["counts"]
+    scale = float(spec["counts_scale"])
+    excl = {tuple(c) for c in spec.get("exclude_conditions") or []}
+    n_train = int(n_subjects.get("train", 0))
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for split in SPLITS:
+        cells = {}
+        for lv in spec["levels"]:
+            for p in PATTERNS:
+                base = 0.0 if (lv, p) in excl else float(table[lv][p]) * scale
+                if split == "train":
+                    n = max(1, half_up(base)) if base > 0 and n_train else 0
+                else:
+                    n = half_up(base * n_subjects.get(split, 0) / n_train) if n_train else 0
+                cells[(lv, p)] = n
+        out[split] = cells
+    return out
+
+
+def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetDesign:
+    """The design of dataset ``name`` for these subjects (``cfg``: the workflow config;
+    ``datasets:`` and, for S0, ``simulate:`` are read)."""
+    from .datasets import assign_splits, dataset_spec
+
+    spec = dataset_spec(cfg, name)
+    study = spec["study"]
+    split_cfg = spec["split"]
+    within = bool(split_cfg.get("val_within_train"))
+    if within and study != "S0":
+        raise ConfigError(f"dataset {name}: split.val_within_train is S0's design (validation = other "
+                          "degradations of the training MRIs); set it to false for this dataset")
+    splits = assign_splits(subjects, split_cfg, dataset=name)
+    by_split = {k: sorted(s for s, v in splits.items() if v == k) for k in SPLITS}
+    if within:
+        by_split["val"] = list(by_split["train"])
+    n = {k: len(v) for k, v in by_split.items()}
+    rows: list[dict] = []
+    design = DatasetDesign(name, study, spec, dict(splits), by_split, pd.DataFrame())
+    if study == "S0":
+        from .simulate.config import resolve
+        from .simulate.tracers import dat_design
+
+        sim = resolve(cfg.get("simulate") or {})
+        degs = dat_design(sim["dat"], sim["seed"])[1:]
+        per_set = {s: sum(d.design_set == s for d in degs) for s in DESIGN_SETS}
+        sets = spec["design_sets"]
+        if within and sets["val"] == sets["train"]:
+            raise ConfigError(f"dataset {name}: with split.val_within_train, datasets.s0.design_sets.val "
+                              f"({sets['val']}) must differ from design_sets.train, or the validation images "
+                              "would be the training images")
+        spv = int(spec["slices_per_volume"])
+        for split in SPLITS:
+            rows.append({"split": split, "design_set": sets[split],
+                         "images": n[split] * per_set[sets[split]] * spv})
+        design.per_set = per_set
+        design.notes.append(
+            f"{per_set['main']} main and {per_set['validation']} validation degradations per MRI "
+            f"(simulate.dat.n_main / n_validation), {spv} slice(s) per image pair; "
+            + ("val = the training MRIs' " + sets["val"] + " degradations" if within else
+               "val = separate MRIs"))
+    elif study == "S1":
+        targets = s1_targets(spec, n)
+        for split in SPLITS:
+            for (lv, p), k in targets[split].items():
+                rows.append({"split": split, "level": lv, "pattern": p, "images": k})
+        design.cell_targets = targets
+        sim = cfg.get("simulate") or {}
+        from .simulate.config import resolve
+
+        pf = resolve(sim)["perfusion"]
+        design.notes.append(
+            f"training split = datasets.s1.counts x counts_scale {float(spec['counts_scale']):g}; val/test = the "
+            f"same table x their subjects / training subjects; drawn from {pf['n_normal']} normal, "
+            f"{pf['n_unilateral']} unilateral and {pf['n_bilateral']} bilateral simulated scans per MRI "
+            f"({int(spec['slices_per_level'])} slice(s) per level and scan), labelled by the pattern seen "
+            "at each level")
+    else:
+        k = int(spec["n_slices"])
+        for split in SPLITS:
+            rows.append({"split": split, "images": n[split] * k})
+        design.notes.append(f"{k} axial slices per subject")
+    cols = ["split", *CONDITION_COLUMNS[study], "images"]
+    design.expected = pd.DataFrame(rows, columns=cols)
+    for split in ("train", "val"):
+        if not design.expected.loc[design.expected["split"] == split, "images"].sum():
+            raise ConfigError(
+                f"dataset {name}: the {split} split would be empty ({n[split]} of {len(design.splits)} subjects"
+                + (", and the S1 counts round to 0 there" if study == "S1" and n[split] else "")
+                + f"); add subjects or change datasets.{spec['key']}.split"
+                + (" or datasets.s1.counts / counts_scale" if study == "S1" else ""))
+    return design
+
+
+def count_table(index: pd.DataFrame, study: str, keys: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Images per split and condition of a built index, in the layout of
+    :attr:`DatasetDesign.expected` (rows of ``keys`` that the index lacks count 0)."""
+    cond = CONDITION_COLUMNS[study]
+    by = ["split", *cond]
+    got = index.groupby(by).size().rename("images").reset_index() if len(index) else \
+        pd.DataFrame(columns=[*by, "images"])
+    if keys is None:
+        return got
+    merged = keys[by].merge(got, on=by, how="left").fillna({"images": 0})
+    extra = got.merge(keys[by], on=by, how="left", indicator=True)
+    merged = pd.concat([merged, extra[extra["_merge"] == "left_only"][[*by, "images"]]], ignore_index=True)
+    merged["images"] = merged["images"].astype(int)
+    return merged
+
+
+def check_built(design: DatasetDesign, index: pd.DataFrame) -> None:
+    """Stop when a built index differs from its design (images per split and condition, subjects)."""
+    got = count_table(index, design.study, design.expected)
+    want = design.expected.merge(got, on=[c for c in design.expected.columns if c != "images"],
+                                 how="outer", suffixes=("_design", "_built")).fillna(0)
+    bad = want[want["images_design"] != want["images_built"]]
+    problems = [", ".join(f"{c} {r[c]}" for c in want.columns if c not in ("images_design", "images_built"))
+                + f": {int(r['images_built'])} images, the design says {int(r['images_design'])}"
+                for _, r in bad.iterrows()]
+    for split in SPLITS:
+        have = set(index.loc[index["split"] == split, "subject"].astype(str))
+        need = set(design.subjects[split]) if design.expected.loc[
+            design.expected["split"] == split, "images"].sum() else set()
+        if design.study != "S1" and have != need:
+            problems.append(f"split {split}: subjects {sorted(have ^ need)[:5]} differ from the design")
+    if problems:
+        hint = ("Rerun the simulation of these subjects (their truth tables do not match simulate.dat)"
+                if design.study == "S0" else "Check the subject list and the simulated files")
+        raise InputDataError(f"dataset {design.name}: the built dataset differs from its design: "
+                             + "; ".join(problems[:6]), hint=hint)
+
+
+def sample_cells(rows: Sequence[Mapping], design: DatasetDesign, seed: int) -> list[int]:
+    """S1: indices of the slices kept, ``design.cell_targets[split][(level, pattern)]`` per cell.
+
+    Per split and cell, the candidates (slices of that split's subjects whose pattern at that
+    level matches) are grouped by subject; with ``numpy.random.default_rng([seed, split,
+    level, pattern])`` (indices in SPLITS, LEVELS, PATTERNS) the subjects and each subject's
+    candidates are put in random order and taken round-robin (one per subject in turn), so a
+    cell is spread over as many subjects as it can be.  Too few candidates stop the run with
+    the number of subjects the cell needs.
+    """
+    keep: list[int] = []
+    n_total = len(design.splits)
+    for si, split in enumerate(SPLITS):
+        n_subj = len(design.subjects[split])
+        for (lv, p), n in design.cell_targets[split].items():
+            if n <= 0:
+                continue
+            cand = sorted((i for i, r in enumerate(rows)
+                           if r["split"] == split and r["level"] == lv and r["pattern"] == p),
+                          key=lambda i: (str(rows[i]["subject"]), str(rows[i].get("source", "")),
+                                         int(rows[i]["slice_index"])))
+            if len(cand) < n:
+                raise _shortfall(design, split, lv, p, n, len(cand), n_subj, n_total)
+            rng = np.random.default_rng([int(seed), si, LEVELS.index(lv), PATTERNS.index(p)])
+            groups: dict[str, list[int]] = {}
+            for i in cand:
+                groups.setdefault(str(rows[i]["subject"]), []).append(i)
+            names = sorted(groups)
+            queues = [[groups[s][k] for k in rng.permutation(len(groups[s]))]
+                      for s in (names[k] for k in rng.permutation(len(names)))]
+            picked: list[int] = []
+            depth = 0
+            while len(picked) < n:
+                for q in queues:
+                    if depth < len(q):
+                        picked.append(q[depth])
+                        if len(picked) == n:
+                            break
+                depth += 1
+            keep += picked
+    return sorted(keep)
+
+
+def _shortfall(design: DatasetDesign, split: str, level: str, pattern: str, need: int, have: int,
+               n_subj: int, n_total: int) -> ConfigError:
+    what = (f"dataset {design.name}: the {split} split ({n_subj} subjects) holds {have} slices of "
+            f"{pattern} at {level}, but the design asks for {need} (datasets.s1.counts x counts_scale "
+            f"{float(design.spec['counts_scale']):g})")
+    if have == 0 or n_subj == 0:
+        return ConfigError(f"{what}; none of its subjects' simulated scans shows that pattern at that level. "
+                           f"Simulate more such scans per MRI (simulate.perfusion.n_{pattern}), "
+                           f"add subjects, or set datasets.s1.counts.{level}.{pattern} to 0")
+    rate = have / n_subj
+    split_need = math.ceil(need / rate)
+    cohort_need = math.ceil(split_need * n_total / n_subj)
+    return ConfigError(
+        f"{what}; at {rate:.2f} such slices per subject the {split} split needs about {split_need} subjects, "
+        f"a cohort of about {cohort_need} with this split. Raise inputs.demo.n_subjects (or use a larger BIDS "
+        f"cohort) and datasets.s1.split, simulate more scans per MRI (simulate.perfusion.n_normal / "
+        "n_unilateral / n_bilateral), or lower datasets.s1.counts_scale")
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def cohort_subjects(cfg: Mapping) -> list[str]:
+    """The subject list the workflow would use (demo labels, or the BIDS/DICOM folders found;
+    no image is read)."""
+    inputs = cfg["inputs"]
+    source = inputs["source"]
+    if source == "demo":
+        from .inputs.demo import subject_labels
+
+        return subject_labels(int(inputs["demo"]["n_subjects"]))
+    if source == "bids":
+        from .inputs import bids
+
+        b = inputs["bids"]
+        if not b["root"]:
+            raise ConfigError("inputs.source is 'bids' but inputs.bids.root is not set")
+        return [u.label for u in bids.discover(b["root"], b["participant_label"], b["session"], b["exclude"])]
+    from .inputs import dicom
+
+    d = inputs["dicom"]
+    if not d["root"]:
+        raise ConfigError("inputs.source is 'dicom' but inputs.dicom.root is not set")
+    return sorted(dicom.discover(d["root"], d["participant_label"]))
+
+
+def plan(cfg: Mapping, subjects: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every enabled experiment's dataset design: ``{"subjects", "designs": {dataset: design},
+    "experiments": {experiment: {"dataset", "levels"}}}``."""
+    from .models import expand_experiments
+
+    subjects = list(cohort_subjects(cfg) if subjects is None else subjects)
+    exps = expand_experiments(dict(cfg))
+    used = sorted({e["dataset"] for e in exps.values()})
+    designs = {d: dataset_design(cfg, d, subjects) for d in used}
+    experiments = {name: {"dataset": e["dataset"],
+                          "levels": list((e.get("condition") or {}).get("levels") or [])}
+                   for name, e in exps.items()}
+    return {"subjects": subjects, "designs": designs, "experiments": experiments}
+
+
+def experiment_counts(design: DatasetDesign, levels: Sequence[str] = ()) -> pd.DataFrame:
+    """Images per split of one experiment (S1: only the rows at ``levels``)."""
+    exp = design.expected
+    if design.study == "S1" and levels:
+        exp = exp[exp["level"].isin(levels)]
+    return exp.groupby("split", sort=False)["images"].sum().reindex(list(SPLITS)).fillna(0).astype(int)
+
+
+def format_plan(p: Mapping[str, Any], title: str = "") -> str:
+    """The plan as text: per dataset, subjects and images per split and condition; per experiment,
+    images per split."""
+    lines = [title] if title else []
+    lines.append(f"cohort: {len(p['subjects'])} subjects")
+    for name, d in p["designs"].items():
+        lines.append("")
+        lines.append(f"dataset {name} ({d.study})")
+        for note in d.notes:
+            lines.append(f"  {note}")
+        exp = d.expected
+        if d.study == "S1":
+            lines.append(f"  {'split':<6} {'subjects':>8}  {'level':<5} " + " ".join(f"{p:>10}" for p in PATTERNS)
+                         + f" {'total':>7}")
+            for split in SPLITS:
+                for lv in d.spec["levels"]:
+                    cells = exp[(exp["split"] == split) & (exp["level"] == lv)].set_index("pattern")["images"]
+                    vals = [int(cells.get(pt, 0)) for pt in PATTERNS]
+                    lines.append(f"  {split:<6} {len(d.subjects[split]):>8}  {lv:<5} "
+                                 + " ".join(f"{v:>10}" for v in vals) + f" {sum(vals):>7}")
+                tot = exp[exp["split"] == split].groupby("pattern")["images"].sum()
+                vals = [int(tot.get(pt, 0)) for pt in PATTERNS]
+                lines.append(f"  {split:<6} {len(d.subjects[split]):>8}  {'all':<5} "
+                             + " ".join(f"{v:>10}" for v in vals) + f" {sum(vals):>7}")
+        else:
+            cond = CONDITION_COLUMNS[d.study]
+            head = f"  {'split':<6} {'subjects':>8} {'images':>7}"
+            lines.append(head + ("  condition" if cond else ""))
+            for _, r in exp.iterrows():
+                extra = "  " + " ".join(f"{c} {r[c]}" for c in cond) if cond else ""
+                lines.append(f"  {r['split']:<6} {len(d.subjects[r['split']]):>8} {int(r['images']):>7}{extra}")
+    lines.append("")
+    lines.append(f"{'experiment':<36} {'dataset':<12} " + " ".join(f"{s:>6}" for s in SPLITS))
+    for name, e in p["experiments"].items():
+        c = experiment_counts(p["designs"][e["dataset"]], e["levels"])
+        lines.append(f"{name:<36} {e['dataset']:<12} " + " ".join(f"{int(c[s]):>6}" for s in SPLITS))
+    return "\n".join(lines)
