@@ -279,7 +279,9 @@ def test_s3_regressions_and_ssim_match_scipy(tmp_path):
     pred_cal = pred_n.astype(np.float32) * scale[:, None, None] + offset[:, None, None]
     np.testing.assert_allclose(data["mean_prediction"],
                                [pred_cal[i][mask[i]].mean() for i in range(n)], rtol=1e-4)
-    assert cal.scale_slope == pytest.approx(1.5, rel=0.05) and cal.n_train == 8
+    # PET scale ~ 1.5 x SPECT scale in the training split; max_pm1 keeps offset = scale
+    assert np.exp(cal.log_scale_intercept) * 10 ** cal.log_scale_slope == pytest.approx(15, rel=0.05)
+    assert cal.log_scale_slope == pytest.approx(1.0, abs=0.05) and cal.offset_ratio == 1.0 and cal.n_train == 8
     assert (data["calibration"] == cal.describe()).all() and "training" in cal.describe()
     reg = pd.read_csv(out["regression"], sep="\t")
     assert set(reg["basis"]) == {"slice"}  # no atlas labels given

@@ -10,15 +10,19 @@ network that outputs one image for every slice would then correlate with the tar
 perfectly).
 
 :class:`ScaleCalibration` maps a prediction to physical units with what a user has at
-prediction time: the *input* slice's own constants and two straight lines fitted on the
-*training split* only (:func:`fit_scale_calibration`)::
+prediction time: the *input* slice's own scale and constants fitted on the *training split*
+only (:func:`fit_scale_calibration`)::
 
-    target scale  = a_s + b_s * input scale       target offset = a_o + b_o * input offset
-    prediction    = prediction_norm * target scale + target offset
+    log(target scale) = a + b * log(input scale)       (least squares over the training slices)
+    target offset     = r * target scale                (r: mean offset/scale of the training targets)
+    prediction        = prediction_norm * target scale + target offset
 
-fitted by least squares over the training slices (index rows ``split == "train"``) whose
-gains are not zero.  Its :meth:`~ScaleCalibration.describe` text goes into every table that
-holds calibrated values (column ``calibration``) and into the report.
+The log-log line keeps every predicted scale positive however far a test slice lies from the
+training ones; the offset ratio is exact for the (-1, 1) normalisations of slices whose
+minimum is 0 (``max_pm1``: r = 1) and for S0's background normalisation (r = 0, and the
+target's scale equals the input's by construction, so a = 0, b = 1).  Only training slices
+whose gains are not zero are used.  Its :meth:`~ScaleCalibration.describe` text goes into
+every table that holds calibrated values (column ``calibration``) and into the report.
 """
 
 from __future__ import annotations
@@ -44,37 +48,30 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class ScaleCalibration:
-    """Two lines fitted on the training split: the target's scale and offset from the input's."""
+    """Constants fitted on the training split: the target's scale from the input's, and the
+    target's offset as a fixed fraction of its scale."""
 
     input_channel: str
     target_channel: str
     n_train: int
-    scale_intercept: float
-    scale_slope: float
-    offset_intercept: float
-    offset_slope: float
+    log_scale_intercept: float
+    log_scale_slope: float
+    offset_ratio: float
 
     def describe(self) -> str:
         return (f"{CALIBRATION_NAME} ({self.n_train} training slices): {self.target_channel} scale = "
-                f"{self.scale_intercept:.4g} + {self.scale_slope:.4g} x {self.input_channel} scale, offset = "
-                f"{self.offset_intercept:.4g} + {self.offset_slope:.4g} x {self.input_channel} offset")
+                f"{np.exp(self.log_scale_intercept):.4g} x ({self.input_channel} scale)^{self.log_scale_slope:.4g}, "
+                f"offset = {self.offset_ratio:.4g} x scale")
 
     def constants(self, input_gain, input_bias, *, experiment: str = "") -> tuple[np.ndarray, np.ndarray]:
-        """Per-slice ``(scale, offset)`` of the target channel from the input's gain and bias."""
+        """Per-slice ``(scale, offset)`` of the target channel from the input's gain (and bias)."""
         g = np.asarray(input_gain, dtype=np.float64)
-        b = np.asarray(input_bias, dtype=np.float64)
-        if np.any(g == 0):
-            raise EvaluationError(f"{int((g == 0).sum())} input slices have gain 0 (no signal); their "
+        if np.any(g <= 0):
+            raise EvaluationError(f"{int((g <= 0).sum())} input slices have gain 0 (no signal); their "
                                   "prediction cannot be calibrated", experiment=experiment,
                                   hint="Exclude blank slices from the dataset")
-        s_in, o_in = 1.0 / g, -b / g
-        scale = self.scale_intercept + self.scale_slope * s_in
-        offset = self.offset_intercept + self.offset_slope * o_in
-        if np.any(scale <= 0):
-            raise EvaluationError(f"the training-split calibration gives a non-positive scale for "
-                                  f"{int((scale <= 0).sum())} slices ({self.describe()})", experiment=experiment,
-                                  hint="The training split is too small or unlike the test split; add subjects")
-        return scale, offset
+        scale = np.exp(self.log_scale_intercept + self.log_scale_slope * np.log(1.0 / g))
+        return scale, self.offset_ratio * scale
 
     def apply(self, normalised: np.ndarray, input_gain, input_bias, *, experiment: str = "") -> np.ndarray:
         """``(N, ...)`` normalised target-channel slices -> physical units, slice by slice."""
@@ -96,14 +93,13 @@ def fit_scale_calibration(index: pd.DataFrame, input_channel: str, target_channe
     rows = index[index["split"].isin(list(splits))]
     g_in = rows[f"gain_{input_channel}"].to_numpy(float)
     g_t = rows[f"gain_{target_channel}"].to_numpy(float)
-    ok = (g_in != 0) & (g_t != 0)
+    ok = (g_in > 0) & (g_t > 0)
     if ok.sum() < 2:
         raise EvaluationError(f"the {'/'.join(splits)} split holds {int(ok.sum())} slices with signal in "
                               f"{input_channel} and {target_channel}; the calibration needs at least 2",
                               experiment=experiment, hint="Give the dataset more training subjects")
-    b_in = rows[f"bias_{input_channel}"].to_numpy(float)[ok]
     b_t = rows[f"bias_{target_channel}"].to_numpy(float)[ok]
     g_in, g_t = g_in[ok], g_t[ok]
-    a_s, b_s = _line(1.0 / g_in, 1.0 / g_t)
-    a_o, b_o = _line(-b_in / g_in, -b_t / g_t)
-    return ScaleCalibration(input_channel, target_channel, int(ok.sum()), a_s, b_s, a_o, b_o)
+    a, b = _line(np.log(1.0 / g_in), np.log(1.0 / g_t))
+    ratio = float(np.mean(-b_t))      # offset / scale = (-bias / gain) / (1 / gain)
+    return ScaleCalibration(input_channel, target_channel, int(ok.sum()), a, b, ratio)
