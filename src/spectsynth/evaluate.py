@@ -534,7 +534,7 @@ def s3_published_table(summary: pd.DataFrame, regression: pd.DataFrame, *, exper
         hit = summary[summary["value"] == f"ssim_{name}"] if "value" in summary else summary.iloc[:0]
         if len(hit):
             rows.append({"quantity": f"SSIM {name.replace('_', ' ')} (mean)", "ours": float(hit["mean"].iat[0]),
-                         "published": float(value)})
+                         "published": float(value), "units": "SSIM (no unit)"})
     for r in published_records("S3", "regressions"):
         basis = "roi" if "basis" in regression and (regression["basis"] == "roi").any() else "slice"
         hit = regression[(regression["label"] == r["label"]) & (regression["basis"] == basis)] \
@@ -543,8 +543,11 @@ def s3_published_table(summary: pd.DataFrame, regression: pd.DataFrame, *, exper
             continue
         for key, col in (("intercept", "intercept"), ("slope", "slope"), ("r", "statistic")):
             rows.append({"quantity": f"{r['label']}: {key} ({basis} means)", "ours": float(hit[col].iat[0]),
-                         "published": float(r[key])})
-    table = pd.DataFrame(rows, columns=["quantity", "ours", "published"])
+                         "published": float(r[key]),
+                         "units": "r (no unit)" if key == "r" else
+                         "ours in the simulated images' CBF units, S3's in its own ROI units: the intercept "
+                         "compares only within a study"})
+    table = pd.DataFrame(rows, columns=["quantity", "ours", "published", "units"])
     table.insert(0, "experiment", experiment)
     table["difference"] = table["ours"] - table["published"]
     table["our_scale"] = scale_label
