@@ -544,9 +544,9 @@ def s3_published_table(summary: pd.DataFrame, regression: pd.DataFrame, *, exper
         for key, col in (("intercept", "intercept"), ("slope", "slope"), ("r", "statistic")):
             rows.append({"quantity": f"{r['label']}: {key} ({basis} means)", "ours": float(hit[col].iat[0]),
                          "published": float(r[key]),
-                         "units": "r (no unit)" if key == "r" else
-                         "ours in the simulated images' CBF units, S3's in its own ROI units: the intercept "
-                         "compares only within a study"})
+                         "units": {"r": "r (no unit)", "slope": "slope (CBF per CBF, no unit)"}.get(
+                             key, "ours in the simulated images' CBF units, S3's in its own ROI units: the "
+                                  "intercept compares only within a study")})
     table = pd.DataFrame(rows, columns=["quantity", "ours", "published", "units"])
     table.insert(0, "experiment", experiment)
     table["difference"] = table["ours"] - table["published"]
