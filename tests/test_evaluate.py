@@ -35,7 +35,7 @@ def _blob(rng, n):
 def _paired_files(tmp, name, target, prediction, table, inp=None):
     arrays = {"prediction": prediction[:, None], "target": target[:, None]}
     if inp is not None:
-        arrays["input"] = inp[:, None]
+        arrays["input"] = inp if inp.ndim == 4 else inp[:, None]
     write_predictions(arrays, table, {"experiment": name}, tmp / name / "p.h5", tmp / name / "p.tsv")
     return {"h5": str(tmp / name / "p.h5"), "tsv": str(tmp / name / "p.tsv")}
 
@@ -44,39 +44,81 @@ def _outs(tmp, keys, figures):
     return {k: str(tmp / (f"{k}.png" if k in figures else f"{k}.tsv")) for k in keys}
 
 
+def _dataset(tmp, name, study, images, table, normalise):
+    """A real dataset folder (shards + index.tsv) from slices and a table with subject/split."""
+    from spectsynth.datasets import write_shards
+
+    table = table.copy()
+    for col, value in (("dataset", name), ("study", study), ("level", ""), ("pattern", "normal"), ("space", ""),
+                       ("source", ""), ("n_z", 10), ("record", 0)):
+        if col not in table:
+            table[col] = value
+    if "slice_index" not in table:
+        table["slice_index"] = table.groupby("subject").cumcount()
+    index = write_shards(name, images.astype(np.float32), table,
+                         {"study": study, "size": images.shape[-1], "normalise": normalise}, tmp / name)
+    return index, {"h5": str(tmp / name / "train.h5"), "index": str(tmp / name / "index.tsv")}
+
+
 # ------------------------------------------------------------------------------ S2
-S2_KEYS = ["slice_metrics", "ttests", "table4", "violin", "not_computed"]
+S2_KEYS = ["slice_metrics", "ttests", "table4", "published", "violin", "not_computed"]
+S2_CHANNELS = {"mri": ["mri"], "mri+pet": ["mri", "pet"]}
 
 
-def _s2_grid(tmp, n_subjects=2, n_slices=4):
+def _s2_grid(tmp, n_subjects=2, n_slices=4, n_train=3, predict=None):
+    """Two spaces x inputs mri, mri+pet; MRI is a SPECT of low contrast and shifted level (a
+    linear map learns it, the identity baseline does not), PET a noisy SPECT.  ``predict(target, inputs, rng, inp)`` makes
+    a run's prediction (default: target plus input-dependent noise)."""
     rng = np.random.default_rng(0)
-    n = n_subjects * n_slices
-    table = pd.DataFrame({"subject": np.repeat([f"{i:02d}" for i in range(n_subjects)], n_slices),
-                          "slice_index": np.tile(np.arange(n_slices) * 3 + 1, n_subjects)})
-    files, specs = {}, {}
+    files, specs, train = {}, {}, {}
     noise = {"mri": 0.3, "mri+pet": 0.1}
+    subjects = [f"{i:02d}" for i in range(n_train + n_subjects)]
     for space in ("native", "template"):
-        target = _blob(rng, n) * 2 - 1
+        ds = f"s2_{space}"
+        n_all = len(subjects) * n_slices
+        yy, xx = np.mgrid[0:H, 0:W]
+        cy, cx = rng.uniform(5, 11, size=(2, n_all, 1, 1))
+        spect = 2 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / rng.uniform(8, 20, size=(n_all, 1, 1))) - 1
+        mri = 0.3 * spect - 0.6 + 0.1 * rng.standard_normal(spect.shape)
+        pet = spect + 0.2 * rng.standard_normal(spect.shape)
+        table = pd.DataFrame({"subject": np.repeat(subjects, n_slices),
+                              "slice_index": np.tile(np.arange(n_slices) * 3 + 1, len(subjects)),
+                              "split": ["train"] * (n_train * n_slices) + ["test"] * (n_subjects * n_slices)})
+        images = np.stack([mri, pet, spect], 1)
+        index, train[ds] = _dataset(tmp, ds, "S2", images, table, "minmax_pm1")
+        test = (index["split"] == "test").to_numpy()
+        ttab = index[test].reset_index(drop=True)
+        target = images[test, 2]
         for inp in ("mri", "mri+pet"):
             name = f"s2_{inp}_{space}"
-            pred = target + noise[inp] * rng.standard_normal(target.shape)
-            files[name] = _paired_files(tmp, name, target, pred, table)
-            specs[name] = {"experiment": name, "input": inp, "space": space, "loss": "l1", "epochs": 3}
-    return files, specs
+            x = images[test][:, [["mri", "pet", "spect"].index(c) for c in S2_CHANNELS[inp]]]
+            pred = (target + noise[inp] * rng.standard_normal(target.shape) if predict is None
+                    else predict(target, x, rng, inp))
+            files[name] = _paired_files(tmp, name, target, pred, ttab, inp=x)
+            specs[name] = {"experiment": name, "input": inp, "space": space, "loss": "l1", "epochs": 3,
+                           "dataset": ds, "input_channels": S2_CHANNELS[inp], "target_channels": ["spect"]}
+    return files, specs, train
 
 
 def test_s2_metrics_and_tests_match_direct_scipy(tmp_path):
-    files, specs = _s2_grid(tmp_path)
+    files, specs, train = _s2_grid(tmp_path)
     out = _outs(tmp_path / "out", S2_KEYS, {"violin"})
-    res = E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale")
+    res = E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)
     data = pd.read_csv(out["slice_metrics"], sep="\t", dtype={"subject": str})
-    assert len(data) == 4 * 8 and (data["data_range"] == 2.0).all()
+    # 4 runs and 2 baselines per (input, space), 8 test slices each
+    assert len(data) == (4 + 8) * 8 and (data["data_range"] == 2.0).all()
+    assert set(data["model"]) == {"pix2pix", *E.S2_BASELINES.values()}
+    assert data["calibration"].str.startswith("none").all()
     # one row checked against scikit-image directly
     with h5py.File(files["s2_mri_native"]["h5"]) as f:
         p, t = f["prediction"][0, 0].astype(float), f["target"][0, 0].astype(float)
+        x = f["input"][0, 0].astype(float)
     row = data[(data["experiment"] == "s2_mri_native")].iloc[0]
     assert row["rmse"] == pytest.approx(np.sqrt(mean_squared_error(t, p)))
     assert row["ssim"] == pytest.approx(structural_similarity(t, p, data_range=2.0, win_size=7))
+    ident = data[(data["model"] == E.S2_BASELINES["identity"]) & (data["input"] == "mri")
+                 & (data["space"] == "native")].iloc[0]
+    assert ident["rmse"] == pytest.approx(np.sqrt(mean_squared_error(t, x)))
     # the t-test mri vs mri+pet in native space, RMSE: same numbers through scipy
     tt = pd.read_csv(out["ttests"], sep="\t")
     sel = tt[(tt["metric"] == "rmse") & tt["label"].str.contains(r"input mri vs mri\+pet \(space native")]
@@ -91,22 +133,81 @@ def test_s2_metrics_and_tests_match_direct_scipy(tmp_path):
     _, holm, _, _ = multipletests(fam["p"].to_numpy(), method="holm")
     np.testing.assert_allclose(fam["p_holm"].to_numpy(), holm)
     assert sel["significant"].iat[0]  # noise 0.3 vs 0.1 separates clearly
-    # Table 4: rows space x loss x metric, columns = inputs, mean (CV%)
+    # every run against its input baseline: the model beats the low-contrast MRI
+    base = tt[(tt["family"] == f"pix2pix vs {E.S2_BASELINES['identity']}") & (tt["metric"] == "ssim")]
+    assert len(base) == 4 and (base["statistic"] > 0).all() and base["significant"].all()
+    assert len(tt[tt["family"] == f"pix2pix vs {E.S2_BASELINES['linear']}"]) == 4 * 3
+    # Table 4: rows model x space x loss x metric, columns = inputs, mean (CV%); published rows beside
     t4 = res["table4"]
-    assert list(t4.columns[:3]) == ["space", "loss", "metric"] and {"mri", "mri+pet"} <= set(t4.columns)
-    assert len(t4) == 2 * 3
+    assert list(t4.columns[:4]) == ["model", "space", "loss", "metric"] and {"mri", "mri+pet"} <= set(t4.columns)
+    assert len(t4) == (2 + 2 * 2 + 2) * 3   # runs, baselines (loss none), published (native/template l1)
     m = data[(data.experiment == "s2_mri_native")]["rmse"]
-    assert t4.loc[(t4.space == "native") & (t4.metric == "rmse"), "mri"].iat[0].startswith(f"{m.mean():.2f} (")
+    cell = t4.loc[(t4.model == "pix2pix") & (t4.space == "native") & (t4.metric == "rmse"), "mri"].iat[0]
+    assert cell.startswith(f"{m.mean():.2f} (")
+    pub = t4[(t4.model == E.S2_PUBLISHED_ROW) & (t4.space == "native") & (t4.metric == "ssim")]
+    assert pub["mri"].iat[0] == "0.87 (5.75%)" and pub["scale"].iat[0].startswith("S2 paper scale")
+    published = pd.read_csv(out["published"], sep="\t")
+    hit = published[(published["quantity"] == "Table 4 mean SSIM") & (published["space"] == "native")
+                    & (published["input"] == "mri")]
+    assert hit["published"].iat[0] == 0.87
+    assert hit["ours"].iat[0] == pytest.approx(data[data.experiment == "s2_mri_native"]["ssim"].mean())
+    assert (published["our_scale"] == "demo scale").all()
+    assert published[published["quantity"].str.startswith("native vs template")]["published"].iat[0] == 18
     assert pd.read_csv(out["not_computed"], sep="\t").empty
     assert (tmp_path / "out" / "violin.png").stat().st_size > 1000
-    for k in ("ttests", "table4", "slice_metrics"):
+    for k in ("ttests", "table4", "slice_metrics", "published"):
         assert not pd.read_csv(out[k], sep="\t").isna().any().any()
 
 
-def test_s2_too_few_slices_are_reported_not_written_as_nan(tmp_path):
-    files, specs = _s2_grid(tmp_path, n_subjects=1, n_slices=1)
+def test_s2_linear_baseline_is_fitted_on_the_training_split(tmp_path):
+    """The per-pixel map is the closed-form least squares of the training shard: it learns the
+    MRI's contrast, and equals numpy's lstsq per pixel."""
+    files, specs, train = _s2_grid(tmp_path)
+    from spectsynth.datasets import SliceShard
+
+    sh = SliceShard(train["s2_native"]["h5"]).all_images().astype(float)
+    coef = E.fit_pixel_linear_map(E.train_chunks(train["s2_native"]["h5"], ["mri", "pet", "spect"], chunk=5))
+    for (r, c) in ((0, 0), (8, 8), (3, 12)):
+        z = np.column_stack([np.ones(len(sh)), sh[:, 0, r, c], sh[:, 1, r, c]])
+        ref = np.linalg.lstsq(z, sh[:, 2, r, c], rcond=None)[0]
+        np.testing.assert_allclose(coef[:, r, c], ref, atol=1e-6)
     out = _outs(tmp_path / "out", S2_KEYS, {"violin"})
-    E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale")
+    data = E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)["slice_metrics"]
+    mri = data[(data["input"] == "mri") & (data["space"] == "native")].groupby("model")["ssim"].mean()
+    assert mri[E.S2_BASELINES["linear"]] > mri[E.S2_BASELINES["identity"]] + 0.3
+    # without the training shard the baselines cannot be built: said, with the dataset named
+    with pytest.raises(EvaluationError, match="no training shard of dataset s2_native"):
+        E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train={})
+
+
+def test_s2_null_and_shuffled_predictions_score_no_better_than_the_baselines(tmp_path):
+    """A constant prediction and one taken from another subject score no better than the
+    linear-map baseline of any input, nor than the input baseline of the PET input."""
+    def null(target, x, rng, inp):
+        return np.full_like(target, float(target.mean()))
+
+    def shuffled(target, x, rng, inp):
+        n = len(target) // 2          # the other test subject's slices
+        return np.concatenate([target[n:], target[:n]])
+
+    for kind, fn in (("null", null), ("shuffled", shuffled)):
+        files, specs, train = _s2_grid(tmp_path / kind, predict=fn)
+        out = _outs(tmp_path / kind / "out", S2_KEYS, {"violin"})
+        data = E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)["slice_metrics"]
+        mean = data.groupby(["input", "model"])[["rmse", "ssim", "psnr"]].mean()
+        for inp, base in (("mri", "linear"), ("mri+pet", "linear"), ("mri+pet", "identity")):
+            run, ref = mean.loc[(inp, "pix2pix")], mean.loc[(inp, E.S2_BASELINES[base])]
+            assert run["ssim"] < ref["ssim"] and run["psnr"] < ref["psnr"] and run["rmse"] > ref["rmse"], \
+                (kind, inp, base)
+        tt = pd.read_csv(out["ttests"], sep="\t")
+        lin = tt[tt["family"] == f"pix2pix vs {E.S2_BASELINES['linear']}"]
+        assert not ((lin["metric"] == "ssim") & (lin["statistic"] > 0) & lin["significant"]).any(), kind
+
+
+def test_s2_too_few_slices_are_reported_not_written_as_nan(tmp_path):
+    files, specs, train = _s2_grid(tmp_path, n_subjects=1, n_slices=1)
+    out = _outs(tmp_path / "out", S2_KEYS, {"violin"})
+    E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)
     notes = pd.read_csv(out["not_computed"], sep="\t")
     assert len(notes) > 0 and notes["reason"].str.contains("at least 2").all()
     assert pd.read_csv(out["ttests"], sep="\t").empty
@@ -119,7 +220,7 @@ def test_shape_mismatch_names_the_experiment(tmp_path):
     files = {"bad_run": _paired_files(tmp_path, "bad_run", _blob(rng, 2), _blob(rng, 2)[:, :8], table)}
     with pytest.raises(EvaluationError, match="experiment bad_run: predictions have shape"):
         E.evaluate_s2(files, {"bad_run": {"input": "mri", "space": "native", "loss": "l1", "epochs": 1}},
-                      _outs(tmp_path / "o", S2_KEYS, {"violin"}), cfg=CFG, scale_label="demo scale")
+                      _outs(tmp_path / "o", S2_KEYS, {"violin"}), cfg=CFG, scale_label="demo scale", train={})
 
 
 def test_write_table_refuses_nan(tmp_path):
@@ -129,62 +230,198 @@ def test_write_table_refuses_nan(tmp_path):
 
 
 # ------------------------------------------------------------------------------ S3
-S3_KEYS = ["slice_metrics", "roi_means", "summary", "ttest", "regression", "scatter", "not_computed"]
+S3_KEYS = ["slice_metrics", "roi_means", "summary", "ttest", "regression", "published", "scatter", "not_computed"]
+S3_SPEC = {"experiment": "s3", "input_channels": ["spect_cbf"], "target_channels": ["pet_cbf"], "epochs": 2}
+
+
+def _s3_norm(raw):
+    """max_pm1 normalisation of (N, H, W) slices: (normalised, gain, bias)."""
+    g = 2.0 / raw.reshape(len(raw), -1).max(1)
+    return raw * g[:, None, None] - 1.0, g, np.full(len(raw), -1.0)
+
+
+def _s3_train(tmp, rng, n=8):
+    """A training split whose PET scale is 1.5 x the SPECT scale (+ noise)."""
+    pet = _blob(rng, n).clip(0) * 50 * rng.uniform(0.5, 1.5, size=(n, 1, 1))
+    spect = pet / 1.5 + 0.3 * rng.random((n, H, W))
+    sn, gs, bs = _s3_norm(spect)
+    pn, gp, bp = _s3_norm(pet)
+    table = pd.DataFrame({"subject": [f"t{i:02d}" for i in range(n)], "split": "train",
+                          "gain_spect_cbf": gs, "bias_spect_cbf": bs, "gain_pet_cbf": gp, "bias_pet_cbf": bp})
+    _, train = _dataset(tmp, "s3", "S3", np.stack([sn, pn], 1), table, "max_pm1")
+    return train, pn.mean(0)
 
 
 def test_s3_regressions_and_ssim_match_scipy(tmp_path):
     rng = np.random.default_rng(2)
+    train, null_img = _s3_train(tmp_path, rng)
     n = 6
     target_raw = _blob(rng, n).clip(0) * 50 * rng.uniform(0.5, 1.5, size=(n, 1, 1))
     input_raw = 0.8 * target_raw + 2 * rng.random((n, H, W))
     pred_raw = target_raw + rng.standard_normal((n, H, W))
-    g_t = 2.0 / target_raw.reshape(n, -1).max(1)
-    g_i = 2.0 / input_raw.reshape(n, -1).max(1)
-    norm = lambda raw, g: raw * g[:, None, None] - 1.0  # noqa: E731
+    t_n, g_t, b_t = _s3_norm(target_raw)
+    i_n, g_i, b_i = _s3_norm(input_raw)
     table = pd.DataFrame({"subject": ["01"] * 3 + ["02"] * 3, "slice_index": [1, 2, 3] * 2,
-                          "gain_spect_cbf": g_i, "bias_spect_cbf": -1.0,
-                          "gain_pet_cbf": g_t, "bias_pet_cbf": -1.0})
-    files = _paired_files(tmp_path, "s3", norm(target_raw, g_t), norm(pred_raw, g_t), table,
-                          inp=norm(input_raw, g_i))
-    spec = {"experiment": "s3", "input_channels": ["spect_cbf"], "target_channels": ["pet_cbf"], "epochs": 2}
+                          "gain_spect_cbf": g_i, "bias_spect_cbf": b_i, "gain_pet_cbf": g_t, "bias_pet_cbf": b_t})
+    pred_n = pred_raw * g_t[:, None, None] - 1.0
+    files = _paired_files(tmp_path, "s3", t_n, pred_n, table, inp=i_n)
     out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
-    res = E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale")
+    res = E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train)
     data = res["slice_metrics"]
-    mask = target_raw > 0
+    mask = input_raw > E.BRAIN_FRACTION * input_raw.reshape(n, -1).max(1)[:, None, None]
     mt = np.array([target_raw[i][mask[i]].mean() for i in range(n)])
     mi = np.array([input_raw[i][mask[i]].mean() for i in range(n)])
     np.testing.assert_allclose(data["mean_target"], mt, rtol=1e-4)
     np.testing.assert_allclose(data["mean_input"], mi, rtol=1e-4)
+    # the prediction is calibrated from the input's scale with the training-split lines
+    cal = res["calibration"]
+    scale, offset = cal.constants(g_i, b_i)
+    pred_cal = pred_n.astype(np.float32) * scale[:, None, None] + offset[:, None, None]
+    np.testing.assert_allclose(data["mean_prediction"],
+                               [pred_cal[i][mask[i]].mean() for i in range(n)], rtol=1e-4)
+    # PET scale ~ 1.5 x SPECT scale in the training split; max_pm1 keeps offset = scale
+    assert np.exp(cal.log_scale_intercept) * 10 ** cal.log_scale_slope == pytest.approx(15, rel=0.05)
+    assert cal.log_scale_slope == pytest.approx(1.0, abs=0.05) and cal.offset_ratio == 1.0 and cal.n_train == 8
+    assert (data["calibration"] == cal.describe()).all() and "training" in cal.describe()
     reg = pd.read_csv(out["regression"], sep="\t")
     assert set(reg["basis"]) == {"slice"}  # no atlas labels given
+    assert set(reg.loc[reg["series"] == "baseline", "label"]) == {"input vs target", "null vs target"}
     reg = reg.set_index("label")
     ref = sps.linregress(mt, mi)
     assert reg.loc["input vs target", "slope"] == pytest.approx(ref.slope, rel=1e-3)
     assert reg.loc["input vs target", "intercept"] == pytest.approx(ref.intercept, rel=1e-3, abs=1e-3)
     assert reg.loc["input vs target", "statistic"] == pytest.approx(sps.pearsonr(mt, mi).statistic, rel=1e-4)
-    assert set(reg.index) == {"input vs target", "prediction vs target", "prediction vs input"}
-    t0 = norm(target_raw, g_t)[0].astype(np.float32).astype(float)
-    i0 = norm(input_raw, g_i)[0].astype(np.float32).astype(float)
+    assert reg.loc["input vs target", "published"] == "y = 0.13 + 0.63x, r = 0.77"
+    assert reg.loc["null vs target", "published"] == "not reported"
+    assert set(reg.index) == {"input vs target", "prediction vs target", "prediction vs input", "null vs target"}
+    t0 = t_n[0].astype(np.float32).astype(float)
+    i0 = i_n[0].astype(np.float32).astype(float)
     assert data["ssim_input_vs_target"].iat[0] == pytest.approx(structural_similarity(t0, i0, data_range=2.0))
+    assert data["ssim_null_vs_target"].iat[0] == pytest.approx(
+        structural_similarity(t0, null_img.astype(np.float32).astype(float), data_range=2.0), rel=1e-5)
     tt = pd.read_csv(out["ttest"], sep="\t")
+    assert len(tt) == 6 and set(tt["baseline"]) == {E.S3_SERIES_TEXT["input"], E.S3_SERIES_TEXT["null"]}
+    ssim_t = tt[tt["label"] == "SSIM prediction vs target against input vs target"]
     ref_t = sps.ttest_rel(data["ssim_prediction_vs_target"], data["ssim_input_vs_target"])
-    assert tt["p"].iat[0] == pytest.approx(ref_t.pvalue)
+    assert ssim_t["p"].iat[0] == pytest.approx(ref_t.pvalue)
+    summ = pd.read_csv(out["summary"], sep="\t").set_index("value")
+    assert summ.loc["ssim_input_vs_target", "published"] == "0.79"
+    assert summ.loc["rmse_null_vs_target", "published"] == "not reported"
+    pub = pd.read_csv(out["published"], sep="\t")
+    row = pub[pub["quantity"] == "SSIM prediction vs target (mean)"]
+    assert row["published"].iat[0] == 0.86
+    assert row["ours"].iat[0] == pytest.approx(data["ssim_prediction_vs_target"].mean())
+    assert (pub["published_scale"].str.startswith("S3 paper scale")).all()
     assert (tmp_path / "out" / "scatter.png").exists()
 
 
 def test_s3_two_slices_leave_regressions_not_computed(tmp_path):
     rng = np.random.default_rng(3)
+    train, _ = _s3_train(tmp_path, rng)
     t = _blob(rng, 2).clip(0) * 2 - 1
     table = pd.DataFrame({"subject": ["01", "01"], "slice_index": [1, 2], "gain_spect_cbf": 1.0,
                           "bias_spect_cbf": 0.0, "gain_pet_cbf": 1.0, "bias_pet_cbf": -1.0})
     files = _paired_files(tmp_path, "s3", t, t + 0.1 * rng.standard_normal(t.shape), table, inp=t + 0.2)
-    spec = {"experiment": "s3", "input_channels": ["spect_cbf"], "target_channels": ["pet_cbf"], "epochs": 2}
     out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
-    E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale")
+    E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train)
     notes = pd.read_csv(out["not_computed"], sep="\t")
-    assert notes["what"].str.startswith("regression").sum() == 3  # slice basis, no labels
+    assert notes["what"].str.startswith("regression").sum() == 4  # slice basis, no labels
     assert notes["reason"].str.contains("experiment s3").all()
     assert pd.read_csv(out["regression"], sep="\t").empty
+
+
+def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None):
+    """Atlas study: two territories with their own CBF per subject; SPECT = 0.6 PET + 8 inside
+    the brain plus an error of its own per territory and pixel noise.  ``predict(target_norm, input_norm, table)`` gives the
+    normalised prediction.  Returns the evaluation's tables."""
+    import nibabel as nib
+
+    from spectsynth.datasets import axial_slice, resize_slice
+
+    rng = np.random.default_rng(seed)
+    shape = (12, 16, 10)
+    lab = np.zeros(shape, dtype=np.int16)
+    lab[1:6, 2:14, :] = 1
+    lab[6:11, 2:14, :] = 2
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    tmp.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(lab, affine), tmp / "labels.nii.gz")
+
+    def subject_slices(n_sub, prefix):
+        rows, ins, tgs = [], [], []
+        for s in range(n_sub):
+            c = rng.uniform(30, 70, size=2) * rng.uniform(0.7, 1.3)
+            target = np.where(lab == 1, c[0], np.where(lab == 2, c[1], 0.0)) * (1 + 0.05 * rng.standard_normal(shape))
+            err = np.where(lab == 1, 1.0, 0.0) * rng.normal(0, 6) + np.where(lab == 2, 1.0, 0.0) * rng.normal(0, 6)
+            inp = np.where(lab > 0, 0.6 * target + 8 + err + 2 * rng.standard_normal(shape), 0.0).clip(0)
+            src = tmp / f"{prefix}{s}.nii.gz"
+            nib.save(nib.Nifti1Image(target.astype(np.float32), affine), src)
+            for z in (3, 5, 7):
+                ins.append(resize_slice(axial_slice(inp, z), 16))
+                tgs.append(resize_slice(axial_slice(target, z), 16))
+                rows.append({"subject": f"{prefix}{s}", "slice_index": z, "source": str(src)})
+        i_n, gi, bi = _s3_norm(np.stack(ins))
+        t_n, gt, bt = _s3_norm(np.stack(tgs))
+        table = pd.DataFrame(rows).assign(gain_spect_cbf=gi, bias_spect_cbf=bi, gain_pet_cbf=gt, bias_pet_cbf=bt)
+        return i_n, t_n, table
+
+    tr_i, tr_t, tr_table = subject_slices(6, "tr")
+    _, train = _dataset(tmp, "s3", "S3", np.stack([tr_i, tr_t], 1), tr_table.assign(split="train"), "max_pm1")
+    i_n, t_n, table = subject_slices(n_test, "te")
+    pred = predict(t_n, i_n, table)
+    if target_gain_factor is not None:   # the target's normalisation constants alone change
+        table = table.assign(gain_pet_cbf=table["gain_pet_cbf"] * target_gain_factor,
+                             bias_pet_cbf=table["bias_pet_cbf"] + 0.5)
+    files = _paired_files(tmp, "s3", t_n, pred, table, inp=i_n)
+    out = _outs(tmp / "out", S3_KEYS, {"scatter"})
+    labels = {s: str(tmp / "labels.nii.gz") for s in table["subject"].unique()}
+    return E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train,
+                         labels=labels, label_names={1: "left", 2: "right"})
+
+
+def _roi_r(res, label):
+    reg = res["regression"]
+    return float(reg[(reg["basis"] == "roi") & (reg["label"] == label)]["statistic"].iat[0])
+
+
+def test_s3_null_and_shuffled_predictions_score_no_better_than_the_input(tmp_path):
+    """A constant prediction and one shuffled across subjects neither correlate with the PET's
+    ROI values nor reach the input's SSIM; a good prediction does (the test can fail)."""
+    def good(t, i, table):
+        return t + 0.02 * np.random.default_rng(0).standard_normal(t.shape)
+
+    def null(t, i, table):
+        return np.full_like(t, -0.2)
+
+    def shuffled(t, i, table):
+        return np.roll(t, 3, axis=0)     # the next subject's three slices
+
+    res = {k: _s3_study(tmp_path / k, fn) for k, fn in (("good", good), ("null", null), ("shuffled", shuffled))}
+    base_r = _roi_r(res["good"], "input vs target")
+    assert _roi_r(res["good"], "prediction vs target") > base_r
+    assert res["good"]["slice_metrics"]["ssim_prediction_vs_target"].mean() > \
+        res["good"]["slice_metrics"]["ssim_input_vs_target"].mean()
+    for kind in ("null", "shuffled"):
+        r = res[kind]
+        assert _roi_r(r, "input vs target") == pytest.approx(base_r)
+        assert _roi_r(r, "prediction vs target") < base_r, kind
+        sm = r["slice_metrics"]
+        assert sm["ssim_prediction_vs_target"].mean() <= sm["ssim_input_vs_target"].mean(), kind
+    # the null-model baseline itself is no better than the input either
+    assert _roi_r(res["good"], "null vs target") < base_r
+
+
+def test_s3_prediction_values_ignore_the_targets_normalisation_constants(tmp_path):
+    def good(t, i, table):
+        return t + 0.02 * np.random.default_rng(0).standard_normal(t.shape)
+
+    a = _s3_study(tmp_path / "a", good)
+    b = _s3_study(tmp_path / "b", good, target_gain_factor=3.0)
+    for key, cols in (("slice_metrics", ["mean_prediction", "mean_null", "mean_input"]),
+                      ("roi_means", ["prediction", "null", "input"])):
+        np.testing.assert_allclose(a[key][cols].to_numpy(), b[key][cols].to_numpy(), rtol=1e-12)
+    # the target's own values follow its constants, so the check above is not vacuous
+    assert not np.allclose(a["roi_means"]["target"], b["roi_means"]["target"])
 
 
 # ------------------------------------------------------------------------------ S1
@@ -422,11 +659,12 @@ def test_s3_atlas_roi_means_pool_the_test_slices(tmp_path):
     t_arr, i_arr = np.stack(t_sl), np.stack(i_sl)
     pred = t_arr + 0.01 * rng.standard_normal(t_arr.shape)
     files = _paired_files(tmp_path, "s3", t_arr, pred, pd.DataFrame(rows), inp=i_arr)
-    spec = {"experiment": "s3", "input_channels": ["spect_cbf"], "target_channels": ["pet_cbf"], "epochs": 2}
+    spec = S3_SPEC
     out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
+    train, _ = _s3_train(tmp_path, rng)
     labels = {s: str(tmp_path / "labels.nii.gz") for s in ("01", "02", "03")}
     res = E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale", labels=labels,
-                        label_names={1: "left", 2: "right"})
+                        label_names={1: "left", 2: "right"}, train=train)
     rois = res["roi_means"]
     assert len(rois) == 3 * 2
     left = rois[rois.region == "left"]
@@ -442,5 +680,5 @@ def test_s3_atlas_roi_means_pool_the_test_slices(tmp_path):
     # a label volume on another grid is refused, naming the experiment and subject
     nib.save(nib.Nifti1Image(lab, np.diag([1.0, 2.0, 2.0, 1.0])), tmp_path / "other.nii.gz")
     with pytest.raises(EvaluationError, match="experiment s3: subject 01: the affine of the atlas labels"):
-        E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale",
+        E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale", train=train,
                       labels={s: str(tmp_path / "other.nii.gz") for s in ("01", "02", "03")})

@@ -194,14 +194,24 @@ def test_stacked_volume_lands_on_the_source_grid(tmp_path):
         slices.append(sl * g + b)
         gains.append((g, b))
     pred = np.stack(slices)[:, None]
+    # the input (spect) is the PET at half the scale, in the test and in the training split, so
+    # the training-split calibration recovers the PET's units exactly from the input's constants
+    g, b = np.array([g for g, _ in gains]), np.array([b for _, b in gains])
     table = pd.DataFrame({"subject": "07", "slice_index": zs, "source": str(src),
-                          "gain_pet": [g for g, _ in gains], "bias_pet": [b for _, b in gains]})
+                          "gain_spect": 2 * g, "bias_spect": b,
+                          "gain_pet": 1e6, "bias_pet": 5.0})     # the target's constants must not matter
+    train = pd.DataFrame({"split": "train", "shard_row": range(4), "subject": ["01", "01", "02", "02"],
+                          "gain_spect": [0.2, 0.4, 0.1, 0.3], "bias_spect": -1.0,
+                          "gain_pet": [0.1, 0.2, 0.05, 0.15], "bias_pet": -1.0})
+    train.to_csv(tmp_path / "index.tsv", sep="\t", index=False)
     write_predictions({"prediction": pred, "target": pred}, table,
-                      {"experiment": "e1", "spec": '{"target_channels": ["pet"]}'},
+                      {"experiment": "e1", "spec": '{"input_channels": ["spect"], "target_channels": ["pet"]}'},
                       tmp_path / "p.h5", tmp_path / "p.tsv")
     from spectsynth.infer import stack_volumes
 
-    res = stack_volumes(tmp_path / "p.h5", tmp_path / "p.tsv", tmp_path / "vol", experiment="e1")
+    res = stack_volumes(tmp_path / "p.h5", tmp_path / "p.tsv", tmp_path / "vol", experiment="e1",
+                        train_index=tmp_path / "index.tsv")
+    assert res["calibration"].str.contains("training slices").all()
     out = nib.load(tmp_path / "vol" / res["file"].iat[0])
     check_same_grid(out, nib.load(src), experiment="e1")
     data = out.get_fdata()
@@ -211,7 +221,8 @@ def test_stacked_volume_lands_on_the_source_grid(tmp_path):
     assert res["slices"].iat[0] == "5 9 14"
     table.assign(source=str(tmp_path / "gone.nii.gz")).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
     with pytest.raises(EvaluationError, match="experiment e1: subject 07: the source volume"):
-        stack_volumes(tmp_path / "p.h5", tmp_path / "p.tsv", tmp_path / "vol2", experiment="e1")
+        stack_volumes(tmp_path / "p.h5", tmp_path / "p.tsv", tmp_path / "vol2", experiment="e1",
+                      train_index=tmp_path / "index.tsv")
 
 
 # ------------------------------------------------- clinical use of the trained S0 VAE

@@ -132,6 +132,10 @@ def test_training_writes_every_output(key, shards, tmp_path):
     hist = pd.read_csv(tmp_path / "history.csv")
     assert hist["epoch"].tolist() == [1, 2] and hist["val_score"].notna().all()
     assert hist["data_wait_share"].between(0, 1).all() and (hist["images_per_second"] > 0).all()
+    if key == "p2p":   # each loss term's share of the generator loss, from the first epoch on
+        shares = hist[["G_share_adv", "G_share_l1", "G_share_ssim"]]
+        np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-5)
+        assert (shares["G_share_ssim"] > 0.1).all()   # lambda_ssim 50 makes the SSIM arm count
     on_disk = json.loads((tmp_path / "selection.json").read_text())
     assert on_disk["best_epoch"] in (1, 2) and on_disk == json.loads(json.dumps(sel))
     resolved = yaml.safe_load((tmp_path / "config.resolved.yaml").read_text())

@@ -121,6 +121,21 @@ def test_tiny_end_to_end(tiny_run):
         assert len(table) > 0, f
         num = table.select_dtypes("number")
         assert not num.isna().any().any(), f"{f} holds NaN"
+    # S2/S3: every table carries its baselines and the published values, and no test target's
+    # constants reach the predictions (the calibration is named and fitted on the training split)
+    s2 = pd.read_csv(out / "evaluate/s2/slice_metrics.tsv", sep="\t")
+    assert {"pix2pix", "baseline: input as SPECT", "baseline: per-pixel linear map (train)"} == set(s2["model"])
+    t4 = pd.read_csv(out / "evaluate/s2/table4.tsv", sep="\t")
+    assert "published (S2 Table 4)" in set(t4["model"])
+    assert (pd.read_csv(out / "evaluate/s2/published.tsv", sep="\t")["published"] > 0).all()
+    s3 = out / "evaluate/s3/s3_pix2pix"
+    reg = pd.read_csv(s3 / "regression.tsv", sep="\t")
+    assert {"input vs target", "null vs target"} <= set(reg.loc[reg["series"] == "baseline", "label"])
+    assert reg["calibration"].str.startswith("training-split fit").all()
+    assert len(pd.read_csv(s3 / "published.tsv", sep="\t")) > 0
+    assert {"mean_null", "ssim_null_vs_target"} <= set(pd.read_csv(s3 / "slice_metrics.tsv", sep="\t").columns)
+    hist = pd.read_csv(out / "experiments/s3_pix2pix/history.csv")
+    assert hist[["G_share_adv", "G_share_l1", "G_share_ssim"]].sum(axis=1).round(5).eq(1).all()
     # S0's clinical outputs: deficit maps on the subject's SPECT grid, regional deficits with flags
     # against the predicted and the true normal, z-scores against both normal databases
     import nibabel as nib

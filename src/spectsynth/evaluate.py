@@ -135,6 +135,61 @@ def paired_slice_metrics(experiment: str, arrays: Mapping[str, np.ndarray], tabl
 
 
 # ------------------------------------------------------------------------------- S2
+S2_MODEL = "pix2pix"
+S2_BASELINES = {"identity": "baseline: input as SPECT", "linear": "baseline: per-pixel linear map (train)"}
+S2_CALIBRATION = "none: prediction and target compared in normalised units (-1, 1)"
+S2_PUBLISHED_ROW = "published (S2 Table 4)"
+
+
+def train_chunks(path: str | Path, channels: Sequence[str], *, experiment: str = "", chunk: int = 64):
+    """Yield the training shard's slices of ``channels`` as ``(n, C, H, W)`` float64 chunks
+    (read ``chunk`` slices at a time, so a paper-scale shard never sits in memory whole)."""
+    import h5py
+
+    from .datasets import SliceShard
+
+    shard = SliceShard(path, preload_max_mb=0)
+    if len(shard) == 0:
+        raise EvaluationError(f"training shard {path} is empty", experiment=experiment,
+                              hint="Give the dataset training subjects (datasets.*.split)")
+    idx = shard.channel_index(list(channels))
+    with h5py.File(path, "r") as f:
+        images = f["images"]
+        for a in range(0, len(shard), chunk):
+            yield np.asarray(images[a:a + chunk], dtype=np.float64)[:, idx]
+
+
+def fit_pixel_linear_map(chunks, *, experiment: str = "") -> np.ndarray:
+    """Closed-form least squares per pixel, ``target = a + sum_c b_c * input_c``.
+
+    ``chunks`` yields ``(n, C + 1, H, W)`` arrays, the C input channels followed by the
+    target; the normal equations are summed over all chunks and solved per pixel with a
+    pseudo-inverse (a pixel whose inputs never vary gets the mean target).  Returns the
+    coefficients ``(C + 1, H, W)``: intercept, then one slope per input channel.
+    """
+    A = bvec = None
+    n = 0
+    for arr in chunks:
+        x, y = arr[:, :-1], arr[:, -1]
+        z = np.concatenate([np.ones_like(x[:, :1]), x], axis=1)          # (n, C+1, H, W)
+        a_part = np.einsum("nihw,njhw->hwij", z, z)
+        b_part = np.einsum("nihw,nhw->hwi", z, y)
+        A = a_part if A is None else A + a_part
+        bvec = b_part if bvec is None else bvec + b_part
+        n += arr.shape[0]
+    if n < 2:
+        raise EvaluationError(f"the per-pixel linear map needs at least 2 training slices, got {n}",
+                              experiment=experiment, hint="Give the dataset more training subjects")
+    coef = np.einsum("hwij,hwj->hwi", np.linalg.pinv(A, rcond=1e-10, hermitian=True), bvec)
+    return np.moveaxis(coef, -1, 0)
+
+
+def apply_pixel_linear_map(coef: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """``(C + 1, H, W)`` coefficients applied to ``(N, C, H, W)`` inputs -> ``(N, H, W)``."""
+    x = np.asarray(inputs, dtype=np.float64)
+    return coef[0][None] + np.einsum("chw,nchw->nhw", coef[1:], x)
+
+
 def _s2_comparisons(data: pd.DataFrame) -> list[dict]:
     """Paired comparisons of S2's grid: native vs template, L1 vs L1+SSIM, between inputs.
 
@@ -168,33 +223,159 @@ def _s2_comparisons(data: pd.DataFrame) -> list[dict]:
     return comps
 
 
+def _s2_baseline_comparisons(data: pd.DataFrame) -> list[dict]:
+    """Each pix2pix run against the baselines of its input and space, on the same test slices."""
+    comps = []
+    models = data[data["model"] == S2_MODEL]
+    for text in S2_BASELINES.values():
+        base = data[data["model"] == text]
+        for name, run in models.groupby("experiment", sort=True):
+            inp, space = run["input"].iat[0], run["space"].iat[0]
+            ref = base[(base["input"] == inp) & (base["space"] == space)]
+            merged = run.merge(ref, on=["subject", "slice_index"], suffixes=("_a", "_b"))
+            if merged.empty:
+                continue
+            for metric in S2_METRICS:
+                comps.append({"family": f"pix2pix vs {text}", "metric": metric,
+                              "label": f"{metric.upper()}: {name} vs {text} (input {inp}, space {space})",
+                              "a": merged[f"{metric}_a"].to_numpy(), "b": merged[f"{metric}_b"].to_numpy(),
+                              "names": ("a", "b"), "a_name": str(name), "b_name": text,
+                              "experiments": f"{name} vs {merged['experiment_b'].iat[0]}"})
+    return comps
+
+
+def _s2_baselines(name: str, spec: Mapping, arrays: Mapping[str, np.ndarray], table: pd.DataFrame,
+                  train: Mapping[str, Mapping[str, str]], fits: dict, *, data_range: float,
+                  win_size) -> list[pd.DataFrame]:
+    """Metric rows of the two baselines of one run's input and space, on its test slices."""
+    dataset = spec["dataset"]
+    if dataset not in train:
+        raise EvaluationError(f"no training shard of dataset {dataset} was given for the baselines",
+                              experiment=name, hint=f"Pass datasets/{dataset}/train.h5 to evaluate_s2")
+    channels = list(spec["input_channels"])
+    key = (dataset, tuple(channels))
+    if key not in fits:
+        fits[key] = fit_pixel_linear_map(train_chunks(train[dataset]["h5"], [*channels, *spec["target_channels"]],
+                                                      experiment=name), experiment=name)
+    inp = np.asarray(arrays["input"], dtype=np.float64)
+    if inp.shape[1] != len(channels) or fits[key].shape[1:] != inp.shape[2:]:
+        raise EvaluationError(f"inputs of shape {inp.shape[1:]} do not match channels {channels} and the "
+                              f"training slices {fits[key].shape[1:]}", experiment=name,
+                              hint="Rebuild the dataset and rerun predict_experiment")
+    series = {"identity": inp.mean(axis=1), "linear": apply_pixel_linear_map(fits[key], inp)}
+    parts = []
+    for kind, pred in series.items():
+        label = f"baseline_{kind}_{spec['input']}_{spec['space']}"
+        part = paired_slice_metrics(label, {"prediction": pred[:, None], "target": arrays["target"]}, table,
+                                    data_range=data_range, win_size=win_size)
+        part["model"] = S2_BASELINES[kind]
+        parts.append(part)
+    return parts
+
+
+def _s2_table4(data: pd.DataFrame, notes: list, *, scale_label: str) -> pd.DataFrame:
+    """Table 4 (mean and CV) of the runs and their baselines, with S2's published rows."""
+    from .published import published, published_records
+
+    t4 = _attempt(notes, "S2", "Table 4 (mean and CV)", S.table4, data, metrics=S2_METRICS,
+                  rows=("model", "space", "loss"), column="input", experiment="S2 grid")
+    if t4 is None:
+        return pd.DataFrame(columns=["model", "space", "loss", "metric"])
+    t4["scale"] = scale_label
+    ref = published("S2")
+    pub = pd.DataFrame(published_records("S2", "table4"))
+    inputs = [c for c in t4.columns if c not in ("model", "space", "loss", "metric", "scale")]
+    rows = []
+    for (space, loss), _ in t4[t4["model"] == S2_MODEL].groupby(["space", "loss"], sort=False):
+        for metric in S2_METRICS:
+            sel = pub[(pub["space"] == space) & (pub["loss"] == loss) & (pub["metric"] == metric)]
+            cells = {r["input"]: f"{r['mean']:.2f} ({r['cv_percent']:.2f}%)" for _, r in sel.iterrows()}
+            if all(i in cells for i in inputs):
+                rows.append({"model": S2_PUBLISHED_ROW, "space": space, "loss": loss, "metric": metric,
+                             **{i: cells[i] for i in inputs}, "scale": ref["scale"]})
+    return pd.concat([t4, pd.DataFrame(rows, columns=t4.columns)], ignore_index=True)
+
+
+def s2_published_table(data: pd.DataFrame, ttests: pd.DataFrame, *, scale_label: str,
+                       alpha: float) -> pd.DataFrame:
+    """The runs' Table 4 means next to S2's published ones, and the native-vs-template count."""
+    from .published import published, published_records
+
+    ref = published("S2")
+    pub = pd.DataFrame(published_records("S2", "table4"))
+    runs = data[data["model"] == S2_MODEL]
+    rows = []
+    for (space, loss, inp), g in runs.groupby(["space", "loss", "input"], sort=True):
+        for metric in S2_METRICS:
+            hit = pub[(pub["space"] == space) & (pub["loss"] == loss) & (pub["input"] == inp)
+                      & (pub["metric"] == metric)]
+            if hit.empty:
+                continue
+            rows.append({"quantity": f"Table 4 mean {metric.upper()}", "space": space, "loss": loss, "input": inp,
+                         "ours": float(g[metric].mean()), "published": float(hit["mean"].iat[0])})
+    if len(ttests) and "family" in ttests:
+        sp = ttests[ttests["family"] == "space: native vs template"]
+        if len(sp):
+            # a = native, b = template: native is better with lower RMSE, higher SSIM and PSNR
+            better = np.where(sp["metric"] == "rmse", sp["statistic"] < 0, sp["statistic"] > 0)
+            wins = int((better & (sp["p"] < alpha)).sum())
+            nt = ref["native_vs_template"]
+            rows.append({"quantity": f"native better than template (p < {alpha:g}), comparisons", "space": "both",
+                         "loss": "all", "input": "all", "ours": float(wins), "published": float(nt["significant"])})
+            rows.append({"quantity": "native vs template comparisons made", "space": "both", "loss": "all",
+                         "input": "all", "ours": float(len(sp)), "published": float(nt["comparisons"])})
+    table = pd.DataFrame(rows, columns=["quantity", "space", "loss", "input", "ours", "published"])
+    table["difference"] = table["ours"] - table["published"]
+    table["our_scale"] = scale_label
+    table["published_scale"] = ref["scale"]
+    table["source"] = ref["source"]
+    return table
+
+
 def evaluate_s2(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str, Mapping],
-                out: Mapping[str, str], *, cfg: Mapping, scale_label: str) -> dict[str, pd.DataFrame]:
-    """S2's evaluation of the pix2pix grid (inputs x spaces x losses).
+                out: Mapping[str, str], *, cfg: Mapping, scale_label: str,
+                train: Mapping[str, Mapping[str, str]]) -> dict[str, pd.DataFrame]:
+    """S2's evaluation of the pix2pix grid (inputs x spaces x losses), with its baselines.
 
     ``predictions``: experiment -> ``{"h5", "tsv"}``; ``specs``: experiment -> resolved spec
-    (with ``input``, ``space``, ``loss``); ``out``: paths ``slice_metrics``, ``ttests``,
-    ``table4``, ``violin``, ``not_computed``; ``cfg``: the ``evaluate`` config section.
+    (with ``input``, ``space``, ``loss``, ``dataset``, ``input_channels``); ``train``: dataset
+    -> ``{"h5"}`` of its training shard; ``out``: paths ``slice_metrics``, ``ttests``,
+    ``table4``, ``published``, ``violin``, ``not_computed``; ``cfg``: the ``evaluate`` section.
+
+    Beside every run (``model`` pix2pix), two baselines per input and space on the same test
+    slices, in the same tables, t-tests and figure: the input itself taken as the SPECT (the
+    mean of the channels for MRI+PET; same normalisation as the target) and a per-pixel
+    linear map input -> SPECT fitted by least squares on the training shard only
+    (:func:`fit_pixel_linear_map`).  Metrics are computed in the normalised units (-1, 1);
+    no prediction is rescaled (column ``calibration``).
     """
     dr = float(cfg["data_range"])
+    win = cfg["ssim_win_size"]
     notes: list[dict] = []
-    parts = []
+    parts, fits, done = [], {}, set()
     for name in sorted(predictions):
         spec = specs[name]
         arrays, table = _load_paired(name, predictions[name])
-        part = paired_slice_metrics(name, arrays, table, data_range=dr, win_size=cfg["ssim_win_size"])
+        part = paired_slice_metrics(name, arrays, table, data_range=dr, win_size=win)
+        part["model"] = S2_MODEL
         part["input"], part["space"], part["loss"] = spec["input"], spec["space"], spec["loss"]
         parts.append(part)
+        if (spec["input"], spec["space"]) not in done:
+            done.add((spec["input"], spec["space"]))
+            for base in _s2_baselines(name, spec, arrays, table, train, fits, data_range=dr, win_size=win):
+                base["input"], base["space"], base["loss"] = spec["input"], spec["space"], "none"
+                parts.append(base)
     if not parts:
         raise EvaluationError("no S2 predictions were given", hint="Enable an S2 experiment")
     data = pd.concat(parts, ignore_index=True)
-    cols = ["experiment", "input", "space", "loss", "subject", "slice_index", "rank", "pred_row",
-            *S2_METRICS, "data_range"]
+    data["calibration"] = S2_CALIBRATION
+    cols = ["experiment", "model", "input", "space", "loss", "subject", "slice_index", "rank", "pred_row",
+            *S2_METRICS, "data_range", "calibration"]
     data = data[cols]
     write_table(data, out["slice_metrics"], what="S2 per-slice metrics")
 
     families: dict[tuple[str, str], list[dict]] = {}
-    for c in _s2_comparisons(data):
+    for c in _s2_comparisons(data[data["model"] == S2_MODEL]) + _s2_baseline_comparisons(data):
         families.setdefault((c["family"], c["metric"]), []).append(c)
     tables = []
     for (family, metric), comps in families.items():
@@ -213,27 +394,36 @@ def evaluate_s2(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
         columns=["family", "metric", "label", "n", "statistic", "p", "significant"])
     write_table(ttests, out["ttests"], what="S2 paired t-tests")
 
-    t4 = _attempt(notes, "S2", "Table 4 (mean and CV)", S.table4, data, metrics=S2_METRICS,
-                  rows=("space", "loss"), column="input", experiment="S2 grid")
-    if t4 is None:
-        t4 = pd.DataFrame(columns=["space", "loss", "metric"])
-    else:
+    t4 = _s2_table4(data, notes, scale_label=scale_label)
+    if len(t4):
         t4["data_range"] = dr
     write_table(t4, out["table4"], what="S2 Table 4")
+    pub = s2_published_table(data, ttests, scale_label=scale_label, alpha=float(cfg["alpha"]))
+    write_table(pub, out["published"], what="S2 results next to the published values")
 
-    label = figure_label(scale_label, int(data["subject"].nunique()), [specs[n] for n in predictions])
-    data["space · loss"] = data["space"] + " · " + data["loss"]
-    fig = P.violin_metrics(data, metrics=S2_METRICS, x="input", hue="space · loss",
-                           subtitle=label, title="S2: pix2pix SPECT prediction, per-slice metrics",
-                           data_range=dr)
+    runs = data[data["model"] == S2_MODEL]
+    label = figure_label(scale_label, int(runs["subject"].nunique()), [specs[n] for n in predictions])
+    fig_data = data.copy()
+    short = {S2_MODEL: None, S2_BASELINES["identity"]: "input as SPECT",
+             S2_BASELINES["linear"]: "linear map"}
+    fig_data["series"] = [f"{s} · {lo}" if short[m] is None else f"{s} · {short[m]}"
+                          for s, lo, m in zip(fig_data["space"], fig_data["loss"], fig_data["model"], strict=True)]
+    fig = P.violin_metrics(fig_data, metrics=S2_METRICS, x="input", hue="series", subtitle=label,
+                           title="S2: pix2pix SPECT prediction and baselines, per-slice metrics", data_range=dr)
     P.save_figure(fig, out["violin"], dpi=int(cfg["figure_dpi"]))
     write_table(_notes_frame(notes), out["not_computed"], what="S2 statistics not computed")
-    return {"slice_metrics": data, "ttests": ttests, "table4": t4}
+    return {"slice_metrics": data, "ttests": ttests, "table4": t4, "published": pub}
 
 
 # ------------------------------------------------------------------------------- S3
-def _brain_means(arr: np.ndarray, gain: np.ndarray, bias: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    raw = (arr - bias[:, None, None]) / gain[:, None, None]
+BRAIN_FRACTION = 0.1   # slice brain mask: input pixels above 10 % of the input slice's maximum
+S3_SERIES = ("input", "prediction", "null", "target")
+S3_SERIES_TEXT = {"input": "input SPECT (baseline: SPECT as PET)", "prediction": "pix2pix prediction",
+                  "null": "null model (training-split mean PET slice)", "target": "target PET"}
+
+
+def _brain_means(raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of each slice of ``raw`` (N, H, W) inside its mask (N, H, W)."""
     return np.array([float(raw[i][mask[i]].mean()) for i in range(raw.shape[0])])
 
 
@@ -252,21 +442,25 @@ def slice_labels(labels_ras: np.ndarray, z: int, size: int) -> np.ndarray:
     return np.rint(out).astype(np.int64)
 
 
-def s3_roi_means(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.DataFrame,
-                 labels: Mapping[str, str], names: Mapping[int, str], *, input_channel: str,
-                 target_channel: str, notes: list | None = None) -> pd.DataFrame:
-    """Atlas-region means of input, prediction and target per test subject (S3's ROI analysis).
+def s3_roi_means(experiment: str, raw: Mapping[str, np.ndarray], table: pd.DataFrame,
+                 labels: Mapping[str, str], names: Mapping[int, str], *,
+                 notes: list | None = None) -> pd.DataFrame:
+    """Atlas-region means of each series per test subject (S3's ROI analysis).
 
+    ``raw``: series name (input, prediction, null, target, ...) -> ``(N, H, W)`` slices in
+    physical units, row ``i`` belonging to row ``i`` of ``table`` (see :func:`evaluate_s3` for
+    how each series got there; the prediction never with the target's constants).
     ``labels``: subject -> label volume (NIfTI on the grid of the slices' source volume, e.g.
     the vascular territories); ``names``: label value -> region name.  The label slices are
     cut like the image slices (:func:`slice_labels`); each region's mean pools its pixels
-    over the subject's test slices, in the images' own units (normalisation undone).  A
-    region with no pixel in a subject's test slices is left out (and noted).
+    over the subject's test slices.  A region with no pixel in a subject's test slices is left
+    out (and noted).
     """
     import nibabel as nib
 
+    series = list(raw)
     rows = []
-    size = int(np.asarray(arrays["target"]).shape[-1])
+    size = int(np.asarray(next(iter(raw.values()))).shape[-1])
     for subject, sub in table.groupby("subject", sort=True):
         subject = str(subject)
         if subject not in labels:
@@ -281,18 +475,13 @@ def s3_roi_means(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.Da
         lab = np.asanyarray(lab_img.dataobj)
         pools: dict[str, dict[str, list]] = {}
         for i, row in sub.iterrows():
-            z = int(row["slice_index"])
-            ls = slice_labels(lab, z, size)
-            vals = {
-                "input": (arrays["input"][i, 0] - row[f"bias_{input_channel}"]) / row[f"gain_{input_channel}"],
-                "prediction": (arrays["prediction"][i, 0] - row[f"bias_{target_channel}"]) / row[f"gain_{target_channel}"],
-                "target": (arrays["target"][i, 0] - row[f"bias_{target_channel}"]) / row[f"gain_{target_channel}"],
-            }
+            ls = slice_labels(lab, int(row["slice_index"]), size)
             for value, name in names.items():
                 sel = ls == int(value)
                 if sel.any():
-                    for k, v in vals.items():
-                        pools.setdefault(name, {}).setdefault(k, []).append(np.asarray(v, dtype=np.float64)[sel])
+                    for k in series:
+                        pools.setdefault(name, {}).setdefault(k, []).append(
+                            np.asarray(raw[k][i], dtype=np.float64)[sel])
         for name in names.values():
             if name not in pools:
                 if notes is not None:
@@ -300,34 +489,105 @@ def s3_roi_means(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.Da
                                   "reason": f"experiment {experiment}: subject {subject}: region {name} "
                                             "has no pixel in the test slices"})
                 continue
-            row = {"experiment": experiment, "subject": subject, "region": name,
-                   "n_pixels": int(sum(a.size for a in pools[name]["target"]))}
-            row.update({k: float(np.concatenate(v).mean()) for k, v in pools[name].items()})
-            rows.append(row)
-    return pd.DataFrame(rows, columns=["experiment", "subject", "region", "n_pixels", "input",
-                                       "prediction", "target"])
+            rec = {"experiment": experiment, "subject": subject, "region": name,
+                   "n_pixels": int(sum(a.size for a in pools[name][series[0]]))}
+            rec.update({k: float(np.concatenate(pools[name][k]).mean()) for k in series})
+            rows.append(rec)
+    return pd.DataFrame(rows, columns=["experiment", "subject", "region", "n_pixels", *series])
+
+
+def _s3_train(train: Mapping[str, str], cin: str, cout: str, *, experiment: str):
+    """Training-split calibration and null image of an S3 experiment (nothing from the test targets)."""
+    from .calibration import fit_scale_calibration
+    from .datasets import SliceShard
+
+    index = read_index(train["index"], split="train", experiment=experiment)
+    shard = SliceShard(train["h5"])
+    if len(shard) != len(index) or len(shard) == 0:
+        raise EvaluationError(f"training shard {train['h5']} holds {len(shard)} slices but the index lists "
+                              f"{len(index)} training rows", experiment=experiment,
+                              hint="Rebuild the dataset (the null model and the calibration need its training split)")
+    cal = fit_scale_calibration(index, cin, cout, experiment=experiment)
+    ch = shard.channel_index([cout])[0]
+    null = np.asarray(shard.all_images()[:, ch], dtype=np.float64).mean(0)
+    return cal, null
+
+
+def _published_regression(label: str) -> str:
+    from .published import published_records
+
+    for r in published_records("S3", "regressions"):
+        if r["label"] == label:
+            return f"y = {r['intercept']:.2f} + {r['slope']:.2f}x, r = {r['r']:.2f}"
+    return "not reported"
+
+
+def s3_published_table(summary: pd.DataFrame, regression: pd.DataFrame, *, experiment: str,
+                       scale_label: str) -> pd.DataFrame:
+    """The run's SSIMs and ROI regressions next to S3's published values (one row per quantity)."""
+    from .published import published, published_records
+
+    ref = published("S3")
+    rows = []
+    ssim = {r["name"]: r["value"] for r in published_records("S3", "ssim")}
+    for name, value in ssim.items():
+        hit = summary[summary["value"] == f"ssim_{name}"] if "value" in summary else summary.iloc[:0]
+        if len(hit):
+            rows.append({"quantity": f"SSIM {name.replace('_', ' ')} (mean)", "ours": float(hit["mean"].iat[0]),
+                         "published": float(value), "units": "SSIM (no unit)"})
+    for r in published_records("S3", "regressions"):
+        basis = "roi" if "basis" in regression and (regression["basis"] == "roi").any() else "slice"
+        hit = regression[(regression["label"] == r["label"]) & (regression["basis"] == basis)] \
+            if "basis" in regression else regression.iloc[:0]
+        if not len(hit):
+            continue
+        for key, col in (("intercept", "intercept"), ("slope", "slope"), ("r", "statistic")):
+            rows.append({"quantity": f"{r['label']}: {key} ({basis} means)", "ours": float(hit[col].iat[0]),
+                         "published": float(r[key]),
+                         "units": {"r": "r (no unit)", "slope": "slope (CBF per CBF, no unit)"}.get(
+                             key, "ours in the simulated images' CBF units, S3's in its own ROI units: the "
+                                  "intercept compares only within a study")})
+    table = pd.DataFrame(rows, columns=["quantity", "ours", "published", "units"])
+    table.insert(0, "experiment", experiment)
+    table["difference"] = table["ours"] - table["published"]
+    table["our_scale"] = scale_label
+    table["published_scale"] = ref["scale"]
+    table["source"] = ref["source"]
+    return table
 
 
 def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: Mapping[str, str], *,
-                cfg: Mapping, scale_label: str, labels: Mapping[str, str] | None = None,
+                cfg: Mapping, scale_label: str, train: Mapping[str, str],
+                labels: Mapping[str, str] | None = None,
                 label_names: Mapping[int, str] | None = None) -> dict[str, pd.DataFrame]:
-    """S3's evaluation of one SPECT->PET pix2pix experiment.
+    """S3's evaluation of one SPECT->PET pix2pix experiment, with its baselines.
 
-    * per slice: SSIM/RMSE/PSNR of input vs target and of prediction vs target
-      (normalised units, data range ``cfg['data_range']``) and the mean CBF inside the brain
-      (target above zero) of input, prediction and target, in the images' own units
-      (normalisation undone with the index's gain/bias; the prediction with the target's);
-    * summary of both SSIMs and their paired t-test (S3: 0.79 -> 0.86);
+    Series compared with the target PET: the prediction, the input SPECT taken as the PET
+    (S3's own baseline, 0.79 SSIM) and a null model, the training split's mean PET slice
+    (``train``: ``{"h5", "index"}`` of the dataset's training shard), the same image for every
+    test slice.
+
+    * per slice: SSIM/RMSE/PSNR of input, prediction and null vs target (normalised units,
+      data range ``cfg['data_range']``) and the mean CBF inside the brain (input pixels above
+      :data:`BRAIN_FRACTION` of the input slice's maximum) of every series in physical units;
+    * physical units: the input and the target with their own constants; the prediction and
+      the null model with :class:`spectsynth.calibration.ScaleCalibration` fitted on the
+      training split (the target's scale from the input's), never with the test target's
+      constants; the ``calibration`` column names it;
+    * summary of the metrics and paired t-tests of the prediction against the input baseline
+      and against the null model (one family, corrected);
     * atlas-region means (``labels``: subject -> label volume, ``label_names``: value ->
-      region; default the vascular territories) of input, prediction and target
-      (:func:`s3_roi_means`);
-    * linear regression + Pearson r for input vs target, prediction vs target, prediction vs
-      input on the ROI means (``basis = roi``) and on the slice means (``basis = slice``),
-      with a scatter figure of the ROI means (slice means when no labels are given).
+      region; default the vascular territories) of every series (:func:`s3_roi_means`);
+    * linear regression + Pearson r (input vs target, prediction vs target, prediction vs
+      input, null vs target) on the ROI means (``basis = roi``) and on the slice means
+      (``basis = slice``), with a scatter figure of the ROI means (slice means without labels);
+    * the run's numbers next to S3's published ones (:mod:`spectsynth.published`).
 
     ``out``: ``slice_metrics``, ``roi_means``, ``summary``, ``ttest``, ``regression``,
-    ``scatter``, ``not_computed``.
+    ``published``, ``scatter``, ``not_computed``.
     """
+    from .published import published_records
+
     dr = float(cfg["data_range"])
     notes: list[dict] = []
     arrays, table = _load_paired(experiment, files)
@@ -339,67 +599,87 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     if arrays["input"].shape != arrays["target"].shape:
         raise EvaluationError(f"input {arrays['input'].shape} and target {arrays['target'].shape} "
                               "differ in shape", experiment=experiment)
-    pm = paired_slice_metrics(experiment, arrays, table, data_range=dr, win_size=cfg["ssim_win_size"])
-    im = paired_slice_metrics(experiment, arrays, table, data_range=dr, win_size=cfg["ssim_win_size"],
-                              against="input")
-    data = pm[["experiment", "subject", "slice_index", "pred_row"]].copy()
+    cal, null_img = _s3_train(train, cin, cout, experiment=experiment)
+    if null_img.shape != arrays["target"].shape[-2:]:
+        raise EvaluationError(f"training slices are {null_img.shape} px but the test slices "
+                              f"{arrays['target'].shape[-2:]}", experiment=experiment,
+                              hint="Rebuild the dataset and rerun predict_experiment")
+    n = len(table)
+    norm = {"input": np.asarray(arrays["input"], dtype=np.float64)[:, 0],
+            "prediction": np.asarray(arrays["prediction"], dtype=np.float64)[:, 0],
+            "null": np.broadcast_to(null_img, (n, *null_img.shape)),
+            "target": np.asarray(arrays["target"], dtype=np.float64)[:, 0]}
+    win = cfg["ssim_win_size"]
+    metric_arrays = {"target": norm["target"][:, None]}
+    metric_arrays.update({k: norm[k][:, None] for k in ("input", "prediction", "null")})
+    per = {k: paired_slice_metrics(experiment, metric_arrays, table, data_range=dr, win_size=win, against=k)
+           for k in ("input", "prediction", "null")}
+    data = per["prediction"][["experiment", "subject", "slice_index", "pred_row"]].copy()
     for m in S2_METRICS:
-        data[f"{m}_input_vs_target"] = im[m].to_numpy()
-        data[f"{m}_prediction_vs_target"] = pm[m].to_numpy()
+        for k in ("input", "prediction", "null"):
+            data[f"{m}_{k}_vs_target"] = per[k][m].to_numpy()
     data["data_range"] = dr
-    tgt = np.asarray(arrays["target"], dtype=np.float64)[:, 0]
+
     g_in, b_in = table[f"gain_{cin}"].to_numpy(float), table[f"bias_{cin}"].to_numpy(float)
     g_t, b_t = table[f"gain_{cout}"].to_numpy(float), table[f"bias_{cout}"].to_numpy(float)
-    mask = (tgt - b_t[:, None, None]) / g_t[:, None, None] > 0
-    empty = np.flatnonzero(~mask.reshape(len(mask), -1).any(1))
+    if np.any(g_t == 0):
+        raise EvaluationError(f"{int((g_t == 0).sum())} target slices hold no signal (gain 0)",
+                              experiment=experiment, hint="Exclude blank slices from the dataset")
+    raw = {"input": (norm["input"] - b_in[:, None, None]) / np.where(g_in == 0, 1.0, g_in)[:, None, None],
+           "prediction": cal.apply(norm["prediction"], g_in, b_in, experiment=experiment),
+           "null": cal.apply(norm["null"], g_in, b_in, experiment=experiment),
+           "target": (norm["target"] - b_t[:, None, None]) / g_t[:, None, None]}
+    mask = raw["input"] > BRAIN_FRACTION * raw["input"].reshape(n, -1).max(1)[:, None, None]
+    empty = np.flatnonzero(~mask.reshape(n, -1).any(1))
     if empty.size:
-        raise EvaluationError(f"{empty.size} target slices hold no brain signal (rows {empty.tolist()})",
+        raise EvaluationError(f"{empty.size} input slices hold no brain signal (rows {empty.tolist()})",
                               experiment=experiment, hint="Exclude blank slices from the dataset")
     rows = data["pred_row"].to_numpy()
-    data["mean_input"] = _brain_means(arrays["input"][:, 0].astype(float), g_in, b_in, mask)[rows]
-    data["mean_prediction"] = _brain_means(arrays["prediction"][:, 0].astype(float), g_t, b_t, mask)[rows]
-    data["mean_target"] = _brain_means(tgt, g_t, b_t, mask)[rows]
+    for k in S3_SERIES:
+        data[f"mean_{k}"] = _brain_means(raw[k], mask)[rows]
+    data["calibration"] = cal.describe()
     write_table(data, out["slice_metrics"], what="S3 per-slice metrics")
 
-    summ = _attempt(notes, "S3", "summary (mean ± sd)", S.summary_table, data,
-                    ["ssim_input_vs_target", "ssim_prediction_vs_target",
-                     "rmse_input_vs_target", "rmse_prediction_vs_target",
-                     "psnr_input_vs_target", "psnr_prediction_vs_target"], experiment=experiment)
-    ttest = _attempt(notes, "S3", "paired t-test of SSIM", S.paired_t_tests,
-                     [{"label": "SSIM prediction vs target against input vs target",
-                       "a": data["ssim_prediction_vs_target"], "b": data["ssim_input_vs_target"],
-                       "names": ("prediction", "input")}],
-                     experiment=experiment, alpha=float(cfg["alpha"]),
-                     corrections=tuple(cfg["corrections"]))
+    metric_cols = [f"{m}_{k}_vs_target" for m in ("ssim", "rmse", "psnr") for k in ("input", "prediction", "null")]
+    summ = _attempt(notes, "S3", "summary (mean ± sd)", S.summary_table, data, metric_cols, experiment=experiment)
+    if summ is not None:
+        pub = {f"ssim_{r['name']}": f"{r['value']:.2f}" for r in published_records("S3", "ssim")}
+        summ["published"] = [pub.get(v, "not reported") for v in summ["value"]]
+    comps = [{"label": f"{m.upper()} prediction vs target against {base} vs target", "a": data[f"{m}_prediction_vs_target"],
+              "b": data[f"{m}_{base}_vs_target"], "names": ("prediction", "baseline"), "base": base}
+             for base in ("input", "null") for m in ("ssim", "rmse", "psnr")]
+    ttest = _attempt(notes, "S3", "paired t-tests against the baselines", S.paired_t_tests, comps,
+                     experiment=experiment, alpha=float(cfg["alpha"]), corrections=tuple(cfg["corrections"]))
+    if ttest is not None:
+        ttest.insert(0, "baseline", [S3_SERIES_TEXT[c["base"]] for c in comps])
     summary = summ if summ is not None else pd.DataFrame(columns=["experiment", "value"])
     write_table(summary, out["summary"], what="S3 summary")
     ttest = ttest if ttest is not None else pd.DataFrame(columns=["experiment", "label"])
-    write_table(ttest, out["ttest"], what="S3 paired t-test of SSIM")
+    write_table(ttest, out["ttest"], what="S3 paired t-tests")
 
-    rois = pd.DataFrame(columns=["experiment", "subject", "region", "n_pixels", "input", "prediction",
-                                 "target"])
+    rois = pd.DataFrame(columns=["experiment", "subject", "region", "n_pixels", *S3_SERIES])
     if labels:
         from .labels import TERRITORIES
 
-        rois = s3_roi_means(experiment, arrays, table, labels, label_names or TERRITORIES,
-                            input_channel=cin, target_channel=cout, notes=notes)
+        rois = s3_roi_means(experiment, raw, table, labels, label_names or TERRITORIES, notes=notes)
+    rois["calibration"] = cal.describe()
     write_table(rois, out["roi_means"], what="S3 ROI means")
 
-    def pairs_of(frame: pd.DataFrame, cols: Mapping[str, str], what: str) -> list[dict]:
+    def pairs_of(frame: pd.DataFrame, col: Callable[[str], str], what: str) -> list[dict]:
         return [
-            {"x": frame[cols["target"]], "y": frame[cols["input"]], "label": "input vs target",
+            {"x": frame[col("target")], "y": frame[col("input")], "label": "input vs target",
              "xlabel": f"target PET CBF ({what})", "ylabel": "input SPECT CBF"},
-            {"x": frame[cols["target"]], "y": frame[cols["prediction"]], "label": "prediction vs target",
-             "xlabel": f"target PET CBF ({what})", "ylabel": "predicted PET CBF"},
-            {"x": frame[cols["input"]], "y": frame[cols["prediction"]], "label": "prediction vs input",
-             "xlabel": f"input SPECT CBF ({what})", "ylabel": "predicted PET CBF"},
+            {"x": frame[col("target")], "y": frame[col("prediction")], "label": "prediction vs target",
+             "xlabel": f"target PET CBF ({what})", "ylabel": "predicted PET CBF (calibrated)"},
+            {"x": frame[col("input")], "y": frame[col("prediction")], "label": "prediction vs input",
+             "xlabel": f"input SPECT CBF ({what})", "ylabel": "predicted PET CBF (calibrated)"},
+            {"x": frame[col("target")], "y": frame[col("null")], "label": "null vs target",
+             "xlabel": f"target PET CBF ({what})", "ylabel": "null model CBF (calibrated)"},
         ]
 
-    bases = [("slice", pairs_of(data, {"input": "mean_input", "prediction": "mean_prediction",
-                                       "target": "mean_target"}, "slice brain mean"))]
+    bases = [("slice", pairs_of(data, lambda k: f"mean_{k}", "slice brain mean"))]
     if len(rois):
-        bases.insert(0, ("roi", pairs_of(rois, {"input": "input", "prediction": "prediction",
-                                                "target": "target"}, "atlas ROI mean")))
+        bases.insert(0, ("roi", pairs_of(rois, lambda k: k, "atlas ROI mean")))
     recs, ok, basis_col = [], {}, []
     for basis, pairs in bases:
         for pair in pairs:
@@ -413,19 +693,25 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     reg = S.records_frame(recs) if recs else pd.DataFrame(columns=["experiment", "label"])
     if recs:
         reg.insert(0, "basis", basis_col)
+        reg.insert(1, "series", ["baseline" if r.label in ("input vs target", "null vs target") else "model"
+                                 for r in recs])
+        reg["published"] = [_published_regression(r.label) for r in recs]
+        reg["calibration"] = cal.describe()
     label = figure_label(scale_label, int(data["subject"].nunique()), [spec])
     shown = next((b for b, _ in bases if b in ok), None)
     title = (f"S3 {experiment}: {'atlas ROI' if shown == 'roi' else 'slice'}-mean CBF, "
-             "least-squares fits")
+             "least-squares fits (prediction and null model calibrated on the training split)")
     if shown is not None:
         fig = P.scatter_fits(ok[shown], subtitle=label, title=title, experiment=experiment)
     else:
         fig = _message_figure("No regression could be computed (see not_computed.tsv).", label, title)
     P.save_figure(fig, out["scatter"], dpi=int(cfg["figure_dpi"]))
     write_table(reg, out["regression"], what="S3 regressions")
+    pub = s3_published_table(summary, reg, experiment=experiment, scale_label=scale_label)
+    write_table(pub, out["published"], what="S3 results next to the published values")
     write_table(_notes_frame(notes), out["not_computed"], what="S3 statistics not computed")
     return {"slice_metrics": data, "roi_means": rois, "summary": summary, "ttest": ttest,
-            "regression": reg}
+            "regression": reg, "published": pub, "calibration": cal}
 
 
 # ------------------------------------------------------------------------------- S1

@@ -11,7 +11,10 @@ Output: one HDF5 file (``prediction`` (N, C, H, W) float32, and for paired exper
 ``input`` and ``target`` in the same normalised units as the dataset shards) and one TSV
 with a row per prediction (the test-index columns for paired experiments; level, pattern
 and sample number for generated images).  The normalisation gain/bias columns of the
-dataset index travel with each row so raw values can be recovered as ``(x - bias) / gain``.
+dataset index travel with each row so the input's and the target's raw values can be
+recovered as ``(x - bias) / gain``; a *prediction* is turned into physical units only with the
+input's constants and lines fitted on the training split (:mod:`spectsynth.calibration`),
+never with its target's.
 
 Nothing here trains: the networks come from :func:`spectsynth.train.load_for_inference`.
 The device is chosen at call time (``auto``: CUDA when available, else CPU).
@@ -343,18 +346,23 @@ def sample_vae(best_pt: str | Path, n: int, *, experiment: str, seed: int = 0, b
 
 
 def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path, *,
-                  experiment: str) -> pd.DataFrame:
+                  experiment: str, train_index: str | Path) -> pd.DataFrame:
     """Stack a paired experiment's predicted slices back onto each test subject's grid.
 
     For every test subject, a NIfTI volume with the shape and affine of the slices' source
     volume (so a viewer overlays it on that subject's images) holding the predictions at
-    their axial positions, in the target's own units (the normalisation of the target undone
-    with the index's gain/bias; the resize and padding inverted), 0 elsewhere.  Written as
+    their axial positions, 0 elsewhere, in the target's units as a user can compute them at
+    prediction time: the normalisation undone with the *input* slice's constants and the
+    lines fitted on the training split of ``train_index`` (the dataset's ``index.tsv``;
+    :class:`spectsynth.calibration.ScaleCalibration`), never with the test target's own
+    constants; the resize and padding inverted.  Written as
     ``sub-<label>_desc-<experiment>_pred.nii.gz`` (``_run-<n>`` added when a subject has
     several records, e.g. S0's degradations of one scan) plus a table ``volumes.tsv``
-    (subject, record, file, source, slices) in ``out_dir``.
+    (subject, record, file, source, slices, calibration) in ``out_dir``.
     """
     import nibabel as nib
+
+    from .calibration import fit_scale_calibration
 
     arrays, table, attrs = load_predictions(h5_path, tsv_path, experiment=experiment)
     if "target" not in arrays:
@@ -362,11 +370,14 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
                               hint="Only paired experiments (pix2pix, VAE) are stacked into volumes")
     spec = json.loads(attrs.get("spec", "{}"))
     target = (spec.get("target_channels") or [""])[0]
-    gain_col, bias_col = f"gain_{target}", f"bias_{target}"
+    source = (spec.get("input_channels") or [""])[0]
+    gain_col, bias_col = f"gain_{source}", f"bias_{source}"
     for col in (gain_col, bias_col, "source", "slice_index", "subject"):
         if col not in table.columns:
             raise EvaluationError(f"the prediction table lacks column {col!r}", experiment=experiment,
                                   hint="Rebuild the dataset and rerun predict_experiment")
+    cal = fit_scale_calibration(read_index(train_index, split="train", experiment=experiment), source, target,
+                                experiment=experiment)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -383,10 +394,12 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
             if not 0 <= z < shape[2]:
                 raise EvaluationError(f"slice index {z} lies outside the source grid {shape}",
                                       experiment=experiment, subject=subject, hint="Rebuild the dataset")
-            gain = float(row[gain_col])
-            if gain == 0:
-                continue  # a slice without signal was stored as a constant; nothing to undo
-            vol[:, :, z] = slice_to_grid(arrays["prediction"][i, 0], gain, float(row[bias_col]), shape[:2])
+            if float(row[gain_col]) == 0:
+                continue  # an input slice without signal was stored as a constant; nothing to undo
+            scale, offset = cal.constants([row[gain_col]], [row[bias_col]], experiment=experiment)
+            # x = x_norm * scale + offset is the normalisation with gain 1/scale, bias -offset/scale
+            vol[:, :, z] = slice_to_grid(arrays["prediction"][i, 0], 1.0 / float(scale[0]),
+                                         -float(offset[0]) / float(scale[0]), shape[:2])
         name = f"sub-{subject}{run}_desc-{experiment.replace('_', '')}_pred.nii.gz"
         tmp = out_dir / f".tmp-{name}"
         nifti = nib.Nifti1Image(vol, affine)
@@ -396,7 +409,8 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
         tmp.replace(out_dir / name)
         extra = {c: sub[c].iat[0] for c in ("record", "desc") if c in sub.columns}
         rows.append({"experiment": experiment, "subject": subject, **extra, "file": name, "source": path,
-                     "slices": " ".join(str(int(z)) for z in sorted(sub["slice_index"]))})
+                     "slices": " ".join(str(int(z)) for z in sorted(sub["slice_index"])),
+                     "calibration": cal.describe()})
     result = pd.DataFrame(rows)
     result.to_csv(out_dir / "volumes.tsv", sep="\t", index=False)
     return result

@@ -10,6 +10,7 @@
     best.pt                        copy of checkpoints/best.pt (the rule's declared output)
     selection.json                 metric, direction, chosen epoch and score, all scores
     history.csv                    one row per epoch: losses, lr, score, time, data-wait share
+                                   (pix2pix: each loss term's share of the generator loss)
     tensorboard/                   the same scalars for TensorBoard
     config.resolved.yaml           the resolved experiment spec and its config hash
     provenance.json                package versions and git commit of the run
@@ -214,6 +215,14 @@ def _to(batch: Mapping, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
+def loss_shares(terms: Mapping[str, float]) -> dict[str, torch.Tensor]:
+    """Each weighted loss term's share of their sum: ``{"G_share_<name>": term / total}`` for
+    the terms adv, l1 and ssim (0 for a term that is absent, i.e. weighted 0)."""
+    total = sum(abs(float(v)) for v in terms.values())
+    return {f"G_share_{k}": torch.tensor(abs(float(terms.get(k, 0.0))) / total if total > 0 else 0.0)
+            for k in ("adv", "l1", "ssim")}
+
+
 class Recipe:
     """Family-specific steps; the harness owns the loop, checkpoints and logs."""
 
@@ -319,7 +328,13 @@ class VAERecipe(PairedRecipe):
 
 
 class Pix2PixRecipe(PairedRecipe):
-    """S2/S3: BCE adversarial + lambda_L1 x L1 (+ lambda_SSIM x (1 - SSIM)), D loss halved."""
+    """S2/S3: BCE adversarial + lambda_L1 x L1 (+ lambda_SSIM x (1 - SSIM)), D loss halved.
+
+    Every step also reports each weighted term's share of the generator loss
+    (``G_share_adv``, ``G_share_l1``, ``G_share_ssim``; the epoch means go to history.csv, so
+    the first row shows the shares at the start of training) and the SSIM loss itself
+    (``G_ssim``) even when its weight is 0, so the runs with and without it can be compared.
+    """
 
     def train_step(self, batch: dict, progress: float) -> dict[str, torch.Tensor]:
         G, D = self.nets["G"], self.nets["D"]
@@ -334,19 +349,24 @@ class Pix2PixRecipe(PairedRecipe):
             p.requires_grad_(False)
         with self.autocast():
             d_fake_g = D(inp, fake)
+        w_adv, w_l1, w_ssim = (float(self.spec[k]) for k in ("lambda_adv", "lambda_l1", "lambda_ssim"))
         g_adv = L.bce_adversarial(d_fake_g, True)
         g_l1 = L.l1(fake.float(), tgt.float())
-        loss_g = float(self.spec["lambda_adv"]) * g_adv + float(self.spec["lambda_l1"]) * g_l1
-        out = {"loss_D": loss_d.detach(), "loss_G": None, "G_adv": g_adv.detach(), "G_l1": g_l1.detach()}
-        if float(self.spec["lambda_ssim"]) > 0:
+        terms = {"adv": w_adv * g_adv, "l1": w_l1 * g_l1}
+        if w_ssim > 0:
             g_ssim = L.ssim_loss(fake.float(), tgt.float(), 2.0)
-            loss_g = loss_g + float(self.spec["lambda_ssim"]) * g_ssim
-            out["G_ssim"] = g_ssim.detach()
+            terms["ssim"] = w_ssim * g_ssim
+        else:
+            with torch.no_grad():
+                g_ssim = L.ssim_loss(fake.float(), tgt.float(), 2.0)
+        loss_g = sum(terms.values())
+        out = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach(), "G_adv": g_adv.detach(),
+               "G_l1": g_l1.detach(), "G_ssim": g_ssim.detach()}
+        out.update(loss_shares({k: float(v.detach()) for k, v in terms.items()}))
         self._step("G", loss_g)
         for p in D.parameters():
             p.requires_grad_(True)
         self.scaler.update()
-        out["loss_G"] = loss_g.detach()
         return out
 
     def predict(self, inp: torch.Tensor) -> torch.Tensor:

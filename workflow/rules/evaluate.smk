@@ -14,6 +14,7 @@ EVAL_S2 = {
     "slice_metrics": f"{EVAL}/s2/slice_metrics.tsv",
     "ttests": f"{EVAL}/s2/ttests.tsv",
     "table4": f"{EVAL}/s2/table4.tsv",
+    "published": f"{EVAL}/s2/published.tsv",
     "violin": f"{EVAL}/s2/violin_metrics.png",
     "not_computed": f"{EVAL}/s2/not_computed.tsv",
 }
@@ -21,8 +22,9 @@ EVAL_S3 = {
     "slice_metrics": f"{EVAL}/s3/{{experiment}}/slice_metrics.tsv",
     "roi_means": f"{EVAL}/s3/{{experiment}}/roi_means.tsv",
     "summary": f"{EVAL}/s3/{{experiment}}/summary.tsv",
-    "ttest": f"{EVAL}/s3/{{experiment}}/ssim_ttest.tsv",
+    "ttest": f"{EVAL}/s3/{{experiment}}/ttests.tsv",
     "regression": f"{EVAL}/s3/{{experiment}}/regression.tsv",
+    "published": f"{EVAL}/s3/{{experiment}}/published.tsv",
     "scatter": f"{EVAL}/s3/{{experiment}}/scatter_fits.png",
     "not_computed": f"{EVAL}/s3/{{experiment}}/not_computed.tsv",
 }
@@ -60,6 +62,15 @@ study_predictions = lambda study: {
 study_specs = lambda study: {
     e: EXPERIMENTS[e] for e in study_experiments(EXPERIMENTS, study)
 }
+# The training split of each dataset a study's experiments read: the baselines (S2's per-pixel
+# linear map, S3's null model) and S3's calibration are fitted on it, never on the test split.
+study_train_shards = lambda study: {
+    f"{d}_{k}": dataset_shards(d)[s]
+    for d in sorted(
+        {EXPERIMENTS[e]["dataset"] for e in study_experiments(EXPERIMENTS, study)}
+    )
+    for k, s in (("train", "train"), ("index", "index"))
+}
 study_epochs = lambda study: ", ".join(
     f"{e}: {EXPERIMENTS[e]['epochs']}" for e in study_experiments(EXPERIMENTS, study)
 )
@@ -84,6 +95,7 @@ evaluate_targets = lambda: (
 rule evaluate_s2:
     input:
         unpack(lambda wc: study_predictions("S2")),
+        unpack(lambda wc: study_train_shards("S2")),
     output:
         slice_metrics=report(
             EVAL_S2["slice_metrics"],
@@ -104,14 +116,21 @@ rule evaluate_s2:
             caption="../report/evaluate_s2.rst",
             category="7. Results S2",
             subcategory="Tables",
-            labels={"table": "Table 4 (mean, CV)"},
+            labels={"table": "Table 4 (mean, CV) with baselines and published rows"},
+        ),
+        published=report(
+            EVAL_S2["published"],
+            caption="../report/evaluate_s2.rst",
+            category="7. Results S2",
+            subcategory="Tables",
+            labels={"table": "ours next to the published values"},
         ),
         violin=report(
             EVAL_S2["violin"],
             caption="../report/evaluate_s2.rst",
             category="7. Results S2",
             subcategory="Figures",
-            labels={"figure": "violin plots per metric"},
+            labels={"figure": "violin plots per metric, with baselines"},
         ),
         not_computed=report(
             EVAL_S2["not_computed"],
@@ -130,6 +149,9 @@ rule evaluate_s2:
         runtime=30,
     params:
         experiments=lambda wc: study_experiments(EXPERIMENTS, "S2"),
+        datasets=lambda wc: sorted(
+            {EXPERIMENTS[e]["dataset"] for e in study_experiments(EXPERIMENTS, "S2")}
+        ),
         specs=lambda wc: study_specs("S2"),
         epochs=lambda wc: study_epochs("S2"),
         n_cohort=len(SUBJECTS),
@@ -143,6 +165,8 @@ rule evaluate_s3:
     input:
         h5=f"{OUT}/predictions/{{experiment}}/predictions.h5",
         tsv=f"{OUT}/predictions/{{experiment}}/predictions.tsv",
+        train=lambda wc: dataset_shards(EXPERIMENTS[wc.experiment]["dataset"])["train"],
+        index=lambda wc: dataset_shards(EXPERIMENTS[wc.experiment]["dataset"])["index"],
         labels=[
             f"{OUT}/sub-{s}/anat/sub-{s}_desc-territories_dseg.nii.gz"
             for s in SUBJECTS
@@ -177,7 +201,10 @@ rule evaluate_s3:
             caption="../report/evaluate_s3.rst",
             category="8. Results S3",
             subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "table": "paired t-test of SSIM"},
+            labels={
+                "experiment": "{experiment}",
+                "table": "paired t-tests against the baselines",
+            },
         ),
         regression=report(
             EVAL_S3["regression"],
@@ -187,6 +214,16 @@ rule evaluate_s3:
             labels={
                 "experiment": "{experiment}",
                 "table": "regressions and Pearson r",
+            },
+        ),
+        published=report(
+            EVAL_S3["published"],
+            caption="../report/evaluate_s3.rst",
+            category="8. Results S3",
+            subcategory="{experiment}",
+            labels={
+                "experiment": "{experiment}",
+                "table": "ours next to the published values",
             },
         ),
         scatter=report(

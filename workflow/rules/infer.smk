@@ -1,7 +1,8 @@
 # Inference: predictions of every enabled experiment on its dataset's test split
 # (spectsynth.infer.predict_experiment). Paired experiments (pix2pix, VAE) predict every test
 # slice; FastGAN experiments draw, per condition, as many samples as the real test split has.
-# Paired predictions are also stacked back into NIfTI volumes on each test subject's grid.
+# Paired predictions are also stacked back into NIfTI volumes on each test subject's grid, in
+# physical units from the input's constants and a training-split calibration (never the target's).
 #
 # Needs from common.smk: OUT; from datasets.smk: dataset_shards; from train.smk: EXPERIMENTS,
 # experiment_resource.
@@ -48,6 +49,8 @@ rule stack_predictions:
     input:
         h5=f"{OUT}/predictions/{{experiment}}/predictions.h5",
         tsv=f"{OUT}/predictions/{{experiment}}/predictions.tsv",
+        # the training split's rows: the calibration of the predictions is fitted on them
+        index=lambda wc: dataset_shards(EXPERIMENTS[wc.experiment]["dataset"])["index"],
     output:
         volumes=directory(f"{OUT}/predictions/{{experiment}}/volumes"),
     log:

@@ -1,4 +1,5 @@
-"""S2: per-slice metrics, paired t-tests, Table 4 and violin plots (spectsynth.evaluate)."""
+"""S2: per-slice metrics of the runs and their baselines, paired t-tests, Table 4 with the
+published values, violin plots (spectsynth.evaluate)."""
 
 from spectsynth.evaluate import evaluate_s2
 from spectsynth.logs import setup_logging
@@ -10,8 +11,10 @@ def main(smk):
     try:
         files = {e: {"h5": smk.input[f"{e}_h5"], "tsv": smk.input[f"{e}_tsv"]}
                  for e in smk.params.experiments}
+        train = {d: {"h5": smk.input[f"{d}_train"], "index": smk.input[f"{d}_index"]}
+                 for d in smk.params.datasets}
         evaluate_s2(files, smk.params.specs, dict(smk.output.items()), cfg=smk.params.cfg,
-                    scale_label=smk.params.scale_label)
+                    scale_label=smk.params.scale_label, train=train)
         stamp_outputs(smk, "slice_metrics")
     except Exception as exc:
         log.error("%s", exc)

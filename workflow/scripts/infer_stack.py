@@ -9,7 +9,7 @@ def main(smk):
     log = setup_logging(smk.log[0])
     try:
         stack_volumes(smk.input.h5, smk.input.tsv, smk.output.volumes,
-                      experiment=smk.wildcards.experiment)
+                      experiment=smk.wildcards.experiment, train_index=smk.input.index)
     except Exception as exc:
         log.error("%s", exc)
         raise

@@ -45,10 +45,15 @@ STUDY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # preset: original = the pix2pix paper (Isola et al. 2017): lr 2e-4, beta1 0.5, lambda 100, batch 1.
+# preset: paper_weights = the loss weights lambda_L1 = 100, lambda_SSIM = 1 (S2's L1+SSIM runs as
+# first reproduced), under which the SSIM term is only ~1-3 % of the generator loss.
 PRESETS: dict[str, dict[str, Any]] = {
     "study": {},
     "original": {"lr": 2e-4, "betas": [0.5, 0.999], "lambda_l1": 100.0, "batch_size": 1},
+    "paper_weights": {"lambda_l1": 100.0},
 }
+# lambda_SSIM of S2's l1+ssim runs under a preset (the l1 runs always have 0; S3 keeps its own)
+PRESET_SSIM_WEIGHT: dict[str, float] = {"paper_weights": 1.0}
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "vae": {"latent_dim": 128, "base_channels": 32, "max_channels": 256, "beta": 1.0,
@@ -68,7 +73,13 @@ COMMON_DEFAULTS: dict[str, Any] = {"lr_decay_start_epoch": None, "seed": None, "
 
 S2_INPUTS = {"mri": ["mri"], "pet": ["pet"], "mri+pet": ["mri", "pet"]}
 S2_SPACES = ("native", "template")
-S2_LOSSES = {"l1": 0.0, "l1+ssim": 1.0}        # loss token -> default lambda_ssim
+# loss token -> default lambda_ssim.  With lambda_L1 = 100 the two pixel terms start at about
+# 100 x 0.7 (L1 of an untrained generator on (-1, 1) slices) and lambda_SSIM x 1 (1 - SSIM):
+# lambda_SSIM = 50 gives the SSIM term about 40 % of the generator loss at the start and about
+# half near S2's published end point (L1 ~ 0.05, SSIM ~ 0.87), so the SSIM arm can matter.
+# The shares are measured in every run's history.csv (G_share_*); preset paper_weights keeps 1.
+S2_SSIM_WEIGHT = 50.0
+S2_LOSSES = {"l1": 0.0, "l1+ssim": S2_SSIM_WEIGHT}
 S1_VARIANTS = {"A": list(LEVELS), "B": ["COR"]}
 
 _TOKEN = {"mri+pet": "mripet", "l1+ssim": "l1ssim"}
@@ -216,7 +227,8 @@ def _expand_runs(name: str, study: str, model: str, entry: dict, cfg: dict) -> l
             extra = {"dataset": f"s2_{space}", "size": size, "input_channels": S2_INPUTS[inp],
                      "target_channels": ["spect"], "input": inp, "space": space, "loss": loss}
             if entry.get("lambda_ssim") is None:
-                extra["lambda_ssim"] = S2_LOSSES[loss]
+                preset_ssim = PRESET_SSIM_WEIGHT.get(entry.get("preset") or "study")
+                extra["lambda_ssim"] = S2_LOSSES[loss] if loss == "l1" or preset_ssim is None else preset_ssim
             elif loss == "l1":
                 extra["lambda_ssim"] = 0.0
             runs.append((f"{name}_{tok}", extra))
