@@ -20,8 +20,16 @@ from ..errors import InputDataError
 from ..io import load_image, save_image, write_json
 from . import config as sim_config
 from .anatomy import ANATOMY_KEYS, load_anatomy
-from .core import anatomy_grid_image, simulate_dat, simulate_perfusion, simulate_pet, to_anatomy_grid
+from .core import (
+    anatomy_grid_image,
+    simulate_dat,
+    simulate_perfusion,
+    simulate_pet,
+    subject_physiology,
+    to_anatomy_grid,
+)
 from .plots import Panel, montage, sbr_distribution
+from .tracers import load_resection
 from .truth import read_truth, write_truth
 
 log = logging.getLogger(__name__)
@@ -38,37 +46,42 @@ def _anatomy(anatomy: Mapping, subject: str):
     return load_anatomy({k: anatomy[k] for k in ANATOMY_KEYS}, subject)
 
 
+def _physiology(anat, cfg: dict, anatomy: Mapping, age: float | None):
+    """The subject's physiology; ``anatomy`` may name a ``resection`` cavity mask (demo ground truth)."""
+    return subject_physiology(anat, cfg, age=age, resection=load_resection(anatomy.get("resection"), anat))
+
+
 def run_dat(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
-            threads: int = 1) -> None:
+            threads: int = 1, age: float | None = None) -> None:
     """DaT stack of one subject: ``outputs`` has ``nifti``, ``json`` and ``truth`` (TSV)."""
     _need(outputs, ("nifti", "json", "truth"), "simulate_dat outputs")
     cfg = sim_config.resolve(config)
     t0 = time.perf_counter()
-    stack = simulate_dat(_anatomy(anatomy, subject), cfg, threads=threads)
+    anat = _anatomy(anatomy, subject)
+    stack = simulate_dat(anat, cfg, threads=threads, physiology=_physiology(anat, cfg, anatomy, age))
     stack.write(outputs["nifti"], outputs["truth"], outputs["json"])
     log.info("subject %s: %d DaT volumes in %.1f s", subject, len(stack.volumes), time.perf_counter() - t0)
 
 
 def run_perfusion(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
-                  threads: int = 1) -> None:
-    """Perfusion stack of one subject; ``t1w`` gets its first normal volume on the anatomy grid."""
+                  threads: int = 1, age: float | None = None) -> None:
+    """Perfusion stack of one subject; ``t1w`` gets S2's SPECT (the subject's perfusion with its
+    epileptic focus, no territorial defect) on the anatomy grid."""
     _need(outputs, ("nifti", "json", "truth", "t1w"), "simulate_perfusion outputs")
     cfg = sim_config.resolve(config)
     anat = _anatomy(anatomy, subject)
-    stack = simulate_perfusion(anat, cfg, threads=threads)
+    stack = simulate_perfusion(anat, cfg, threads=threads, physiology=_physiology(anat, cfg, anatomy, age))
     stack.write(outputs["nifti"], outputs["truth"], outputs["json"])
-    normal = [r["index"] for r in stack.records if r["pattern"] == "normal"]
-    idx = normal[0] if normal else 0
-    save_image(anatomy_grid_image(to_anatomy_grid(stack.volumes[idx], stack.grid, anat), anat), outputs["t1w"])
+    save_image(anatomy_grid_image(to_anatomy_grid(stack.extra["s2_spect"], stack.grid, anat), anat), outputs["t1w"])
 
 
 def run_pet(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
-            threads: int = 1) -> None:
+            threads: int = 1, age: float | None = None) -> None:
     """FDG-PET (PET grid and anatomy grid) and the CBF pair (anatomy grid) with one truth table."""
     _need(outputs, ("fdg", "fdg_t1w", "cbf_pet", "cbf_spect", "json", "truth"), "simulate_pet outputs")
     cfg = sim_config.resolve(config)
     anat = _anatomy(anatomy, subject)
-    sim = simulate_pet(anat, cfg, threads=threads)
+    sim = simulate_pet(anat, cfg, threads=threads, physiology=_physiology(anat, cfg, anatomy, age))
     save_image(sim.fdg.to_nifti(), outputs["fdg"])
     for key, stack in (("fdg_t1w", sim.fdg), ("cbf_pet", sim.cbf_pet), ("cbf_spect", sim.cbf_spect)):
         save_image(anatomy_grid_image(to_anatomy_grid(stack.volumes[0], stack.grid, anat), anat), outputs[key])
