@@ -113,22 +113,41 @@ HEAD_LAYERS = (
 )
 
 
-def add_head(data: np.ndarray, spacing_mm: float = 1.0) -> np.ndarray:
-    """Wrap a skull-stripped T1w in CSF, skull, muscle, fat and skin layers."""
+def _brain_mask(data: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     wm = float(np.percentile(data[data > 0], 95))
     brain = ndimage.binary_fill_holes(ndimage.gaussian_filter(data, 1.0) > 0.05 * wm)
-    brain = ndimage.binary_closing(brain, iterations=3)
-    dist = ndimage.distance_transform_edt(~brain, sampling=spacing_mm)
+    return ndimage.binary_closing(brain, iterations=3)
+
+
+def _head_layers(data: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Scalp and skull layers at distance ``dist`` (mm) outside the brain (0 inside)."""
+    from scipy import ndimage
+
+    wm = float(np.percentile(data[data > 0], 95))
     head = np.zeros_like(data, dtype=np.float32)
     inner = 0.0
     for outer, rel in HEAD_LAYERS:
         head[(dist > inner) & (dist <= outer)] = rel * wm
         inner = outer
-    head = ndimage.gaussian_filter(head, 0.6)
-    out = np.where(brain, data, head).astype(np.float32)
-    return out
+    return ndimage.gaussian_filter(head, 0.6)
+
+
+def add_head(data: np.ndarray, spacing_mm: float = 1.0) -> np.ndarray:
+    """Wrap a skull-stripped T1w in CSF, skull, muscle, fat and skin layers."""
+    from scipy import ndimage
+
+    brain = _brain_mask(data)
+    dist = ndimage.distance_transform_edt(~brain, sampling=spacing_mm)
+    return np.where(brain, data, _head_layers(data, dist)).astype(np.float32)
+
+
+def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    lo = np.maximum(idx.min(axis=0) - margin, 0)
+    hi = np.minimum(idx.max(axis=0) + margin + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 @dataclass
@@ -169,12 +188,11 @@ def template_parts() -> TemplateParts:
         aff = img.affine.copy()
         aff[:3, 3] -= aff[:3, :3] @ np.full(3, pad)
         zoom = float(np.mean(img.header.get_zooms()[:3]))
-        full = add_head(data, zoom)
-        wm = float(np.percentile(data[data > 0], 95))
-        brain = ndimage.binary_closing(ndimage.binary_fill_holes(ndimage.gaussian_filter(data, 1.0) > 0.05 * wm),
-                                       iterations=3)
-        head = np.where(brain, 0.0, full).astype(np.float32)
-        icv = ndimage.distance_transform_edt(~brain, sampling=zoom) <= HEAD_LAYERS[0][0]
+        brain = _brain_mask(data)
+        dist_out = ndimage.distance_transform_edt(~brain, sampling=zoom)
+        head = np.where(brain, 0.0, _head_layers(data, dist_out)).astype(np.float32)
+        icv = dist_out <= HEAD_LAYERS[0][0]
+        del dist_out
         prob = {}
         for key in ("gm", "wm"):
             m = nib.load(str(resource_path(f"mni152_{key}")))
@@ -192,7 +210,9 @@ def template_parts() -> TemplateParts:
         ventricles = csf & box
         # Sulcal CSF and the brain surface (not the ventricles) are where atrophy widens CSF.
         sulcal = (csf & ~box) | ~brain
-        csf_dist = ndimage.distance_transform_edt(~sulcal, sampling=zoom).astype(np.float32)
+        crop = _bbox(brain, 4)
+        csf_dist = np.full(data.shape, 100.0, np.float32)
+        csf_dist[crop] = ndimage.distance_transform_edt(~sulcal[crop], sampling=zoom)
         atlas = nib.load(str(resource_path("atlas_neuromorphometrics")))
         m = np.linalg.inv(atlas.affine) @ aff
         lab = ndimage.affine_transform(np.asanyarray(atlas.dataobj).astype(np.int16), m[:3, :3], offset=m[:3, 3],
@@ -204,7 +224,9 @@ def template_parts() -> TemplateParts:
         left = np.broadcast_to(ras[0] < 0, data.shape)
         for side, sel in (("L", left), ("R", ~left)):
             own = ventricles & sel
-            dist = ndimage.distance_transform_edt(~own, sampling=zoom)
+            crop = _bbox(own, int(np.ceil(26.0 / zoom)))
+            dist = np.full(data.shape, np.inf, np.float32)
+            dist[crop] = ndimage.distance_transform_edt(~own[crop], sampling=zoom)
             ok = inner & sel & ~striatum["L"] & ~striatum["R"] & (dist > 0) & (dist <= 25.0)
             flat = np.flatnonzero(ok)
             d = dist.ravel()[flat]
