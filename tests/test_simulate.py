@@ -430,8 +430,8 @@ def _physiology(anat, section=None, subject=None, **kw):
 
 
 def test_focus_reduces_uptake_where_the_truth_says(anat, prep):
-    from spectsynth.simulate.tracers import PerfusionModel
     from spectsynth.simulate.physics import ImageDomainPhysics
+    from spectsynth.simulate.tracers import PerfusionModel
 
     phys, cfg = _physiology(anat)
     fc = phys.focus

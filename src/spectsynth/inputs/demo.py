@@ -714,6 +714,27 @@ def resected_subjects(p: DemoParams, s2_split: Mapping | None) -> set[str]:
     return {s for s, k in split.items() if k == "test"}
 
 
+def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | None]:
+    """Age of every subject: the demo's own demographics, or a BIDS dataset's participants.tsv.
+
+    ``None`` where unknown (DICOM input, no table or no age column); the simulator then leaves
+    the age term of the global uptake level out.
+    """
+    from ..simulate.tracers import subject_age
+
+    inputs = dict(config.get("inputs") or {})
+    source = inputs.get("source", "demo")
+    if source == "demo":
+        p = DemoParams.from_config(dict(inputs.get("demo") or {}))
+        labels = subject_labels(p.n_subjects)
+        return {s: demographics(labels.index(s), p)[0] if s in labels else None for s in subjects}
+    if source == "bids":
+        root = (inputs.get("bids") or {}).get("root")
+        table = str(Path(root) / "participants.tsv") if root else None
+        return {s: subject_age(table, s) for s in subjects}
+    return {s: None for s in subjects}
+
+
 def build_subject(index: int, demo_cfg: dict, bids_root: str | Path, s2_split: Mapping | None = None) -> dict[str, Path]:
     """Make demo subject ``index`` from the ``inputs.demo`` config section and write it.
 
