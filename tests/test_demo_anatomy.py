@@ -106,3 +106,21 @@ def test_true_volumes_follow_the_drawn_anatomy():
     assert vo["brain_tissue"] < vy["brain_tissue"]  # the ventricles grew into the brain
     for v, s in ((vy, young), (vo, old)):
         assert v["icv"] == pytest.approx(s.truth["anatomy"]["icv_target_ml"], rel=0.03)
+
+
+def test_demo_defaults_match_the_schema():
+    """inputs.demo in config/schema.yaml documents every DemoParams field with its default."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/schema.yaml").read_text())
+    props = schema["properties"]["inputs"]["properties"]["demo"]["properties"]
+    defaults = demo.DemoParams()
+    for f in fields(demo.DemoParams):
+        if f.name == "extra":
+            continue
+        assert f.name in props and "description" in props[f.name], f.name
+        value = getattr(defaults, f.name)
+        assert props[f.name]["default"] == (list(value) if isinstance(value, tuple) else value), f.name
