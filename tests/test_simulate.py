@@ -542,3 +542,34 @@ def test_s2_images_carry_the_focus_and_the_truth(anat, cfg, prep):
     r = int(np.ceil(s2["focus_radius_perfusion_mm"] / 4 / stack.grid.voxel_mm))
     sl = tuple(slice(max(i - r, 0), i + r + 1) for i in ijk)
     assert img[sl].sum() / img.sum() < normal[sl].sum() / normal.sum()
+
+
+def test_focus_lobes_match_the_atlas_lobes():
+    """The grey matter of the simulator's temporal/frontal lobes lies in the atlas's lobes."""
+    from types import SimpleNamespace
+
+    from spectsynth.anatomy import NMM_CSF, NMM_WHITE_MATTER, _split_name, atlas_labels, territory_atlas
+    from spectsynth.labels import TERRITORIES
+    from spectsynth.simulate.tracers import Landmarks, _world_axes, lobe_fraction
+
+    img, names = atlas_labels()
+    lab = np.asanyarray(img.dataobj)
+    terr = np.asanyarray(territory_atlas().dataobj)
+    striatum = np.zeros(lab.shape, np.int16)
+    for code, nmm in ((1, 37), (2, 36), (3, 58), (4, 57)):
+        striatum[lab == nmm] = code
+    marks = Landmarks.of(SimpleNamespace(striatum=striatum, affine=img.affine, subject="atlas"))
+    maps = {n: terr == k for k, n in TERRITORIES.items()}
+    x, y, z = _world_axes(lab.shape, img.affine)
+    grey = (lab > 0) & ~np.isin(lab, list(NMM_WHITE_MATTER) + list(NMM_CSF))
+    lobes = {"temporal": ("STG", "MTG", "ITG", "TMP", "PP", "PT", "TTG", "FuG", "PHG", "Ent", "Hippocampus",
+                          "Amygdala"),
+             "frontal": ("ACgG", "MFC", "MSFG", "SFG", "MFG", "OpIFG", "TrIFG", "OrIFG", "AOrG", "LOrG", "MOrG",
+                         "POrG", "GRe", "FRP", "FO", "SMC", "PrG", "MPrG", "SCA")}
+    for lobe, keys in lobes.items():
+        for side, word in (("L", "Left"), ("R", "Right")):
+            ref = np.isin(lab, [n for n, nm in names.items() if _split_name(nm)[0] == word
+                                and _split_name(nm)[1] in keys])
+            ours = (lobe_fraction(maps, marks, lobe, side, x, y, z) > 0.5) & grey
+            assert (ours & ref).sum() / ours.sum() > 0.8, (lobe, side)
+            assert (ours & ref).sum() / (ref & grey).sum() > 0.55, (lobe, side)
