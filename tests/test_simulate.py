@@ -475,7 +475,8 @@ def test_regional_variation_is_bounded_and_correlated_as_configured(anat, prep):
     def corr(rho):
         a, b = [], []
         for i in range(60):
-            ph, _ = _physiology(anat, {"physiology": {"tracer_correlation": rho, "regional_max": 0.5}},
+            ph, _ = _physiology(anat, {"physiology": {"tracer_correlation": rho, "regional_max": 0.5,
+                                                      "focus": {"enabled": False}}},
                                 subject=f"s{i}")
             a += list(ph.regional["perfusion"].values()) + [np.log(ph.global_level["perfusion"])]
             b += list(ph.regional["metabolism"].values()) + [np.log(ph.global_level["metabolism"])]
