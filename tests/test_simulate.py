@@ -574,3 +574,28 @@ def test_focus_lobes_match_the_atlas_lobes():
             ours = (lobe_fraction(maps, marks, lobe, side, x, y, z) > 0.5) & grey
             assert (ours & ref).sum() / ours.sum() > 0.8, (lobe, side)
             assert (ours & ref).sum() / (ref & grey).sum() > 0.55, (lobe, side)
+
+
+def test_rule_entry_point_takes_the_age_and_the_demo_cavity(anat, tmp_path):
+    """run_pet reads the age and a resection mask named in its inputs into every truth record."""
+    import dataclasses
+
+    anat = dataclasses.replace(anat, subject="07")
+    paths = dict(write_anatomy(anat, tmp_path / "anat"))
+    world = nib.affines.apply_affine(anat.affine, np.argwhere(np.ones(anat.shape, bool))).reshape(*anat.shape, 3)
+    cavity = (np.linalg.norm((world - [38.0, 2.0, -27.0]) / [15.0, 24.0, 14.0], axis=-1) <= 1) & anat.brain
+    nib.save(nib.Nifti1Image(cavity.astype(np.uint8), anat.affine), tmp_path / "cavity.nii.gz")
+    paths["resection"] = tmp_path / "cavity.nii.gz"
+    out = tmp_path / "out"
+    pet = {k: out / f"{k}.nii.gz" for k in ("fdg", "fdg_t1w", "cbf_pet", "cbf_spect")}
+    pet |= {"json": out / "pet.json", "truth": out / "pet.tsv"}
+    run_pet(paths, pet, FIXED, anat.subject, age=66.0)
+    table = pd.read_csv(pet["truth"], sep="\t")
+    assert list(table["resected"]) == [True] * 3 and (table["age"] == 66.0).all()
+    assert (table["resection_ml"] > 5).all()
+    fdg = table.iloc[0]
+    assert fdg["focus_side"] == "R" and fdg["focus_lobe"] == "temporal" and bool(fdg["focus"])
+    assert not table["focus"].iloc[1:].astype(bool).any()  # S3's CBF pair: no focus
+    img = np.asarray(nib.load(pet["fdg_t1w"]).dataobj, np.float32)
+    core = cavity & (np.linalg.norm((world - [38.0, 2.0, -27.0]) / [15.0, 24.0, 14.0], axis=-1) <= 0.4)
+    assert img[core].mean() < 0.25 * img[anat.gm > 0.9].mean()
