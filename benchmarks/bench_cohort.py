@@ -10,7 +10,8 @@ rule) and measures regional volumes from the pipeline's labels:
 * ``ventricles``: CSF probability > 0.5 in a central box around the midline and the
   striatum (lateral and third ventricles), a proxy the pipeline has no label for;
 * ``striatum_L``/``_R``: caudate + putamen of ``desc-striatum_dseg``;
-* ``lr_asymmetry``: (L - R) / mean of the grey+white matter of the two hemispheres (%).
+* ``lr_asymmetry``: (L - R) / mean of the grey+white matter of the left and right vascular
+  territories (``desc-territories_dseg``: the hemispheres as the pipeline labels them), in %.
 
 It prints, for every measure, the cohort's mean, SD, CV and max/min ratio, the demo's own
 ground truth (template maps carried by each subject's true transform), published norms and
@@ -59,7 +60,7 @@ MEASURES = ("icv", "brain_tissue", "csf", "ventricles", "striatum_L", "striatum_
 NORMS = {
     "icv": ("F 1289 +- 111, M 1469 +- 102 mL (CV ~8 % within sex, ~10 % overall)", "Matsumae 1996"),
     "brain_tissue": ("88.6 % of ICV; CV ~10 %", "Matsumae 1996; Whitwell 2001"),
-    "csf": ("11.4 % of ICV, growing with age", "Matsumae 1996"),
+    "csf": ("11.4 % of ICV, growing with age (IXI: DLMUSE labels ventricles only)", "Matsumae 1996"),
     "ventricles": ("+0.3 mL/year; most variable region (several-fold)", "Pfefferbaum 1994; Allen 2002"),
     "striatum_L": ("caudate + putamen ~8.7 mL per side, CV 9-12 %, -0.5 %/year", "Zhejiang 2007; Raz 2003"),
     "striatum_R": ("as left, slightly smaller (leftward asymmetry)", "Zhejiang 2007"),
@@ -76,15 +77,15 @@ def _world(shape, affine):
     return (affine[:3, :3] @ idx + affine[:3, 3:4]).reshape(3, *shape)
 
 
-def _asym(tissue: np.ndarray, left: np.ndarray) -> float:
-    a, b = float(tissue[left].sum()), float(tissue[~left].sum())
+def _asym(tissue: np.ndarray, left: np.ndarray, right: np.ndarray) -> float:
+    a, b = float(tissue[left].sum()), float(tissue[right].sum())
     return 100.0 * (a - b) / ((a + b) / 2)
 
 
 def pipeline_volumes(t1: nib.Nifti1Image, subject: str) -> dict[str, float]:
     """Regional volumes (mL) from the pipeline's own brain mask, tissue maps and striatum labels."""
     from spectsynth.anatomy import build_anatomy
-    from spectsynth.labels import STRIATUM
+    from spectsynth.labels import STRIATUM, TERRITORIES
     from spectsynth.preprocess.brain import BrainSettings, extract_brain
     from spectsynth.preprocess.steps import native_space, register_to_template
 
@@ -105,23 +106,28 @@ def pipeline_volumes(t1: nib.Nifti1Image, subject: str) -> dict[str, float]:
     return {"icv": m.sum() * ml, "brain_tissue": float(gw.sum()) * ml, "csf": float(tis["csf"].sum()) * ml,
             "ventricles": float(((tis["csf"] > 0.5) & box).sum()) * ml,
             "striatum_L": float(stri["L"].sum()) * ml, "striatum_R": float(stri["R"].sum()) * ml,
-            "lr_asymmetry": _asym(gw, x < mid[0])}
+            "lr_asymmetry": _asym(gw, np.isin(anat.territories, [k for k, v in TERRITORIES.items() if v.endswith("_L")]),
+                                  np.isin(anat.territories, [k for k, v in TERRITORIES.items() if v.endswith("_R")]))}
 
 
 def ixi_volumes(path: Path) -> dict[str, float]:
+    """Volumes of a DLMUSE label map (which labels ventricles but not the sulcal CSF)."""
+    from spectsynth.simulate.phantom import neuromorphometrics_table
+
     img = nib.load(str(path))
     lab = np.asanyarray(img.dataobj).astype(int)
     ml = float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0
     brain = lab > 0
     csf = np.isin(lab, CSF_LABELS)
-    x = _world(lab.shape, img.affine)[0]
     stri = {s: np.isin(lab, v) for s, v in STRIATUM_LABELS.items()}
-    mid = (x[stri["L"]].mean() + x[stri["R"]].mean()) / 2
+    names = neuromorphometrics_table()
+    sided = {side: [k for k, n in names.items() if n.startswith(word + "_") and k not in CSF_LABELS]
+             for side, word in (("L", "Left"), ("R", "Right"))}
     tissue = (brain & ~csf).astype(np.float32)
     return {"icv": brain.sum() * ml, "brain_tissue": tissue.sum() * ml, "csf": csf.sum() * ml,
             "ventricles": np.isin(lab, VENTRICLE_LABELS).sum() * ml,
             "striatum_L": stri["L"].sum() * ml, "striatum_R": stri["R"].sum() * ml,
-            "lr_asymmetry": _asym(tissue, x < mid)}
+            "lr_asymmetry": _asym(tissue, np.isin(lab, sided["L"]), np.isin(lab, sided["R"]))}
 
 
 def _spread(values) -> str:

@@ -38,7 +38,7 @@ def test_ventricles_and_sulcal_csf_grow_with_age():
     age = np.array([a for a, _, _ in draws])
     vent = np.array([np.log(d.ventricle_factors["L"] * d.ventricle_factors["R"]) / 2 for *_, d in draws])
     slope = np.polyfit(age, vent, 1)[0]
-    assert slope == pytest.approx(0.03, abs=0.006)
+    assert slope == pytest.approx(0.02, abs=0.006)
     factors = np.exp(vent)
     assert np.percentile(factors, 95) / np.percentile(factors, 5) > 2.5  # several-fold across the cohort
     atrophy = np.array([d.atrophy_mm for *_, d in draws])

@@ -13,9 +13,10 @@ of its own, driven by its age and sex (``participants.tsv``):
 * sulcal CSF that grows with age: the template's CSF spaces (sulci and the brain surface)
   are widened by ``atrophy_mm_per_decade`` per decade above ``atrophy_reference_age`` (plus
   ``atrophy_sd_mm``), the tissue they take becoming CSF;
-* striatal volume and shape: each striatum gets its own log-volume factor (``local_volume_sd``,
-  left and right correlated, shrinking by ``striatum_age_slope`` per year) and its own per-axis
-  shape (``striatum_shape_sd``);
+* striatal volume and shape: each striatum gets its own log-volume factor around
+  ``striatum_mean_factor`` (the template's caudate + putamen are 0.46 % of its ICV, adults' about
+  0.6 %), with ``local_volume_sd`` (left and right correlated), shrinking by ``striatum_age_slope``
+  per year, and its own per-axis shape (``striatum_shape_sd``);
 * left/right asymmetry: the hemispheres are widened or narrowed against each other
   (``hemisphere_asymmetry_sd``), with a front-to-back torque (``petalia_sd``);
 * a random smooth non-linear deformation (a cubic B-spline with random control-point
@@ -67,7 +68,7 @@ class DemoParams:
     icv_ml_female: float = 1289.0
     icv_ml_male: float = 1469.0
     icv_sd: float = 0.08
-    ventricle_age_slope: float = 0.03
+    ventricle_age_slope: float = 0.02
     ventricle_reference_age: float = 30.0
     ventricle_sd: float = 0.3
     ventricle_asymmetry_sd: float = 0.12
@@ -75,6 +76,7 @@ class DemoParams:
     atrophy_reference_age: float = 25.0
     atrophy_sd_mm: float = 0.2
     striatum_age_slope: float = -0.005
+    striatum_mean_factor: float = 1.3
     striatum_shape_sd: float = 0.06
     striatum_asymmetry_sd: float = 0.04
     hemisphere_asymmetry_sd: float = 0.015
@@ -367,11 +369,12 @@ def draw_anatomy(index: int, p: DemoParams, age: float, sex: str, resected: bool
     vents: dict[str, float] = {}
     vent = p.ventricle_age_slope * (age - p.ventricle_reference_age) + p.ventricle_sd * z[4]
     vasym = p.ventricle_asymmetry_sd * z[5]
-    stri = p.striatum_age_slope * (age - p.atrophy_reference_age) + p.local_volume_sd * z[6]
+    stri = (np.log(p.striatum_mean_factor) + p.striatum_age_slope * (age - p.atrophy_reference_age)
+            + p.local_volume_sd * z[6])
     sasym = p.striatum_asymmetry_sd * z[7]
     for side, sign in (("L", 1.0), ("R", -1.0)):
         vents[side] = float(np.exp(np.clip(vent + sign * vasym / 2, 0.0, np.log(8.0))))
-        ls = float(np.clip(stri + sign * sasym / 2, np.log(0.6), np.log(1.6)))
+        ls = float(np.clip(stri + sign * sasym / 2, np.log(0.6), np.log(2.0)))
         sh = p.striatum_shape_sd * z[8:11] if side == "L" else p.striatum_shape_sd * z[11:14]
         local[f"striatum_{side}"] = (ls / 3 + sh - sh.mean()).tolist()
     atrophy = max(0.0, p.atrophy_mm_per_decade * (age - p.atrophy_reference_age) / 10 + p.atrophy_sd_mm * z[14])
