@@ -13,15 +13,12 @@ simulation_targets = lambda: sim_paths.targets(OUT, SUBJECTS, SIM)
 SIM_AGES = participant_ages(config, SUBJECTS)
 
 
-def sim_physiology_inputs(wildcards):
-    """The demo's resection-cavity mask (ground truth): the simulator gives it no uptake."""
-    if SOURCE != "demo":
-        return {}
-    return {
-        "resection": str(
-            demo_truth_paths(f"{OUT}/demo-bids", wildcards.subject)["resection"]
-        )
-    }
+# The demo's resection-cavity mask (ground truth): the simulator gives it no uptake.
+sim_physiology_inputs = lambda wc: (
+    {"resection": str(demo_truth_paths(f"{OUT}/demo-bids", wc.subject)["resection"])}
+    if SOURCE == "demo"
+    else {}
+)
 
 
 rule simulate_dat:
