@@ -580,12 +580,17 @@ def test_rule_entry_point_takes_the_age_and_the_demo_cavity(anat, tmp_path):
     """run_pet reads the age and a resection mask named in its inputs into every truth record."""
     import dataclasses
 
+    from spectsynth.simulate.tracers import load_resection
+
     anat = dataclasses.replace(anat, subject="07")
     paths = dict(write_anatomy(anat, tmp_path / "anat"))
     world = nib.affines.apply_affine(anat.affine, np.argwhere(np.ones(anat.shape, bool))).reshape(*anat.shape, 3)
     cavity = (np.linalg.norm((world - [38.0, 2.0, -27.0]) / [15.0, 24.0, 14.0], axis=-1) <= 1) & anat.brain
     nib.save(nib.Nifti1Image(cavity.astype(np.uint8), anat.affine), tmp_path / "cavity.nii.gz")
     paths["resection"] = tmp_path / "cavity.nii.gz"
+    # A subject without a resection has an all-zero mask (the demo writes one for everyone).
+    nib.save(nib.Nifti1Image(np.zeros(anat.shape, np.uint8), anat.affine), tmp_path / "none.nii.gz")
+    assert load_resection(tmp_path / "none.nii.gz", anat) is None
     out = tmp_path / "out"
     pet = {k: out / f"{k}.nii.gz" for k in ("fdg", "fdg_t1w", "cbf_pet", "cbf_spect")}
     pet |= {"json": out / "pet.json", "truth": out / "pet.tsv"}

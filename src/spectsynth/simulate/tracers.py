@@ -691,7 +691,8 @@ def load_resection(path: str | None, anat) -> np.ndarray | None:
     """A resection-cavity mask (any grid in the subject's world space) on the anatomy grid, or None."""
     if not path:
         return None
-    img = load_image(path, subject=anat.subject)
+    # Subjects without a resection have an all-zero mask: no signal is the expected content.
+    img = load_image(path, subject=anat.subject, check_values=False)
     data = np.asarray(img.dataobj, dtype=np.float32)
     if not data.any():
         return None
