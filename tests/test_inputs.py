@@ -317,7 +317,9 @@ def test_registration_error_against_the_true_transform(tmp_path):
     """The true pose gives a small error (the non-linear residual), a wrong one a large error."""
     import SimpleITK as sitk
 
-    p = demo.DemoParams.from_config(dict(COARSE, deformation_mm=0.0, local_volume_sd=0.0))
+    p = demo.DemoParams.from_config(dict(COARSE, deformation_mm=0.0, local_volume_sd=0.0, striatum_age_slope=0.0,
+                                         striatum_mean_factor=1.0, striatum_shape_sd=0.0, striatum_asymmetry_sd=0.0,
+                                         hemisphere_asymmetry_sd=0.0, petalia_sd=0.0))
     s = demo.make_subject(0, p)
     demo.write_subject(s, tmp_path)
     template = nib.load(demo.resource_path("mni152_t1"))

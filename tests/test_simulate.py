@@ -429,3 +429,191 @@ def test_rule_entry_points_write_every_file(anat, tmp_path):
     for f in (png, summary["figure"]):
         assert f.stat().st_size > 10_000
     assert json.loads(summary["summary"].read_text())["normal"]["meas_sbr_caudate"]["mean"] > 2.5
+
+
+# --- physiology beyond the T1w (regional/global variation, epileptic focus, resection) ---------
+def _physiology(anat, section=None, subject=None, **kw):
+    from dataclasses import replace
+
+    from spectsynth.simulate.core import subject_physiology
+
+    cfg = resolve(section or {})
+    a = anat if subject is None else replace(anat, subject=subject)
+    return subject_physiology(a, cfg, **kw), cfg
+
+
+def test_focus_reduces_uptake_where_the_truth_says(anat, prep):
+    from spectsynth.simulate.physics import ImageDomainPhysics
+    from spectsynth.simulate.tracers import PerfusionModel
+
+    phys, cfg = _physiology(anat)
+    fc = phys.focus
+    assert fc is not None and fc.side in ("L", "R") and fc.lobe in ("temporal", "frontal")
+    rec = phys.record("FDG", focus=True)
+    assert rec["focus_side"] == fc.side and rec["focus_lobe"] == fc.lobe
+    assert rec["focus_radius_metabolism_mm"] >= rec["focus_radius_perfusion_mm"]
+    x, y, z = (prep.fine.axis_mm(i) for i in range(3))
+    dist = np.sqrt((x[:, None, None] - fc.centre_mm[0]) ** 2 + (y[None, :, None] - fc.centre_mm[1]) ** 2
+                   + (z[None, None, :] - fc.centre_mm[2]) ** 2)
+    brain = prep.fine_maps["brain"] > 0.5
+    model = PerfusionModel(prep, cfg, ImageDomainPhysics(9, 6), physiology=phys)
+    with_focus, without = model.normal_activity(focus=True), model.normal_activity(focus=False)
+    for kind, depth, radius in (("perfusion", fc.depth_perfusion, fc.radius_perfusion_mm),
+                                ("metabolism", fc.depth_metabolism, fc.radius_metabolism_mm)):
+        red = phys.focus_reduction(prep, kind)
+        inside = brain & (dist <= radius / 4)
+        outside = brain & (dist >= radius + 3 * cfg["physiology"]["focus"]["penumbra_fwhm_mm"])
+        assert inside.any() and outside.any()
+        assert np.median(red[inside]) > 0.5 * depth, kind
+        assert red.max() <= depth + 1e-6 and red[outside].max() < 1e-4, kind
+        # The other hemisphere is untouched.
+        other = brain & prep.side_mask_fine("R" if fc.side == "L" else "L")
+        assert red[other].max() < 1e-4
+    ratio = with_focus[brain & (dist <= fc.radius_perfusion_mm / 4)] / without[brain & (dist <= fc.radius_perfusion_mm / 4)]
+    assert np.median(ratio) < 1 - 0.5 * fc.depth_perfusion
+    assert np.allclose(with_focus[outside], without[outside])
+
+
+def test_regional_variation_is_bounded_and_correlated_as_configured(anat, prep):
+    phys, cfg = _physiology(anat)
+    lim = cfg["physiology"]["regional_max"]
+    brain = prep.fine_maps["brain"] > 0.5
+    for kind in ("perfusion", "metabolism"):
+        field = phys.regional_field(prep, kind)
+        assert field[brain].min() >= 1 - lim - 1e-5 and field[brain].max() <= 1 + lim + 1e-5
+        assert field[brain].std() > 0.005  # it does vary within the brain
+        core = prep.fine_maps["MCA_L"] > 0.99
+        assert abs(np.median(field[core]) - (1 + phys.regional[kind]["MCA_L"])) < 0.03
+
+    def corr(rho):
+        a, b = [], []
+        for i in range(60):
+            ph, _ = _physiology(anat, {"physiology": {"tracer_correlation": rho, "regional_max": 0.5,
+                                                      "focus": {"enabled": False}}},
+                                subject=f"s{i}")
+            a += list(ph.regional["perfusion"].values()) + [np.log(ph.global_level["perfusion"])]
+            b += list(ph.regional["metabolism"].values()) + [np.log(ph.global_level["metabolism"])]
+        return float(np.corrcoef(a, b)[0, 1]), float(np.std(a))
+
+    r0, sd = corr(0.0)
+    r5, _ = corr(0.5)
+    r1, _ = corr(1.0)
+    assert abs(r0) < 0.12 and abs(r5 - 0.5) < 0.12 and r1 > 0.999
+    assert abs(sd - 0.06) < 0.02  # regional_sd (with the global term at 0.12 mixed in)
+    # Seeded by subject: the same subject gets the same physiology, another one another.
+    p1, _ = _physiology(anat, subject="s1")
+    p1b, _ = _physiology(anat, subject="s1")
+    p2, _ = _physiology(anat, subject="s2")
+    assert p1.regional == p1b.regional and p1.focus == p1b.focus and p1.regional != p2.regional
+
+
+def test_global_level_falls_with_age(anat):
+    young, cfg = _physiology(anat, age=40.0)
+    old, _ = _physiology(anat, age=80.0)
+    slope = cfg["physiology"]["global_age_slope"]
+    for kind in ("perfusion", "metabolism"):
+        # Same subject, same random draws: the ratio is the age term alone (reference age 60).
+        ratio = old.global_level[kind] / young.global_level[kind]
+        assert ratio == pytest.approx((1 + slope * 20) / (1 - slope * 20), rel=1e-9)
+        assert ratio < 1
+
+
+def test_resection_cavity_takes_no_tracer(anat, prep):
+    from spectsynth.simulate.physics import ImageDomainPhysics
+    from spectsynth.simulate.tracers import DatModel, PerfusionModel, fdg_activity
+
+    x, y, z = (np.asarray(v) for v in np.meshgrid(*[np.arange(n) for n in anat.shape], indexing="ij"))
+    world = np.einsum("ij,jxyz->ixyz", anat.affine[:3, :3], np.stack([x, y, z])) + anat.affine[:3, 3, None, None, None]
+    cavity = (((world[0] + 38) / 14) ** 2 + ((world[1] - 0) / 20) ** 2 + ((world[2] + 26) / 12) ** 2 <= 1) & anat.brain
+    phys, cfg = _physiology(anat, resection=cavity.astype(np.float32))
+    assert phys.focus.side == "L" and phys.focus.lobe == "temporal"  # the focus sits where the surgeon operated
+    rec = phys.record("IMP", focus=False)
+    assert rec["resected"] and rec["resection_ml"] == pytest.approx(cavity.sum() * 8 / 1000, abs=0.01)
+    c = phys.cavity(prep)
+    inside = c > 0.99
+    assert inside.sum() > 20
+    physics = ImageDomainPhysics(9, 6)
+    pm = PerfusionModel(prep, cfg, physics, physiology=phys)
+    for act in (pm.normal_activity(), pm.normal_activity(focus=True), fdg_activity(prep, cfg, phys),
+                DatModel(prep, cfg, physics, seed=1, physiology=phys).nonspecific):
+        assert act[inside].max() < 1e-3
+        assert act[prep.fine_maps["gm"] > 0.9].mean() > 0.5  # uptake elsewhere is kept
+
+
+def test_s2_images_carry_the_focus_and_the_truth(anat, cfg, prep):
+    from spectsynth.simulate.core import S2_SPECT_INDEX
+    from spectsynth.simulate.physics import ImageDomainPhysics
+
+    stack = simulate_perfusion(anat, {**FIXED, "perfusion": {"n_unilateral": 0, "n_bilateral": 0}}, prep=prep,
+                               physics=ImageDomainPhysics(9, 6))
+    s2 = stack.meta["s2_spect"]
+    assert s2["index"] == S2_SPECT_INDEX and s2["focus"] and s2["pattern"] == "interictal"
+    assert stack.records[0]["focus"] is False and "regional_MCA_L" in stack.records[0]
+    img, normal = stack.extra["s2_spect"], stack.volumes[0]
+    assert img.shape == normal.shape
+    fc = [float(v) for v in s2["focus_centre_mm"].split(";")]
+    ijk = np.rint(np.linalg.solve(stack.grid.affine, np.r_[fc, 1.0])[:3]).astype(int)
+    r = int(np.ceil(s2["focus_radius_perfusion_mm"] / 4 / stack.grid.voxel_mm))
+    sl = tuple(slice(max(i - r, 0), i + r + 1) for i in ijk)
+    assert img[sl].sum() / img.sum() < normal[sl].sum() / normal.sum()
+
+
+def test_focus_lobes_match_the_atlas_lobes():
+    """The grey matter of the simulator's temporal/frontal lobes lies in the atlas's lobes."""
+    from types import SimpleNamespace
+
+    from spectsynth.anatomy import NMM_CSF, NMM_WHITE_MATTER, _split_name, atlas_labels, territory_atlas
+    from spectsynth.labels import TERRITORIES
+    from spectsynth.simulate.tracers import Landmarks, _world_axes, lobe_fraction
+
+    img, names = atlas_labels()
+    lab = np.asanyarray(img.dataobj)
+    terr = np.asanyarray(territory_atlas().dataobj)
+    striatum = np.zeros(lab.shape, np.int16)
+    for code, nmm in ((1, 37), (2, 36), (3, 58), (4, 57)):
+        striatum[lab == nmm] = code
+    marks = Landmarks.of(SimpleNamespace(striatum=striatum, affine=img.affine, subject="atlas"))
+    maps = {n: terr == k for k, n in TERRITORIES.items()}
+    x, y, z = _world_axes(lab.shape, img.affine)
+    grey = (lab > 0) & ~np.isin(lab, list(NMM_WHITE_MATTER) + list(NMM_CSF))
+    lobes = {"temporal": ("STG", "MTG", "ITG", "TMP", "PP", "PT", "TTG", "FuG", "PHG", "Ent", "Hippocampus",
+                          "Amygdala"),
+             "frontal": ("ACgG", "MFC", "MSFG", "SFG", "MFG", "OpIFG", "TrIFG", "OrIFG", "AOrG", "LOrG", "MOrG",
+                         "POrG", "GRe", "FRP", "FO", "SMC", "PrG", "MPrG", "SCA")}
+    for lobe, keys in lobes.items():
+        for side, word in (("L", "Left"), ("R", "Right")):
+            ref = np.isin(lab, [n for n, nm in names.items() if _split_name(nm)[0] == word
+                                and _split_name(nm)[1] in keys])
+            ours = (lobe_fraction(maps, marks, lobe, side, x, y, z) > 0.5) & grey
+            assert (ours & ref).sum() / ours.sum() > 0.8, (lobe, side)
+            assert (ours & ref).sum() / (ref & grey).sum() > 0.55, (lobe, side)
+
+
+def test_rule_entry_point_takes_the_age_and_the_demo_cavity(anat, tmp_path):
+    """run_pet reads the age and a resection mask named in its inputs into every truth record."""
+    import dataclasses
+
+    from spectsynth.simulate.tracers import load_resection
+
+    anat = dataclasses.replace(anat, subject="07")
+    paths = dict(write_anatomy(anat, tmp_path / "anat"))
+    world = nib.affines.apply_affine(anat.affine, np.argwhere(np.ones(anat.shape, bool))).reshape(*anat.shape, 3)
+    cavity = (np.linalg.norm((world - [38.0, 2.0, -27.0]) / [15.0, 24.0, 14.0], axis=-1) <= 1) & anat.brain
+    nib.save(nib.Nifti1Image(cavity.astype(np.uint8), anat.affine), tmp_path / "cavity.nii.gz")
+    paths["resection"] = tmp_path / "cavity.nii.gz"
+    # A subject without a resection has an all-zero mask (the demo writes one for everyone).
+    nib.save(nib.Nifti1Image(np.zeros(anat.shape, np.uint8), anat.affine), tmp_path / "none.nii.gz")
+    assert load_resection(tmp_path / "none.nii.gz", anat) is None
+    out = tmp_path / "out"
+    pet = {k: out / f"{k}.nii.gz" for k in ("fdg", "fdg_t1w", "cbf_pet", "cbf_spect")}
+    pet |= {"json": out / "pet.json", "truth": out / "pet.tsv"}
+    run_pet(paths, pet, FIXED, anat.subject, age=66.0)
+    table = pd.read_csv(pet["truth"], sep="\t")
+    assert list(table["resected"]) == [True] * 3 and (table["age"] == 66.0).all()
+    assert (table["resection_ml"] > 5).all()
+    fdg = table.iloc[0]
+    assert fdg["focus_side"] == "R" and fdg["focus_lobe"] == "temporal" and bool(fdg["focus"])
+    assert not table["focus"].iloc[1:].astype(bool).any()  # S3's CBF pair: no focus
+    img = np.asarray(nib.load(pet["fdg_t1w"]).dataobj, np.float32)
+    core = cavity & (np.linalg.norm((world - [38.0, 2.0, -27.0]) / [15.0, 24.0, 14.0], axis=-1) <= 0.4)
+    assert img[core].mean() < 0.25 * img[anat.gm > 0.9].mean()

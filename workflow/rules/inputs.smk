@@ -1,4 +1,7 @@
 # Inputs: the demo cohort or DICOM conversion, then one validation per subject and image.
+from spectsynth.inputs.demo import s2_split_config
+
+DEMO_S2_SPLIT = s2_split_config(config) if SOURCE == "demo" else None
 
 
 rule make_demo_subject:
@@ -8,6 +11,7 @@ rule make_demo_subject:
         pose=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-pose_xfm.tfm",
         deformation=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-deformation_xfm.nii.gz",
         truth=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_xfm.json",
+        resection=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/anat/sub-{{subject}}_desc-resection_mask.nii.gz",
     log:
         sub_log("make_demo_subject"),
     benchmark:
@@ -23,6 +27,8 @@ rule make_demo_subject:
     params:
         demo=config["inputs"]["demo"],
         index=lambda wc: SUBJECT_INDEX[wc.subject],
+        # Subjects that S2's split sends to its test set get a resection cavity.
+        s2_split=DEMO_S2_SPLIT,
         bids_root=lambda wc, output: str(Path(output.t1).parents[2]),
     script:
         "../scripts/make_demo_subject.py"

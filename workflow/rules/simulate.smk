@@ -1,6 +1,7 @@
 # Simulation: synthetic DaT, perfusion, FDG and CBF volumes from each subject's anatomy, with
 # ground truth (spectsynth.simulate). File names: spectsynth.simulate.paths.
 # Needs OUT, SUBJECTS, sub_log, sub_bench (common.smk). For rule all: simulation_targets().
+from spectsynth.inputs.demo import participant_ages, truth_paths as demo_truth_paths
 from spectsynth.simulate import paths as sim_paths
 
 SIM = config.get("simulate", {})
@@ -8,10 +9,21 @@ SIM_PROJECTION = SIM.get("physics", "image") == "projection"
 SIM_THREADS = SIM.get("projection", {}).get("threads", 1) if SIM_PROJECTION else 1
 SIM_SUMMARY = sim_paths.summary_files(OUT, SIM)
 simulation_targets = lambda: sim_paths.targets(OUT, SUBJECTS, SIM)
+# Each subject's age (participants.tsv) sets the age term of its global uptake level.
+SIM_AGES = participant_ages(config, SUBJECTS)
+
+
+# The demo's resection-cavity mask (ground truth): the simulator gives it no uptake.
+sim_physiology_inputs = lambda wc: (
+    {"resection": str(demo_truth_paths(f"{OUT}/demo-bids", wc.subject)["resection"])}
+    if SOURCE == "demo"
+    else {}
+)
 
 
 rule simulate_dat:
     input:
+        unpack(sim_physiology_inputs),
         **sim_paths.anatomy_files(OUT),
     output:
         **sim_paths.dat_files(OUT),
@@ -29,12 +41,14 @@ rule simulate_dat:
         runtime=90 if SIM_PROJECTION else 15,
     params:
         cfg=SIM,
+        age=lambda wc: SIM_AGES.get(wc.subject),
     script:
         "../scripts/simulate_dat.py"
 
 
 rule simulate_perfusion:
     input:
+        unpack(sim_physiology_inputs),
         **sim_paths.anatomy_files(OUT),
     output:
         **sim_paths.perfusion_files(OUT, cfg=SIM),
@@ -52,12 +66,14 @@ rule simulate_perfusion:
         runtime=45 if SIM_PROJECTION else 15,
     params:
         cfg=SIM,
+        age=lambda wc: SIM_AGES.get(wc.subject),
     script:
         "../scripts/simulate_perfusion.py"
 
 
 rule simulate_pet:
     input:
+        unpack(sim_physiology_inputs),
         **sim_paths.anatomy_files(OUT),
     output:
         **sim_paths.pet_files(OUT, cfg=SIM),
@@ -75,6 +91,7 @@ rule simulate_pet:
         runtime=30 if SIM_PROJECTION else 15,
     params:
         cfg=SIM,
+        age=lambda wc: SIM_AGES.get(wc.subject),
     script:
         "../scripts/simulate_pet.py"
 

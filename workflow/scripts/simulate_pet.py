@@ -7,7 +7,8 @@ from spectsynth.simulate import run_pet
 def main(smk):
     log = setup_logging(smk.log[0])
     try:
-        run_pet(dict(smk.input), dict(smk.output), smk.params.cfg, smk.wildcards.subject, threads=smk.threads)
+        run_pet(dict(smk.input), dict(smk.output), smk.params.cfg, smk.wildcards.subject, threads=smk.threads,
+                age=smk.params.get("age"))
     except Exception as exc:
         log.error("%s", exc)
         raise

@@ -113,6 +113,25 @@ DEFAULTS: dict[str, Any] = {
         "spect": {"matrix": [128, 128, 47], "voxel_mm": [3.89, 3.89, 3.89]},
         "pet": {"matrix": [176, 176, 111], "voxel_mm": [2.0, 2.0, 2.0]},
     },
+    "physiology": {
+        "regional_sd": 0.06,
+        "regional_max": 0.15,
+        "regional_fwhm_mm": 16.0,
+        "tracer_correlation": 0.5,
+        "global_sd": 0.12,
+        "global_age_slope": -0.004,
+        "reference_age": 60.0,
+        "focus": {
+            "enabled": True,
+            "lobes": ["temporal", "frontal"],
+            "lobe_weights": {"temporal": 0.7, "frontal": 0.3},
+            "radius_mm": [15.0, 30.0],
+            "metabolism_extent_ratio": [1.0, 1.5],
+            "depth_perfusion": [0.10, 0.25],
+            "depth_metabolism": [0.15, 0.30],
+            "penumbra_fwhm_mm": 8.0,
+        },
+    },
 }
 
 
@@ -291,6 +310,26 @@ def resolve(section: Mapping | None) -> dict:
     from .frames import check as check_frames
 
     check_frames(cfg["frames"])
+    ph, wp = cfg["physiology"], f"{w}.physiology"
+    for key, lo, hi in (("regional_sd", 0.0, 0.5), ("regional_max", 0.0, 0.5), ("regional_fwhm_mm", 0.0, 60.0),
+                        ("tracer_correlation", 0.0, 1.0), ("global_sd", 0.0, 1.0),
+                        ("global_age_slope", -0.02, 0.02), ("reference_age", 0.0, 120.0)):
+        _num(ph, key, lo, hi, wp)
+    fc = ph["focus"]
+    if not isinstance(fc["enabled"], bool):
+        raise ConfigError(f"{wp}.focus.enabled must be true or false, not {fc['enabled']!r}")
+    if not fc["lobes"] or any(lb not in ("temporal", "frontal") for lb in fc["lobes"]):
+        raise ConfigError(f"{wp}.focus.lobes must list some of temporal, frontal, got {fc['lobes']!r}")
+    bad = {k: v for k, v in fc["lobe_weights"].items() if k not in ("temporal", "frontal")
+           or isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
+    if bad or sum(float(fc["lobe_weights"].get(lb, 0)) for lb in fc["lobes"]) <= 0:
+        raise ConfigError(f"{wp}.focus.lobe_weights {fc['lobe_weights']!r} must give each of temporal/frontal a "
+                          "weight >= 0, with a positive weight for at least one lobe in focus.lobes")
+    _range2(fc["radius_mm"], 2.0, 100.0, f"{wp}.focus.radius_mm")
+    _range2(fc["metabolism_extent_ratio"], 0.2, 5.0, f"{wp}.focus.metabolism_extent_ratio")
+    _range2(fc["depth_perfusion"], 0.0, 1.0, f"{wp}.focus.depth_perfusion")
+    _range2(fc["depth_metabolism"], 0.0, 1.0, f"{wp}.focus.depth_metabolism")
+    _num(fc, "penumbra_fwhm_mm", 0.0, 40.0, f"{wp}.focus")
     return cfg
 
 

@@ -24,6 +24,7 @@ from .tracers import (
     DatDegradation,
     DatModel,
     PerfusionModel,
+    SubjectPhysiology,
     dat_design,
     draw_defects,
     fdg_activity,
@@ -45,6 +46,7 @@ class SimulatedStack:
     volumes: list[np.ndarray]
     records: list[dict]
     meta: dict = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # volumes outside the 4-D stack
 
     def to_nifti(self) -> nib.Nifti1Image:
         """3-D NIfTI for one volume, 4-D (volume index last) for several; float32 counts."""
@@ -88,13 +90,23 @@ def prepare_grid(anat: Anatomy, cfg: dict, modality: str) -> PreparedAnatomy:
                    what=modality.upper())
 
 
+S2_SPECT_INDEX = 999_999  # random stream of the S2 perfusion SPECT (the subject's baseline with its focus)
+
+
+def subject_physiology(anat: Anatomy, cfg: dict, *, age: float | None = None,
+                       resection: np.ndarray | None = None) -> SubjectPhysiology:
+    """The subject's physiology beyond its tissues (``simulate.physiology``), seeded by subject."""
+    return SubjectPhysiology(anat, cfg, seed=cfg["seed"], age=age, resection=resection)
+
+
 def _true_dat(act: np.ndarray, prep: PreparedAnatomy, reference: str) -> dict:
     return quant.quantify_dat(act, prep.fine_maps, reference)
 
 
 def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | None = None,
                  prep: PreparedAnatomy | None = None, physics: Physics | None = None,
-                 degradations: list[DatDegradation] | None = None) -> SimulatedStack:
+                 degradations: list[DatDegradation] | None = None,
+                 physiology: SubjectPhysiology | None = None) -> SimulatedStack:
     """DaT SPECT of one subject: its normal image (index 0) and every degradation of the design.
 
     Each degraded image's ``pair_index`` is 0, its undegraded original.  ``degradations``
@@ -104,7 +116,7 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
     isotope, energy, _ = sim_config.TRACERS["DaT"]
     prep = prep or prepare_grid(anat, cfg, "spect")
     physics = physics or make_physics(cfg, "spect", energy, threads=threads)
-    model = DatModel(prep, cfg, physics, seed=cfg["seed"])
+    model = DatModel(prep, cfg, physics, seed=cfg["seed"], physiology=physiology)
     design = degradations if degradations is not None else dat_design(cfg["dat"], cfg["seed"])
     ref = cfg["dat"]["reference"]
     counts = float(cfg["dat"]["total_counts"])
@@ -196,15 +208,22 @@ def perfusion_patterns(pf_cfg: dict) -> list[str]:
 
 
 def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: int | None = None,
-                       prep: PreparedAnatomy | None = None, physics: Physics | None = None) -> SimulatedStack:
-    """Perfusion SPECT of one subject: ``n_normal`` normal, then unilateral, then bilateral defects."""
+                       prep: PreparedAnatomy | None = None, physics: Physics | None = None,
+                       physiology: SubjectPhysiology | None = None) -> SimulatedStack:
+    """Perfusion SPECT of one subject: ``n_normal`` normal, then unilateral, then bilateral defects.
+
+    Every volume carries the subject's regional and global perfusion (``physiology``, drawn
+    from the config when not given).  ``extra["s2_spect"]`` is S2's SPECT: the subject's
+    defect-free perfusion with its epileptic focus, recorded in ``meta["s2_spect"]``.
+    """
     cfg = sim_config.resolve(config)
     pf = cfg["perfusion"]
     tracer = pf["tracer"]
     isotope, energy, _ = sim_config.TRACERS[tracer]
     prep = prep or prepare_grid(anat, cfg, "spect")
     physics = physics or make_physics(cfg, "spect", energy, threads=threads)
-    model = PerfusionModel(prep, cfg, physics)
+    phys = physiology or subject_physiology(anat, cfg)
+    model = PerfusionModel(prep, cfg, physics, physiology=phys)
     volumes, records = [], []
     patterns = perfusion_patterns(pf)
     for index, pattern in enumerate(patterns):
@@ -215,7 +234,7 @@ def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: in
         t0 = time.perf_counter()
         img = physics.image(act, prep, total_counts=float(pf["total_counts"]), rng=rng)
         rec = _perfusion_record(anat, tracer, index, pattern, defects, info, levels, img, act, prep, model,
-                                physics, cfg["seed"])
+                                physics, cfg["seed"]) | phys.record(tracer, focus=False)
         volumes.append(img)
         records.append(rec)
         log.info("subject %s %s %d/%d %s: measured GM:WM %.2f (%.2f s)", anat.subject, tracer, index + 1,
@@ -226,7 +245,15 @@ def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: in
             "level_slices": prep.level_slices(), "levels_mm": prep.levels_mm,
             "settings": {k: pf[k] for k in ("defect_depth", "defect_radius_mm", "penumbra_fwhm_mm", "diaschisis",
                                             "level_min_reduction", "level_min_volume_ml", "territories")}}
-    return SimulatedStack(anat.subject, tracer, "spect", prep.camera, volumes, records, meta)
+    # S2's SPECT: the subject's own perfusion (no territorial defect) with its epileptic focus.
+    rng = rng_for(cfg["seed"], anat.subject, tracer, S2_SPECT_INDEX)
+    act = model.normal_activity(focus=True)
+    img = physics.image(act, prep, total_counts=float(pf["total_counts"]), rng=rng)
+    meta["s2_spect"] = _pet_record(anat, tracer, S2_SPECT_INDEX, "interictal", img, act, prep, physics,
+                                   cfg["seed"], phys.record(tracer, focus=True))
+    meta["physiology"] = cfg["physiology"]
+    return SimulatedStack(anat.subject, tracer, "spect", prep.camera, volumes, records, meta,
+                          extra={"s2_spect": img})
 
 
 def _pet_record(anat, tracer, index, pattern, img, act, prep, physics, seed, extra=None) -> dict:
@@ -250,29 +277,36 @@ class PetSimulation:
     cbf_pet: SimulatedStack
 
 
-def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | None = None) -> PetSimulation:
-    """FDG-PET and the PET-CBF / SPECT-CBF pair (one perfusion map imaged by both)."""
+def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | None = None,
+                 physiology: SubjectPhysiology | None = None) -> PetSimulation:
+    """FDG-PET and the PET-CBF / SPECT-CBF pair (one perfusion map imaged by both).
+
+    The FDG carries the subject's metabolic physiology with its epileptic focus (S2's PET);
+    the CBF pair its perfusion physiology (regional and global, no focus).
+    """
     cfg = sim_config.resolve(config)
     pf = cfg["perfusion"]
     pet_prep = prepare_grid(anat, cfg, "pet")
     pet_physics = make_physics(cfg, "pet", 511.0)
     seed = cfg["seed"]
+    phys = physiology or subject_physiology(anat, cfg)
     # FDG
     rng = rng_for(seed, anat.subject, "FDG", 0)
-    act = fdg_activity(pet_prep, cfg)
+    act = fdg_activity(pet_prep, cfg, phys, focus=True)
     img = pet_physics.image(act, pet_prep, total_counts=float(cfg["fdg"]["total_counts"]), rng=rng)
     fdg_meta = {"subject": anat.subject, "tracer": "FDG", "modality": "pet", "isotope": "F-18", "units": "counts",
                 "physics": pet_physics.describe(), "grid": _grid_meta(pet_prep.camera), "seed": seed,
                 "ratios": cfg["fdg"]["ratios"], "level_slices": pet_prep.level_slices()}
     fdg = SimulatedStack(anat.subject, "FDG", "pet", pet_prep.camera, [img],
-                         [_pet_record(anat, "FDG", 0, "normal", img, act, pet_prep, pet_physics, seed)], fdg_meta)
+                         [_pet_record(anat, "FDG", 0, "interictal" if phys.focus else "normal", img, act, pet_prep,
+                                      pet_physics, seed, phys.record("FDG", focus=True))], fdg_meta)
     # CBF pair: one perfusion map (true GM:WM from the SPECT calibration), two cameras.
     tracer = pf["tracer"]
     _, energy, _ = sim_config.TRACERS[tracer]
     spect_prep = prepare_grid(anat, cfg, "spect")
     spect_physics = make_physics(cfg, "spect", energy, threads=threads)
-    spect_model = PerfusionModel(spect_prep, cfg, spect_physics)
-    pet_model = PerfusionModel(pet_prep, cfg, pet_physics, gm_to_wm=spect_model.gm_to_wm)
+    spect_model = PerfusionModel(spect_prep, cfg, spect_physics, physiology=phys)
+    pet_model = PerfusionModel(pet_prep, cfg, pet_physics, gm_to_wm=spect_model.gm_to_wm, physiology=phys)
     rng = rng_for(seed, anat.subject, "CBF", 0)
     pattern = cfg["cbf"]["pattern"]
     if pattern == "random":
@@ -317,11 +351,14 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
         if kin is not None:
             meta["kinetics"] = kin.record()
         pair[name] = SimulatedStack(anat.subject, trc, physics_modality(physics), prep.camera, [img], [rec], meta)
+    for stack in pair.values():
+        stack.records[0] |= phys.record(stack.tracer, focus=False)
     return PetSimulation(fdg=fdg, cbf_spect=pair["cbf_spect"], cbf_pet=pair["cbf_pet"])
 
 
 def simulate_subject(anat: Anatomy, config: dict | None = None, *, tracers: tuple[str, ...] | None = None,
-                     threads: int | None = None) -> dict[str, object]:
+                     threads: int | None = None, age: float | None = None,
+                     resection: np.ndarray | None = None) -> dict[str, object]:
     """Everything the default studies need for one subject.
 
     Returns ``{"DaT": SimulatedStack, "perfusion": SimulatedStack, "pet": PetSimulation}``
@@ -334,16 +371,18 @@ def simulate_subject(anat: Anatomy, config: dict | None = None, *, tracers: tupl
         raise ConfigError(f"unknown tracer group(s) {sorted(unknown)}; choose DaT, perfusion, pet")
     out: dict[str, object] = {}
     prep = None
+    phys = subject_physiology(anat, cfg, age=age, resection=resection)
     if "DaT" in tracers or "perfusion" in tracers:
         prep = prepare_grid(anat, cfg, "spect")
     if "DaT" in tracers:
-        out["DaT"] = simulate_dat(anat, cfg, threads=threads, prep=prep)
+        out["DaT"] = simulate_dat(anat, cfg, threads=threads, prep=prep, physiology=phys)
     if "perfusion" in tracers:
-        out["perfusion"] = simulate_perfusion(anat, cfg, threads=threads, prep=prep)
+        out["perfusion"] = simulate_perfusion(anat, cfg, threads=threads, prep=prep, physiology=phys)
     if "pet" in tracers:
-        out["pet"] = simulate_pet(anat, cfg, threads=threads)
+        out["pet"] = simulate_pet(anat, cfg, threads=threads, physiology=phys)
     return out
 
 
 __all__ = ["SUBJECT_STREAM", "PetSimulation", "SimulatedStack", "anatomy_grid_image", "perfusion_patterns", "prepare_grid",
-           "simulate_dat", "simulate_perfusion", "simulate_pet", "simulate_subject", "to_anatomy_grid"]
+           "simulate_dat", "simulate_perfusion", "simulate_pet", "simulate_subject", "subject_physiology",
+           "to_anatomy_grid"]

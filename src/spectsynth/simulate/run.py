@@ -20,10 +20,11 @@ from ..errors import InputDataError
 from ..io import load_image, write_json
 from . import config as sim_config
 from .anatomy import ANATOMY_KEYS, load_anatomy
-from .core import simulate_dat, simulate_perfusion, simulate_pet
+from .core import simulate_dat, simulate_perfusion, simulate_pet, subject_physiology
 from .frames import read_truth as read_scan_truth
 from .frames import to_scanner_frame, write_scan
 from .plots import Panel, montage, sbr_distribution
+from .tracers import load_resection
 from .truth import read_truth, write_truth
 
 log = logging.getLogger(__name__)
@@ -40,20 +41,27 @@ def _anatomy(anatomy: Mapping, subject: str):
     return load_anatomy({k: anatomy[k] for k in ANATOMY_KEYS}, subject)
 
 
+def _physiology(anat, cfg: dict, anatomy: Mapping, age: float | None):
+    """The subject's physiology; ``anatomy`` may name a ``resection`` cavity mask (demo ground truth)."""
+    return subject_physiology(anat, cfg, age=age, resection=load_resection(anatomy.get("resection"), anat))
+
+
 def run_dat(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
-            threads: int = 1) -> None:
+            threads: int = 1, age: float | None = None) -> None:
     """DaT stack of one subject: ``outputs`` has ``nifti``, ``json`` and ``truth`` (TSV)."""
     _need(outputs, ("nifti", "json", "truth"), "simulate_dat outputs")
     cfg = sim_config.resolve(config)
     t0 = time.perf_counter()
-    stack = simulate_dat(_anatomy(anatomy, subject), cfg, threads=threads)
+    anat = _anatomy(anatomy, subject)
+    stack = simulate_dat(anat, cfg, threads=threads, physiology=_physiology(anat, cfg, anatomy, age))
     stack.write(outputs["nifti"], outputs["truth"], outputs["json"])
     log.info("subject %s: %d DaT volumes in %.1f s", subject, len(stack.volumes), time.perf_counter() - t0)
 
 
-def _scan(stack, index: int, anat, cfg: dict, scan: str, nifti: str, sidecar: str, units: str = "counts") -> dict:
-    """Write volume ``index`` of ``stack`` in its own scanner frame; return its pose/FOV record."""
-    sc = to_scanner_frame(stack.volumes[index], stack.grid.affine, anat.brain, anat.affine, frames_cfg=cfg["frames"],
+def _scan(stack, volume: np.ndarray, anat, cfg: dict, scan: str, nifti: str, sidecar: str,
+          units: str = "counts") -> dict:
+    """Write ``volume`` (on ``stack``'s camera grid) in its own scanner frame; return its pose/FOV record."""
+    sc = to_scanner_frame(volume, stack.grid.affine, anat.brain, anat.affine, frames_cfg=cfg["frames"],
                           modality=stack.modality, seed=cfg["seed"], subject=anat.subject, scan=scan,
                           centre_mm=stack.grid.centre)
     write_scan(sc, nifti, sidecar, subject=anat.subject, scan=scan, modality=stack.modality, tracer=stack.tracer,
@@ -66,29 +74,29 @@ def _scan(stack, index: int, anat, cfg: dict, scan: str, nifti: str, sidecar: st
 
 
 def run_perfusion(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
-                  threads: int = 1) -> None:
-    """Perfusion stack of one subject; ``scan`` gets its first normal volume in its own scanner frame."""
+                  threads: int = 1, age: float | None = None) -> None:
+    """Perfusion stack of one subject; ``scan`` gets S2's SPECT (the subject's perfusion with its
+    epileptic focus, no territorial defect) in its own scanner frame."""
     _need(outputs, ("nifti", "json", "truth", "scan", "scan_json"), "simulate_perfusion outputs")
     cfg = sim_config.resolve(config)
     anat = _anatomy(anatomy, subject)
-    stack = simulate_perfusion(anat, cfg, threads=threads)
+    stack = simulate_perfusion(anat, cfg, threads=threads, physiology=_physiology(anat, cfg, anatomy, age))
     stack.write(outputs["nifti"], outputs["truth"], outputs["json"])
-    normal = [r["index"] for r in stack.records if r["pattern"] == "normal"]
-    _scan(stack, normal[0] if normal else 0, anat, cfg, "perfusion", outputs["scan"], outputs["scan_json"])
+    _scan(stack, stack.extra["s2_spect"], anat, cfg, "perfusion", outputs["scan"], outputs["scan_json"])
 
 
 def run_pet(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
-            threads: int = 1) -> None:
+            threads: int = 1, age: float | None = None) -> None:
     """FDG-PET and the CBF pair, each in its own scanner frame, with one truth table."""
     keys = ("fdg", "cbf_pet", "cbf_spect")
     _need(outputs, (*keys, *(f"{k}_json" for k in keys), "json", "truth"), "simulate_pet outputs")
     cfg = sim_config.resolve(config)
     anat = _anatomy(anatomy, subject)
-    sim = simulate_pet(anat, cfg, threads=threads)
+    sim = simulate_pet(anat, cfg, threads=threads, physiology=_physiology(anat, cfg, anatomy, age))
     records, meta = [], {"subject": subject, "stacks": {}}
     for name, stack in (("fdg", sim.fdg), ("cbf_spect", sim.cbf_spect), ("cbf_pet", sim.cbf_pet)):
         units = stack.meta.get("units", "counts")
-        frame = _scan(stack, 0, anat, cfg, name, outputs[name], outputs[f"{name}_json"], units)
+        frame = _scan(stack, stack.volumes[0], anat, cfg, name, outputs[name], outputs[f"{name}_json"], units)
         rec = dict(stack.records[0]) | {"volume": name, "file": Path(outputs[name]).name} | frame
         records.append(rec)
         meta["stacks"][name] = stack.meta

@@ -37,13 +37,18 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .. import quant
 from ..errors import ProcessingError
+from ..io import load_image
+from ..labels import STRIATUM as STRIATUM_LABELS
+from ..labels import TERRITORIES
+from .anatomy import resample_to_grid
 from .config import check_dat_parameters
-from .grid import PreparedAnatomy
+from .grid import PreparedAnatomy, pv_resample
 from .physics import Physics, gaussian
 
 log = logging.getLogger(__name__)
@@ -140,13 +145,15 @@ class DatModel:
     tracer = "DaT"
 
     def __init__(self, prep: PreparedAnatomy, cfg: dict, physics: Physics, *, seed: int,
-                 targets: dict[str, float] | None = None):
+                 targets: dict[str, float] | None = None, physiology: SubjectPhysiology | None = None):
         self.prep = prep
         self.cfg = cfg["dat"]
         self.physics = physics
         self.reference = self.cfg["reference"]
         ns = self.cfg["nonspecific"]
         self.nonspecific = tissue_activity(prep, ns["gm"], ns["wm"], ns["csf"])
+        if physiology is not None:  # a resection cavity takes no tracer
+            self.nonspecific = (self.nonspecific * (1.0 - physiology.cavity(prep))).astype(np.float32)
         self.targets = targets if targets is not None else self.subject_targets(seed)
         self.specific = self.calibrate()
 
@@ -296,16 +303,29 @@ def defect_field(prep: PreparedAnatomy, defects: list[Defect], pf_cfg: dict) -> 
 class PerfusionModel:
     """Perfusion activity of one subject on one camera grid, calibrated grey:white ratio."""
 
-    def __init__(self, prep: PreparedAnatomy, cfg: dict, physics: Physics, *, gm_to_wm: float | None = None):
+    def __init__(self, prep: PreparedAnatomy, cfg: dict, physics: Physics, *, gm_to_wm: float | None = None,
+                 physiology: SubjectPhysiology | None = None, tracer: str | None = None):
         self.prep = prep
         self.cfg = cfg["perfusion"]
         self.physics = physics
-        self.tracer = self.cfg["tracer"]
+        self.tracer = tracer or self.cfg["tracer"]
         self.target = float(self.cfg["gm_wm_ratio"])
+        self.physiology = physiology
         self.gm_to_wm = float(gm_to_wm) if gm_to_wm is not None else self.calibrate()
+        self._modulation: dict[bool, np.ndarray] = {}
 
-    def normal_activity(self) -> np.ndarray:
+    def tissue_activity(self) -> np.ndarray:
+        """Perfusion of the tissue classes alone (the calibrated grey:white contrast)."""
         return tissue_activity(self.prep, self.gm_to_wm, 1.0, 0.0)
+
+    def normal_activity(self, *, focus: bool = False) -> np.ndarray:
+        """The subject's perfusion without defects: tissues times its physiology (with the focus if asked)."""
+        act = self.tissue_activity()
+        if self.physiology is None:
+            return act
+        if focus not in self._modulation:
+            self._modulation[focus] = self.physiology.modulation(self.prep, self.tracer, focus=focus)
+        return (act * self._modulation[focus]).astype(np.float32)
 
     def measured_ratio(self, image: np.ndarray) -> float:
         w = self.prep.camera_weights
@@ -331,7 +351,7 @@ class PerfusionModel:
             getattr(self.physics, "cfg", {}).get("calibration_refinements", 0))
         for _ in range(refinements):
             self.gm_to_wm = c
-            img = self.physics.image(self.normal_activity(), self.prep,
+            img = self.physics.image(self.tissue_activity(), self.prep,
                                      total_counts=float(self.cfg["total_counts"]), rng=None)
             r = self.measured_ratio(img)
             # Measured ratio r(c) ~ (a c + b) / (d c + e); move c by the relative error in (r - 1).
@@ -379,6 +399,303 @@ class PerfusionModel:
         return out
 
 
-def fdg_activity(prep: PreparedAnatomy, cfg: dict) -> np.ndarray:
+def fdg_activity(prep: PreparedAnatomy, cfg: dict, physiology: SubjectPhysiology | None = None, *,
+                 focus: bool = True) -> np.ndarray:
+    """FDG uptake: the tissue ratios times the subject's metabolic physiology (with its focus)."""
     r = cfg["fdg"]["ratios"]
-    return tissue_activity(prep, r["gm"], r["wm"], r["csf"])
+    act = tissue_activity(prep, r["gm"], r["wm"], r["csf"])
+    if physiology is None:
+        return act
+    return (act * physiology.modulation(prep, "FDG", focus=focus)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Physiology the T1w does not show: regional and global variation, epileptic focus, resection
+# ---------------------------------------------------------------------------------------
+#: Regions of the between-subject regional variation: vascular territories (lobar scale),
+#: cerebellar hemispheres and striata.  Each gets one random factor per subject and tracer.
+VARIATION_REGIONS = ("ACA_L", "ACA_R", "MCA_L", "MCA_R", "PCA_L", "PCA_R", "cerebellum_L", "cerebellum_R",
+                     "striatum_L", "striatum_R")
+#: Which kind of physiology a tracer shows: perfusion (every CBF tracer) or glucose metabolism.
+PHYSIOLOGY_KIND = {"IMP": "perfusion", "HMPAO": "perfusion", "ECD": "perfusion", "H2O": "perfusion",
+                   "FDG": "metabolism"}
+LOBES = ("temporal", "frontal")
+# Lobe boundaries relative to the subject's own landmarks (mm, RAS): u = |x - midline|,
+# v = y - y_striatum, w = z - z_striatum, with the striatum centroid of both sides at
+# MNI152 ~ (0, 6, 3).  Temporal: MCA/PCA cortex and white matter below the Sylvian level
+# (w < -6, MNI z < -3), lateral to the pallidum (u > 20) and in front of the temporo-occipital
+# junction (-62 < v < 22, MNI y -56..28).  Frontal: ACA/MCA tissue in front of the
+# precentral sulcus (v > 12, MNI y > 18), outside the temporal box.
+TEMPORAL_BOX = {"u_min": 20.0, "w_max": -6.0, "v_min": -62.0, "v_max": 22.0}
+FRONTAL_V_MIN = 12.0
+
+
+@dataclass(frozen=True)
+class Focus:
+    """An interictal epileptic focus: hypoperfusion (SPECT) and hypometabolism (FDG) in one lobe."""
+
+    side: str
+    lobe: str
+    centre_mm: tuple[float, float, float]
+    radius_perfusion_mm: float
+    radius_metabolism_mm: float
+    depth_perfusion: float
+    depth_metabolism: float
+
+    def radius(self, kind: str) -> float:
+        return self.radius_perfusion_mm if kind == "perfusion" else self.radius_metabolism_mm
+
+    def depth(self, kind: str) -> float:
+        return self.depth_perfusion if kind == "perfusion" else self.depth_metabolism
+
+    def as_dict(self) -> dict:
+        return {"focus_side": self.side, "focus_lobe": self.lobe,
+                "focus_centre_mm": ";".join(f"{v:.1f}" for v in self.centre_mm),
+                "focus_radius_perfusion_mm": round(self.radius_perfusion_mm, 2),
+                "focus_radius_metabolism_mm": round(self.radius_metabolism_mm, 2),
+                "focus_depth_perfusion": round(self.depth_perfusion, 4),
+                "focus_depth_metabolism": round(self.depth_metabolism, 4)}
+
+
+def _world_axes(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World x, y, z (mm) of every voxel of a grid (broadcastable arrays for axis-aligned grids)."""
+    a = np.asarray(affine, float)
+    i, j, k = (np.arange(n, dtype=np.float32) for n in shape)
+    if np.allclose(a[:3, :3], np.diag(np.diag(a[:3, :3]))):
+        return (a[0, 0] * i[:, None, None] + a[0, 3], a[1, 1] * j[None, :, None] + a[1, 3],
+                a[2, 2] * k[None, None, :] + a[2, 3])
+    ii, jj, kk = np.meshgrid(i, j, k, indexing="ij")
+    return tuple(a[r, 0] * ii + a[r, 1] * jj + a[r, 2] * kk + a[r, 3] for r in range(3))
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """The subject's own reference points (world mm): midline x and striatum centroid."""
+
+    midline_x: float
+    striatum_mm: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, anat) -> Landmarks:
+        TABLE = STRIATUM_LABELS
+        cents = []
+        for side in ("L", "R"):
+            idx = [k for k, v in TABLE.items() if v in (f"caudate_{side}", f"putamen_{side}")]
+            pts = np.argwhere(np.isin(anat.striatum, idx))
+            if len(pts) == 0:
+                raise ProcessingError(f"the {side} striatum is empty in the anatomy", subject=anat.subject,
+                                      hint="Check the striatum labels of the anatomy stage (QC figure)")
+            cents.append((np.asarray(anat.affine) @ np.append(pts.mean(axis=0), 1.0))[:3])
+        c = np.mean(cents, axis=0)
+        return cls(float(c[0]), tuple(float(v) for v in c))
+
+    def lobe_box(self, lobe: str, side: str, x, y, z) -> np.ndarray:
+        """Geometric part of a lobe (boolean, broadcast over the coordinate arrays)."""
+        u = (x - self.midline_x) * (-1.0 if side == "L" else 1.0)
+        v = y - self.striatum_mm[1]
+        w = z - self.striatum_mm[2]
+        t = TEMPORAL_BOX
+        temporal = (u > t["u_min"]) & (w < t["w_max"]) & (v > t["v_min"]) & (v < t["v_max"])
+        if lobe == "temporal":
+            return temporal
+        if lobe == "frontal":
+            return (u > 0) & (v > FRONTAL_V_MIN) & ~temporal
+        raise ValueError(f"unknown lobe {lobe!r}; choose one of {', '.join(LOBES)}")
+
+
+LOBE_TERRITORIES = {"temporal": ("MCA", "PCA"), "frontal": ("ACA", "MCA")}
+
+
+def lobe_fraction(maps: dict[str, np.ndarray], landmarks: Landmarks, lobe: str, side: str, x, y, z) -> np.ndarray:
+    """Fraction of every voxel that belongs to a lobe: its territories within the lobe's box."""
+    terr = sum(maps[f"{t}_{side}"] for t in LOBE_TERRITORIES[lobe])
+    return (np.clip(terr, 0.0, 1.0) * landmarks.lobe_box(lobe, side, x, y, z)).astype(np.float32)
+
+
+def _taper(dist: np.ndarray, radius: float) -> np.ndarray:
+    """1 within half the radius, a cos^2 fall to 0 at the radius, 0 beyond."""
+    t = np.clip((dist - 0.5 * radius) / (0.5 * radius), 0.0, 1.0)
+    return (np.cos(0.5 * np.pi * t) ** 2).astype(np.float32)
+
+
+def subject_age(participants: str | None, subject: str) -> float | None:
+    """Age of ``subject`` from a BIDS participants.tsv (None when the table or the value is missing)."""
+    import pandas as pd
+
+    if not participants or not Path(participants).exists():
+        return None
+    table = pd.read_csv(participants, sep="\t", dtype=str, na_values=["n/a", ""])
+    if "participant_id" not in table.columns or "age" not in table.columns:
+        return None
+    ids = table["participant_id"].str.removeprefix("sub-")
+    row = table[ids == subject.split("_ses-")[0]]
+    if row.empty or row["age"].isna().all():
+        return None
+    try:
+        return float(row["age"].iloc[0])
+    except ValueError as exc:
+        raise ProcessingError(f"age {row['age'].iloc[0]!r} in {participants} is not a number", subject=subject,
+                              hint="Write ages in years (a number) or n/a") from exc
+
+
+class SubjectPhysiology:
+    """One subject's physiology beyond the tissue classes (``simulate.physiology``).
+
+    Multiplicative uptake field of tracer kind ``k`` (perfusion or metabolism):
+    ``M_k(x) = G_k * R_k(x) * (1 - F_k(x)) * (1 - C(x))`` where
+
+    * ``G_k = (1 + age_slope * (age - reference_age)) * exp(global_sd * z_k)`` is the global level;
+    * ``R_k(x) = 1 + sum_r d_r,k w_r(x) / (sum_r w_r(x) + w_0(x))``: one factor per region of
+      :data:`VARIATION_REGIONS` (``d = clip(regional_sd * z, +-regional_max)``), ``w_r`` the
+      region's fraction smoothed by ``regional_fwhm_mm`` (``w_0`` the rest of the brain, factor 1),
+      so the field is smooth and never leaves ``1 +- regional_max``;
+    * every standard normal ``z`` of a tracer kind is ``sqrt(rho) z_shared + sqrt(1 - rho) z_own``
+      with ``rho = tracer_correlation``: perfusion and metabolism share that part of their
+      variance (their coupling) and are independent beyond it;
+    * ``F_k`` is the epileptic focus (S2's images only): ``depth_k`` within half of ``radius_k``
+      of the centre, a cos^2 fall to 0 at ``radius_k``, restricted to the focus's lobe and
+      smoothed by ``focus.penumbra_fwhm_mm``;
+    * ``C`` is the resection cavity (fraction of each voxel): no uptake there.
+
+    Everything is drawn from the subject's own random streams, so the perfusion and the FDG
+    rules (and every camera grid) see the same subject.
+    """
+
+    def __init__(self, anat, cfg: dict, *, seed: int, age: float | None = None,
+                 resection: np.ndarray | None = None):
+        self.anat = anat
+        self.cfg = cfg["physiology"]
+        self.seed = int(seed)
+        self.subject = anat.subject
+        self.age = None if age is None else float(age)
+        self.resection = resection
+        self.landmarks = Landmarks.of(anat)
+        n = len(VARIATION_REGIONS)
+        shared = rng_for(seed, self.subject, "physiology", SUBJECT_STREAM).standard_normal(n + 1)
+        rho = float(self.cfg["tracer_correlation"])
+        self.regional: dict[str, dict[str, float]] = {}
+        self.global_level: dict[str, float] = {}
+        age_term = 1.0
+        if self.age is not None:
+            age_term = 1.0 + float(self.cfg["global_age_slope"]) * (self.age - float(self.cfg["reference_age"]))
+        for kind in ("perfusion", "metabolism"):
+            own = rng_for(seed, self.subject, f"physiology-{kind}", SUBJECT_STREAM).standard_normal(n + 1)
+            z = np.sqrt(rho) * shared + np.sqrt(1.0 - rho) * own
+            lim = float(self.cfg["regional_max"])
+            self.regional[kind] = {r: float(np.clip(self.cfg["regional_sd"] * z[i], -lim, lim))
+                                   for i, r in enumerate(VARIATION_REGIONS)}
+            self.global_level[kind] = float(max(age_term, 0.1) * np.exp(self.cfg["global_sd"] * z[n]))
+        self.focus = self._draw_focus() if self.cfg["focus"]["enabled"] else None
+
+    # --- the focus -----------------------------------------------------------------------
+    def _draw_focus(self) -> Focus:
+        f = self.cfg["focus"]
+        rng = rng_for(self.seed, self.subject, "epileptic-focus", SUBJECT_STREAM)
+        side = str(rng.choice(["L", "R"]))
+        lobes = list(f["lobes"])
+        p = np.asarray([float(f["lobe_weights"].get(lb, 0.0)) for lb in lobes])
+        lobe = str(lobes[int(rng.choice(len(lobes), p=p / p.sum()))]) if p.sum() > 0 else lobes[0]
+        if self.resection is not None and self.resection.any():
+            # A resected patient's focus was where the surgeon operated: that side, that lobe.
+            pts = np.argwhere(self.resection > 0.5)
+            cx = (np.asarray(self.anat.affine) @ np.append(pts.mean(axis=0), 1.0))[0]
+            side = "L" if cx < self.landmarks.midline_x else "R"
+            lobe = "temporal"
+        a = self.anat
+        step = 2  # every second anatomy voxel is enough to place a centre
+        maps = {name: (a.territories[::step, ::step, ::step] == k) for k, name in TERRITORIES.items()}
+        aff = np.asarray(a.affine) @ np.diag([step, step, step, 1.0])
+        x, y, z = _world_axes(maps["ACA_L"].shape, aff)
+        cand = lobe_fraction(maps, self.landmarks, lobe, side, x, y, z) * (a.gm[::step, ::step, ::step] > 0.5)
+        flat = cand.ravel().astype(np.float64)
+        if flat.sum() <= 0:
+            raise ProcessingError(f"the {side} {lobe} lobe has no grey matter in the anatomy", subject=self.subject,
+                                  hint="Check the territories and tissue maps of the anatomy stage")
+        idx = int(rng.choice(flat.size, p=flat / flat.sum()))
+        centre = aff @ np.append(np.unravel_index(idx, cand.shape), 1.0)
+        r_p = float(rng.uniform(*f["radius_mm"]))
+        r_m = r_p * float(rng.uniform(*f["metabolism_extent_ratio"]))
+        return Focus(side, lobe, tuple(float(v) for v in centre[:3]), r_p, r_m,
+                     float(rng.uniform(*f["depth_perfusion"])), float(rng.uniform(*f["depth_metabolism"])))
+
+    def focus_reduction(self, prep: PreparedAnatomy, kind: str) -> np.ndarray:
+        """Fractional reduction F_k of the focus on the fine grid of ``prep`` (zeros without a focus)."""
+        fine = prep.fine
+        if self.focus is None:
+            return np.zeros(fine.shape, np.float32)
+        fc = self.focus
+        x, y, z = (fine.axis_mm(i) for i in range(3))
+        x, y, z = x[:, None, None], y[None, :, None], z[None, None, :]
+        dist = np.sqrt((x - fc.centre_mm[0]) ** 2 + (y - fc.centre_mm[1]) ** 2 + (z - fc.centre_mm[2]) ** 2)
+        lobe = lobe_fraction(prep.fine_maps, self.landmarks, fc.lobe, fc.side, x, y, z)
+        core = fc.depth(kind) * _taper(dist, fc.radius(kind)) * lobe
+        pen = float(self.cfg["focus"]["penumbra_fwhm_mm"])
+        return np.clip(gaussian(core, pen, fine.voxel_mm), 0.0, 1.0).astype(np.float32)
+
+    # --- the cavity ----------------------------------------------------------------------
+    def cavity(self, prep: PreparedAnatomy) -> np.ndarray:
+        """Fraction of every fine voxel inside the resection cavity (zeros without one)."""
+        if self.resection is None or not np.any(self.resection):
+            return np.zeros(prep.fine.shape, np.float32)
+        return np.clip(pv_resample(self.resection.astype(np.float32), self.anat.affine, prep.fine), 0.0, 1.0)
+
+    # --- the fields ----------------------------------------------------------------------
+    def regional_field(self, prep: PreparedAnatomy, kind: str) -> np.ndarray:
+        """R_k on the fine grid of ``prep``: smooth, within 1 +- regional_max."""
+        m = prep.fine_maps
+        fwhm, vox = float(self.cfg["regional_fwhm_mm"]), prep.fine.voxel_mm
+        regions = {name: m[name] for name in VARIATION_REGIONS[:6]}
+        for side in ("L", "R"):
+            sm = prep.side_mask_fine(side)
+            regions[f"cerebellum_{side}"] = m["cerebellum"] * sm
+            regions[f"striatum_{side}"] = m["striatum_any"] * sm
+        num = np.zeros(prep.fine.shape, np.float32)
+        den = np.zeros(prep.fine.shape, np.float32)
+        covered = np.zeros(prep.fine.shape, np.float32)
+        for name, frac in regions.items():
+            w = gaussian(frac, fwhm, vox)
+            num += self.regional[kind][name] * w
+            den += w
+            covered += frac
+        den += gaussian(np.clip(m["brain"] - covered, 0.0, None), fwhm, vox)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
+        return (1.0 + r).astype(np.float32)
+
+    def modulation(self, prep: PreparedAnatomy, tracer: str, *, focus: bool = False) -> np.ndarray:
+        """M_k of ``tracer`` on the fine grid of ``prep`` (multiplies the tissue activity)."""
+        kind = PHYSIOLOGY_KIND[tracer]
+        m = self.global_level[kind] * self.regional_field(prep, kind)
+        if focus:
+            m = m * (1.0 - self.focus_reduction(prep, kind))
+        return (m * (1.0 - self.cavity(prep))).astype(np.float32)
+
+    def record(self, tracer: str, *, focus: bool) -> dict:
+        """Truth-table columns of this physiology for one image of ``tracer``."""
+        kind = PHYSIOLOGY_KIND[tracer]
+        rec: dict[str, object] = {"physiology_kind": kind, "global_level": round(self.global_level[kind], 5),
+                                  "age": self.age, "tracer_correlation": float(self.cfg["tracer_correlation"])}
+        rec |= {f"regional_{r}": round(v, 5) for r, v in self.regional[kind].items()}
+        fc = self.focus if focus else None
+        rec["focus"] = fc is not None
+        keys = Focus("L", "temporal", (0.0, 0.0, 0.0), 0, 0, 0, 0).as_dict()
+        rec |= fc.as_dict() if fc is not None else {k: None for k in keys}
+        res = self.resection is not None and bool(np.any(self.resection))
+        rec["resected"] = res
+        rec["resection_ml"] = (round(float(np.sum(self.resection > 0.5)) * float(np.prod(self.anat.voxel_mm)) / 1000.0,
+                                     2) if res else 0.0)
+        return rec
+
+
+def load_resection(path: str | None, anat) -> np.ndarray | None:
+    """A resection-cavity mask (any grid in the subject's world space) on the anatomy grid, or None."""
+    if not path:
+        return None
+    # Subjects without a resection have an all-zero mask: no signal is the expected content.
+    img = load_image(path, subject=anat.subject, check_values=False)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if not data.any():
+        return None
+    if data.shape == anat.shape and np.allclose(img.affine, anat.affine, atol=1e-3):
+        return data
+    return np.clip(resample_to_grid(data, img.affine, anat.shape, anat.affine, order=1), 0.0, 1.0)
