@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The same demo (12 subjects, every default experiment), 2 cores, before these changes.
 PREVIOUS = {"date": "2026-11-30", "wall_s": 18 * 60 + 55, "job_s": 25 * 60, "jobs": 239, "cores": 2}
+TARGET_WALL_S = 12 * 60          # the demo on 2 cores, set-up excluded
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _START = re.compile(r"^(?:local)?rule (\w+):$")
@@ -194,9 +195,15 @@ def report(run: Run, cores: int) -> str:
         ("mean job time (s)", f"{job_total / max(1, sum(run.jobs_per_rule.values())):.1f}",
          f"{PREVIOUS['job_s'] / PREVIOUS['jobs']:.1f}"),
     ]
+    if run.jobs == PREVIOUS["jobs"]:
+        rows.append(("wall time / before", f"{run.wall_s / PREVIOUS['wall_s']:.2f}", "1.00"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'':{width}}  {'this run':>10}  {'before (' + PREVIOUS['date'] + ')':>20}"]
     lines += [f"{a:{width}}  {b:>10}  {c:>20}" for a, b, c in rows]
+    verdict = "met" if run.wall_s <= TARGET_WALL_S else f"not met by {_clock(run.wall_s - TARGET_WALL_S)}"
+    lines.append(f"target: the demo in {_clock(TARGET_WALL_S)} on 2 cores: {verdict}"
+                 + ("" if run.jobs == PREVIOUS["jobs"] else f" (but this run has {run.jobs} jobs, not the demo's "
+                                                            f"{PREVIOUS['jobs']})"))
     span = sum(run.running_s.values()) or 1.0
     lines += ["", "wall time with N jobs running: " + ", ".join(
         f"{k}: {_clock(v)} ({v / span:.0%})" for k, v in sorted(run.running_s.items()))]
