@@ -63,7 +63,8 @@ class Run:
 
     def command(self, *args: str, configfiles: tuple[Path, ...] = (), config: tuple[str, ...] = ()) -> list[str]:
         return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                "--directory", str(self.workdir), "--configfile", str(REPO / TINY), *map(str, configfiles), "--config", f"output_dir={self.out}", *config, *args]
+                "--directory", str(self.workdir), "--configfile", str(REPO / TINY), *map(str, configfiles),
+                "--config", f"output_dir={self.out}", *config, *args]
 
     def smk(self, *args: str, configfiles: tuple[Path, ...] = (), config: tuple[str, ...] = (),
             check: bool = True, timeout: int = RUN_TIMEOUT) -> subprocess.CompletedProcess:
