@@ -1,8 +1,11 @@
-"""Shared fixtures: paths of the repository and of the real IXI sample MRIs."""
+"""Shared fixtures: paths of the repository and of the real IXI sample MRIs, the `smk` helper
+and the tiny end-to-end run that every test reading a finished run shares."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 IXI = REPO.parent / "shared" / "data" / "ixi-sample"
 IXI_IDS = ["IXI012-HH-1211", "IXI013-HH-1212", "IXI014-HH-1236"]
+TINY = "tests/configs/tiny.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+             "--directory", str(REPO)]
 
 # Tests must never reach the network or a GPU by accident.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -34,3 +40,30 @@ def ixi_t1(ixi_dir: Path, idx: int = 0) -> Path:
 
 def ixi_labels(ixi_dir: Path, idx: int = 0) -> Path:
     return ixi_dir / "dlmuse" / f"{IXI_IDS[idx]}-T1_ds_DLMUSE.nii.gz"
+
+
+def smk(*args: str, timeout: int = 1500, check: bool = True) -> subprocess.CompletedProcess:
+    """Snakemake on the repository's workflow (working folder: the repository), on the CPU."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    res = subprocess.run([*SNAKEMAKE, *args], capture_output=True, text=True, cwd=REPO,
+                         timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-6000:]}\n"
+                             f"{res.stderr[-6000:]}")
+    return res
+
+
+@pytest.fixture(name="smk", scope="session")
+def smk_fixture():
+    return smk
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The results folder of a finished tiny run (tests/configs/tiny.yaml, 2 cores) with its
+    report.html, made once per test session: test_workflow.py reads it, test_reproducibility.py
+    compares a second run from scratch with it, test_rerun.py plans reruns on it."""
+    out = tmp_path_factory.mktemp("tiny") / "results"
+    smk("--cores", "2", "--configfile", TINY, "--config", f"output_dir={out}")
+    smk("--configfile", TINY, "--config", f"output_dir={out}", "--report", str(out / "report.html"))
+    return out

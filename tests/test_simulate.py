@@ -617,3 +617,37 @@ def test_rule_entry_point_takes_the_age_and_the_demo_cavity(anat, tmp_path):
     img = np.asarray(nib.load(pet["fdg_t1w"]).dataobj, np.float32)
     core = cavity & (np.linalg.norm((world - [38.0, 2.0, -27.0]) / [15.0, 24.0, 14.0], axis=-1) <= 0.4)
     assert img[core].mean() < 0.25 * img[anat.gm > 0.9].mean()
+
+
+def test_nonzero_bbox_equals_argwhere_extent():
+    from spectsynth.simulate.grid import nonzero_bbox
+
+    rng = np.random.default_rng(0)
+    for shape, density in (((9, 7, 5), 0.02), ((9, 7, 5), 0.5), ((1, 6, 4), 0.3), ((6, 8), 0.1)):
+        a = (rng.random(shape) < density) * rng.random(shape).astype(np.float32)
+        a[(0,) * a.ndim] = 0.0
+        a.flat[rng.integers(a.size)] = 0.25          # at least one non-zero voxel
+        idx = np.argwhere(a)
+        lo, hi = nonzero_bbox(a)
+        assert lo.tolist() == idx.min(axis=0).tolist() and hi.tolist() == idx.max(axis=0).tolist()
+    assert nonzero_bbox(np.zeros((4, 3, 2), bool)) is None
+
+
+def test_tissue_cores_are_computed_once_per_anatomy_and_equal_the_direct_call(monkeypatch):
+    from spectsynth.simulate import grid
+
+    anat = mni_anatomy(4.0, subject="phantom")
+    calls = []
+    direct = grid.quant.tissue_core_masks
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return direct(*args, **kwargs)
+
+    monkeypatch.setattr(grid.quant, "tissue_core_masks", counting)
+    first = grid.tissue_cores(anat)
+    assert grid.tissue_cores(anat) is first and len(calls) == 2          # GM/WM, then CSF: once
+    gm, wm = direct(anat.gm * anat.brain, anat.wm * anat.brain, tuple(anat.voxel_mm))
+    csf, nothing = direct(anat.csf * anat.brain, np.zeros_like(anat.csf), tuple(anat.voxel_mm))
+    assert np.array_equal(first[0], gm) and np.array_equal(first[1], wm) and np.array_equal(first[2], csf)
+    assert not nothing.any()

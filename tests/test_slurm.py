@@ -1,8 +1,10 @@
 """The workflow on a real SLURM cluster, and the profiles that get it there.
 
-`test_tiny_workflow_through_slurm` runs the tiny end-to-end configuration through
-`profiles/slurm` (snakemake-executor-plugin-slurm) when a cluster answers `sinfo`; CI starts a
-single-node cluster on localhost with `.ci/slurm-up.sh` first. Without one it skips and says why
+`test_tiny_workflow_through_slurm` runs the tiny configuration through `profiles/slurm`
+(snakemake-executor-plugin-slurm) when a cluster answers `sinfo`, up to the smallest target that
+proves the executor: every per-subject stage S0 needs (bundled into group jobs), a dataset job, one
+training job, the inputs table and the provenance files (the whole tiny workflow is tested locally
+in test_workflow.py); CI starts a single-node cluster on localhost with `.ci/slurm-up.sh` first. Without one it skips and says why
 (or fails, when SPECTSYNTH_REQUIRE_SLURM=1, as in CI).
 The other tests need no cluster.
 """
@@ -23,6 +25,8 @@ from conftest import REPO
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 LOCAL_PROFILE = REPO / "profiles" / "local"
 TINY = "tests/configs/tiny.yaml"
+# The one training job of the SLURM run (2 epochs in tiny.yaml).
+SLURM_EXPERIMENT = "s0_clinical"
 # Wall-clock limit of the SLURM run; Snakemake is then stopped with ONE SIGINT (on SIGTERM it
 # waits for its queued jobs forever).
 RUN_TIMEOUT = int(os.environ.get("SPECTSYNTH_SLURM_TEST_TIMEOUT", "1500"))
@@ -116,6 +120,8 @@ def test_tiny_workflow_through_slurm(tmp_path: Path):
         "--resources", f"mem_mb={mem_mb}",
         # Poll sooner than the profile's 40 s (MinJobAge of the local cluster is 300 s).
         "--slurm-init-seconds-before-status-checks", "5",
+        f"{out}/experiments/{SLURM_EXPERIMENT}/best.pt", f"{out}/inputs/inputs.tsv",
+        f"{out}/provenance/config.resolved.yaml",
     ]
     res = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
                          timeout=RUN_TIMEOUT + 120)
@@ -125,7 +131,7 @@ def test_tiny_workflow_through_slurm(tmp_path: Path):
                     + _diagnostics(logdir, output))
     assert res.returncode == 0, "the SLURM run failed\n" + _diagnostics(logdir, output)
 
-    # Outputs of the tiny run exist (the final targets of every stage present in the workflow).
+    # Outputs of the run exist: every subject's inputs, the training job's weights, the tables.
     config = yaml.safe_load((REPO / TINY).read_text())
     subjects = [f"{i:02d}" for i in range(1, config["inputs"]["demo"]["n_subjects"] + 1)]
     for s in subjects:
@@ -133,6 +139,7 @@ def test_tiny_workflow_through_slurm(tmp_path: Path):
         assert t1.is_file() and t1.stat().st_size > 0, f"missing {t1}"
     assert (out / "inputs" / "inputs.tsv").is_file()
     assert (out / "provenance" / "config.resolved.yaml").is_file()
+    assert (out / "experiments" / SLURM_EXPERIMENT / "best.pt").stat().st_size > 1000
 
     # The jobs ran through SLURM: the plugin reported sbatch job ids, their SLURM logs exist,
     # and SLURM records every one of them as COMPLETED.
@@ -144,9 +151,12 @@ def test_tiny_workflow_through_slurm(tmp_path: Path):
     states = job_states([job for job, _ in submitted])
     not_done = {job: states.get(job, "not listed") for job, _ in submitted if states.get(job) != "COMPLETED"}
     assert not not_done, f"SLURM (squeue, job-completion log) does not show these jobs COMPLETED: {not_done}"
-    # A subject's small jobs were bundled into group jobs, not submitted one by one.
-    assert any(Path(log).parent.name.startswith("group_subject") for _, log in submitted), (
-        f"no group job among {[Path(log).parent.name for _, log in submitted]}")
+    # A subject's small jobs were bundled into group jobs, not submitted one by one; the
+    # training job went to SLURM as a job of its own.
+    # (logs lie in <logdir>/<group_name or rule_name>/<wildcards>/<jobid>.log)
+    names = [Path(log).relative_to(logdir).parts[0] for _, log in submitted]
+    assert any(n.startswith("group_subject") for n in names), f"no group job among {names}"
+    assert "rule_train_model" in names, f"no train_model job among {names}"
 
 
 # ----------------------------------------------------------------- no cluster needed

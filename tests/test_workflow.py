@@ -4,29 +4,16 @@ HTML report, and a run where one subject's input is broken while the others fini
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IXI_IDS, REPO, ixi_t1
+from conftest import IXI_IDS, REPO, SNAKEMAKE, ixi_t1, smk  # noqa: F401  (SNAKEMAKE, smk: shared helpers)
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-             "--directory", str(REPO)]
-
-
-def smk(*args: str, timeout: int = 1500, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    res = subprocess.run([*SNAKEMAKE, *args], capture_output=True, text=True, cwd=REPO,
-                         timeout=timeout, env=env)
-    if check and res.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-6000:]}\n"
-                             f"{res.stderr[-6000:]}")
-    return res
+# tiny_run (a finished tiny run with its report.html) is a session fixture in conftest.py.
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -65,17 +52,6 @@ def test_dry_run_default_config(tmp_path):
     assert counts.get("train_model") == 17                # 2 (S0) + 2 (S1 A/B) + 12 (S2) + 1 (S3)
     assert counts.get("s0_clinical") == 1                 # the S0 experiment with model vae
     assert counts.get("reading_packet") == 3              # S1 A, S1 B, S3
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny") / "results"
-    smk("--cores", "2", "--configfile", "tests/configs/tiny.yaml", "--config",
-        f"output_dir={out}")
-    report = out / "report.html"
-    smk("--configfile", "tests/configs/tiny.yaml", "--config", f"output_dir={out}",
-        "--report", str(report))
-    return out
 
 
 @pytest.mark.slow

@@ -271,8 +271,9 @@ def tissue_core_masks(gm: np.ndarray, wm: np.ndarray, voxel_mm: float | tuple[fl
         raise QuantError(f"GM and WM maps differ in shape: {g.shape} vs {w.shape}")
     vox = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (g.ndim,))
     sigma = smoothing_fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / vox
-    g_near = ndimage.gaussian_filter(g, sigma, mode="constant")
-    w_near = ndimage.gaussian_filter(w, sigma, mode="constant")
+    # (the neighbourhood of an empty map is empty: no filtering needed, e.g. for a CSF core)
+    g_near = ndimage.gaussian_filter(g, sigma, mode="constant") if g.any() else g
+    w_near = ndimage.gaussian_filter(w, sigma, mode="constant") if w.any() else w
     g_mask, w_mask = tissue_masks(g, w, 0.5)
     return g_mask & (g_near >= gm_level), w_mask & (w_near >= wm_level)
 

@@ -36,7 +36,9 @@ rule propagate_labels:
         "subject"
     conda:
         "../../envs/preproc.yaml"
-    threads: 2
+    # one thread: its registrations optimise on one anyway (bit-identical reruns), so two
+    # subjects' jobs share 2 cores instead of one leaving a core idle
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=15,

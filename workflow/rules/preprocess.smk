@@ -61,7 +61,9 @@ rule register_template:
         "subject"
     conda:
         "../../envs/preproc.yaml"
-    threads: 2
+    # one thread: the optimisation runs on one anyway (bit-identical reruns), so two
+    # subjects' jobs share 2 cores instead of one leaving a core idle
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=15,
@@ -87,7 +89,8 @@ rule register_native:
         "subject"
     conda:
         "../../envs/preproc.yaml"
-    threads: 2
+    # one thread: a few seconds of resampling; two subjects' jobs share 2 cores
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
@@ -131,7 +134,9 @@ rule register_modality:
         "subject"
     conda:
         "../../envs/preproc.yaml"
-    threads: 2
+    # one thread: the optimisation runs on one anyway (bit-identical reruns), so two
+    # subjects' jobs share 2 cores instead of one leaving a core idle
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=10,

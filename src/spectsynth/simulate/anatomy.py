@@ -55,6 +55,8 @@ class Anatomy:
     levels: dict[str, tuple[int, int]] = field(default_factory=dict)
     t1: np.ndarray | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    # GM/WM/CSF core masks, computed on first use (spectsynth.simulate.grid.tissue_cores)
+    tissue_cores: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:

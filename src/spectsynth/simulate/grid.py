@@ -98,10 +98,25 @@ def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
     return block_sum(data, factor) / float(int(factor) ** 3)
 
 
+def nonzero_bbox(data: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """First and last index along every axis of the non-zero voxels (``None`` when there is
+    none): ``np.argwhere(data).min(axis=0)`` / ``.max(axis=0)``, from one projection per axis
+    instead of the list of every non-zero voxel (a brain mask holds millions)."""
+    mask = np.asarray(data) != 0
+    lo, hi = [], []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        lo.append(hit[0])
+        hi.append(hit[-1])
+    return np.array(lo, dtype=np.intp), np.array(hi, dtype=np.intp)
+
+
 def brain_extent_mm(anat: Anatomy) -> tuple[np.ndarray, np.ndarray]:
     """World bounding box (lower, upper corner, mm) of the brain mask, voxel edges included."""
-    idx = np.argwhere(anat.brain)
-    lo, hi = idx.min(axis=0) - 0.5, idx.max(axis=0) + 0.5
+    first, last = nonzero_bbox(anat.brain)
+    lo, hi = first - 0.5, last + 0.5
     corners = np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
     world = (np.asarray(anat.affine) @ corners.T).T[:, :3]
     return world.min(axis=0), world.max(axis=0)
@@ -141,15 +156,15 @@ def pv_resample(data: np.ndarray, src_affine: np.ndarray, grid: Grid, *, bbox_pa
     non-zero voxels is processed.
     """
     src = np.asarray(data, dtype=np.float32)
-    nz = np.argwhere(src != 0)
+    box = nonzero_bbox(src)
     out_shape = grid.shape
-    if nz.size == 0:
+    if box is None:
         return np.zeros(out_shape, np.float32)
     src_vox = np.sqrt((np.asarray(src_affine)[:3, :3] ** 2).sum(axis=0))
     size = np.maximum(1, np.rint(grid.voxel_mm / src_vox).astype(int))
     pad = size + bbox_pad
-    lo = np.maximum(nz.min(axis=0) - pad, 0)
-    hi = np.minimum(nz.max(axis=0) + pad + 1, src.shape)
+    lo = np.maximum(box[0] - pad, 0)
+    hi = np.minimum(box[1] + pad + 1, src.shape)
     crop = src[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     if np.any(size > 1):
         crop = ndimage.uniform_filter(crop, size=tuple(int(s) for s in size), mode="constant")
@@ -226,6 +241,17 @@ def _putamen_rank(frac: np.ndarray, fine: Grid) -> np.ndarray:
     return np.broadcast_to(cdf[None, :, None], frac.shape).astype(np.float32)
 
 
+def tissue_cores(anat: Anatomy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GM, WM and CSF core masks of an anatomy (:func:`spectsynth.quant.tissue_core_masks`) on
+    its own grid. They do not depend on the camera grid: computed once per anatomy and kept on
+    it, so that a job preparing two grids (simulate_pet: PET and SPECT) smooths the maps once."""
+    if anat.tissue_cores is None:
+        gm_mask, wm_mask = quant.tissue_core_masks(anat.gm * anat.brain, anat.wm * anat.brain, tuple(anat.voxel_mm))
+        csf_mask, _ = quant.tissue_core_masks(anat.csf * anat.brain, np.zeros_like(anat.csf), tuple(anat.voxel_mm))
+        anat.tissue_cores = (gm_mask, wm_mask, csf_mask)
+    return anat.tissue_cores
+
+
 def prepare(anat: Anatomy, matrix: int, voxel_mm: float, head_cfg: dict, *, max_fine_mm: float = 2.0,
             what: str = "SPECT") -> PreparedAnatomy:
     """Bring an anatomy onto a camera grid (and its fine grid): fractions, weights, head model."""
@@ -245,10 +271,9 @@ def prepare(anat: Anatomy, matrix: int, voxel_mm: float, head_cfg: dict, *, max_
     maps["brain_minus_striatum"] = np.clip(maps["brain"] - maps["striatum_any"], 0, None)
     for idx, name in TERRITORIES.items():
         maps[name] = pv_resample(anat.territories == idx, A, fine)
-    gm_mask, wm_mask = quant.tissue_core_masks(anat.gm * anat.brain, anat.wm * anat.brain, tuple(anat.voxel_mm))
+    gm_mask, wm_mask, csf_mask = tissue_cores(anat)
     maps["gm_mask"] = pv_resample(gm_mask, A, fine)
     maps["wm_mask"] = pv_resample(wm_mask, A, fine)
-    csf_mask, _ = quant.tissue_core_masks(anat.csf * anat.brain, np.zeros_like(anat.csf), tuple(anat.voxel_mm))
     maps["csf_mask"] = pv_resample(csf_mask, A, fine)
     # Head model on the fine grid.
     inside = ndimage.binary_fill_holes(maps["brain"] >= 0.5)
