@@ -87,10 +87,12 @@ rule validate_image:
         mem_mb=2000,
         runtime=5,
     params:
-        source=lambda wc: RAW.get(wc.subject, {}).get(modality_of(wc.suffix)),
+        source=lambda wc: source_image(wc.subject, modality_of(wc.suffix)),
         modality=lambda wc: modality_of(wc.suffix),
         missing=missing_required,
+        expected=lambda wc: EXPECTED.get(wc.subject, {}),
         allow_4d=config["inputs"]["allow_4d"],
+        plausibility_check=config["inputs"]["plausibility_check"],
     script:
         "../scripts/validate_image.py"
 
@@ -147,5 +149,7 @@ rule summarize_inputs:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        skipped=SKIPPED,
     script:
         "../scripts/summarize_inputs.py"

@@ -9,7 +9,9 @@ def main(smk):
     try:
         validate_input(smk.params.source, smk.output.image, smk.output.record,
                        subject=smk.wildcards.subject, modality=smk.params.modality,
-                       missing=smk.params.missing, allow_4d=smk.params.allow_4d)
+                       missing=smk.params.missing, allow_4d=smk.params.allow_4d,
+                       plausibility_check=smk.params.plausibility_check,
+                       expected=smk.params.expected)
     except Exception as exc:
         log.error("%s", exc)
         raise
