@@ -95,7 +95,8 @@ def _read(path: Path, subject: str | None) -> nib.Nifti1Image:
 
 def _reason(exc: BaseException, path: Path) -> str:
     """The library's own words for a read failure, with what they usually mean."""
-    text = f"{type(exc).__name__}: {exc}".replace(str(path), "").replace("''", "").strip()
+    text = f"{type(exc).__name__}: {exc}".replace(str(path), "").replace("''", "")
+    text = " ".join(text.split())          # one line, whatever the library wrote
     if "gzip" in text.lower() and path.name.endswith(".gz"):
         text += "; the name ends in .gz but the content is not gzip-compressed"
     return text
