@@ -31,7 +31,7 @@ from spectsynth import io as sio
 from spectsynth import outputlock
 from spectsynth.errors import InputDataError, OutputWriteError
 from spectsynth.inputs import bids, demo
-from spectsynth.inputs.validate import validate_input
+from spectsynth.inputs.validate import check_t1w_plausible, validate_input
 from spectsynth.preprocess.register import save_transform
 
 PREVIOUS = b"an output computed earlier"
@@ -199,16 +199,17 @@ def test_missing_required_modality_names_where_it_was_looked_for(tmp_path):
 # --- images that are not a T1w ------------------------------------------------------------
 
 def test_real_t1w_images_pass_the_plausibility_check(ixi_dir, tmp_path):
-    for i in range(len(IXI_IDS)):
-        rec = validate_input(ixi_t1(ixi_dir, i), tmp_path / f"{i}.nii.gz", tmp_path / f"{i}.json",
-                             subject=f"IXI{i}", modality="T1w")
-        assert rec["head_levels"] > 100 and rec["head_equal_neighbours"] < 0.2
-    p = demo.DemoParams.from_config({"n_subjects": 2, "seed": 5, "voxel_mm": [3.0, 3.0, 3.0]})
-    src = tmp_path / "demo_T1w.nii.gz"
-    nib.save(demo.make_subject(0, p).image, src)
-    rec = validate_input(src, tmp_path / "d.nii.gz", tmp_path / "d.json", subject="01",
-                         modality="T1w")
-    assert rec["head_levels"] > 100 and rec["head_equal_neighbours"] < 0.2
+    ixi = [check_t1w_plausible(nib.load(ixi_t1(ixi_dir, i)), subject=f"IXI{i}", path="t1")
+           for i in range(len(IXI_IDS))]
+    p = demo.DemoParams.from_config({"n_subjects": 2, "seed": 5, "voxel_mm": [4.0, 4.0, 4.0]})
+    demo_t1 = check_t1w_plausible(demo.make_subject(0, p).image, subject="01", path="demo")
+    for m in [*ixi, demo_t1]:
+        assert m["head_levels"] > 100 and m["head_equal_neighbours"] < 0.2
+        assert m["negative_fraction"] == 0
+    # the workflow's validation records the measures in the input table's record
+    rec = validate_input(ixi_t1(ixi_dir, 0), tmp_path / "0.nii.gz", tmp_path / "0.json",
+                         subject="IXI012", modality="T1w")
+    assert rec["head_levels"] == ixi[0]["head_levels"]
 
 
 def test_images_that_are_not_a_t1w_fail(ixi_dir, tmp_path):
@@ -455,6 +456,10 @@ def test_broken_subjects_fail_alone_and_skips_are_listed(ixi_dir, tmp_path):
         for w in words:
             assert w in log, (s, w, log)
     assert not _temporaries(out)
+    # the run's scheduling process held the output folder's lock (and its jobs did not
+    # collide with it); it is free again once the run has ended
+    held = json.loads(outputlock.lock_path(out).read_text())
+    assert held["workdir"] == str(REPO) and outputlock.holder(out) is None
     before = {s: (Path(ras[i]).stat().st_mtime_ns, Path(ras[i]).read_bytes())
               for i, s in enumerate(labels[:2])}
 
@@ -465,7 +470,7 @@ def test_broken_subjects_fail_alone_and_skips_are_listed(ixi_dir, tmp_path):
         assert res.returncode != 0
         assert f"the output folder is in use by another run: process {proc.pid}" in res.stderr
         res = _smk("-n", *ras[:2], "--forcerun", "validate_image", *config())
-        assert res.returncode == 0 and "in use by another run" in res.stderr
+        assert res.returncode == 0 and "in use by another run" in res.stdout + res.stderr
     finally:
         proc.kill()
         proc.wait()

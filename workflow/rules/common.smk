@@ -173,10 +173,16 @@ def raw_image(wildcards):
 
 
 def missing_required(wildcards):
-    """Required modalities this subject lacks (checked when its T1w is validated)."""
+    """Required modalities this subject lacks, each with where it was looked for (checked
+    when its T1w is validated). Empty, as before, for every subject that can run, so that
+    finished results are not planned again."""
     if wildcards.suffix != "T1w" or SOURCE == "dicom":
         return []
-    return [m for m in REQUIRED if not has_modality(wildcards.subject, m)]
+    return [
+        {"modality": m, "expected": EXPECTED.get(wildcards.subject, {}).get(m)}
+        for m in REQUIRED
+        if not has_modality(wildcards.subject, m)
+    ]
 
 
 def ras_image(subject, modality):

@@ -90,9 +90,7 @@ rule validate_image:
         source=lambda wc: source_image(wc.subject, modality_of(wc.suffix)),
         modality=lambda wc: modality_of(wc.suffix),
         missing=missing_required,
-        expected=lambda wc: EXPECTED.get(wc.subject, {}),
         allow_4d=config["inputs"]["allow_4d"],
-        plausibility_check=config["inputs"]["plausibility_check"],
     script:
         "../scripts/validate_image.py"
 

@@ -132,7 +132,6 @@ def validate_image(src: str | Path, dest: str | Path, record: str | Path, *, sub
         "subject": subject,
         "modality": modality,
         "source": str(src),
-        "status": "ok",
         "source_orientation": "".join(nib.aff2axcodes(raw.affine)),
         "source_shape": list(raw.shape),
         "orientation": "".join(nib.aff2axcodes(img.affine)),
@@ -161,7 +160,7 @@ def summarize(records: list[str | Path], out_tsv: str | Path,
 
     import pandas as pd
 
-    rows = [json.loads(Path(r).read_text()) for r in records]
+    rows = [{"status": "ok", **json.loads(Path(r).read_text())} for r in records]
     rows += [{"status": "skipped", **row} for row in skipped or []]
     df = pd.DataFrame(rows)
     for col in ("source_shape", "shape", "voxel_mm"):
