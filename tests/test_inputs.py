@@ -171,14 +171,16 @@ def _bids_tree(root: Path) -> Path:
 def test_bids_discovery(tmp_path):
     root = _bids_tree(tmp_path / "bids")
     units = {u.label: u for u in bids.discover(root)}
-    assert sorted(units) == ["01", "02_ses-a", "02_ses-b"]   # sub-03 has no usable image
+    assert sorted(units) == ["01", "02_ses-a", "02_ses-b", "03"]
+    # sub-03 has no usable image: kept (its validation says so), never dropped silently
+    assert units["03"].files == {} and units["03"].found_instead == ["anat/sub-03_T2w.nii.gz"]
     assert set(units["01"].files) == {"T1w", "pet", "spect"}
     assert units["02_ses-a"].files["T1w"].name == "sub-02_ses-a_run-1_T1w.nii.gz"
     assert units["02_ses-b"].files["T1w"].suffix == ".nii"
     assert bids.participant_of("02_ses-a") == "02"
     only = bids.discover(root, participant_label=["sub-02"], session="b")
     assert [u.label for u in only] == ["02_ses-b"]
-    assert [u.label for u in bids.discover(root, exclude=["02"])] == ["01"]
+    assert [u.label for u in bids.discover(root, exclude=["02", "03"])] == ["01"]
     with pytest.raises(InputDataError, match=r"not in the dataset: \['99'\]"):
         bids.discover(root, participant_label=["99"])
 

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputDataError
+from .io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -365,13 +366,8 @@ def tree_digests(root: str | Path, *, exclude: Iterable[str] = DEFAULT_EXCLUDE,
 
 def write_digests(digests: Mapping[str, str], path: str | Path) -> Path:
     """Write ``path<TAB>method<TAB>digest`` lines (with a header) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
     lines = ["path\tmethod\tdigest"] + [f"{k}\t{digest_method(k)}\t{v}" for k, v in sorted(digests.items())]
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text("\n".join(lines) + "\n", path)
 
 
 def read_digests(path: str | Path) -> dict[str, str]:

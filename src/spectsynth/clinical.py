@@ -24,7 +24,6 @@ import csv
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import EvaluationError
-from .io import image_like, save_image
+from .io import atomic_output, image_like, save_image
 from .metrics import check_same_grid, check_same_shape
 
 log = logging.getLogger(__name__)
@@ -337,13 +336,10 @@ def database_agreement(synthetic_db: pd.DataFrame, real_db: pd.DataFrame, *, reg
 
 # ------------------------------------------------------------------ reading packet
 def _write_csv(rows: list[dict], path: Path, fields: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(fields))
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _packet_png(img: np.ndarray, number: str, path: Path, *, convention: str, cmap: str,

@@ -13,12 +13,8 @@ class ConfigError(SpectsynthError):
     """The configuration is invalid (unknown key, wrong type, value out of range)."""
 
 
-class InputDataError(SpectsynthError):
-    """An input image of one subject is unusable.
-
-    The message always reads ``subject <id>: <file>: <problem>. <hint>`` so that a user
-    scanning a log of hundreds of subjects sees at once which file to fix and how.
-    """
+class _FileError(SpectsynthError):
+    """An error about one file of one subject: ``subject <id>: <file>: <problem>. <hint>``."""
 
     def __init__(self, problem: str, *, subject: str | None = None,
                  path: str | Path | None = None, hint: str | None = None):
@@ -36,6 +32,22 @@ class InputDataError(SpectsynthError):
         if hint:
             msg = f"{msg}. {hint}"
         super().__init__(msg)
+
+
+class InputDataError(_FileError):
+    """An input image of one subject is unusable.
+
+    The message always reads ``subject <id>: <file>: <problem>. <hint>`` so that a user
+    scanning a log of hundreds of subjects sees at once which file to fix and how.
+    """
+
+
+class OutputWriteError(_FileError):
+    """An output file could not be written (full disk, quota, output folder in use).
+
+    Same message form as :class:`InputDataError`: which subject, which file, what went wrong
+    (with the space needed and free for a full disk) and what to do.
+    """
 
 
 class ProcessingError(SpectsynthError):

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import EvaluationError
+from .io import atomic_output, save_image
 from .labels import LEVELS, PATTERNS
 
 log = logging.getLogger(__name__)
@@ -225,19 +226,14 @@ def write_predictions(arrays: Mapping[str, np.ndarray], table: pd.DataFrame, att
     if len(table) != n:
         raise EvaluationError(f"{n} predictions but {len(table)} table rows", experiment=experiment)
     out_h5, out_tsv = Path(out_h5), Path(out_tsv)
-    out_h5.parent.mkdir(parents=True, exist_ok=True)
-    out_tsv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_h5.with_name(f".tmp-{out_h5.name}")
-    with h5py.File(tmp, "w") as f:
+    with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as f:
         for key, arr in arrays.items():
             f.create_dataset(key, data=np.asarray(arr, dtype=np.float32))
         f.attrs["format"] = PREDICTION_FORMAT
         for key, value in attrs.items():
             f.attrs[key] = value
-    tmp.replace(out_h5)
-    tmp_tsv = out_tsv.with_name(f".tmp-{out_tsv.name}")
-    table.to_csv(tmp_tsv, sep="\t", index=False)
-    tmp_tsv.replace(out_tsv)
+    with atomic_output(out_tsv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
 
 
 def load_predictions(h5_path: str | Path, tsv_path: str | Path, *,
@@ -401,12 +397,10 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
             vol[:, :, z] = slice_to_grid(arrays["prediction"][i, 0], 1.0 / float(scale[0]),
                                          -float(offset[0]) / float(scale[0]), shape[:2])
         name = f"sub-{subject}{run}_desc-{experiment.replace('_', '')}_pred.nii.gz"
-        tmp = out_dir / f".tmp-{name}"
         nifti = nib.Nifti1Image(vol, affine)
         nifti.set_qform(affine, code=1)
         nifti.set_sform(affine, code=1)
-        nib.save(nifti, tmp)
-        tmp.replace(out_dir / name)
+        save_image(nifti, out_dir / name, subject=subject)
         extra = {c: sub[c].iat[0] for c in ("record", "desc") if c in sub.columns}
         rows.append({"experiment": experiment, "subject": subject, **extra, "file": name, "source": path,
                      "slices": " ".join(str(int(z)) for z in sorted(sub["slice_index"])),

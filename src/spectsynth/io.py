@@ -1,50 +1,129 @@
-"""Reading, checking, reorienting and writing NIfTI images.
+"""Reading, checking, reorienting and writing NIfTI images; the one atomic file writer.
 
 ``load_image`` is the one entry point for every input image: it reads the file, checks it
-(readable, 3-D, finite, not empty, plausible voxel sizes, consistent qform/sform) and
-returns it in RAS+ canonical orientation.  Every problem raises
-:class:`~spectsynth.errors.InputDataError` naming the subject, the file and what to do.
+(a readable regular file, 3-D, finite, not empty, plausible voxel sizes, a finite full-rank
+affine of plausible scale, consistent qform/sform) and returns it in RAS+ canonical
+orientation.  Every problem raises :class:`~spectsynth.errors.InputDataError` naming the
+subject, the file and what to do.
+
+:func:`atomic_output` is the one way outputs are written: a temporary file beside the
+target (``.tmp-<token>-<name>``, created with the normal permissions, i.e. 0666 less the
+umask), renamed onto the target only when complete.  Temporaries a killed job left for the
+same target are removed when it is written again, and a full disk or quota raises
+:class:`~spectsynth.errors.OutputWriteError` naming the file, the subject, the space needed
+and free, and what to do.
 """
 
 from __future__ import annotations
 
-import gzip
+import errno
+import glob
 import json
 import logging
 import os
-import tempfile
-import zlib
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from .errors import InputDataError
+from .errors import InputDataError, OutputWriteError
 
 log = logging.getLogger(__name__)
 
 VOXEL_MIN_MM = 0.2
 VOXEL_MAX_MM = 10.0
+# An image whose header promises more than this is refused before its data is read.
+MAX_IMAGE_BYTES = 8 * 2**30
+
+
+def file_problem(path: str | Path) -> tuple[str, str] | None:
+    """``(problem, what to do)`` when ``path`` cannot be an image at all, else ``None``.
+
+    Looks only at the file system entry (no content is read), so BIDS discovery can tell a
+    usable file from a missing one, a broken symbolic link, a folder, an empty or an
+    unreadable file before the workflow plans its jobs.
+    """
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        return (f"broken symbolic link (it points to {os.readlink(p)}, which does not exist)",
+                "Restore the file it points to, or replace the link by the image itself")
+    if not p.exists():
+        return ("file does not exist", "Check the input folder and the subject list in the config")
+    if not p.is_file():
+        return ("not a regular file (a folder or a device)",
+                "Put the image file itself at this path")
+    if not os.access(p, os.R_OK):
+        return ("not readable (permission denied)",
+                "Give read permission to the user running the workflow (chmod a+r)")
+    if p.stat().st_size == 0:
+        return ("empty file (0 bytes)",
+                "The file was not written or copied completely: re-export or copy it again")
+    return None
 
 
 def _read(path: Path, subject: str | None) -> nib.Nifti1Image:
-    if not path.exists():
-        raise InputDataError("file does not exist", subject=subject, path=path,
-                             hint="Check the input folder and the subject list in the config")
+    problem = file_problem(path)
+    if problem is not None:
+        raise InputDataError(problem[0], subject=subject, path=path, hint=problem[1])
+    hint = "Re-export or re-convert this image (e.g. with dcm2niix) and run again"
     try:
         img = nib.load(str(path))
+        nbytes = int(np.prod(img.shape, dtype=float)) * img.get_data_dtype().itemsize
+    except Exception as exc:  # any failure to parse the header means the same to the user
+        raise InputDataError(
+            f"unreadable: not a NIfTI image, or its header is corrupt ({_reason(exc, path)})",
+            subject=subject, path=path, hint=hint) from exc
+    if nbytes > MAX_IMAGE_BYTES:
+        raise InputDataError(
+            f"the header claims shape {img.shape} ({nbytes / 2**30:.0f} GiB); the header is "
+            "corrupt or this is not a single image", subject=subject, path=path, hint=hint)
+    try:
         # Force a full read so that truncated/corrupt gzip streams fail here, not later.
         data = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
-            nib.filebasedimages.ImageFileError) as exc:
+    except Exception as exc:
         raise InputDataError(
-            f"unreadable, truncated or corrupt NIfTI ({type(exc).__name__}: {exc})",
-            subject=subject, path=path,
-            hint="Re-export or re-convert this image (e.g. with dcm2niix) and run again",
-        ) from exc
+            f"unreadable, truncated or corrupt NIfTI ({_reason(exc, path)})",
+            subject=subject, path=path, hint=hint) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         img = nib.Nifti1Image(data, img.affine, header=None)
     return img
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """The library's own words for a read failure, with what they usually mean."""
+    text = f"{type(exc).__name__}: {exc}".replace(str(path), "").replace("''", "")
+    text = " ".join(text.split())          # one line, whatever the library wrote
+    if "gzip" in text.lower() and path.name.endswith(".gz"):
+        text += "; the name ends in .gz but the content is not gzip-compressed"
+    return text
+
+
+def check_affine(img: nib.Nifti1Image, path: Path, subject: str | None) -> None:
+    """Refuse an affine that is not finite, not of full rank or of implausible scale.
+
+    The affine (sform, else qform) maps voxels to millimetres; the voxel sizes it implies
+    must lie in the same range as the header's, or every later resampling goes wrong.
+    """
+    aff = np.asarray(img.affine, dtype=float)
+    hint = ("Repair the header (sform/qform) from the scanner's export, e.g. re-convert with "
+            "dcm2niix, or reset it with nibabel after checking the voxel sizes")
+    if not np.all(np.isfinite(aff)):
+        raise InputDataError("the affine (sform/qform) contains NaN or Inf values",
+                             subject=subject, path=path, hint=hint)
+    rot = aff[:3, :3]
+    sizes = np.linalg.norm(rot, axis=0)
+    if np.any(sizes == 0) or abs(np.linalg.det(rot)) < 1e-6 * float(np.prod(sizes)):
+        raise InputDataError(
+            "the affine (sform/qform) is singular: its voxel axes do not span 3-D space, so "
+            "the image has no orientation", subject=subject, path=path, hint=hint)
+    if np.any(sizes < VOXEL_MIN_MM) or np.any(sizes > VOXEL_MAX_MM):
+        raise InputDataError(
+            f"the affine (sform/qform) implies voxel sizes {tuple(np.round(sizes, 4))} mm, "
+            f"outside {VOXEL_MIN_MM}-{VOXEL_MAX_MM} mm", subject=subject, path=path, hint=hint)
 
 
 def check_orientation_header(img: nib.Nifti1Image, path: Path, subject: str | None,
@@ -125,6 +204,7 @@ def load_image(path: str | Path, *, subject: str | None = None, allow_4d: bool =
             subject=subject, path=path,
             hint="Check the header's pixdim (the file may be in cm or have a broken header)",
         )
+    check_affine(img, path, subject)
     check_orientation_header(img, path, subject)
     if check_values:
         data = np.asanyarray(img.dataobj)
@@ -149,32 +229,120 @@ def load_stack_volume(path: str | Path, volume: int, *, subject: str | None = No
     return load_image(path, subject=subject, reorient=reorient, volume=volume)
 
 
-def save_image(img: nib.Nifti1Image, path: str | Path) -> Path:
-    """Write a NIfTI atomically (temporary file in the same folder, then rename).
+def subject_of_path(path: str | Path) -> str | None:
+    """The subject label of an output path (its innermost ``sub-<label>`` folder), if any."""
+    for part in reversed(Path(path).parent.parts):
+        if part.startswith("sub-"):
+            return part.removeprefix("sub-")
+    return None
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporaries an interrupted write of ``path`` left behind; return them.
+
+    Only one job writes a given output at a time (Snakemake, and the lock on the output
+    folder), so any temporary of the same target found before a write is stale: what a job
+    killed while writing it (SIGKILL, out of memory, wall-time limit) could not clean up.
+    """
+    path = Path(path)
+    name = glob.escape(path.name)
+    stale = [Path(p) for pattern in (f".tmp-????????-{name}", f".tmp-{name}")
+             for p in glob.glob(str(Path(glob.escape(str(path.parent))) / pattern),
+                                include_hidden=True)]
+    for p in stale:
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            log.info("removed %s, left by an interrupted earlier write", p)
+        except FileNotFoundError:
+            pass
+    return stale
+
+
+@contextmanager
+def atomic_output(path: str | Path, *, needed_bytes: int | None = None,
+                  subject: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    The temporary (``.tmp-<token>-<name>``, same suffixes as ``path`` so that libraries pick
+    the right format) is created empty with mode 0666 less the umask, so the output gets the
+    same permissions as any file the user creates. On an exception the temporary is removed
+    and ``path`` is untouched. A full disk or exceeded quota becomes an
+    :class:`OutputWriteError` that names the file, the subject (``subject`` or the path's
+    ``sub-<label>`` folder), the space needed (``needed_bytes``, else what was written before
+    the failure) and free, and what to do.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{secrets.token_hex(4)}-{path.name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        written = tmp.stat().st_size if tmp.is_file() else 0
+        _cleanup(tmp)
+        raise _disk_full(path, exc, needed_bytes or written, needed_bytes is None,
+                         subject or subject_of_path(path)) from exc
+    finally:
+        _cleanup(tmp)
+
+
+def _cleanup(tmp: Path) -> None:
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif os.path.lexists(tmp):
+        tmp.unlink()
+
+
+def _disk_full(path: Path, exc: OSError, needed: int, lower_bound: bool,
+               subject: str | None) -> OutputWriteError:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    what = "quota exceeded" if exc.errno == errno.EDQUOT else "no space left on the device"
+    need = f"{'at least ' if lower_bound else 'up to '}{_mb(needed)}"
+    have = f", {_mb(free)} free in {path.parent}" if free is not None else ""
+    return OutputWriteError(
+        f"{what} while writing this file (it needs {need}{have})", subject=subject, path=path,
+        hint="Free space there (or set output_dir to a larger disk) and run the same command "
+             "again: finished outputs are kept and only the unfinished jobs rerun")
+
+
+def _mb(n: int | float) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 / 10 else f"{int(n)} bytes"
+
+
+def save_image(img: nib.Nifti1Image, path: str | Path, *, subject: str | None = None) -> Path:
+    """Write a NIfTI atomically (see :func:`atomic_output`).
 
     A killed job therefore never leaves a half-written file that a later run would trust.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".nii.gz"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    needed = int(np.prod(img.shape)) * img.get_data_dtype().itemsize + 352
+    with atomic_output(path, needed_bytes=needed, subject=subject) as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
 def write_json(obj, path: str | Path) -> Path:
     """Write JSON atomically with sorted keys and a trailing newline."""
+    return write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n",
+                      path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a text file atomically (see :func:`atomic_output`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    data = text.encode()
+    with atomic_output(path, needed_bytes=len(data)) as tmp:
+        tmp.write_bytes(data)
     return path
 
 

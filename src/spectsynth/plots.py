@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .io import atomic_output
 from .metrics import CONVENTIONS, to_display
 from .stats import bland_altman, linear_regression, significance_stars
 
@@ -62,10 +63,8 @@ def data_label(scale: str, n_subjects: int, epochs: int | None = None, *, simula
 def save_figure(fig, path: str | Path, *, dpi: int = 150) -> Path:
     """Save a figure (format from the suffix, PNG by default) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     return path
 
 

@@ -56,7 +56,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,6 +67,7 @@ import torch
 import torch.nn as nn
 
 from .errors import EvaluationError
+from .io import atomic_output
 from .study_data import ORIG_SBR_PREFIX, SBR_PREFIX, SBR_REGIONS
 
 log = logging.getLogger(__name__)
@@ -217,9 +217,8 @@ def _predict(model: nn.Module, x: np.ndarray, batch_size: int, device) -> np.nda
 
 
 def _write_tsv(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
 def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str | Path, out_dir: str | Path, *,
@@ -414,10 +413,8 @@ def plot_learning_curve(history: pd.DataFrame, path: str | Path, *, experiment: 
     fig.text(0.01, 0.0, label, fontsize=8, color="0.35", ha="left", va="bottom")
     fig.get_layout_engine().set(rect=(0, 0.035, 1, 0.965))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=dpi, format="png")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     return path
 
 

@@ -57,6 +57,7 @@ from . import losses as L
 from .datasets import EpochSampler, GANSliceDataset, PairedSliceDataset, SliceShard, dataset_spec
 from .device import DeviceSetup, select_device
 from .errors import ConfigError, SpectsynthError
+from .io import atomic_output, write_text
 from .models import build_model, expand_experiments, init_weights
 from .models.fastgan import crop_in_pixels, random_crop, sample_latent
 from .selection import DIRECTION, condition_label, gan_score, is_better, paired_scores, train_feature_net
@@ -133,13 +134,10 @@ def _digest(obj: Mapping) -> str:
 def _atomic_torch_save(obj: dict, path: Path) -> None:
     obj = dict(obj)
     obj["integrity"] = _digest(obj)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as fh:
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         torch.save(obj, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path, *, experiment: str = "", map_location: str | torch.device = "cpu"
@@ -534,13 +532,11 @@ def _write_history(rows: Sequence[Mapping], path: Path) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in keys})
-    os.replace(tmp, path)
 
 
 def plot_history(rows: Sequence[Mapping], path: Path, *, experiment: str, metric: str,
@@ -568,16 +564,13 @@ def plot_history(rows: Sequence[Mapping], path: Path, *, experiment: str, metric
         ax.axis("off")
     fig.suptitle(f"{experiment}: training history (red: selected epoch {best_epoch})", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _write_yaml(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(yaml.safe_dump(json.loads(json.dumps(obj, default=str)), sort_keys=True))
-    os.replace(tmp, path)
+    write_text(yaml.safe_dump(json.loads(json.dumps(obj, default=str)), sort_keys=True), path)
 
 
 # --------------------------------------------------------------------------- harness
@@ -835,9 +828,8 @@ def _keep_epoch_copy(ckpt_dir: Path, epoch: int, keep: int) -> None:
     if keep <= 0:
         return
     dst = ckpt_dir / f"epoch-{epoch:04d}.pt"
-    tmp = ckpt_dir / f".tmp-{dst.name}"
-    shutil.copyfile(ckpt_dir / "last.pt", tmp)
-    os.replace(tmp, dst)
+    with atomic_output(dst) as tmp:
+        shutil.copyfile(ckpt_dir / "last.pt", tmp)
     old = sorted(ckpt_dir.glob("epoch-*.pt"))
     for f in old[:-keep]:
         f.unlink()
@@ -849,9 +841,8 @@ def _finish(spec: Mapping, out_dir: Path, ckpt_dir: Path, state: Mapping, chash:
     if not best_src.exists():
         raise TrainingError(f"experiment {name}: no validation score was finite, so no best checkpoint "
                             "exists; check the history.csv losses (NaN?) and lower lr")
-    tmp = out_dir / ".tmp-best.pt"
-    shutil.copyfile(best_src, tmp)
-    os.replace(tmp, out_dir / "best.pt")
+    with atomic_output(out_dir / "best.pt") as tmp:
+        shutil.copyfile(best_src, tmp)
     rows = state["history"]
     _write_history(rows, out_dir / "history.csv")
     best = dict(state["best"])

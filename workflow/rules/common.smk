@@ -5,7 +5,9 @@ import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
+from spectsynth import outputlock
 from spectsynth.config import alternation, validate_config
 from spectsynth.errors import SpectsynthError
 from spectsynth.inputs.demo import subject_labels
@@ -37,6 +39,10 @@ MODALITY_PATH = {
 }
 
 # RAW[subject][modality] = the input image as it comes (before validation/reorientation).
+# UNUSABLE: the same for images discovery found unusable; EXPECTED: where a missing image was
+# looked for; SKIPPED: rows of the input table for subjects and images left out
+# (inputs.bids.if_unusable: skip).
+UNUSABLE, EXPECTED, SKIPPED = {}, {}, []
 if SOURCE == "demo":
     SUBJECTS = subject_labels(config["inputs"]["demo"]["n_subjects"])
     RAW = {
@@ -59,8 +65,23 @@ elif SOURCE == "bids":
         )
     except SpectsynthError as exc:
         raise WorkflowError(str(exc)) from None
+    if _bids["if_unusable"] == "skip":
+        _units, SKIPPED = bids_inputs.split_unusable(_units, REQUIRED, _bids["root"])
+        for _row in SKIPPED:
+            logger.warning(
+                f"subject {_row['subject']}: skipped ({_row['problem']}); "
+                "listed in inputs/inputs.tsv"
+            )
     SUBJECTS = [u.label for u in _units]
     RAW = {u.label: {m: str(p) for m, p in u.files.items()} for u in _units}
+    # Images that are there but unusable (broken link, empty, unreadable): not declared as
+    # inputs, so that they cannot stop the planning of the other subjects; the subject's
+    # validate_image job reads the path and fails with the reason.
+    UNUSABLE = {u.label: {m: str(p[0]) for m, p in u.problems.items()} for u in _units}
+    EXPECTED = {
+        u.label: {m: u.expected(m, Path(_bids["root"])) for m in MODALITY_PATH}
+        for u in _units
+    }
 else:  # dicom
     from spectsynth.inputs import dicom as dicom_inputs
 
@@ -88,6 +109,25 @@ else:  # dicom
         for s in SUBJECTS
     }
 
+# One run at a time per output folder (spectsynth.outputlock): taken when the main process starts
+# executing jobs; dry runs and jobs (which run with --no-hooks) never take it.
+if workflow.is_main_process:
+    _holder = outputlock.holder(OUT)
+    if _holder:
+        logger.warning(
+            f"{OUT} is in use by another run ({_holder}); a run that executes jobs is refused "
+            "until it ends"
+        )
+
+
+onstart:
+    if workflow.is_main_process:
+        try:
+            outputlock.acquire(OUT)
+        except SpectsynthError as exc:
+            raise WorkflowError(str(exc)) from None
+
+
 # Position of each subject in SUBJECTS (make_demo_subject builds the demo subject of that index).
 SUBJECT_INDEX = {s: i for i, s in enumerate(SUBJECTS)}
 
@@ -107,8 +147,14 @@ def sub_bench(rule):
 
 
 def has_modality(subject, modality):
-    """True when the subject has an input image of this modality (T1w, pet, spect)."""
-    return modality in RAW.get(subject, {})
+    """True when the subject has an input image of this modality (T1w, pet, spect), usable
+    or not (an unusable one fails in validate_image with the reason)."""
+    return modality in RAW.get(subject, {}) or modality in UNUSABLE.get(subject, {})
+
+
+def source_image(subject, modality):
+    """The path validate_image reads: the usable image, else the unusable one, else None."""
+    return RAW.get(subject, {}).get(modality) or UNUSABLE.get(subject, {}).get(modality)
 
 
 def modality_of(suffix):
@@ -121,16 +167,22 @@ def raw_image(wildcards):
     files = {}
     if SOURCE == "dicom":
         files["converted"] = f"{OUT}/dicom-bids/sub-{wildcards.subject}"
-    elif has_modality(wildcards.subject, mod):
+    elif mod in RAW.get(wildcards.subject, {}):
         files["image"] = RAW[wildcards.subject][mod]
     return files
 
 
 def missing_required(wildcards):
-    """Required modalities this subject lacks (checked when its T1w is validated)."""
+    """Required modalities this subject lacks, each with where it was looked for (checked
+    when its T1w is validated). Empty, as before, for every subject that can run, so that
+    finished results are not planned again."""
     if wildcards.suffix != "T1w" or SOURCE == "dicom":
         return []
-    return [m for m in REQUIRED if not has_modality(wildcards.subject, m)]
+    return [
+        {"modality": m, "expected": EXPECTED.get(wildcards.subject, {}).get(m)}
+        for m in REQUIRED
+        if not has_modality(wildcards.subject, m)
+    ]
 
 
 def ras_image(subject, modality):

@@ -93,7 +93,7 @@ rule validate_image:
         mem_mb=2000,
         runtime=5,
     params:
-        source=lambda wc: RAW.get(wc.subject, {}).get(modality_of(wc.suffix)),
+        source=lambda wc: source_image(wc.subject, modality_of(wc.suffix)),
         modality=lambda wc: modality_of(wc.suffix),
         missing=missing_required,
         allow_4d=config["inputs"]["allow_4d"],
@@ -153,5 +153,7 @@ rule summarize_inputs:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        skipped=SKIPPED,
     script:
         "../scripts/summarize_inputs.py"

@@ -6,10 +6,15 @@ from spectsynth.logs import setup_logging
 
 def main(smk):
     log = setup_logging(smk.log[0])
+    missing = list(smk.params.missing)
     try:
+        # (plausibility_check is read from the config, not a param: changing it must not
+        # plan the subjects that already passed again)
         validate_input(smk.params.source, smk.output.image, smk.output.record,
                        subject=smk.wildcards.subject, modality=smk.params.modality,
-                       missing=smk.params.missing, allow_4d=smk.params.allow_4d)
+                       missing=[m["modality"] for m in missing], allow_4d=smk.params.allow_4d,
+                       plausibility_check=smk.config["inputs"]["plausibility_check"],
+                       expected={m["modality"]: m["expected"] for m in missing if m["expected"]})
     except Exception as exc:
         log.error("%s", exc)
         raise

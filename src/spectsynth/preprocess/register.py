@@ -39,6 +39,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ConfigError, ProcessingError, SpectsynthError
+from ..io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -267,16 +268,8 @@ def resample_mask(mask: nib.Nifti1Image, grid: Grid, transforms: Sequence[sitk.T
 def save_transform(transform: sitk.Transform, path: str | Path) -> Path:
     """Write an ITK transform file (``.tfm`` text or ``.h5``) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".h5" if path.suffix == ".h5" else ".tfm"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteTransform(transform, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path) as tmp:
+        sitk.WriteTransform(transform, str(tmp))
     return path
 
 

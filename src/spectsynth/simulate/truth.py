@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import write_json
+from ..io import atomic_output, write_json
 
 # Clinical reference ranges of 123I-ioflupane SPECT (occipital reference) that the DaT
 # simulation is calibrated to reproduce; asymmetry in percent.
@@ -65,12 +65,9 @@ def records_table(records: Iterable[dict]) -> pd.DataFrame:
 
 def write_truth(records: list[dict], meta: dict, tsv_path: str | Path, json_path: str | Path) -> None:
     """Write the TSV (one row per volume) and the JSON sidecar (meta + all records)."""
-    tsv_path = Path(tsv_path)
-    tsv_path.parent.mkdir(parents=True, exist_ok=True)
     table = records_table(records)
-    tmp = tsv_path.with_name(f".tmp-{tsv_path.name}")
-    table.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
-    tmp.replace(tsv_path)
+    with atomic_output(tsv_path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
     write_json(clean(meta | {"volumes": records}), json_path)
 
 
