@@ -145,6 +145,33 @@ def test_training_writes_every_output(key, shards, tmp_path):
     assert out.shape == (2, 1, 32, 32)
 
 
+def test_gan_keeps_the_best_checkpoint_under_both_criteria(shards, tmp_path):
+    from spectsynth.selection import GAN_CRITERIA
+
+    spec = _spec("gan", epochs=3)
+    assert spec["selection_criterion"] == "feature_distance"          # the default: independent of MC/LR
+    sel = _run(spec, shards, tmp_path / "fd")
+    assert sel["criterion"] == "feature_distance" and set(sel["by_criterion"]) == set(GAN_CRITERIA)
+    hist = pd.read_csv(tmp_path / "fd" / "history.csv")
+    for crit in GAN_CRITERIA:
+        ck = load_checkpoint(tmp_path / "fd" / f"best-{crit}.pt")
+        scores = hist[f"val_score_{crit}"].to_numpy()
+        assert ck["criterion"] == crit and ck["epoch"] == int(np.argmin(scores)) + 1
+        assert sel["by_criterion"][crit]["best_epoch"] == ck["epoch"]
+    np.testing.assert_allclose(hist["val_score"], hist["val_score_feature_distance"])
+    best = load_checkpoint(tmp_path / "fd" / "best.pt")
+    assert best["epoch"] == load_checkpoint(tmp_path / "fd" / "best-feature_distance.pt")["epoch"]
+    # the other criterion as the setting: best.pt follows it, the training itself is the same
+    spec = _spec("gan", epochs=3, selection_criterion="study_quantities")
+    sel = _run(spec, shards, tmp_path / "sq")
+    hist_sq = pd.read_csv(tmp_path / "sq" / "history.csv")
+    np.testing.assert_allclose(hist_sq["val_score"], hist_sq["val_score_study_quantities"])
+    np.testing.assert_allclose(hist_sq["val_score_feature_distance"], hist["val_score_feature_distance"])
+    assert load_checkpoint(tmp_path / "sq" / "best.pt")["epoch"] == sel["by_criterion"]["study_quantities"]["best_epoch"]
+    with pytest.raises(ConfigError, match="selection_criterion 'ssim' is unknown"):
+        _spec("gan", selection_criterion="ssim")
+
+
 # --------------------------------------------------------------------------- resume
 
 
