@@ -60,7 +60,9 @@ def test_dry_run_default_config(tmp_path):
         assert counts.get(rule) == 12, rule
     assert counts.get("warp_to_template") == 24          # FDG and perfusion to MNI152 for S2
     assert counts.get("build_dataset") == 5               # s0, s1, s2_native, s2_template, s3
-    assert counts.get("train_model") == 17                # 2 (S0) + 2 (S1 A/B) + 12 (S2) + 1 (S3)
+    assert counts.get("train_model") == 15                # 2 (S0) + 12 (S2) + 1 (S3)
+    assert counts.get("train_fastgan") == 2               # S1 A/B, best checkpoint under each criterion
+    assert counts.get("predict_criterion") == 2           # S1 A/B under the other selection criterion
     assert counts.get("s0_clinical") == 1                 # the S0 experiment with model vae
     assert counts.get("reading_packet") == 3              # S1 A, S1 B, S3
 
@@ -220,6 +222,7 @@ def test_paper_scale_configs_dry_run_on_gpus_with_the_slurm_profile(study, exper
               f"config/studies/{study}.yaml", "config/gpu.yaml", "--config", f"output_dir={tmp_path}")
     out = res.stdout + res.stderr
     counts = job_counts(out)
-    assert counts.get("train_model") == experiments
-    # every training and inference job asks SLURM for one GPU (S0: also the binding-ratio CNN's training)
-    assert out.count("gpu=1") == 2 * experiments + (study == "s0")
+    assert counts.get("train_model", 0) + counts.get("train_fastgan", 0) == experiments
+    # every training and inference job asks SLURM for one GPU (S0: also the binding-ratio CNN's training;
+    # S1: also the predictions under the other selection criterion)
+    assert out.count("gpu=1") == (2 + (study == "s1")) * experiments + (study == "s0")
