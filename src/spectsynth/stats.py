@@ -532,12 +532,13 @@ def anova_sensitivity(groups: Mapping[str, Sequence[float]], *, experiment: str,
     def short(f: float) -> float:
         return float(analysis.power(effect_size=f, nobs=n, alpha=alpha, k_groups=k)) - power
 
-    # solved here rather than with solve_power, whose search stops at f = 1 (small n needs more)
-    hi = 100.0
-    if not short(hi) > 0:
-        raise EvaluationError(f"{label}: even Cohen's f = {hi:g} is detected with power below {power:g} at n={n}, "
+    # solved here rather than with solve_power, whose search stops at f = 1 (small n needs more);
+    # the bracket grows by doubling (the noncentral F turns NaN far beyond the root)
+    hi = next((f for f in 2.0 ** np.arange(-1, 7) if np.isfinite(short(f)) and short(f) > 0), None)
+    if hi is None:
+        raise EvaluationError(f"{label}: even Cohen's f = 64 is detected with power below {power:g} at n={n}, "
                               f"k={k}", experiment=experiment, hint="Too few images for this ANOVA to have power")
-    f_min = float(brentq(short, 1e-6, hi, xtol=1e-6))
+    f_min = float(brentq(short, 1e-6, hi, xtol=1e-7))
     p_ref = float(analysis.power(effect_size=reference_f, nobs=n, alpha=alpha, k_groups=k))
     return {"effect_f": float(np.sqrt(between / within)), "min_detectable_f": f_min, "power_target": float(power),
             "reference_f": float(reference_f), "power_at_reference_f": p_ref}
