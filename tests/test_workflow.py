@@ -115,6 +115,26 @@ def test_tiny_end_to_end(tiny_run):
         assert len(table) > 0, f
         num = table.select_dtypes("number")
         assert not num.isna().any().any(), f"{f} holds NaN"
+    # every S0 table carries its damaged-input baseline; S0/S1 summaries put the published values beside ours
+    for f in ("asp", "dice_summary", "sbr_error", "bland_altman"):
+        table = pd.read_csv(out / f"evaluate/s0/s0_restoration/{f}.tsv", sep="\t")
+        assert set(table["series"]) == {"prediction", "input"}, f
+    cnn = pd.read_csv(out / "evaluate/s0/s0_restoration/sbr_cnn_error.tsv", sep="\t")
+    assert set(cnn["series"]) == {"prediction", "input", "original"}
+    s0sum = pd.read_csv(out / "evaluate/s0/s0_restoration/summary.tsv", sep="\t")
+    assert {"78 ± 8 % (62-90 %)", "< 3 px", "52 %"} <= set(s0sum["published"])
+    assert (s0sum["scale"] == "test scale (tiny)").all()
+    # S1: both selection criteria evaluated, each ANOVA with its power; the published finding beside ours
+    for exp in ("s1_fastgan_A", "s1_fastgan_B"):
+        sel = json.loads((out / f"experiments/{exp}/selection.json").read_text())
+        assert sel["criterion"] == "feature_distance" and set(sel["by_criterion"]) == {
+            "feature_distance", "study_quantities"}
+        assert (out / f"predictions/{exp}/criterion-study_quantities/predictions.h5").exists()
+    anova = pd.read_csv(out / "evaluate/s1/anova.tsv", sep="\t")
+    if len(anova):
+        assert {"min_detectable_f", "effect_f", "power_at_reference_f", "criterion", "comparison"} <= set(anova.columns)
+    s1sum = pd.read_csv(out / "evaluate/s1/summary.tsv", sep="\t")
+    assert {"published", "published_p", "ours", "criterion", "scale"} <= set(s1sum.columns)
     # S0's clinical outputs: deficit maps on the subject's SPECT grid, regional deficits with flags
     # against the predicted and the true normal, z-scores against both normal databases
     import nibabel as nib
@@ -131,6 +151,9 @@ def test_tiny_end_to_end(tiny_run):
     regional = pd.read_csv(clin / "regional_deficits.tsv", sep="\t")
     assert {"sbr_putamen_L", "ai_putamen", "pc_ratio"} <= set(regional["measure"])
     assert regional["flag"].dtype == bool and regional["truth_flag"].dtype == bool
+    assert set(regional["predictor"]) == {"model", "baseline"}            # the mean training normal beside the VAE
+    summ = pd.read_csv(clin / "deficit_summary.tsv", sep="\t")
+    assert set(summ["predictor"]) == {"model", "baseline"} and summ["striatal_loss_abs_error"].notna().all()
     zs = pd.read_csv(clin / "zscores.tsv", sep="\t")
     assert set(zs["region"]) == {"sbr_L", "sbr_R"} and np.isfinite(zs[["synthetic_z", "real_z"]]).all().all()
     db = pd.read_csv(clin / "normal_database.tsv", sep="\t")
