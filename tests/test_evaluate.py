@@ -330,7 +330,10 @@ def test_s1_real_vs_real_reference_power_other_criterion_and_published(tmp_path)
     assert a_mc["published_p"].tolist() == ["P = 0.8"] and a_mc["scale"].tolist() == ["demo scale"]
     assert (ph.loc[ph["comparison"] == E.COMPARISON_REAL_HALVES, "published_p"] == "not reported").all()
     summ = res["summary"]
-    assert set(summ["criterion"]) == {"feature_distance", "study_quantities"} and len(summ) == 2 * 2 * 2
+    assert set(summ["criterion"]) == {"feature_distance", "study_quantities", E.CRITERION_NONE}
+    assert len(summ) == 2 * 2 * 2 + 2                          # MC/LR x A/B x criteria + the real-vs-real reference
+    ref = summ[summ["criterion"] == E.CRITERION_NONE]
+    assert (ref["variant"] == "real half 2").all() and (ref["published"] == "reference").all()
     b_mc = summ[(summ["variant"] == "B") & (summ["value"] == "mean_counts") & summ["headline"]].iloc[0]
     assert b_mc["published"] == "different" and b_mc["ours"] == "different"        # B dimmer by 40 %
 

@@ -531,16 +531,18 @@ def s1_published_columns(posthoc: pd.DataFrame, *, scale_label: str) -> pd.DataF
 def s1_summary(posthoc: pd.DataFrame, *, scale_label: str) -> pd.DataFrame:
     """S1's finding beside the paper's: one row per quantity, pattern, variant and selection
     criterion; ``levels`` and ``significant_levels`` count our per-level post-hoc tests against
-    real (the paper pools the levels), with the smallest corrected p and the published p."""
+    real (the paper pools the levels), with the smallest corrected p and the published p.  The
+    real-vs-real reference appears as variant ``real half 2`` (criterion
+    :data:`CRITERION_NONE`, published ``reference``)."""
     from .published import s1_published_p
 
     rows = []
-    gen = posthoc[posthoc["comparison"] == COMPARISON_GENERATED]
-    for _, r in gen.iterrows():
+    for _, r in posthoc.iterrows():
         pair = {str(r["group1"]), str(r["group2"])}
-        if REAL not in pair or len(pair - {REAL}) != 1:
-            continue
-        rows.append({**r.to_dict(), "variant": next(iter(pair - {REAL}))})
+        if r["comparison"] == COMPARISON_REAL_HALVES:        # the reference: real vs real
+            rows.append({**r.to_dict(), "variant": REAL_HALVES[1]})
+        elif REAL in pair and len(pair - {REAL}) == 1:
+            rows.append({**r.to_dict(), "variant": next(iter(pair - {REAL}))})
     cols = ["value", "pattern", "variant", "criterion", "headline", "levels", "significant_levels",
             "min_p_corrected", "ours", "published_p", "published", "scale"]
     if not rows:
@@ -550,13 +552,15 @@ def s1_summary(posthoc: pd.DataFrame, *, scale_label: str) -> pd.DataFrame:
     for (value, pattern, variant, criterion), g in frame.groupby(["value", "pattern", "variant", "criterion"],
                                                                 sort=True):
         pub = s1_published_p(value, variant, pattern)
+        reference = variant == REAL_HALVES[1]
         n_sig = int(g["significant"].astype(bool).sum())
         out.append({"value": value, "pattern": pattern, "variant": variant, "criterion": criterion,
                     "headline": bool(g["headline"].iat[0]), "levels": " ".join(g["level"]),
                     "significant_levels": n_sig, "min_p_corrected": float(g["p_corrected"].min()),
                     "ours": "different" if n_sig else "not different",
-                    "published_p": pub["published"] if pub else "not reported",
-                    "published": ("different" if pub["significant"] else "not different") if pub else "not reported",
+                    "published_p": pub["published"] if pub else ("reference" if reference else "not reported"),
+                    "published": ("different" if pub["significant"] else "not different") if pub
+                    else ("reference" if reference else "not reported"),
                     "scale": scale_label})
     return pd.DataFrame(out, columns=cols)
 
