@@ -148,7 +148,7 @@ def test_training_writes_every_output(key, shards, tmp_path):
 def test_gan_keeps_the_best_checkpoint_under_both_criteria(shards, tmp_path):
     from spectsynth.selection import GAN_CRITERIA
 
-    spec = _spec("gan", epochs=3)
+    spec = _spec("gan")
     assert spec["selection_criterion"] == "feature_distance"          # the default: independent of MC/LR
     sel = _run(spec, shards, tmp_path / "fd")
     assert sel["criterion"] == "feature_distance" and set(sel["by_criterion"]) == set(GAN_CRITERIA)
@@ -162,7 +162,7 @@ def test_gan_keeps_the_best_checkpoint_under_both_criteria(shards, tmp_path):
     best = load_checkpoint(tmp_path / "fd" / "best.pt")
     assert best["epoch"] == load_checkpoint(tmp_path / "fd" / "best-feature_distance.pt")["epoch"]
     # the other criterion as the setting: best.pt follows it, the training itself is the same
-    spec = _spec("gan", epochs=3, selection_criterion="study_quantities")
+    spec = _spec("gan", selection_criterion="study_quantities")
     sel = _run(spec, shards, tmp_path / "sq")
     hist_sq = pd.read_csv(tmp_path / "sq" / "history.csv")
     np.testing.assert_allclose(hist_sq["val_score"], hist_sq["val_score_study_quantities"])
