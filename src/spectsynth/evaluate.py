@@ -628,7 +628,7 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     data = pd.concat(parts, ignore_index=True)
     sources = list(stacks)
     all_images = pd.concat([data, *(d for d in other_data.values() if d is not None)], ignore_index=True)
-    all_images["subject"] = all_images["subject"].fillna("")   # generated images have no subject
+    all_images["subject"] = all_images["subject"].fillna("none (generated)")   # generated images have no subject
     halves = _attempt(notes, "S1", "real-vs-real reference (real test set in two halves by subject)",
                       split_subjects_in_halves, index["subject"].astype(str).tolist(), seed=seed)
     all_images["real_half"] = 0
