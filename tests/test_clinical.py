@@ -169,6 +169,42 @@ def test_normal_database_rows_per_image():
         C.normal_database([], lab, ref, experiment=EXP)
 
 
+def test_mean_normal_baseline_uses_one_original_per_training_subject_only(tmp_path):
+    from test_sbr_regressor import make_s0_shards
+
+    from spectsynth.datasets import SliceShard
+
+    ds = make_s0_shards(tmp_path / "ds", n=(8, 4, 4))
+    shards = {"train": str(ds / "train.h5"), "val": str(ds / "val.h5")}
+    mean, subjects = C.mean_training_normal(shards, ds / "index.tsv", channel="original", experiment=EXP)
+    index = pd.read_csv(ds / "index.tsv", sep="\t", dtype={"subject": str})
+    train = index[index["split"] == "train"].drop_duplicates("subject")
+    assert subjects == train["subject"].tolist() == ["train00", "train01"]     # no val/test subject
+    stack = SliceShard(ds / "train.h5").all_images()
+    np.testing.assert_allclose(mean, stack[train["shard_row"].to_numpy(), 1].mean(axis=0), rtol=1e-6)
+    with pytest.raises(EvaluationError, match="needs the training shard"):
+        C.mean_training_normal({"val": shards["val"]}, ds / "index.tsv", channel="original", experiment=EXP)
+
+
+def test_deficit_summary_scores_model_and_baseline_against_the_truth():
+    def rows(predictor, change, flag):
+        return pd.DataFrame({"predictor": predictor, "kind": ["sbr", "sbr", "asymmetry"], "change": change,
+                             "truth_change": [-50.0, -10.0, 5.0], "flag": flag,
+                             "truth_flag": [True, False, False]})
+    reg = pd.concat([rows("model", [-45.0, -12.0, 4.0], [True, False, False]),
+                     rows("baseline", [-20.0, 30.0, 0.0], [False, True, False])], ignore_index=True)
+    reg["flag_matches_truth"] = reg["flag"] == reg["truth_flag"]
+    maps = pd.DataFrame({"striatal_loss_percent": [40.0, 10.0], "baseline_striatal_loss_percent": [0.0, 30.0],
+                         "true_striatal_loss_percent": [45.0, 5.0]})
+    out = C.deficit_summary(reg, maps, experiment=EXP).set_index("predictor")
+    assert out.loc["model", "flag_matches_truth"] == 1.0
+    assert out.loc["baseline", "flag_matches_truth"] == pytest.approx(1 / 3)
+    assert out.loc["model", "sbr_change_abs_error"] == pytest.approx(3.5)          # (5 + 2) / 2
+    assert out.loc["baseline", "sbr_change_abs_error"] == pytest.approx(35.0)      # (30 + 40) / 2
+    assert out.loc["model", "striatal_loss_abs_error"] == pytest.approx(5.0)
+    assert out.loc["baseline", "striatal_loss_abs_error"] == pytest.approx(35.0)
+
+
 # ---------------------------------------------------------------- reading packet
 def _read(path):
     with open(path, newline="") as fh:

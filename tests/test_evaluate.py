@@ -425,10 +425,11 @@ def test_s3_prediction_values_ignore_the_targets_normalisation_constants(tmp_pat
 
 
 # ------------------------------------------------------------------------------ S1
-S1_KEYS = ["images", "anova", "posthoc", "average_sd", "boxplot", "maps_mean", "maps_sd", "not_computed"]
+S1_KEYS = ["images", "anova", "posthoc", "summary", "average_sd", "boxplot", "maps_mean", "maps_sd",
+           "not_computed"]
 
 
-def _s1_shard(tmp, images, levels, patterns):
+def _s1_shard(tmp, images, levels, patterns, subjects=None):
     """A minimal S1 test shard in the layout SliceShard reads (images, codes, rows, channels)."""
     path = tmp / "test.h5"
     with h5py.File(path, "w") as f:
@@ -437,7 +438,8 @@ def _s1_shard(tmp, images, levels, patterns):
         f.create_dataset("pattern", data=[PATTERNS.index(p) for p in patterns])
         f.create_dataset("row", data=np.arange(len(images)))
         f.attrs["channels"] = json.dumps(["slice"])
-    pd.DataFrame({"subject": [f"{i:02d}" for i in range(len(images))], "split": "test",
+    subjects = [f"{i:02d}" for i in range(len(images))] if subjects is None else subjects
+    pd.DataFrame({"subject": subjects, "split": "test",
                   "shard_row": np.arange(len(images)), "level": levels, "pattern": patterns}
                  ).to_csv(tmp / "index.tsv", sep="\t", index=False)
     return str(path), str(tmp / "index.tsv")
@@ -470,6 +472,7 @@ def test_s1_anova_matches_scipy_and_lr_orientation(tmp_path):
     assert row["p"] == pytest.approx(ref.pvalue)
     assert row["n"] == 3 * n
     ph = pd.read_csv(out["posthoc"], sep="\t")
+    ph = ph[ph["comparison"] == E.COMPARISON_GENERATED]
     assert set(ph["group1"]) | set(ph["group2"]) >= {"real", "A", "B"}
     assert ((ph["group1"] == "real") | (ph["group2"] == "real")).all()  # posthoc_reference
     sd = pd.read_csv(out["average_sd"], sep="\t")
@@ -498,6 +501,80 @@ def test_s1_empty_group_and_single_images_are_not_computed(tmp_path):
     assert (tmp_path / "out" / "maps_sd.png").exists()
 
 
+def _s1_generated(tmp, name, images, level="COR", pattern="normal"):
+    table = pd.DataFrame({"experiment": name, "kind": "generated", "level": level, "pattern": pattern,
+                          "sample": np.arange(len(images))})
+    write_predictions({"prediction": images[:, None]}, table, {"experiment": name}, tmp / name / "p.h5",
+                      tmp / name / "p.tsv")
+    return {"h5": str(tmp / name / "p.h5"), "tsv": str(tmp / name / "p.tsv")}
+
+
+def test_real_halves_split_by_subject_seeded():
+    subjects = [f"s{i}" for i in range(7)] * 3
+    a = E.split_subjects_in_halves(subjects, seed=3)
+    assert a == E.split_subjects_in_halves(list(reversed(subjects)), seed=3)       # a function of the set
+    assert sorted(a) == sorted(set(subjects)) and sorted(a.values()).count(1) == 4  # every subject, one half
+    assert any(E.split_subjects_in_halves(subjects, seed=k) != a for k in range(4, 10))
+    with pytest.raises(EvaluationError, match="1 subject.*needs at least two"):
+        E.split_subjects_in_halves(["s0", "s0"], seed=0)
+
+
+def test_s1_real_vs_real_reference_power_other_criterion_and_published(tmp_path):
+    from statsmodels.stats.power import FTestAnovaPower
+
+    rng = np.random.default_rng(8)
+    subjects = [f"{i:02d}" for i in range(6) for _ in range(3)]          # 6 subjects x 3 slices
+    real = _blob(rng, len(subjects)).clip(0)
+    shard, index = _s1_shard(tmp_path, real, ["COR"] * len(real), ["normal"] * len(real), subjects=subjects)
+    gens = {"gA": _s1_generated(tmp_path, "gA", _blob(rng, 18).clip(0)),
+            "gB": _s1_generated(tmp_path, "gB", _blob(rng, 18).clip(0) * 0.6)}
+    alt = {"gA": _s1_generated(tmp_path / "alt", "gA", _blob(rng, 18).clip(0) * 0.8),
+           "gB": _s1_generated(tmp_path / "alt", "gB", _blob(rng, 18).clip(0) * 0.7)}
+    specs = {"gA": {"condition": {"variant": "A"}, "epochs": 2}, "gB": {"condition": {"variant": "B"}, "epochs": 2}}
+    out = _outs(tmp_path / "out", S1_KEYS, {"boxplot", "maps_mean", "maps_sd"})
+    res = E.evaluate_s1(gens, specs, shard, index, out, cfg=CFG, scale_label="demo scale",
+                        other_predictions={"study_quantities": alt}, headline_criterion="feature_distance", seed=1)
+    img = pd.read_csv(out["images"], sep="\t", dtype={"subject": str}, keep_default_na=False)
+    real_rows = img[img["source"] == "real"]
+    assert real_rows.groupby("subject")["real_half"].nunique().max() == 1           # no subject in both halves
+    assert set(real_rows["real_half"]) == {1, 2} and (img.loc[img["source"] != "real", "real_half"] == 0).all()
+    an = pd.read_csv(out["anova"], sep="\t")
+    assert set(an["comparison"]) == {E.COMPARISON_GENERATED, E.COMPARISON_REAL_HALVES}
+    assert set(an["criterion"]) == {"feature_distance", "study_quantities", E.CRITERION_NONE}
+    assert an["headline"].sum() == 2                                               # MC and LR, headline only
+    halves = an[(an["comparison"] == E.COMPARISON_REAL_HALVES) & (an["value"] == "mean_counts")].iloc[0]
+    h = real_rows.set_index("image")["real_half"]
+    groups = [real_rows.loc[real_rows["real_half"] == k, "mean_counts"] for k in (1, 2)]
+    assert halves["statistic"] == pytest.approx(sps.f_oneway(*groups).statistic) and halves["n"] == len(h)
+    # power columns: Cohen's f from the sums of squares, the detectable f and power from statsmodels
+    for _, row in an.iterrows():
+        k = len(row["groups"].split("|"))
+        assert row["effect_f"] == pytest.approx(np.sqrt(row["sum_sq"] / row["residual_sum_sq"]))
+        assert row["power_at_reference_f"] == pytest.approx(
+            FTestAnovaPower().power(effect_size=0.25, nobs=row["n"], alpha=0.05, k_groups=k))
+        assert FTestAnovaPower().power(effect_size=row["min_detectable_f"], nobs=row["n"], alpha=0.05,
+                                       k_groups=k) == pytest.approx(0.8, abs=1e-4)
+    head = an[an["headline"] & (an["value"] == "mean_counts")].iloc[0]
+    assert head["min_detectable_f"] == pytest.approx(
+        FTestAnovaPower().solve_power(effect_size=None, nobs=54, alpha=0.05, power=0.8, k_groups=3), rel=1e-4)
+    # the other criterion's images are tested too, and change the numbers
+    alt_row = an[(an["criterion"] == "study_quantities") & (an["value"] == "mean_counts")].iloc[0]
+    assert alt_row["statistic"] != pytest.approx(head["statistic"])
+    # the published p beside every real-vs-variant row; the summary gives the finding per criterion
+    ph = pd.read_csv(out["posthoc"], sep="\t", keep_default_na=False)
+    a_mc = ph[(ph["comparison"] == E.COMPARISON_GENERATED) & ph["headline"] & (ph["value"] == "mean_counts")
+              & ((ph["group1"] == "A") | (ph["group2"] == "A"))]
+    assert a_mc["published_p"].tolist() == ["P = 0.8"] and a_mc["scale"].tolist() == ["demo scale"]
+    assert (ph.loc[ph["comparison"] == E.COMPARISON_REAL_HALVES, "published_p"] == "not reported").all()
+    summ = res["summary"]
+    assert set(summ["criterion"]) == {"feature_distance", "study_quantities", E.CRITERION_NONE}
+    assert len(summ) == 2 * 2 * 2 + 2                          # MC/LR x A/B x criteria + the real-vs-real reference
+    ref = summ[summ["criterion"] == E.CRITERION_NONE]
+    assert (ref["variant"] == "real half 2").all() and (ref["published"] == "reference").all()
+    b_mc = summ[(summ["variant"] == "B") & (summ["value"] == "mean_counts") & summ["headline"]].iloc[0]
+    assert b_mc["published"] == "different" and b_mc["ours"] == "different"        # B dimmer by 40 %
+
+
 # ------------------------------------------------------------------------------ S0
 S0_KEYS = ["asp", "asp_summary", "dice", "dice_summary", "sbr", "sbr_error", "bland_altman",
            "bland_altman_plot", "examples", "not_computed"]
@@ -521,7 +598,7 @@ def test_s0_identical_prediction_gives_perfect_agreement(tmp_path):
     assert (res["asp"]["abs_difference"] == 0).all()
     np.testing.assert_allclose(res["sbr"]["sbr_original"], 2.0)
     notes = pd.read_csv(out["not_computed"], sep="\t")
-    assert notes["what"].eq("Bland-Altman").any()  # all differences 0: limits undefined
+    assert notes["what"].str.startswith("Bland-Altman").any()  # all differences 0: limits undefined
     frac = pd.read_csv(out["sbr_error"], sep="\t")
     assert (frac["fraction"] == 1.0).all()
 
@@ -538,11 +615,44 @@ def test_s0_shifted_prediction_dice_and_bland_altman(tmp_path):
     lat = res["asp"][(res["asp"]["measure"] == "LAT")]
     assert (lat["abs_difference"] == 0).all()
     ba = pd.read_csv(out["bland_altman"], sep="\t")
-    d = res["sbr"]["sbr_prediction"] - res["sbr"]["sbr_original"]
+    assert ba["series"].tolist() == ["prediction", "input"]
+    sbr = res["sbr"][res["sbr"]["series"] == "prediction"]
+    d = sbr["sbr_prediction"] - sbr["sbr_original"]
     assert ba["bias"].iat[0] == pytest.approx(d.mean())
     assert ba["p"].iat[0] == pytest.approx(sps.ttest_1samp(d, 0).pvalue)
     ds = pd.read_csv(out["dice_summary"], sep="\t")
     assert set(ds["side"]) == {"L", "R"} and {"mean_sd", "min", "max"} <= set(ds.columns)
+
+
+def test_s0_damaged_input_is_the_baseline_in_every_table(tmp_path):
+    from spectsynth import metrics as M
+
+    orig = np.stack([_dat_slice() for _ in range(4)])
+    damaged = np.stack([_dat_slice(shift=1, gain=g) for g in (0.3, 0.5, 0.6, 0.8)])
+    table = pd.DataFrame({"subject": ["01", "01", "02", "02"], "desc": list("abcd"), "pred_row": range(4)})
+    files = _paired_files(tmp_path, "s0", orig, orig.copy(), table, inp=damaged)   # a perfect restoration
+    out = _outs(tmp_path / "out", S0_KEYS + ["summary"], {"bland_altman_plot", "examples"})
+    res = E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
+    for key in ("asp", "dice", "sbr", "asp_summary", "dice_summary", "sbr_error"):
+        got = pd.read_csv(out[key], sep="\t")
+        assert set(got["series"]) == {"prediction", "input"}, key
+    dice = res["dice"]
+    want = M.basal_ganglia_agreement(E.shard_to_ras(damaged[0]), E.shard_to_ras(orig[0]), fraction=0.5,
+                                     dilate_px=0, min_size_px=0, experiment="s0")[1]
+    got = dice[(dice["series"] == "input") & (dice["case"] == "a#0")]["dice"].to_numpy()
+    np.testing.assert_allclose(got, want["dice"].to_numpy())
+    assert (dice.loc[dice["series"] == "prediction", "dice"] == 1).all()
+    assert (dice.loc[(dice["series"] == "input") & (dice["side"] == "L"), "dice"] < 1).all()   # left blob shifted
+    sbr = res["sbr"]
+    right = sbr[(sbr["series"] == "input") & (sbr["side"] == "R")]
+    np.testing.assert_allclose(right["abs_error"], [1.4, 1.0, 0.8, 0.4], rtol=1e-5)   # 2 x (1 - gain) of the damage
+    np.testing.assert_allclose(sbr.loc[sbr["series"] == "prediction", "abs_error"], 0, atol=1e-12)
+    summ = pd.read_csv(out["summary"], sep="\t")
+    dl = summ[summ["quantity"].str.startswith("Dice of the segmented BG, left")].set_index("series")
+    assert dl.loc["prediction", "ours"] == 1.0 and dl.loc["input", "ours"] < 1.0
+    assert (dl["published"] == "78 ± 8 % (62-90 %)").all() and (summ["scale"] == "demo scale").all()
+    asp = summ[summ["quantity"].str.contains("fraction of slice sides")].set_index("series")
+    assert asp.loc["prediction", "ours"] == 1.0 and (asp["published"] == "< 3 px").all()
 
 
 S0_CNN_KEYS = S0_KEYS + ["sbr_cnn", "sbr_cnn_error", "sbr_cnn_plot"]
@@ -589,10 +699,12 @@ def test_s0_regression_cnn_reads_prediction_and_original(tmp_path, s0_regressor)
         assert r["known"] == pytest.approx(row[f"orig_sbr_{r['region']}"])
         assert r["known_input"] == pytest.approx(row[f"sbr_{r['region']}"])
     np.testing.assert_allclose(cnn["error_prediction"], cnn["cnn_prediction"] - cnn["known"])
+    np.testing.assert_allclose(cnn["error_input"], cnn["cnn_input"] - cnn["known"])     # the damaged-input baseline
+    assert cnn["abs_error_input"].mean() > cnn["abs_error_prediction"].mean()
     np.testing.assert_allclose(cnn["abs_error_original"], np.abs(cnn["cnn_original"] - cnn["known"]))
     frac = pd.read_csv(out["sbr_cnn_error"], sep="\t")
-    assert len(frac) == 2 * 5 * len(CFG["sbr_error_thresholds"])       # 2 series x (all + 4 regions) x thresholds
-    for series in ("prediction", "original"):
+    assert len(frac) == 3 * 5 * len(CFG["sbr_error_thresholds"])       # 3 series x (all + 4 regions) x thresholds
+    for series in ("prediction", "input", "original"):
         got = frac[(frac["series"] == series) & (frac["region"] == "all")].reset_index(drop=True)
         want = M.sbr_error_fractions(cnn[f"cnn_{series}"], cnn["known"], thresholds=CFG["sbr_error_thresholds"],
                                      experiment="s0")
@@ -600,7 +712,8 @@ def test_s0_regression_cnn_reads_prediction_and_original(tmp_path, s0_regressor)
         assert (got["n"] == len(cnn)).all()
     assert (tmp_path / "out" / "sbr_cnn_plot.png").stat().st_size > 5000
     assert {"asp", "dice", "sbr", "sbr_cnn", "sbr_cnn_error"} <= set(res)
-    assert pd.read_csv(out["sbr"], sep="\t").shape[0] == 2 * len(table)     # slice-level outputs unchanged
+    # slice-level outputs: 2 sides x (prediction + damaged-input baseline)
+    assert pd.read_csv(out["sbr"], sep="\t").shape[0] == 2 * 2 * len(table)
 
 
 def test_s0_regression_cnn_bad_input_names_the_experiment(tmp_path, s0_regressor):

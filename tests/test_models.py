@@ -152,6 +152,48 @@ def test_s1_distance_and_frechet_are_zero_for_identical_sets():
     assert frechet_distance(f, f + 3.0) == pytest.approx(36.0, rel=0.05)
 
 
+class _ScaleFreeFeatures(torch.nn.Module):
+    """Features of the max-normalised image: blind to a global change of counts (MC)."""
+
+    def features(self, x):
+        x01 = (x + 1) / 2
+        x01 = x01 / x01.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+        return torch.nn.functional.avg_pool2d(x01, 4).flatten(1)
+
+
+class _FixedImages(torch.nn.Module):
+    """A 'generator' that returns fixed slices with their counts scaled by ``gain``."""
+
+    def __init__(self, images01, gain):
+        super().__init__()
+        self.images01, self.gain = images01, gain
+
+    def forward(self, z, cond):
+        idx = torch.arange(z.shape[0]) % self.images01.shape[0]
+        return self.images01[idx] * self.gain * 2 - 1
+
+
+def test_feature_distance_criterion_ignores_mean_counts_study_quantities_does_not():
+    from spectsynth.selection import gan_score
+
+    torch.manual_seed(0)
+    base = torch.rand(12, 1, 16, 16) * 0.5 + 0.25
+    real = {("COR", "normal"): base[:6] * 2 - 1}
+    cond = {("COR", "normal"): torch.zeros(1, 6)}
+    kw = dict(n_samples=6, latent_dim=4, seed=0, feature_weight=1.0)
+    same = gan_score(_FixedImages(base[6:], 1.0), real, cond, _ScaleFreeFeatures(), **kw)
+    dimmer = gan_score(_FixedImages(base[6:], 0.6), real, cond, _ScaleFreeFeatures(), **kw)
+    # only the mean counts changed: the feature-only score is unchanged, the study-quantity score is worse
+    assert dimmer["score_feature_distance"] == pytest.approx(same["score_feature_distance"], rel=1e-6)
+    assert dimmer["score_study_quantities"] > same["score_study_quantities"] + 1.0
+    assert same["score"] == same["score_feature_distance"]                    # the default criterion
+    chosen = gan_score(_FixedImages(base[6:], 0.6), real, cond, _ScaleFreeFeatures(), criterion="study_quantities",
+                       **kw)
+    assert chosen["score"] == chosen["score_study_quantities"]
+    with pytest.raises(ValueError, match="unknown GAN selection criterion"):
+        gan_score(_FixedImages(base[6:], 1.0), real, cond, None, criterion="mc", **kw)
+
+
 # --------------------------------------------------------------------------- over-fit one batch
 
 

@@ -49,7 +49,9 @@ def test_dry_run_default_config(tmp_path):
     assert counts.get("measure_scan_registration_error") == 1
     assert "warp_to_template" not in counts             # template arm from register_modality
     assert counts.get("build_dataset") == 5               # s0, s1, s2_native, s2_template, s3
-    assert counts.get("train_model") == 17                # 2 (S0) + 2 (S1 A/B) + 12 (S2) + 1 (S3)
+    assert counts.get("train_model") == 15                # 2 (S0) + 12 (S2) + 1 (S3)
+    assert counts.get("train_fastgan") == 2               # S1 A/B, best checkpoint under each criterion
+    assert counts.get("predict_criterion") == 2           # S1 A/B under the other selection criterion
     assert counts.get("s0_clinical") == 1                 # the S0 experiment with model vae
     assert counts.get("reading_packet") == 3              # S1 A, S1 B, S3
 
@@ -112,6 +114,26 @@ def test_tiny_end_to_end(tiny_run):
     assert {"mean_null", "ssim_null_vs_target"} <= set(pd.read_csv(s3 / "slice_metrics.tsv", sep="\t").columns)
     hist = pd.read_csv(out / "experiments/s3_pix2pix/history.csv")
     assert hist[["G_share_adv", "G_share_l1", "G_share_ssim"]].sum(axis=1).round(5).eq(1).all()
+    # every S0 table carries its damaged-input baseline; S0/S1 summaries put the published values beside ours
+    for f in ("asp", "dice_summary", "sbr_error", "bland_altman"):
+        table = pd.read_csv(out / f"evaluate/s0/s0_restoration/{f}.tsv", sep="\t")
+        assert set(table["series"]) == {"prediction", "input"}, f
+    cnn = pd.read_csv(out / "evaluate/s0/s0_restoration/sbr_cnn_error.tsv", sep="\t")
+    assert set(cnn["series"]) == {"prediction", "input", "original"}
+    s0sum = pd.read_csv(out / "evaluate/s0/s0_restoration/summary.tsv", sep="\t")
+    assert {"78 ± 8 % (62-90 %)", "< 3 px", "52 %"} <= set(s0sum["published"])
+    assert (s0sum["scale"] == "test scale (tiny)").all()
+    # S1: both selection criteria evaluated, each ANOVA with its power; the published finding beside ours
+    for exp in ("s1_fastgan_A", "s1_fastgan_B"):
+        sel = json.loads((out / f"experiments/{exp}/selection.json").read_text())
+        assert sel["criterion"] == "feature_distance" and set(sel["by_criterion"]) == {
+            "feature_distance", "study_quantities"}
+        assert (out / f"predictions/{exp}/criterion-study_quantities/predictions.h5").exists()
+    anova = pd.read_csv(out / "evaluate/s1/anova.tsv", sep="\t")
+    if len(anova):
+        assert {"min_detectable_f", "effect_f", "power_at_reference_f", "criterion", "comparison"} <= set(anova.columns)
+    s1sum = pd.read_csv(out / "evaluate/s1/summary.tsv", sep="\t")
+    assert {"published", "published_p", "ours", "criterion", "scale"} <= set(s1sum.columns)
     # S0's clinical outputs: deficit maps on the subject's SPECT grid, regional deficits with flags
     # against the predicted and the true normal, z-scores against both normal databases
     import nibabel as nib
@@ -128,6 +150,9 @@ def test_tiny_end_to_end(tiny_run):
     regional = pd.read_csv(clin / "regional_deficits.tsv", sep="\t")
     assert {"sbr_putamen_L", "ai_putamen", "pc_ratio"} <= set(regional["measure"])
     assert regional["flag"].dtype == bool and regional["truth_flag"].dtype == bool
+    assert set(regional["predictor"]) == {"model", "baseline"}            # the mean training normal beside the VAE
+    summ = pd.read_csv(clin / "deficit_summary.tsv", sep="\t")
+    assert set(summ["predictor"]) == {"model", "baseline"} and summ["striatal_loss_abs_error"].notna().all()
     zs = pd.read_csv(clin / "zscores.tsv", sep="\t")
     assert set(zs["region"]) == {"sbr_L", "sbr_R"} and np.isfinite(zs[["synthetic_z", "real_z"]]).all().all()
     db = pd.read_csv(clin / "normal_database.tsv", sep="\t")
@@ -219,9 +244,10 @@ def test_paper_scale_configs_dry_run_on_gpus_with_the_slurm_profile(study, exper
               f"config/studies/{study}.yaml", "config/gpu.yaml", "--config", f"output_dir={tmp_path}")
     out = res.stdout + res.stderr
     counts = job_counts(out)
-    assert counts.get("train_model") == experiments
-    # every training and inference job asks SLURM for one GPU (S0: also the binding-ratio CNN's training)
-    assert out.count("gpu=1") == 2 * experiments + (study == "s0")
+    assert counts.get("train_model", 0) + counts.get("train_fastgan", 0) == experiments
+    # every training and inference job asks SLURM for one GPU (S0: also the binding-ratio CNN's training;
+    # S1: also the predictions under the other selection criterion)
+    assert out.count("gpu=1") == (2 + (study == "s1")) * experiments + (study == "s0")
 
 
 @pytest.mark.slow

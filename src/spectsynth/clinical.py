@@ -500,6 +500,53 @@ def real_normal_slices(shards: Mapping[str, str], index_tsv: str | Path, *, chan
     return np.stack(images), ids
 
 
+def mean_training_normal(shards: Mapping[str, str], index_tsv: str | Path, *, channel: str,
+                         experiment: str) -> tuple[np.ndarray, list[str]]:
+    """S0 clinical baseline: the pixel-wise mean of the original (normal) slices of the TRAINING
+    subjects (one slice per subject, the dataset's normalised units, shard orientation), the
+    "predicted normal" a model must beat.  No validation or test subject enters it."""
+    from .datasets import SliceShard
+    from .infer import read_index
+
+    if "train" not in shards:
+        raise EvaluationError("the mean-normal baseline needs the training shard", experiment=experiment)
+    index = read_index(index_tsv, split="train", experiment=experiment).drop_duplicates("subject", keep="first")
+    if index.empty:
+        raise EvaluationError("the training split holds no slice; the mean-normal baseline is undefined",
+                              experiment=experiment, hint="Give dataset s0 training subjects")
+    shard = SliceShard(shards["train"])
+    ch = shard.channel_index([channel])[0]
+    stack = shard.all_images()
+    rows = index["shard_row"].astype(int).to_numpy()
+    return stack[rows, ch].astype(np.float64).mean(axis=0), index["subject"].astype(str).tolist()
+
+
+PREDICTORS = {"model": "the model's predicted normal", "baseline": "mean normal of the training subjects"}
+
+
+def deficit_summary(regional: pd.DataFrame, maps: pd.DataFrame, *, experiment: str) -> pd.DataFrame:
+    """How well each predicted normal (the model's, the mean-normal baseline) leads to the deficits
+    the true normal gives: per predictor, the share of regional flags that match the true
+    normal's, the mean |change - truth_change| of the binding ratios, and the mean
+    |striatal loss - true striatal loss| of the deficit maps."""
+    rows = []
+    for key in PREDICTORS:
+        reg = regional[regional["predictor"] == key] if len(regional) else regional
+        sbr = reg[reg["kind"] == "sbr"] if len(reg) else reg
+        loss_col = "striatal_loss_percent" if key == "model" else "baseline_striatal_loss_percent"
+        if loss_col not in maps.columns or maps.empty:
+            continue
+        rows.append({"experiment": experiment, "predictor": key, "description": PREDICTORS[key],
+                     "records": int(len(maps)), "regional_rows": int(len(reg)),
+                     "flag_matches_truth": float(reg["flag_matches_truth"].mean()) if len(reg) else 0.0,
+                     "sbr_change_abs_error": float((sbr["change"] - sbr["truth_change"]).abs().mean())
+                     if len(sbr) else 0.0,
+                     "striatal_loss_abs_error": float((maps[loss_col] - maps["true_striatal_loss_percent"])
+                                                      .abs().mean())})
+    return pd.DataFrame(rows, columns=["experiment", "predictor", "description", "records", "regional_rows",
+                                       "flag_matches_truth", "sbr_change_abs_error", "striatal_loss_abs_error"])
+
+
 def _on_grid(path: str, shape, affine, *, order: int, subject: str):
     from nibabel.processing import resample_from_to
 
@@ -538,6 +585,12 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
       against the true normal for the first ``cfg['n_figure_cases']`` records;
     * ``regional_deficits``: :func:`regional_deficit_table` of actual vs predicted normal,
       with the same against the true normal (``truth_*`` columns) so the flags can be checked;
+      ``predictor`` = ``model`` (the VAE's prediction) or ``baseline`` (the mean normal of the
+      training subjects, :func:`mean_training_normal`, scaled with the record's own constants),
+      the rows a predicted normal must beat; ``deficit_maps.tsv`` carries the baseline's
+      striatal loss beside the model's;
+    * ``deficit_summary`` (when given): :func:`deficit_summary`, model vs baseline against the
+      true normal;
     * ``normal_database``, ``zscores``, ``database_agreement``, ``zscore_figure``: slice
       binding ratios (:func:`slice_sbr`) of ``cfg['n_synthetic_normals']`` images sampled
       from the VAE's prior and of the real normal cohort (:func:`real_normal_slices`), each
@@ -568,6 +621,9 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
                               experiment=experiment, hint="The workflow passes every subject's files")
     limits = dict(cfg.get("limits") or {})
     frac = float(cfg["signal_fraction"])
+    # the baseline a predicted normal must beat: the mean normal of the training subjects
+    mean_normal, _ = mean_training_normal(normal_shards, normal_shards["index"], channel=target,
+                                          experiment=experiment)
     maps_dir = Path(out["deficit_maps"])
     maps_dir.mkdir(parents=True, exist_ok=True)
     grids: dict[str, dict] = {}
@@ -600,12 +656,15 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
         true_normal = np.asarray(g["dat"].dataobj[:, :, z, vol_idx[1]], dtype=np.float64)
         predicted = slice_to_grid(arrays["prediction"][i, 0], float(row[gain_col]), float(row[bias_col]),
                                   g["shape"][:2])
+        baseline = slice_to_grid(mean_normal, float(row[gain_col]), float(row[bias_col]), g["shape"][:2])
         brain = g["brain"][:, :, z]
         res = _attempt(notes, "S0", f"deficit map {what}", percent_deficit, actual, predicted, mask=brain,
                        signal_fraction=frac, experiment=experiment, subject=subject)
         res_true = _attempt(notes, "S0", f"true deficit {what}", percent_deficit, actual, true_normal,
                             mask=brain, signal_fraction=frac, experiment=experiment, subject=subject)
-        if res is None or res_true is None:
+        res_base = _attempt(notes, "S0", f"baseline deficit {what}", percent_deficit, actual, baseline,
+                            mask=brain, signal_fraction=frac, experiment=experiment, subject=subject)
+        if res is None or res_true is None or res_base is None:
             continue
         deficit, valid = res
         vol = np.zeros(g["shape"], dtype=np.float32)
@@ -620,19 +679,24 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
                          "slice_index": z, "valid_voxels": int(valid.sum()),
                          "striatal_loss_percent": float(deficit[striatum].mean()) if striatum.any() else 0.0,
                          "true_striatal_loss_percent": float(res_true[0][striatum].mean()) if striatum.any()
+                         else 0.0,
+                         "baseline_striatal_loss_percent": float(res_base[0][striatum].mean()) if striatum.any()
                          else 0.0})
         if i in picked:
             fig_rows.append(P.deficit_panels(g["t1w"][:, :, z], actual, predicted, deficit,
                                              true_deficit=res_true[0], label=f"sub-{subject} {row['desc']}"))
         kw = dict(reference=cfg["reference"], limits=limits, experiment=experiment, subject=subject)
         labels = (g["striatum"][:, :, z], g["reference"][:, :, z], brain)
-        est = _attempt(notes, "S0", f"regional deficits {what}", regional_deficit_table, actual, predicted,
-                       *labels, **kw)
         tru = _attempt(notes, "S0", f"regional deficits vs true normal {what}", regional_deficit_table,
                        actual, true_normal, *labels, **kw)
-        if est is not None and tru is not None:
+        for key, expected in (("model", predicted), ("baseline", baseline)):
+            est = _attempt(notes, "S0", f"regional deficits ({PREDICTORS[key]}) {what}", regional_deficit_table,
+                           actual, expected, *labels, **kw)
+            if est is None or tru is None:
+                continue
             est = est.drop(columns=["flag_reason"])
-            for pos, (k, v) in enumerate(context.items(), start=2):
+            est.insert(1, "predictor", key)
+            for pos, (k, v) in enumerate(context.items(), start=3):
                 est.insert(pos, k, v)
             est["truth_expected"] = tru["expected"].to_numpy()
             est["truth_change"] = tru["change"].to_numpy()
@@ -652,11 +716,14 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     fig = P.deficit_rows_figure(fig_rows, subtitle=label, convention=convention,
                                 title=f"S0 {experiment}: deficit maps (percent loss vs predicted normal)")
     P.save_figure(fig, out["deficit_figure"], dpi=dpi)
-    reg_cols = ["experiment", "subject", "record", "measure", "kind", "actual", "expected", "change",
+    reg_cols = ["experiment", "predictor", "subject", "record", "measure", "kind", "actual", "expected", "change",
                 "change_unit", "limit", "flag", "truth_expected", "truth_change", "truth_flag",
                 "flag_matches_truth"]
     reg = (pd.concat(regional, ignore_index=True) if regional else pd.DataFrame(columns=reg_cols))
     write_table(reg, out["regional_deficits"], what="S0 regional deficits")
+    summary = deficit_summary(reg, pd.DataFrame(map_rows), experiment=experiment)
+    if "deficit_summary" in out:
+        write_table(summary, out["deficit_summary"], what="S0 deficits, model vs mean-normal baseline")
 
     # normal databases and z-scores
     real_imgs, real_ids = real_normal_slices(normal_shards, normal_shards["index"], channel=target,
@@ -689,7 +756,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
                                    title=f"S0 {experiment}: synthetic vs real normal database")
     P.save_figure(fig, out["zscore_figure"], dpi=dpi)
     write_table(_notes_frame(notes), out["not_computed"], what="S0 clinical outputs not computed")
-    return {"deficit_maps": pd.DataFrame(map_rows), "regional": reg, "zscores": ztab,
+    return {"deficit_maps": pd.DataFrame(map_rows), "regional": reg, "zscores": ztab, "deficit_summary": summary,
             "normal_database": pd.concat([synth_db, real_db], ignore_index=True)}
 
 

@@ -722,48 +722,36 @@ def _source_names(specs: Mapping[str, Mapping]) -> dict[str, str]:
     return variants
 
 
-def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str, Mapping],
-                real_shard: str, real_index: str, out: Mapping[str, str], *, cfg: Mapping,
-                scale_label: str) -> dict[str, pd.DataFrame]:
-    """S1's evaluation: real test slices vs the images of each FastGAN variant (A, B).
+REAL = "real"
+REAL_HALVES = ("real half 1", "real half 2")
+COMPARISON_GENERATED = "real vs generated"
+COMPARISON_REAL_HALVES = "real half 1 vs real half 2 (reference)"
+CRITERION_NONE = "none (real images only)"
 
-    * per image: mean counts (MC) and left/right ratio (LR) of the max-normalised slice;
-    * per (level, pattern): one-way ANOVA real vs A vs B of MC and LR (sources present at
-      that level), post-hoc comparisons (``cfg['posthoc']``, against ``posthoc_reference``);
-    * box plots with S1's significance marks; pixel-wise mean and SD maps per source, level
-      and pattern (groups of at least two images) with their average pixel-wise SD.
 
-    ``out``: ``images``, ``anova``, ``posthoc``, ``average_sd``, ``boxplot``, ``maps_mean``,
-    ``maps_sd``, ``not_computed``.
-    """
-    from .datasets import SliceShard
+def split_subjects_in_halves(subjects: Sequence[str], *, seed: int, experiment: str = "S1") -> dict[str, int]:
+    """Split subjects into two halves (1, 2) by a seeded shuffle; with an odd count half 1 has the
+    extra subject.  Every image of a subject lands in the same half, so the real-vs-real
+    comparison keeps S1's subject structure (no subject on both sides)."""
+    uniq = sorted({str(s) for s in subjects})
+    if len(uniq) < 2:
+        raise EvaluationError(f"the real test split holds {len(uniq)} subject(s); a real-vs-real comparison needs "
+                              "at least two, one per half", experiment=experiment,
+                              hint="Give the s1 test split more subjects (datasets.s1.split)")
+    order = np.random.default_rng(int(seed)).permutation(len(uniq))
+    first = {uniq[i] for i in order[: (len(uniq) + 1) // 2]}
+    return {s: 1 if s in first else 2 for s in uniq}
 
-    notes: list[dict] = []
-    index = read_index(real_index, experiment="S1 real test set")
-    shard = SliceShard(real_shard)
-    if len(shard) != len(index):
-        raise EvaluationError(f"S1 test shard {real_shard} holds {len(shard)} slices but the index "
-                              f"lists {len(index)}", experiment="S1", hint="Rebuild dataset s1")
-    ch = shard.channel_index(["slice"])[0]
-    stacks = {"real": (shard_to_ras(shard.all_images()[:, ch]), index["level"].tolist(),
-                       index["pattern"].tolist())}
-    names = _source_names(specs)
-    for name in sorted(predictions):
-        arrays, table, _ = load_predictions(predictions[name]["h5"], predictions[name]["tsv"],
-                                            experiment=name)
-        stacks[names[name]] = (shard_to_ras(arrays["prediction"][:, 0]), table["level"].tolist(),
-                               table["pattern"].tolist())
-    parts = []
-    for source, (imgs, lev, pat) in stacks.items():
-        parts.append(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source,
-                                      experiment="S1" if source == "real" else source))
-    data = pd.concat(parts, ignore_index=True)
-    write_table(data, out["images"], what="S1 per-image measures")
-    sources = list(stacks)
-    data["condition"] = data["level"] + "\n" + data["pattern"]
 
+def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | None, cfg: Mapping, notes: list,
+              comparison: str, criterion: str, headline: bool) -> tuple[list[dict], list[pd.DataFrame], dict]:
+    """S1's one-way ANOVA (with its power) and post-hoc comparisons of ``sources`` per level and
+    pattern; rows tagged with ``comparison``, ``criterion`` and ``headline``."""
+    alpha = float(cfg["anova_alpha"])
     anova, post = [], []
-    comps: dict[str, list] = {"mean_counts": [], "lr_ratio": []}
+    marks: dict[str, list] = {"mean_counts": [], "lr_ratio": []}
+    tag = {"comparison": comparison, "criterion": criterion, "headline": bool(headline)}
+    suffix = "" if headline else f" [{comparison}; criterion {criterion}]"
     for lv in LEVELS:
         for pat in PATTERNS:
             sub = data[(data["level"] == lv) & (data["pattern"] == pat)]
@@ -773,41 +761,205 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
             for value in ("mean_counts", "lr_ratio"):
                 groups = {s: sub.loc[sub["source"] == s, value].to_numpy() for s in groups_present}
                 what = f"{value} at {lv}, {pat}"
-                rec = _attempt(notes, "S1", f"ANOVA {what}", S.one_way_anova, groups,
-                               experiment="S1", label=what, alpha=float(cfg["anova_alpha"]))
+                rec = _attempt(notes, "S1", f"ANOVA {what}{suffix}", S.one_way_anova, groups,
+                               experiment="S1", label=what, alpha=alpha)
                 if rec is None:
                     continue
                 tab = S.anova_table(groups, experiment="S1", label=what)
-                row = {k: v for k, v in rec.as_dict().items() if not k.startswith("mean_")}
+                row = {**tag, **{k: v for k, v in rec.as_dict().items() if not k.startswith("mean_")}}
                 row.update({"level": lv, "pattern": pat, "value": value,
                             "sum_sq": float(tab["sum_sq"].iat[0]),
                             "residual_sum_sq": float(tab["residual_sum_sq"].iat[0])})
+                power = _attempt(notes, "S1", f"power of the ANOVA {what}{suffix}", S.anova_sensitivity, groups,
+                                 experiment="S1", label=what, alpha=alpha, power=float(cfg.get("anova_power", 0.8)),
+                                 reference_f=float(cfg.get("anova_reference_f", 0.25)))
+                if power is None:
+                    continue   # a row without its power is not written (noted instead)
+                row.update(power)
                 anova.append(row)
-                ref = cfg["posthoc_reference"] if cfg["posthoc_reference"] in groups else None
-                ph = _attempt(notes, "S1", f"post-hoc {what}", S.posthoc, groups, experiment="S1",
-                              label=what, method=cfg["posthoc"], alpha=float(cfg["anova_alpha"]),
-                              reference=ref)
+                ref = reference if reference in groups else None
+                ph = _attempt(notes, "S1", f"post-hoc {what}{suffix}", S.posthoc, groups, experiment="S1",
+                              label=what, method=cfg["posthoc"], alpha=alpha, reference=ref)
                 if ph is not None:
-                    ph.insert(0, "level", lv)
-                    ph.insert(1, "pattern", pat)
-                    ph.insert(2, "value", value)
+                    for pos, (k, v) in enumerate({"level": lv, "pattern": pat, "value": value, **tag}.items()):
+                        ph.insert(pos, k, v)
                     post.append(ph)
-                    marks = ph[["group1", "group2", "p_corrected"]].copy()
-                    marks["x"] = f"{lv}\n{pat}"
-                    comps[value].append(marks)
-    anova_t = pd.DataFrame(anova) if anova else pd.DataFrame(columns=["level", "pattern", "value"])
+                    m = ph[["group1", "group2", "p_corrected"]].copy()
+                    m["x"] = f"{lv}\n{pat}"
+                    marks[value].append(m)
+    return anova, post, marks
+
+
+def s1_published_columns(posthoc: pd.DataFrame, *, scale_label: str) -> pd.DataFrame:
+    """S1's published p-value (:data:`spectsynth.published.S1`, per quantity, variant and pattern,
+    levels pooled) beside every real-vs-variant post-hoc row: ``published_p`` (as printed),
+    ``published_significant`` and ``scale``.  Rows the paper has no value for say so."""
+    from .published import published, s1_published_p
+
+    alpha = float(published("S1")["alpha"])
+    texts, sig, scale = [], [], []
+    for _, r in posthoc.iterrows():
+        pair = {str(r["group1"]), str(r["group2"])}
+        other = sorted(pair - {REAL})
+        pub = s1_published_p(str(r["value"]), other[0], str(r["pattern"])) \
+            if REAL in pair and len(other) == 1 else None
+        texts.append(pub["published"] if pub else "not reported")
+        sig.append(("yes" if pub["significant"] else "no") if pub else "not reported")
+        scale.append(scale_label)
+    out = posthoc.copy()
+    out["published_p"] = texts
+    out["published_significant"] = sig
+    out["published_alpha"] = alpha
+    out["scale"] = scale
+    return out
+
+
+def s1_summary(posthoc: pd.DataFrame, *, scale_label: str) -> pd.DataFrame:
+    """S1's finding beside the paper's: one row per quantity, pattern, variant and selection
+    criterion; ``levels`` and ``significant_levels`` count our per-level post-hoc tests against
+    real (the paper pools the levels), with the smallest corrected p and the published p.  The
+    real-vs-real reference appears as variant ``real half 2`` (criterion
+    :data:`CRITERION_NONE`, published ``reference``)."""
+    from .published import s1_published_p
+
+    rows = []
+    for _, r in posthoc.iterrows():
+        pair = {str(r["group1"]), str(r["group2"])}
+        if r["comparison"] == COMPARISON_REAL_HALVES:        # the reference: real vs real
+            rows.append({**r.to_dict(), "variant": REAL_HALVES[1]})
+        elif REAL in pair and len(pair - {REAL}) == 1:
+            rows.append({**r.to_dict(), "variant": next(iter(pair - {REAL}))})
+    cols = ["value", "pattern", "variant", "criterion", "headline", "levels", "significant_levels",
+            "min_p_corrected", "ours", "published_p", "published", "scale"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    frame = pd.DataFrame(rows)
+    out = []
+    for (value, pattern, variant, criterion), g in frame.groupby(["value", "pattern", "variant", "criterion"],
+                                                                sort=True):
+        pub = s1_published_p(value, variant, pattern)
+        reference = variant == REAL_HALVES[1]
+        n_sig = int(g["significant"].astype(bool).sum())
+        out.append({"value": value, "pattern": pattern, "variant": variant, "criterion": criterion,
+                    "headline": bool(g["headline"].iat[0]), "levels": " ".join(g["level"]),
+                    "significant_levels": n_sig, "min_p_corrected": float(g["p_corrected"].min()),
+                    "ours": "different" if n_sig else "not different",
+                    "published_p": pub["published"] if pub else ("reference" if reference else "not reported"),
+                    "published": ("different" if pub["significant"] else "not different") if pub
+                    else ("reference" if reference else "not reported"),
+                    "scale": scale_label})
+    return pd.DataFrame(out, columns=cols)
+
+
+def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str, Mapping],
+                real_shard: str, real_index: str, out: Mapping[str, str], *, cfg: Mapping,
+                scale_label: str, other_predictions: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+                headline_criterion: str | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """S1's evaluation: real test slices vs the images of each FastGAN variant (A, B).
+
+    * per image: mean counts (MC) and left/right ratio (LR) of the max-normalised slice;
+    * per (level, pattern): one-way ANOVA real vs A vs B of MC and LR (sources present at
+      that level), with its power (:func:`spectsynth.stats.anova_sensitivity`: observed
+      Cohen's f, the smallest f detectable at ``cfg['anova_power']``), post-hoc comparisons
+      (``cfg['posthoc']``, against ``posthoc_reference``) and S1's published p beside each;
+    * the reference a "not different from real" is read against: the real test set split in
+      two halves by subject (:func:`split_subjects_in_halves`, ``seed``) through the same
+      ANOVA and post-hoc (``comparison`` = :data:`COMPARISON_REAL_HALVES`);
+    * the same tests for the checkpoints picked by the other selection criteria
+      (``other_predictions``: criterion -> experiment -> files; ``headline`` false), so a
+      reader sees whether the finding depends on how the epoch was chosen;
+    * box plots with S1's significance marks; pixel-wise mean and SD maps per source, level
+      and pattern (groups of at least two images) with their average pixel-wise SD (headline).
+
+    ``out``: ``images``, ``anova``, ``posthoc``, ``average_sd``, ``boxplot``, ``maps_mean``,
+    ``maps_sd``, ``not_computed`` and, when given, ``summary`` (:func:`s1_summary`).
+    """
+    from .datasets import SliceShard
+
+    notes: list[dict] = []
+    headline_criterion = headline_criterion or "configured"
+    index = read_index(real_index, experiment="S1 real test set")
+    shard = SliceShard(real_shard)
+    if len(shard) != len(index):
+        raise EvaluationError(f"S1 test shard {real_shard} holds {len(shard)} slices but the index "
+                              f"lists {len(index)}", experiment="S1", hint="Rebuild dataset s1")
+    ch = shard.channel_index(["slice"])[0]
+    real_imgs = shard_to_ras(shard.all_images()[:, ch])
+    names = _source_names(specs)
+
+    def generated(files_by_experiment: Mapping[str, Mapping[str, str]]) -> dict[str, tuple]:
+        stacks = {}
+        for name in sorted(files_by_experiment):
+            arrays, table, _ = load_predictions(files_by_experiment[name]["h5"], files_by_experiment[name]["tsv"],
+                                                experiment=name)
+            stacks[names[name]] = (shard_to_ras(arrays["prediction"][:, 0]), table["level"].tolist(),
+                                   table["pattern"].tolist())
+        return stacks
+
+    stacks = {REAL: (real_imgs, index["level"].tolist(), index["pattern"].tolist()), **generated(predictions)}
+    parts = []
+    for source, (imgs, lev, pat) in stacks.items():
+        part = M.s1_image_table(imgs, levels=lev, patterns=pat, source=source,
+                                experiment="S1" if source == REAL else source)
+        part["criterion"] = CRITERION_NONE if source == REAL else headline_criterion
+        parts.append(part)
+    parts[0]["subject"] = index["subject"].astype(str).to_numpy()
+    other_data = {}
+    for criterion, files in sorted((other_predictions or {}).items()):
+        alt = []
+        for source, (imgs, lev, pat) in generated(files).items():
+            alt.append(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source, experiment=source)
+                       .assign(criterion=criterion))
+        other_data[criterion] = pd.concat(alt, ignore_index=True) if alt else None
+    data = pd.concat(parts, ignore_index=True)
+    sources = list(stacks)
+    all_images = pd.concat([data, *(d for d in other_data.values() if d is not None)], ignore_index=True)
+    all_images["subject"] = all_images["subject"].fillna("none (generated)")   # generated images have no subject
+    halves = _attempt(notes, "S1", "real-vs-real reference (real test set in two halves by subject)",
+                      split_subjects_in_halves, index["subject"].astype(str).tolist(), seed=seed)
+    all_images["real_half"] = 0
+    if halves is not None:
+        is_real = all_images["source"] == REAL
+        all_images.loc[is_real, "real_half"] = all_images.loc[is_real, "subject"].map(halves).astype(int)
+    write_table(all_images, out["images"], what="S1 per-image measures")
+    data["condition"] = data["level"] + "\n" + data["pattern"]
+
+    reference = cfg["posthoc_reference"]
+    anova, post, comps = _s1_tests(data, sources, reference=reference, cfg=cfg, notes=notes,
+                                   comparison=COMPARISON_GENERATED, criterion=headline_criterion, headline=True)
+    for criterion, alt in other_data.items():
+        if alt is None:
+            continue
+        alt_data = pd.concat([data[data["source"] == REAL], alt], ignore_index=True)
+        a, p, _ = _s1_tests(alt_data, sources, reference=reference, cfg=cfg, notes=notes,
+                            comparison=COMPARISON_GENERATED, criterion=criterion, headline=False)
+        anova += a
+        post += p
+    if halves is not None:
+        real = data[data["source"] == REAL].copy()
+        real["source"] = [REAL_HALVES[halves[s] - 1] for s in real["subject"]]
+        a, p, _ = _s1_tests(real, list(REAL_HALVES), reference=REAL_HALVES[0], cfg=cfg, notes=notes,
+                            comparison=COMPARISON_REAL_HALVES, criterion=CRITERION_NONE, headline=False)
+        anova += a
+        post += p
+    anova_t = pd.DataFrame(anova) if anova else pd.DataFrame(
+        columns=["comparison", "criterion", "headline", "level", "pattern", "value"])
     post_t = pd.concat(post, ignore_index=True) if post else pd.DataFrame(
-        columns=["level", "pattern", "value", "group1", "group2"])
+        columns=["level", "pattern", "value", "comparison", "criterion", "headline", "group1", "group2"])
+    post_t = s1_published_columns(post_t, scale_label=scale_label)
     write_table(anova_t, out["anova"], what="S1 ANOVA")
     write_table(post_t, out["posthoc"], what="S1 post-hoc")
+    summary = s1_summary(post_t, scale_label=scale_label)
+    if "summary" in out:
+        write_table(summary, out["summary"], what="S1 summary beside the published finding")
 
     label = figure_label(scale_label, int(index["subject"].nunique()), list(specs.values()))
     order = [f"{lv}\n{p}" for lv in LEVELS for p in PATTERNS if f"{lv}\n{p}" in set(data["condition"])]
     fig = P.s1_whisker_grid(data, values={"mean_counts": "mean counts (MC)", "lr_ratio": "L/R ratio"},
                             x="condition", hue="source", subtitle=label,
                             comparisons={k: pd.concat(v, ignore_index=True) for k, v in comps.items() if v},
-                            title="S1: real vs generated perfusion slices", order=order,
-                            hue_order=sources)
+                            title=f"S1: real vs generated perfusion slices (selection: {headline_criterion})",
+                            order=order, hue_order=sources)
     P.save_figure(fig, out["boxplot"], dpi=int(cfg["figure_dpi"]))
 
     maps, avg = {}, []
@@ -841,7 +993,7 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
                                   label, title)
         P.save_figure(fig, out[key], dpi=int(cfg["figure_dpi"]))
     write_table(_notes_frame(notes), out["not_computed"], what="S1 statistics not computed")
-    return {"images": data, "anova": anova_t, "posthoc": post_t}
+    return {"images": all_images, "anova": anova_t, "posthoc": post_t, "summary": summary}
 
 
 # ------------------------------------------------------------------------------- S0
@@ -885,22 +1037,28 @@ def _pair_ratios(prediction, original, segmentation, *, experiment: str, subject
             slice_binding_ratios(original, segmentation, experiment=experiment, subject=subject))
 
 
+# What S0's tables compare with the undegraded original: the model's prediction and, as the
+# baseline every number is read against, the damaged input itself taken as the "prediction".
+S0_SERIES = {"prediction": "model prediction", "input": "damaged input (baseline)"}
 SBR_CNN_COLUMNS = ["experiment", "subject", "case", "region", "known", "cnn_original", "cnn_prediction",
-                   "error_original", "error_prediction", "abs_error_original", "abs_error_prediction"]
-SBR_CNN_SERIES = {"prediction": "CNN on the prediction", "original": "CNN on the original (yardstick)"}
+                   "cnn_input", "error_original", "error_prediction", "error_input", "abs_error_original",
+                   "abs_error_prediction", "abs_error_input"]
+SBR_CNN_SERIES = {"prediction": "CNN on the prediction", "input": "CNN on the damaged input (baseline)",
+                  "original": "CNN on the original (yardstick)"}
 
 
 def sbr_cnn_readings(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.DataFrame,
                      regressor: str | Path, *, batch_size: int = 64, device: str = "auto") -> pd.DataFrame:
     """S0's binding-ratio match with the regression CNN (:mod:`spectsynth.sbr_regressor`).
 
-    The CNN reads the SBR of every predicted slice and of every original slice (both in the
+    The CNN reads the SBR of every predicted slice, every damaged input slice (the baseline:
+    what the CNN makes of the image before any model) and every original slice (all in the
     dataset's normalised units, stored orientation); the known SBR of the original comes from
     the dataset index columns ``orig_sbr_<region>`` that travel with the prediction table.
-    One row per case and region: ``known``, ``cnn_original``, ``cnn_prediction``, and the
-    errors ``cnn_prediction - known`` (the prediction's) and ``cnn_original - known`` (the
-    CNN's own, on images it reads without any generative model in between).  When present,
-    ``known_input`` is the known SBR of the damaged input slice.
+    One row per case and region: ``known``, ``cnn_original``, ``cnn_prediction``,
+    ``cnn_input`` and the errors ``cnn_<series> - known``: the prediction's, the baseline's, and
+    the CNN's own on the originals (images it reads without any generative model in
+    between).  When present, ``known_input`` is the known SBR of the damaged input slice.
     """
     from .sbr_regressor import REGIONS, check_sbr_columns, load_sbr_regressor, predict_sbr, sbr_columns
     from .study_data import ORIG_SBR_PREFIX, SBR_PREFIX
@@ -908,8 +1066,8 @@ def sbr_cnn_readings(experiment: str, arrays: Mapping[str, np.ndarray], table: p
     check_sbr_columns(table, (ORIG_SBR_PREFIX,), experiment=experiment,
                       where="the prediction table (the test rows of the dataset index)")
     model = load_sbr_regressor(regressor, device=device, experiment=experiment)
-    pred = predict_sbr(model, np.asarray(arrays["prediction"]), batch_size, experiment=experiment)
-    orig = predict_sbr(model, np.asarray(arrays["target"]), batch_size, experiment=experiment)
+    reads = {series: predict_sbr(model, np.asarray(arrays[key]), batch_size, experiment=experiment)
+             for series, key in (("prediction", "prediction"), ("input", "input"), ("original", "target"))}
     known = table[sbr_columns(ORIG_SBR_PREFIX)].astype(float).to_numpy()
     has_input = all(c in table.columns for c in sbr_columns(SBR_PREFIX))
     rows = []
@@ -917,10 +1075,14 @@ def sbr_cnn_readings(experiment: str, arrays: Mapping[str, np.ndarray], table: p
         case = f"{row.get('desc', '')}#{row['pred_row'] if 'pred_row' in row else i}"
         for j, region in enumerate(REGIONS):
             k = float(known[i, j])
-            co, cp = float(orig[region].iat[i]), float(pred[region].iat[i])
             rec = {"experiment": experiment, "subject": str(row["subject"]), "case": case, "region": region,
-                   "known": k, "cnn_original": co, "cnn_prediction": cp, "error_original": co - k,
-                   "error_prediction": cp - k, "abs_error_original": abs(co - k), "abs_error_prediction": abs(cp - k)}
+                   "known": k}
+            for series in ("original", "prediction", "input"):
+                rec[f"cnn_{series}"] = float(reads[series][region].iat[i])
+            for series in ("original", "prediction", "input"):
+                rec[f"error_{series}"] = rec[f"cnn_{series}"] - k
+            for series in ("original", "prediction", "input"):
+                rec[f"abs_error_{series}"] = abs(rec[f"error_{series}"])
             if has_input:
                 rec["known_input"] = float(row[f"{SBR_PREFIX}{region}"])
             rows.append(rec)
@@ -930,11 +1092,14 @@ def sbr_cnn_readings(experiment: str, arrays: Mapping[str, np.ndarray], table: p
 
 def sbr_cnn_error_fractions(readings: pd.DataFrame, *, thresholds: Sequence[float], experiment: str
                             ) -> pd.DataFrame:
-    """Fraction of (case, region) readings with |error| under each threshold, for the prediction
-    and, as the yardstick, for the CNN on the originals; over all regions and per region."""
+    """Fraction of (case, region) readings with |error| under each threshold, for the prediction,
+    the damaged input (baseline) and, as the yardstick, the CNN on the originals; over all
+    regions and per region."""
     parts = []
     for series in SBR_CNN_SERIES:
         col = f"cnn_{series}"
+        if col not in readings.columns:
+            continue
         groups = [("all", readings)] + [(r, g) for r, g in readings.groupby("region", sort=False)]
         for region, g in groups:
             frac = M.sbr_error_fractions(g[col], g["known"], thresholds=tuple(thresholds), experiment=experiment)
@@ -948,11 +1113,14 @@ def sbr_cnn_error_fractions(readings: pd.DataFrame, *, thresholds: Sequence[floa
 def sbr_cnn_figure(readings: pd.DataFrame, fractions: pd.DataFrame, *, subtitle: str, title: str,
                    threshold: float | None = None):
     """CNN-read SBR against the known SBR of the original: the CNN on the original slices (its
-    own error) and on the predictions, markers per region, identity line."""
+    own error), on the damaged inputs (baseline) and on the predictions, markers per region,
+    identity line."""
     fig = P._figure(5.8, 5.0)
     ax = fig.subplots()
     markers = dict(zip(readings["region"].unique(), "osD^v<>"))
-    for c, (series, text) in enumerate(SBR_CNN_SERIES.items()):
+    shown = [s for s in SBR_CNN_SERIES if f"cnn_{s}" in readings.columns]
+    for c, series in enumerate(shown):
+        text = SBR_CNN_SERIES[series]
         f = fractions[(fractions["series"] == series) & (fractions["region"] == "all")]
         label = f"{text}: MAE {float(f['mean_abs_error'].iat[0]):.2f}" if len(f) else text
         if threshold is not None and len(f):
@@ -962,8 +1130,9 @@ def sbr_cnn_figure(readings: pd.DataFrame, fractions: pd.DataFrame, *, subtitle:
         for k, (region, g) in enumerate(readings.groupby("region", sort=False)):
             ax.scatter(g["known"], g[f"cnn_{series}"], s=16, alpha=0.75, color=f"C{c}", marker=markers[region],
                        edgecolor="none", label=label if k == 0 else None)
-    lo = float(np.nanmin(readings[["known", "cnn_original", "cnn_prediction"]].to_numpy()))
-    hi = float(np.nanmax(readings[["known", "cnn_original", "cnn_prediction"]].to_numpy()))
+    cols = ["known", *(f"cnn_{s}" for s in shown)]
+    lo = float(np.nanmin(readings[cols].to_numpy()))
+    hi = float(np.nanmax(readings[cols].to_numpy()))
     pad = 0.05 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=0.8, ls="--", label="identity")
     for region, m in markers.items():
@@ -976,34 +1145,172 @@ def sbr_cnn_figure(readings: pd.DataFrame, fractions: pd.DataFrame, *, subtitle:
     return fig
 
 
+def s0_agreement(experiment: str, candidate_ras: np.ndarray, original_ras: np.ndarray, table: pd.DataFrame, *,
+                 series: str, seg_cfg: Mapping, convention: str, notes: list
+                 ) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[dict]]:
+    """ASP, Dice and slice SBR of one series of slices (the prediction, or the damaged input as
+    the baseline) against the originals; each row carries ``series``.  A slice that cannot be
+    segmented is noted and left out."""
+    asp_parts, dice_parts, sbr_rows = [], [], []
+    for i, row in table.iterrows():
+        subject = str(row["subject"])
+        case = f"{row.get('desc', '')}#{row['pred_row']}"
+        kw = dict(fraction=float(seg_cfg["threshold_fraction"]), min_size_px=int(seg_cfg["min_size_px"]),
+                  dilate_px=0, experiment=experiment, subject=subject)
+        res = _attempt(notes, "S0", f"ASP/Dice {experiment} {series} subject {subject} case {case}",
+                       M.basal_ganglia_agreement, candidate_ras[i], original_ras[i], convention=convention,
+                       case=case, **kw)
+        if res is None:
+            continue
+        asp_parts.append(res[0].assign(series=series))
+        dice_parts.append(res[1].assign(series=series))
+        seg_o = M.segment_basal_ganglia(original_ras[i], **kw)
+        ratios = _attempt(notes, "S0", f"SBR {experiment} {series} subject {subject} case {case}",
+                          _pair_ratios, candidate_ras[i], original_ras[i], seg_o, experiment=experiment,
+                          subject=subject)
+        if ratios is None:
+            continue
+        for side in M.SIDES:
+            sbr_rows.append({"experiment": experiment, "series": series, "subject": subject, "case": case,
+                             "side": side, "sbr_original": ratios[1][side], "sbr_prediction": ratios[0][side],
+                             "error": ratios[0][side] - ratios[1][side],
+                             "abs_error": abs(ratios[0][side] - ratios[1][side])})
+    return asp_parts, dice_parts, sbr_rows
+
+
+def _series_first(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = list(frame.columns)
+    if "series" in cols:
+        cols.remove("series")
+        cols.insert(cols.index("experiment") + 1 if "experiment" in cols else 0, "series")
+    return frame[cols]
+
+
+def _per_series(notes: list, what: str, fn: Callable, data: pd.DataFrame, *args, **kwargs) -> pd.DataFrame | None:
+    """``fn`` applied to each series of ``data`` (``_attempt``), the results stacked with ``series``."""
+    parts = []
+    for series, sub in data.groupby("series", sort=False):
+        res = _attempt(notes, "S0", f"{what} ({series})", fn, sub, *args, **kwargs)
+        if res is not None:
+            parts.append(_series_first(res.assign(series=series)))
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def bland_altman_series_figure(sbr: pd.DataFrame, *, subtitle: str, title: str, experiment: str,
+                               loa_z: float):
+    """Bland-Altman panels side by side, one per series (prediction, damaged input baseline), on a
+    shared difference axis, so the model's agreement is read against the baseline's."""
+    series = [s for s in S0_SERIES if (sbr["series"] == s).any()]
+    fig = P._figure(5.0 * len(series), 4.2)
+    axes = np.atleast_1d(fig.subplots(1, len(series), sharey=True))
+    for ax, s in zip(axes, series, strict=True):
+        sub = sbr[sbr["series"] == s]
+        m, r = sub["sbr_prediction"].to_numpy(float), sub["sbr_original"].to_numpy(float)
+        rec = S.bland_altman(m, r, experiment=experiment, label=S0_SERIES[s], loa_z=loa_z)
+        d = rec.details
+        ax.scatter((m + r) / 2, m - r, s=14, alpha=0.7, edgecolor="none", color="C0" if s == "prediction" else "C1")
+        for yv, style, text in ((d["bias"], "-", f"bias {d['bias']:.3f}"),
+                                (d["loa_low"], "--", f"-{loa_z:g} SD {d['loa_low']:.3f}"),
+                                (d["loa_high"], "--", f"+{loa_z:g} SD {d['loa_high']:.3f}")):
+            ax.axhline(yv, color="C3", ls=style, lw=1)
+            ax.text(0.99, yv, f"{text} ", transform=ax.get_yaxis_transform(), va="bottom", ha="right",
+                    fontsize=7, color="C3")
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.set_xlabel(f"mean of {'predicted' if s == 'prediction' else 'input'} and original SBR")
+        ax.set_title(f"{S0_SERIES[s]} vs original (n = {rec.n})", fontsize=9)
+    axes[0].set_ylabel("slice SBR minus original SBR")
+    P._stamp(fig, title, subtitle)
+    return fig
+
+
+def s0_published_summary(experiment: str, *, asp: pd.DataFrame, dice: pd.DataFrame,
+                         cnn_frac: pd.DataFrame | None, scale_label: str, asp_limit_px: float = 3.0
+                         ) -> pd.DataFrame:
+    """S0's headline numbers beside the published ones (:data:`spectsynth.published.S0`).
+
+    One row per quantity and series (``prediction``, the ``input`` baseline and, for the
+    regression CNN, the ``original`` yardstick): Dice left/right (mean ± sd), ASP (mean
+    |difference| over the measures and sides, and the fraction of slice sides whose every
+    measure is under ``asp_limit_px``) and the fraction of CNN readings with |error| < 0.75,
+    with ``published`` (as printed), ``published_value`` and the run's ``scale``.
+    """
+    from .published import published
+
+    ref = published("S0")["values"]
+    rows = []
+
+    def add(key: str, series: str, ours: float, text: str, n: int, quantity: str | None = None):
+        pub = ref[key]
+        rows.append({"experiment": experiment, "quantity": quantity or pub["quantity"], "series": series,
+                     "n": int(n), "ours": float(ours), "ours_text": text, "published": pub["published"],
+                     "published_value": float(pub["value"]), "relation": pub["relation"], "unit": pub["unit"],
+                     "scale": scale_label})
+
+    for series in S0_SERIES:
+        d = dice[dice["series"] == series]
+        for side in ("L", "R"):
+            v = d.loc[d["side"] == side, "dice"].to_numpy(float)
+            if v.size:
+                sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
+                add(f"dice_{side}", series, float(v.mean()),
+                    f"{100 * v.mean():.0f} ± {100 * sd:.0f} % ({100 * v.min():.0f}-{100 * v.max():.0f} %)", v.size)
+        a = asp[asp["series"] == series]
+        if len(a):
+            add("asp", series, float(a["abs_difference"].mean()), f"{a['abs_difference'].mean():.2f} px", len(a),
+                quantity="Anatomy Shape Precision, mean |prediction - original| over measures and sides")
+            worst = a.groupby(["case", "side"])["abs_difference"].max()
+            frac = float((worst < asp_limit_px).mean())
+            add("asp", series, frac, f"{100 * frac:.0f} % of slice sides", len(worst),
+                quantity=f"Anatomy Shape Precision, fraction of slice sides with every measure < {asp_limit_px:g} px")
+    if cnn_frac is not None:
+        for series in SBR_CNN_SERIES:
+            f = cnn_frac[(cnn_frac["series"] == series) & (cnn_frac["region"] == "all")
+                         & np.isclose(cnn_frac["threshold"], 0.75)]
+            if len(f):
+                v = float(f["fraction"].iat[0])
+                add("sbr_fraction_075", series, v, f"{100 * v:.0f} %", int(f["n"].iat[0]))
+    return pd.DataFrame(rows, columns=["experiment", "quantity", "series", "n", "ours", "ours_text", "published",
+                                       "published_value", "relation", "unit", "scale"])
+
+
 def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: Mapping[str, str], *,
                 cfg: Mapping, scale_label: str, regressor: str | Path | None = None,
                 device: str = "auto") -> dict[str, pd.DataFrame]:
     """S0's evaluation of one (conditional) VAE experiment: prediction vs undegraded original.
 
-    Per test slice: basal ganglia segmented in prediction and original with the same settings
-    (``cfg['bg_segmentation']``, no anatomical search mask: the whole hemisphere), Anatomy
-    Shape Precision (AP, LAT, DLT, DRT, centre of mass, px, on the displayed image) and Dice
-    per side; slice binding ratios of both (:func:`slice_binding_ratios`, both measured in
-    the original's segmentation) with their error, the fraction of cases under each
-    ``cfg['sbr_error_thresholds']`` and a Bland-Altman analysis.
+    Every measure is taken twice, in the same tables (column ``series``): for the model's
+    prediction and for the baseline, the damaged input itself taken as the "prediction"
+    (:data:`S0_SERIES`), so a number is always read against what the model started from.
+
+    Per test slice: basal ganglia segmented in prediction (or input) and original with the
+    same settings (``cfg['bg_segmentation']``, no anatomical search mask: the whole
+    hemisphere), Anatomy Shape Precision (AP, LAT, DLT, DRT, centre of mass, px, on the
+    displayed image) and Dice per side; slice binding ratios of both
+    (:func:`slice_binding_ratios`, both measured in the original's segmentation) with their
+    error, the fraction of cases under each ``cfg['sbr_error_thresholds']`` and a
+    Bland-Altman analysis.
 
     With ``regressor`` (the ``best.pt`` of :func:`spectsynth.sbr_regressor.train_sbr_regressor`)
-    also S0's own binding-ratio match: the regression CNN reads the SBR of every prediction and
-    every original slice (:func:`sbr_cnn_readings`; known SBR from the dataset index), and the
-    fraction of cases under each threshold is reported for the prediction and, as the
-    yardstick, for the CNN on the originals.  These are checked and computed first, so a
-    missing SBR column or a slice size the CNN was not trained on stops the evaluation before
-    any file is written.  ``device`` runs the CNN (``auto``: CUDA when present).
+    also S0's own binding-ratio match: the regression CNN reads the SBR of every prediction,
+    every damaged input and every original slice (:func:`sbr_cnn_readings`; known SBR from the
+    dataset index), and the fraction of cases under each threshold is reported for the
+    prediction, the baseline and, as the yardstick, for the CNN on the originals.  These are
+    checked and computed first, so a missing SBR column or a slice size the CNN was not
+    trained on stops the evaluation before any file is written.  ``device`` runs the CNN
+    (``auto``: CUDA when present).
 
     ``out``: ``asp``, ``asp_summary``, ``dice``, ``dice_summary``, ``sbr``, ``sbr_error``,
-    ``bland_altman``, ``bland_altman_plot``, ``examples``, ``not_computed``; with
-    ``regressor`` also ``sbr_cnn``, ``sbr_cnn_error`` (tables) and ``sbr_cnn_plot`` (figure).
+    ``bland_altman``, ``bland_altman_plot``, ``examples``, ``not_computed`` and, when given,
+    ``summary`` (:func:`s0_published_summary`, ours beside the paper's); with ``regressor``
+    also ``sbr_cnn``, ``sbr_cnn_error`` (tables) and ``sbr_cnn_plot`` (figure).
     """
     notes: list[dict] = []
     seg_cfg = cfg["bg_segmentation"]
     conv = cfg["display_convention"]
     arrays, table = _load_paired(experiment, files)
+    if "input" not in arrays:
+        raise EvaluationError(f"{files['h5']} holds no input slices, so the damaged-input baseline cannot be "
+                              "computed", experiment=experiment, hint="Rerun predict_experiment")
     cnn = cnn_frac = None
     if regressor is not None:
         missing = [k for k in ("sbr_cnn", "sbr_cnn_error", "sbr_cnn_plot") if k not in out]
@@ -1013,68 +1320,62 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
         cnn = sbr_cnn_readings(experiment, arrays, table, regressor, batch_size=int(cfg.get("batch_size", 64)),
                                device=device)
         cnn_frac = sbr_cnn_error_fractions(cnn, thresholds=cfg["sbr_error_thresholds"], experiment=experiment)
-    pred = shard_to_ras(np.asarray(arrays["prediction"], dtype=np.float64)[:, 0])
     orig = shard_to_ras(np.asarray(arrays["target"], dtype=np.float64)[:, 0])
     asp_parts, dice_parts, sbr_rows = [], [], []
-    for i, row in table.iterrows():
-        subject = str(row["subject"])
-        case = f"{row.get('desc', '')}#{row['pred_row']}"
-        kw = dict(fraction=float(seg_cfg["threshold_fraction"]), min_size_px=int(seg_cfg["min_size_px"]),
-                  dilate_px=0, experiment=experiment, subject=subject)
-        res = _attempt(notes, "S0", f"ASP/Dice {experiment} subject {subject} case {case}",
-                       M.basal_ganglia_agreement, pred[i], orig[i], convention=conv, case=case, **kw)
-        if res is None:
-            continue
-        asp_parts.append(res[0])
-        dice_parts.append(res[1])
-        seg_o = M.segment_basal_ganglia(orig[i], **kw)
-        ratios = _attempt(notes, "S0", f"SBR {experiment} subject {subject} case {case}",
-                          _pair_ratios, pred[i], orig[i], seg_o, experiment=experiment, subject=subject)
-        if ratios is None:
-            continue
-        for side in M.SIDES:
-            sbr_rows.append({"experiment": experiment, "subject": subject, "case": case, "side": side,
-                             "sbr_original": ratios[1][side], "sbr_prediction": ratios[0][side],
-                             "error": ratios[0][side] - ratios[1][side],
-                             "abs_error": abs(ratios[0][side] - ratios[1][side])})
-    if not asp_parts:
-        raise EvaluationError("no test slice could be segmented (see the log)", experiment=experiment,
-                              hint="Check the predictions and evaluate.bg_segmentation")
-    asp = pd.concat(asp_parts, ignore_index=True)
-    dice = pd.concat(dice_parts, ignore_index=True)
-    sbr = pd.DataFrame(sbr_rows, columns=["experiment", "subject", "case", "side", "sbr_original",
+    for series, key in (("prediction", "prediction"), ("input", "input")):
+        cand = shard_to_ras(np.asarray(arrays[key], dtype=np.float64)[:, 0])
+        a, d, s = s0_agreement(experiment, cand, orig, table, series=series, seg_cfg=seg_cfg, convention=conv,
+                               notes=notes)
+        if series == "prediction" and not a:
+            raise EvaluationError("no predicted test slice could be segmented (see the log)", experiment=experiment,
+                                  hint="Check the predictions and evaluate.bg_segmentation")
+        asp_parts += a
+        dice_parts += d
+        sbr_rows += s
+    asp = _series_first(pd.concat(asp_parts, ignore_index=True))
+    dice = _series_first(pd.concat(dice_parts, ignore_index=True))
+    sbr = pd.DataFrame(sbr_rows, columns=["experiment", "series", "subject", "case", "side", "sbr_original",
                                           "sbr_prediction", "error", "abs_error"])
     write_table(asp, out["asp"], what="S0 anatomy shape precision")
     write_table(dice, out["dice"], what="S0 Dice")
     write_table(sbr, out["sbr"], what="S0 slice binding ratios")
-    empty = pd.DataFrame(columns=["experiment", "value", "n", "mean", "sd", "min", "max", "mean_sd"])
-    asp_sum = _attempt(notes, "S0", "ASP summary", S.summary_table, asp, ["abs_difference", "difference"],
-                       by=["side", "measure"], experiment=experiment)
+    empty = pd.DataFrame(columns=["experiment", "series", "value", "n", "mean", "sd", "min", "max", "mean_sd"])
+    asp_sum = _per_series(notes, "ASP summary", S.summary_table, asp, ["abs_difference", "difference"],
+                          by=["side", "measure"], experiment=experiment)
     write_table(asp_sum if asp_sum is not None else empty, out["asp_summary"], what="S0 ASP summary")
-    dice_sum = _attempt(notes, "S0", "Dice summary", S.summary_table, dice, ["dice"], by=["side"],
-                        experiment=experiment)
+    dice_sum = _per_series(notes, "Dice summary", S.summary_table, dice, ["dice"], by=["side"],
+                           experiment=experiment)
     write_table(dice_sum if dice_sum is not None else empty, out["dice_summary"], what="S0 Dice summary")
-    frac = _attempt(notes, "S0", "SBR error fractions", M.sbr_error_fractions, sbr["sbr_prediction"],
-                    sbr["sbr_original"], thresholds=tuple(cfg["sbr_error_thresholds"]),
-                    experiment=experiment) if len(sbr) else None
-    write_table(frac if frac is not None else pd.DataFrame(columns=["experiment", "threshold"]),
+
+    def fractions(sub: pd.DataFrame) -> pd.DataFrame:
+        return M.sbr_error_fractions(sub["sbr_prediction"], sub["sbr_original"],
+                                     thresholds=tuple(cfg["sbr_error_thresholds"]), experiment=experiment)
+
+    frac = _per_series(notes, "SBR error fractions", fractions, sbr) if len(sbr) else None
+    write_table(frac if frac is not None else pd.DataFrame(columns=["experiment", "series", "threshold"]),
                 out["sbr_error"], what="S0 SBR error fractions")
     label = figure_label(scale_label, int(table["subject"].nunique()), [spec])
-    title = f"S0 {experiment}: slice binding ratio, prediction vs original"
-    ba = _attempt(notes, "S0", "Bland-Altman", S.bland_altman, sbr["sbr_prediction"], sbr["sbr_original"],
-                  experiment=experiment, label="predicted vs original slice SBR",
-                  loa_z=float(cfg["loa_z"])) if len(sbr) else None
-    if ba is not None:
-        write_table(S.records_frame([ba]), out["bland_altman"], what="S0 Bland-Altman")
-        fig = P.bland_altman_plot(sbr["sbr_prediction"], sbr["sbr_original"], subtitle=label, title=title,
-                                  experiment=experiment, label="predicted vs original slice SBR",
-                                  xlabel="mean of predicted and original SBR",
-                                  ylabel="predicted - original SBR", loa_z=float(cfg["loa_z"]))
+    title = f"S0 {experiment}: slice binding ratio vs original, model and damaged-input baseline"
+    recs, rec_series = [], []
+    for series, sub in sbr.groupby("series", sort=False):
+        rec = _attempt(notes, "S0", f"Bland-Altman ({series})", S.bland_altman, sub["sbr_prediction"],
+                       sub["sbr_original"], experiment=experiment,
+                       label=f"{S0_SERIES[series]} vs original slice SBR", loa_z=float(cfg["loa_z"]))
+        if rec is not None:
+            recs.append(rec)
+            rec_series.append(series)
+    if recs:
+        ba = S.records_frame(recs)
+        ba.insert(1, "series", rec_series)
+        write_table(ba, out["bland_altman"], what="S0 Bland-Altman")
+        fig = bland_altman_series_figure(sbr[sbr["series"].isin(rec_series)], subtitle=label, title=title,
+                                         experiment=experiment, loa_z=float(cfg["loa_z"]))
     else:
-        write_table(pd.DataFrame(columns=["experiment", "label"]), out["bland_altman"],
+        write_table(pd.DataFrame(columns=["experiment", "series", "label"]), out["bland_altman"],
                     what="S0 Bland-Altman")
         fig = _message_figure("Bland-Altman analysis not computed (see not_computed.tsv).", label, title)
     P.save_figure(fig, out["bland_altman_plot"], dpi=int(cfg["figure_dpi"]))
+    pred = shard_to_ras(np.asarray(arrays["prediction"], dtype=np.float64)[:, 0])
     panels = []
     for i in range(min(3, len(table))):
         inp = shard_to_ras(np.asarray(arrays["input"], dtype=np.float64)[i, 0])
@@ -1095,5 +1396,9 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
                              title=f"S0 {experiment}: SBR read by the regression CNN vs known SBR")
         P.save_figure(fig, out["sbr_cnn_plot"], dpi=int(cfg["figure_dpi"]))
         result.update(sbr_cnn=cnn, sbr_cnn_error=cnn_frac)
+    summary = s0_published_summary(experiment, asp=asp, dice=dice, cnn_frac=cnn_frac, scale_label=scale_label)
+    if "summary" in out:
+        write_table(summary, out["summary"], what="S0 summary beside the published values")
+    result["summary"] = summary
     write_table(_notes_frame(notes), out["not_computed"], what="S0 statistics not computed")
     return result

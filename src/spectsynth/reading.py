@@ -40,8 +40,13 @@ SCALE_TEXT = {
     2: "2 = partly similar; major regions differ in contrast or shape",
     1: "1 = no useful similarity to the reference PET",
 }
-#: S3's published mean similarity scores of the pix2pix images (open, blind reading).
-PUBLISHED_S3 = {("open", "prediction"): 4.2, ("blind", "prediction"): 3.5}
+
+
+def _published_scores() -> dict[tuple[str, str], float]:
+    """S3's published mean similarity scores of the pix2pix images, by (reading, source)."""
+    from .published import published
+
+    return {(reading, "prediction"): float(v) for reading, v in published("S3")["reading"].items()}
 
 
 def scale_text(scale: int) -> str:
@@ -200,7 +205,8 @@ def score_reading(sheets: Sequence[str | Path], key: str | Path) -> dict[str, pd
     summary["sd"] = summary["sd"].fillna(0.0)
     summary["n_readers"] = [merged[(merged["reading"] == r) & (merged["source"] == s)]["reader"].nunique()
                             for r, s in zip(summary["reading"], summary["source"], strict=True)]
-    summary["published_mean"] = [PUBLISHED_S3.get((r, s), np.nan) for r, s in
+    pub = _published_scores()
+    summary["published_mean"] = [pub.get((r, s), np.nan) for r, s in
                                  zip(summary["reading"], summary["source"], strict=True)]
     summary["published_mean"] = summary["published_mean"].astype(object).where(summary["published_mean"].notna(), "")
 
@@ -255,4 +261,4 @@ def write_scores(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dic
             for name, table in tables.items()}
 
 
-__all__ = ["PUBLISHED_S3", "scale_text", "score_reading", "similarity_packet", "write_scores"]
+__all__ = ["scale_text", "score_reading", "similarity_packet", "write_scores"]

@@ -494,3 +494,51 @@ def table4(data: pd.DataFrame, *, metrics: Sequence[str] = ("rmse", "ssim", "psn
                               experiment=experiment,
                               hint="Run every experiment of the grid before building the table")
     return wide
+
+
+# ------------------------------------------------------------------ power of an ANOVA
+def anova_sensitivity(groups: Mapping[str, Sequence[float]], *, experiment: str, label: str,
+                      alpha: float = 0.05, power: float = 0.8, reference_f: float = 0.25) -> dict[str, float]:
+    """How large an effect a one-way ANOVA of these groups could detect.
+
+    ``effect_f``: the observed Cohen's f, sqrt(SS_between / SS_within); ``min_detectable_f``:
+    the smallest Cohen's f the test finds with probability ``power`` at ``alpha``, given its
+    total n and number of groups (:class:`statsmodels.stats.power.FTestAnovaPower`, which
+    assumes equal group sizes: with unequal groups it is a best case); ``power_at_reference_f``:
+    the power to detect ``reference_f`` (Cohen's "medium" effect 0.25 by default).  A
+    non-significant ANOVA with a large ``min_detectable_f`` says "too few images to tell",
+    not "no difference".
+    """
+    from statsmodels.stats.power import FTestAnovaPower
+
+    alpha = _check_alpha(alpha, experiment)
+    if not 0 < power < 1:
+        raise EvaluationError(f"power must be in (0, 1), got {power}", experiment=experiment)
+    g = _groups(groups, experiment)
+    k = len(g)
+    n = sum(v.size for v in g.values())
+    if k < 2 or n <= k:
+        raise EvaluationError(f"{label}: {n} values in {k} groups; the ANOVA's power needs two groups and more "
+                              "values than groups", experiment=experiment)
+    grand = np.concatenate(list(g.values())).mean()
+    between = sum(v.size * (v.mean() - grand) ** 2 for v in g.values())
+    within = sum(float(((v - v.mean()) ** 2).sum()) for v in g.values())
+    if within == 0:
+        raise EvaluationError(f"{label}: no within-group variance; Cohen's f is undefined", experiment=experiment)
+    from scipy.optimize import brentq
+
+    analysis = FTestAnovaPower()
+
+    def short(f: float) -> float:
+        return float(analysis.power(effect_size=f, nobs=n, alpha=alpha, k_groups=k)) - power
+
+    # solved here rather than with solve_power, whose search stops at f = 1 (small n needs more);
+    # the bracket grows by doubling (the noncentral F turns NaN far beyond the root)
+    hi = next((f for f in 2.0 ** np.arange(-1, 7) if np.isfinite(short(f)) and short(f) > 0), None)
+    if hi is None:
+        raise EvaluationError(f"{label}: even Cohen's f = 64 is detected with power below {power:g} at n={n}, "
+                              f"k={k}", experiment=experiment, hint="Too few images for this ANOVA to have power")
+    f_min = float(brentq(short, 1e-6, hi, xtol=1e-7))
+    p_ref = float(analysis.power(effect_size=reference_f, nobs=n, alpha=alpha, k_groups=k))
+    return {"effect_f": float(np.sqrt(between / within)), "min_detectable_f": f_min, "power_target": float(power),
+            "reference_f": float(reference_f), "power_at_reference_f": p_ref}

@@ -8,7 +8,10 @@
     checkpoints/epoch-XXXX.pt      the last ``keep_checkpoints`` epoch checkpoints
     checkpoints/best.pt            weights of the best validation epoch (kept across reruns)
     best.pt                        copy of checkpoints/best.pt (the rule's declared output)
-    selection.json                 metric, direction, chosen epoch and score, all scores
+    best-<criterion>.pt            FastGAN: the best epoch under each selection criterion
+                                   (spectsynth.selection.GAN_CRITERIA); best.pt is the configured one
+    selection.json                 metric, direction, chosen epoch and score, all scores (and
+                                   per criterion for FastGAN)
     history.csv                    one row per epoch: losses, lr, score, time, data-wait share
                                    (pix2pix: each loss term's share of the generator loss)
     tensorboard/                   the same scalars for TensorBoard
@@ -60,7 +63,15 @@ from .errors import ConfigError, SpectsynthError
 from .io import atomic_output, write_text
 from .models import build_model, expand_experiments, init_weights
 from .models.fastgan import crop_in_pixels, random_crop, sample_latent
-from .selection import DIRECTION, condition_label, gan_score, is_better, paired_scores, train_feature_net
+from .selection import (
+    DIRECTION,
+    GAN_CRITERIA,
+    condition_label,
+    gan_score,
+    is_better,
+    paired_scores,
+    train_feature_net,
+)
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +272,11 @@ class Recipe:
 
     def validate(self, val_ds) -> dict[str, float]:
         raise NotImplementedError
+
+    def criteria(self) -> tuple[str, ...]:
+        """Selection criteria whose best checkpoint is kept besides ``best.pt`` (validate returns
+        ``score_<criterion>`` for each); none for the paired families."""
+        return ()
 
 
 class PairedRecipe(Recipe):
@@ -467,7 +483,11 @@ class FastGANRecipe(Recipe):
         return gan_score(self.ema, self.real_val, self.cond_vectors, self.feature_net,
                          n_samples=int(self.spec["gan_eval_samples"]), latent_dim=int(self.spec["latent_dim"]),
                          seed=int(self.spec["seed"]) + 7, feature_weight=float(self.spec["gan_feature_weight"]),
-                         device=self.setup.device, amp_dtype=self.setup.amp_dtype)
+                         criterion=str(self.spec["selection_criterion"]), device=self.setup.device,
+                         amp_dtype=self.setup.amp_dtype)
+
+    def criteria(self) -> tuple[str, ...]:
+        return GAN_CRITERIA
 
     def inference_nets(self) -> dict[str, dict]:
         return {"G": self.ema.state_dict()}
@@ -636,7 +656,7 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
     scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lr_factor) for k, o in recipe.optim.items()}
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best": {},
-             "accum": {}, "data_wait": 0.0}
+             "best_by": {}, "accum": {}, "data_wait": 0.0}
     resumed = _maybe_resume(ckpt_dir, name, family, chash, tcfg["on_config_change"], nets, recipe, scheds,
                             state)
     if not resumed:
@@ -699,8 +719,16 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
                 row.update({f"val_{k}": x for k, x in v.items() if k != "score" and "_" not in k})
                 if is_better(metric, v["score"], state["best"].get("score")):
                     state["best"] = {"epoch": epoch + 1, "score": float(v["score"])}
-                    _atomic_torch_save(_best(name, family, chash, spec, recipe, epoch + 1, v["score"], metric),
-                                       ckpt_dir / "best.pt")
+                    _atomic_torch_save(_best(name, family, chash, spec, recipe, epoch + 1, v["score"], metric,
+                                             spec.get("selection_criterion")), ckpt_dir / "best.pt")
+                # the best epoch under every criterion is kept, so the finding can be checked under each
+                for crit in recipe.criteria():
+                    val = float(v[f"score_{crit}"])
+                    row[f"val_score_{crit}"] = val
+                    if is_better(metric, val, state["best_by"].get(crit, {}).get("score")):
+                        state["best_by"][crit] = {"epoch": epoch + 1, "score": val}
+                        _atomic_torch_save(_best(name, family, chash, spec, recipe, epoch + 1, val, metric, crit),
+                                           ckpt_dir / f"best-{crit}.pt")
             state["history"].append(row)
             state.update(epoch=epoch + 1, step_in_epoch=0, accum={}, data_wait=0.0)
             _log_epoch(writer, row)
@@ -765,16 +793,17 @@ def _checkpoint(name: str, family: str, chash: str, nets: nn.ModuleDict, recipe:
             "sched": {k: s.state_dict() for k, s in scheds.items()},
             "scaler": recipe.scaler.state_dict(), "extra": recipe.extra_state(), "rng": _rng_state(),
             "history": list(state["history"]), "best": dict(state["best"]),
+            "best_by": {k: dict(v) for k, v in state.get("best_by", {}).items()},
             "accum": {k: float(v) for k, v in state["accum"].items()},
             "data_wait": float(state["data_wait"]), "torch_version": str(torch.__version__)}
 
 
 def _best(name: str, family: str, chash: str, spec: Mapping, recipe: Recipe, epoch: int, score: float,
-          metric: str) -> dict:
+          metric: str, criterion: str | None = None) -> dict:
     return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "kind": "best",
             "experiment": name, "family": family, "config_hash": chash, "epoch": int(epoch),
-            "score": float(score), "metric": metric, "spec": json.dumps(spec, sort_keys=True),
-            "nets": recipe.inference_nets()}
+            "score": float(score), "metric": metric, "criterion": str(criterion or metric),
+            "spec": json.dumps(spec, sort_keys=True), "nets": recipe.inference_nets()}
 
 
 def _maybe_resume(ckpt_dir: Path, name: str, family: str, chash: str, on_change: str, nets: nn.ModuleDict,
@@ -818,7 +847,7 @@ def _maybe_resume(ckpt_dir: Path, name: str, family: str, chash: str, on_change:
     _set_rng_state(ck["rng"])
     state.update(epoch=int(ck["epoch"]), step_in_epoch=int(ck["step_in_epoch"]),
                  global_step=int(ck["global_step"]), history=list(ck["history"]), best=dict(ck["best"]),
-                 accum=dict(ck["accum"]), data_wait=float(ck.get("data_wait", 0.0)))
+                 best_by={k: dict(v) for k, v in (ck.get("best_by") or {}).items()}, accum=dict(ck["accum"]), data_wait=float(ck.get("data_wait", 0.0)))
     log.info("experiment %s: resuming from %s (epoch %d, step %d of the epoch)", name, last, state["epoch"],
              state["step_in_epoch"])
     return True
@@ -841,8 +870,21 @@ def _finish(spec: Mapping, out_dir: Path, ckpt_dir: Path, state: Mapping, chash:
     if not best_src.exists():
         raise TrainingError(f"experiment {name}: no validation score was finite, so no best checkpoint "
                             "exists; check the history.csv losses (NaN?) and lower lr")
-    with atomic_output(out_dir / "best.pt") as tmp:
-        shutil.copyfile(best_src, tmp)
+    copies = {"best.pt": best_src}
+    by_criterion = {}
+    for crit, best_c in sorted(state.get("best_by", {}).items()):
+        src = ckpt_dir / f"best-{crit}.pt"
+        if not src.exists():
+            raise TrainingError(f"experiment {name}: {src} is missing although criterion {crit} scored epoch "
+                                f"{best_c.get('epoch')}; delete {ckpt_dir} to train afresh")
+        copies[f"best-{crit}.pt"] = src
+        by_criterion[crit] = {"best_epoch": best_c.get("epoch"), "best_score": best_c.get("score"),
+                              "checkpoint": f"best-{crit}.pt", "definition": _CRITERION_TEXT.get(crit, crit),
+                              "scores": [{"epoch": r["epoch"], "score": r[f"val_score_{crit}"]}
+                                         for r in state["history"] if f"val_score_{crit}" in r]}
+    for dst, src in copies.items():
+        with atomic_output(out_dir / dst) as tmp:
+            shutil.copyfile(src, tmp)
     rows = state["history"]
     _write_history(rows, out_dir / "history.csv")
     best = dict(state["best"])
@@ -853,6 +895,10 @@ def _finish(spec: Mapping, out_dir: Path, ckpt_dir: Path, state: Mapping, chash:
         "scores": [{"epoch": r["epoch"], "score": r["val_score"]} for r in rows if "val_score" in r],
         "definition": _METRIC_TEXT[metric],
     }
+    if by_criterion:
+        selection["criterion"] = spec.get("selection_criterion")
+        selection["definition"] = _CRITERION_TEXT[spec["selection_criterion"]]
+        selection["by_criterion"] = by_criterion
     from .io import write_json
     write_json(selection, out_dir / "selection.json")
     _write_yaml({**spec, "config_hash": chash}, out_dir / "config.resolved.yaml")
@@ -868,8 +914,15 @@ def _finish(spec: Mapping, out_dir: Path, ckpt_dir: Path, state: Mapping, chash:
 _METRIC_TEXT = {
     "ssim": "mean SSIM (Gaussian 11x11 window) of prediction vs target over the validation split; higher is better",
     "l1": "mean absolute error of prediction vs target over the validation split; lower is better",
-    "gan": "mean over conditions of S1 distances (standardised MC and LR differences, relative SD-map and "
-           "mean-map differences) + weight x Frechet feature distance / trace(real covariance); lower is better",
+    "gan": "FastGAN validation score of the configured selection_criterion (see by_criterion); lower is better",
+}
+_CRITERION_TEXT = {
+    "feature_distance": "Frechet distance of the feature network's features, real vs generated validation "
+                        "images, / trace(real covariance); independent of the quantities S1's ANOVA tests; "
+                        "lower is better",
+    "study_quantities": "mean over conditions of S1 distances (standardised MC and LR differences, relative "
+                        "SD-map and mean-map differences) + weight x Frechet feature distance / trace(real "
+                        "covariance); scores the quantities S1's ANOVA tests; lower is better",
 }
 
 

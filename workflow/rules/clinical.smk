@@ -2,8 +2,9 @@
 # s0_clinical: for every S0 experiment with model vae (trained on normal slices only), the
 # patients' deficit maps against their predicted pseudo-normal, regional deficits with flags,
 # and z-scores against a synthetic normal database drawn from the VAE next to those against
-# the real (simulated) normal cohort. reading_packet: for every S1 and S3 experiment, real and
-# generated slices shuffled into numbered PNGs with a scoring sheet; the key is written to a
+# the real (simulated) normal cohort; the mean normal of the training subjects is the baseline
+# predicted normal beside the model's (deficit_summary). reading_packet: for every S1 and S3
+# experiment, real and generated slices shuffled into numbered PNGs with a scoring sheet; the key is written to a
 # separate folder (reading/<experiment>/key), so the packet folder can be handed out as is.
 #
 # Needs from common.smk: OUT, SUBJECTS, dataset_shards; from train.smk: EXPERIMENTS; from
@@ -14,6 +15,7 @@ CLIN = {
     "deficit_maps": f"{EVAL}/s0/{{experiment}}/clinical/deficit_maps",
     "deficit_figure": f"{EVAL}/s0/{{experiment}}/clinical/deficit_maps.png",
     "regional_deficits": f"{EVAL}/s0/{{experiment}}/clinical/regional_deficits.tsv",
+    "deficit_summary": f"{EVAL}/s0/{{experiment}}/clinical/deficit_summary.tsv",
     "normal_database": f"{EVAL}/s0/{{experiment}}/clinical/normal_database.tsv",
     "zscores": f"{EVAL}/s0/{{experiment}}/clinical/zscores.tsv",
     "database_agreement": f"{EVAL}/s0/{{experiment}}/clinical/database_agreement.tsv",
@@ -101,6 +103,16 @@ rule s0_clinical:
             category="5. Results S0",
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "table": "regional deficits"},
+        ),
+        deficit_summary=report(
+            CLIN["deficit_summary"],
+            caption="../report/s0_clinical.rst",
+            category="5. Results S0",
+            subcategory="{experiment}",
+            labels={
+                "experiment": "{experiment}",
+                "table": "deficits: model vs mean-normal baseline",
+            },
         ),
         normal_database=CLIN["normal_database"],
         zscores=report(

@@ -38,6 +38,7 @@ EVAL_S0 = {
     "bland_altman": f"{EVAL}/s0/{{experiment}}/bland_altman.tsv",
     "bland_altman_plot": f"{EVAL}/s0/{{experiment}}/bland_altman.png",
     "examples": f"{EVAL}/s0/{{experiment}}/examples.png",
+    "summary": f"{EVAL}/s0/{{experiment}}/summary.tsv",
     "sbr_cnn": f"{EVAL}/s0/{{experiment}}/sbr_cnn.tsv",
     "sbr_cnn_error": f"{EVAL}/s0/{{experiment}}/sbr_cnn_error.tsv",
     "sbr_cnn_plot": f"{EVAL}/s0/{{experiment}}/sbr_cnn.png",
@@ -47,6 +48,7 @@ EVAL_S1 = {
     "images": f"{EVAL}/s1/image_measures.tsv",
     "anova": f"{EVAL}/s1/anova.tsv",
     "posthoc": f"{EVAL}/s1/posthoc.tsv",
+    "summary": f"{EVAL}/s1/summary.tsv",
     "average_sd": f"{EVAL}/s1/average_sd.tsv",
     "boxplot": f"{EVAL}/s1/boxplot_mc_lr.png",
     "maps_mean": f"{EVAL}/s1/maps_mean.png",
@@ -57,6 +59,18 @@ EVAL_S1 = {
 study_predictions = lambda study: {
     f"{e}_{ext}": f"{OUT}/predictions/{e}/predictions.{ext}"
     for e in study_experiments(EXPERIMENTS, study)
+    for ext in ("h5", "tsv")
+}
+# S1 under every selection criterion: the headline predictions (best.pt) for the configured
+# criterion, predict_criterion's (best-<criterion>.pt) for the others.
+s1_criterion_predictions = lambda: {
+    f"{e}__{c}_{ext}": (
+        f"{OUT}/predictions/{e}/predictions.{ext}"
+        if c == EXPERIMENTS[e]["selection_criterion"]
+        else f"{OUT}/predictions/{e}/criterion-{c}/predictions.{ext}"
+    )
+    for e in study_experiments(EXPERIMENTS, "S1")
+    for c in GAN_CRITERIA
     for ext in ("h5", "tsv")
 }
 study_specs = lambda study: {
@@ -262,6 +276,7 @@ rule evaluate_s3:
 rule evaluate_s1:
     input:
         unpack(lambda wc: study_predictions("S1")),
+        unpack(lambda wc: s1_criterion_predictions()),
         real_test=dataset_shards("s1")["test"],
         real_index=dataset_shards("s1")["index"],
     output:
@@ -285,6 +300,13 @@ rule evaluate_s1:
             category="6. Results S1",
             subcategory="Statistics",
             labels={"table": "post-hoc comparisons"},
+        ),
+        summary=report(
+            EVAL_S1["summary"],
+            caption="../report/evaluate_s1.rst",
+            category="6. Results S1",
+            subcategory="Tables",
+            labels={"table": "summary beside the published finding"},
         ),
         average_sd=report(
             EVAL_S1["average_sd"],
@@ -333,9 +355,15 @@ rule evaluate_s1:
         experiments=lambda wc: study_experiments(EXPERIMENTS, "S1"),
         specs=lambda wc: study_specs("S1"),
         epochs=lambda wc: study_epochs("S1"),
+        criteria=list(GAN_CRITERIA),
+        selection=lambda wc: ", ".join(
+            f"{e}: {EXPERIMENTS[e]['selection_criterion']}"
+            for e in study_experiments(EXPERIMENTS, "S1")
+        ),
         n_cohort=len(SUBJECTS),
         cfg=EVAL_CFG,
         scale_label=SCALE_LABEL,
+        seed=config["seed"],
     script:
         "../scripts/evaluate_s1.py"
 
@@ -414,6 +442,16 @@ rule evaluate_s0:
             category="5. Results S0",
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "figure": "example test slices"},
+        ),
+        summary=report(
+            EVAL_S0["summary"],
+            caption="../report/evaluate_s0.rst",
+            category="5. Results S0",
+            subcategory="{experiment}",
+            labels={
+                "experiment": "{experiment}",
+                "table": "summary beside the published values",
+            },
         ),
         sbr_cnn=report(
             EVAL_S0["sbr_cnn"],

@@ -3,6 +3,9 @@
 # slice; FastGAN experiments draw, per condition, as many samples as the real test split has.
 # Paired predictions are also stacked back into NIfTI volumes on each test subject's grid, in
 # physical units from the input's constants and a training-split calibration (never the target's).
+# predict_criterion: S1's generated images from the best checkpoint under a selection criterion
+# other than the configured one (best-<criterion>.pt), for the evaluation under both criteria;
+# the headline predictions (predictions/<experiment>/predictions.*) stay those of best.pt.
 #
 # Needs from common.smk: OUT; from datasets.smk: dataset_shards; from train.smk: EXPERIMENTS,
 # experiment_resource.
@@ -65,3 +68,17 @@ rule stack_predictions:
         runtime=30,
     script:
         "../scripts/infer_stack.py"
+
+
+use rule predict_experiment as predict_criterion with:
+    input:
+        best=f"{OUT}/experiments/{{experiment}}/best-{{criterion}}.pt",
+        test=lambda wc: dataset_shards(EXPERIMENTS[wc.experiment]["dataset"])["test"],
+        index=lambda wc: dataset_shards(EXPERIMENTS[wc.experiment]["dataset"])["index"],
+    output:
+        h5=f"{OUT}/predictions/{{experiment}}/criterion-{{criterion}}/predictions.h5",
+        tsv=f"{OUT}/predictions/{{experiment}}/criterion-{{criterion}}/predictions.tsv",
+    log:
+        f"{OUT}/logs/predict_criterion/{{experiment}}-{{criterion}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict_criterion/{{experiment}}-{{criterion}}.tsv"

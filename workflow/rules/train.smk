@@ -5,15 +5,23 @@
 # away the state a rerun after a kill resumes from. A rerun of train_model continues from
 # checkpoints/last.pt (use --rerun-incomplete, set in the profiles).
 #
+# FastGAN experiments (S1) run in train_fastgan, the same job with one more output: the best
+# checkpoint under each selection criterion (best-<criterion>.pt; best.pt is the configured
+# one), so S1's finding can be evaluated under both (infer.smk: predict_criterion).
+#
 # Needs from common.smk: OUT; from datasets.smk: dataset_shards.
 from spectsynth.models import expand_experiments
+from spectsynth.selection import GAN_CRITERIA
 
 if "EXPERIMENTS" not in globals():
     EXPERIMENTS = expand_experiments(config)
+GAN_EXPERIMENTS = [e for e, s in EXPERIMENTS.items() if s["model"] == "fastgan"]
+one_of = lambda names: "|".join(names) if names else "NOEXPERIMENT"
 
 
 wildcard_constraints:
-    experiment="|".join(EXPERIMENTS) if EXPERIMENTS else "NOEXPERIMENT",
+    experiment=one_of(list(EXPERIMENTS)),
+    criterion=one_of(list(GAN_CRITERIA)),
 
 
 rule train_model:
@@ -35,6 +43,8 @@ rule train_model:
         f"{OUT}/logs/train_model/{{experiment}}.log",
     benchmark:
         f"{OUT}/benchmarks/train_model/{{experiment}}.tsv"
+    wildcard_constraints:
+        experiment=one_of([e for e in EXPERIMENTS if e not in GAN_EXPERIMENTS]),
     conda:
         "../../envs/torch.yaml"
     threads: experiment_resource("threads")
@@ -48,3 +58,23 @@ rule train_model:
         out_dir=lambda wc, output: str(Path(output.best).parent),
     script:
         "../scripts/train_model.py"
+
+
+use rule train_model as train_fastgan with:
+    output:
+        best=f"{OUT}/experiments/{{experiment}}/best.pt",
+        selection=f"{OUT}/experiments/{{experiment}}/selection.json",
+        history=f"{OUT}/experiments/{{experiment}}/history.csv",
+        config=f"{OUT}/experiments/{{experiment}}/config.resolved.yaml",
+        curve=report(
+            f"{OUT}/experiments/{{experiment}}/loss_curve.png",
+            caption="../report/train_loss_curve.rst",
+            category="4. Training",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "loss curves"},
+        ),
+        by_criterion=[
+            f"{OUT}/experiments/{{experiment}}/best-{c}.pt" for c in GAN_CRITERIA
+        ],
+    wildcard_constraints:
+        experiment=one_of(GAN_EXPERIMENTS),

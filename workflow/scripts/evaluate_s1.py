@@ -1,4 +1,5 @@
-"""S1: MC/LR per image, ANOVA + post-hoc, box plots, mean/SD maps (spectsynth.evaluate)."""
+"""S1: MC/LR per image, ANOVA (with power) + post-hoc under every selection criterion, the
+real-vs-real reference, box plots, mean/SD maps (spectsynth.evaluate)."""
 
 from spectsynth.evaluate import evaluate_s1
 from spectsynth.logs import setup_logging
@@ -10,9 +11,15 @@ def main(smk):
     try:
         files = {e: {"h5": smk.input[f"{e}_h5"], "tsv": smk.input[f"{e}_tsv"]}
                  for e in smk.params.experiments}
+        configured = {smk.params.specs[e]["selection_criterion"] for e in smk.params.experiments}
+        headline = configured.pop() if len(configured) == 1 else None
+        other = {c: {e: {"h5": smk.input[f"{e}__{c}_h5"], "tsv": smk.input[f"{e}__{c}_tsv"]}
+                     for e in smk.params.experiments}
+                 for c in smk.params.criteria if c != headline}
         evaluate_s1(files, smk.params.specs, smk.input.real_test, smk.input.real_index,
                     dict(smk.output.items()), cfg=smk.params.cfg,
-                    scale_label=smk.params.scale_label)
+                    scale_label=smk.params.scale_label, other_predictions=other,
+                    headline_criterion=headline or "configured per experiment", seed=smk.params.seed)
         stamp_outputs(smk, "images")
     except Exception as exc:
         log.error("%s", exc)

@@ -5,8 +5,8 @@ from spectsynth.clinical import s0_clinical_outputs
 from spectsynth.logs import setup_logging
 from spectsynth.provenance import stamp_outputs
 
-OUTPUTS = ("deficit_maps", "deficit_figure", "regional_deficits", "normal_database", "zscores",
-           "database_agreement", "zscore_figure", "not_computed")
+OUTPUTS = ("deficit_maps", "deficit_figure", "regional_deficits", "deficit_summary", "normal_database",
+           "zscores", "database_agreement", "zscore_figure", "not_computed")
 
 
 def main(smk):

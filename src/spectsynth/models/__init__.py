@@ -62,7 +62,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
              "kl_warmup_epochs": 10, "vae_recon": "mse"},
     "fastgan": {"latent_dim": 256, "embed_dim": 64, "base_channels": 16, "max_channels": 512,
                 "ema_decay": 0.999, "recon_norm": "l1", "spectral_norm": True,
-                "gan_feature_weight": 1.0, "gan_eval_samples": 64, "gan_feature_steps": 300},
+                "gan_feature_weight": 1.0, "gan_eval_samples": 64, "gan_feature_steps": 300,
+                "selection_criterion": "feature_distance"},
     "pix2pix": {"ngf": 64, "ndf": 64, "n_layers": 3, "use_dropout": True, "lambda_adv": 1.0,
                 "lambda_l1": 100.0, "lambda_ssim": 0.0},
 }
@@ -251,6 +252,12 @@ def _check_spec(spec: dict) -> None:
     if spec["selection_metric"] not in metrics[spec["model"]]:
         raise _fail(name, f"selection_metric {spec['selection_metric']!r} does not fit model {spec['model']}",
                     f"Use one of {', '.join(metrics[spec['model']])}")
+    if spec["model"] == "fastgan":
+        from ..selection import GAN_CRITERIA
+
+        if spec["selection_criterion"] not in GAN_CRITERIA:
+            raise _fail(name, f"selection_criterion {spec['selection_criterion']!r} is unknown",
+                        f"Use one of {', '.join(GAN_CRITERIA)}")
     if spec["training"]["on_config_change"] not in ("restart", "error"):
         raise _fail(name, f"training.on_config_change is {spec['training']['on_config_change']!r}",
                     "Use restart or error")
