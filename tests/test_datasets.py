@@ -376,7 +376,8 @@ def _counts(design):
 
 
 def test_paper_configs_give_the_published_designs(repo):
-    from spectsynth.design import experiment_counts, plan
+    from spectsynth.design import experiment_counts
+    from spectsynth.planner import plan
 
     p = plan(_paper(repo, "s0"))
     assert len(p["subjects"]) == 45 and list(p["designs"]) == ["s0"]
@@ -418,7 +419,7 @@ def test_demo_and_tiny_designs_keep_their_proportions(repo):
     import yaml
 
     from spectsynth.config import deep_update, validate_config
-    from spectsynth.design import plan
+    from spectsynth.planner import plan
     cfg = validate_config(deep_update(yaml.safe_load((repo / "config/config.yaml").read_text()), {}),
                           repo / "config/schema.yaml")
     d = plan(cfg)["designs"]["s1"]
@@ -435,7 +436,8 @@ def test_builder_builds_exactly_what_plan_predicts(repo, tmp_path, study_cfg):
     import yaml
 
     from spectsynth.config import deep_update, validate_config
-    from spectsynth.design import count_table, plan
+    from spectsynth.design import count_table
+    from spectsynth.planner import plan
     cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
     if study_cfg:
         cfg = deep_update(cfg, yaml.safe_load((repo / "tests/configs/tiny.yaml").read_text()))
@@ -486,7 +488,7 @@ def test_plan_counts_a_bids_cohort_without_reading_images(repo, tmp_path):
     """A BIDS cohort's subject list comes from its folders; a design that needs more subjects
     than the cohort holds is refused before anything runs."""
     from spectsynth.config import validate_config
-    from spectsynth.design import plan
+    from spectsynth.planner import plan
     root = tmp_path / "bids"
     (root).mkdir()
     (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')

@@ -21,7 +21,7 @@ from spectsynth.preprocess.register import (
     to_sitk,
 )
 from spectsynth.preprocess.steps import register_modality, template_image
-from spectsynth.simulate import frames
+from spectsynth.simulate import frames, scan_qc
 from spectsynth.simulate.config import DEFAULTS, resolve
 from spectsynth.simulate.scan_qc import qc_summary, scan_error_table
 
@@ -160,7 +160,7 @@ def test_register_modality_recovers_the_scanner_pose(t1w_4mm, tmp_path):
     # the identity transform (no registration) is measured as the full pose error
     ident = tmp_path / "identity.tfm"
     sitk.WriteTransform(sitk.Euler3DTransform(), str(ident))
-    wrong = frames.registration_error(np.asarray(json.loads((tmp_path / "01.json").read_text())
+    wrong = scan_qc.registration_error(np.asarray(json.loads((tmp_path / "01.json").read_text())
                                                  ["SimulationTruth"]["pose"]["t1w_to_scanner"]),
                                       ident, tmp_path / "mask.nii.gz")
     assert wrong["mean_mm"] > 10.0

@@ -605,7 +605,8 @@ def test_rule_entry_point_takes_the_age_and_the_demo_cavity(anat, tmp_path):
     nib.save(nib.Nifti1Image(np.zeros(anat.shape, np.uint8), anat.affine), tmp_path / "none.nii.gz")
     assert load_resection(tmp_path / "none.nii.gz", anat) is None
     out = tmp_path / "out"
-    pet = {k: out / f"{k}.nii.gz" for k in ("fdg", "fdg_t1w", "cbf_pet", "cbf_spect")}
+    pet = {k: out / f"{k}.nii.gz" for k in ("fdg", "cbf_pet", "cbf_spect")}
+    pet |= {f"{k}_json": out / f"{k}.json" for k in ("fdg", "cbf_pet", "cbf_spect")}
     pet |= {"json": out / "pet.json", "truth": out / "pet.tsv"}
     run_pet(paths, pet, FIXED, anat.subject, age=66.0)
     table = pd.read_csv(pet["truth"], sep="\t")
@@ -614,7 +615,15 @@ def test_rule_entry_point_takes_the_age_and_the_demo_cavity(anat, tmp_path):
     fdg = table.iloc[0]
     assert fdg["focus_side"] == "R" and fdg["focus_lobe"] == "temporal" and bool(fdg["focus"])
     assert not table["focus"].iloc[1:].astype(bool).any()  # S3's CBF pair: no focus
-    img = np.asarray(nib.load(pet["fdg_t1w"]).dataobj, np.float32)
+    # the FDG scan lies in its own scanner frame: sample it at the T1w's voxels through its true pose
+    from scipy import ndimage
+
+    from spectsynth.simulate.frames import read_truth
+
+    pose = np.asarray(read_truth(pet["fdg_json"])["pose"]["t1w_to_scanner"], float)
+    scan = nib.load(pet["fdg"])
+    ijk = nib.affines.apply_affine(np.linalg.inv(scan.affine) @ pose, world.reshape(-1, 3))
+    img = ndimage.map_coordinates(np.asarray(scan.dataobj, np.float32), ijk.T, order=1).reshape(anat.shape)
     core = cavity & (np.linalg.norm((world - [38.0, 2.0, -27.0]) / [15.0, 24.0, 14.0], axis=-1) <= 0.4)
     assert img[core].mean() < 0.25 * img[anat.gm > 0.9].mean()
 

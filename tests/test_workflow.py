@@ -158,11 +158,18 @@ def test_tiny_end_to_end(tiny_run):
     db = pd.read_csv(clin / "normal_database.tsv", sep="\t")
     assert (db["source"] == "synthetic").sum() == 24 and (db["source"] == "real").sum() >= 3
     # blinded reading packets: numbered PNGs and a scoring sheet without the answer; the key elsewhere
-    for exp in ("s1_fastgan_A", "s3_pix2pix"):
-        packet = out / "reading" / exp / "packet"
+    packet = out / "reading" / "s1_fastgan_A" / "packet"
+    sheet = pd.read_csv(packet / "scoring_sheet.csv", dtype=str)
+    key = pd.read_csv(out / "reading" / "s1_fastgan_A" / "key" / "key.csv", dtype=str)
+    assert "source" not in sheet.columns and set(key["source"]) == {"real", "generated"}
+    assert sorted(p.name for p in packet.glob("*.png")) == sorted(sheet["file"])
+    # S3's similarity reading: prediction and SPECT beside the PET, an open and a blind packet
+    key = pd.read_csv(out / "reading" / "s3_pix2pix" / "key" / "key.csv", dtype=str)
+    assert set(key["source"]) == {"prediction", "spect"} and set(key["reading"]) == {"open", "blind"}
+    for reading in ("open", "blind"):
+        packet = out / "reading" / "s3_pix2pix" / "packet" / reading
         sheet = pd.read_csv(packet / "scoring_sheet.csv", dtype=str)
-        key = pd.read_csv(out / "reading" / exp / "key" / "key.csv", dtype=str)
-        assert "source" not in sheet.columns and set(key["source"]) == {"real", "generated"}
+        assert "source" not in sheet.columns and (packet / "scale.txt").exists()
         assert sorted(p.name for p in packet.glob("*.png")) == sorted(sheet["file"])
     # every result folder says what made it
     for folder in ("datasets/s0", "predictions/s3_pix2pix", "evaluate/s2", "evaluate/s1", "evaluate/s3/s3_pix2pix",
@@ -270,9 +277,11 @@ def test_filled_reading_sheets_are_scored_into_the_report(tiny_run, tmp_path):
     extra.write_text("reading_scores:\n  s3_pix2pix: [" + ", ".join(str(s) for s in sheets) + "]\n")
     target = tiny_run / "reading/s3_pix2pix/scores/reading_summary.tsv"
     args = ("--configfile", "tests/configs/tiny.yaml", str(extra), "--config", f"output_dir={tiny_run}")
-    counts = job_counts((lambda r: r.stdout + r.stderr)(smk("-n", *args, str(target))))
+    res = smk(str(target), "-n", *args)
+    counts = job_counts(res.stdout + res.stderr)
+    counts.pop("total", None)
     assert counts == {"score_reading": 1}
-    smk("--cores", "1", *args, str(target))
+    smk(str(target), "--cores", "1", *args)
     summary = pd.read_csv(target, sep="\t").set_index("source")
     assert summary.loc["spect", "mean"] == 2.5 and summary.loc["prediction", "n_readers"] == 2
     agreement = pd.read_csv(target.with_name("reading_agreement.tsv"), sep="\t")

@@ -120,7 +120,7 @@ def _plan(args) -> int:
     import yaml
 
     from .config import deep_update, validate_config
-    from .design import format_plan, plan
+    from .planner import format_plan, plan
 
     configs = args.configs or [Path("config/config.yaml")]
     cfg: dict = {}

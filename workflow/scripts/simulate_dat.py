@@ -1,7 +1,7 @@
 """Simulate one subject's DaT SPECT stack and its ground truth (spectsynth.simulate.run_dat)."""
 
 from spectsynth.logs import setup_logging
-from spectsynth.simulate import run_dat
+from spectsynth.simulate.run import run_dat
 
 
 def main(smk):

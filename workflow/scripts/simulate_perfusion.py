@@ -1,7 +1,7 @@
 """Simulate one subject's perfusion SPECT stack and its ground truth (spectsynth.simulate.run_perfusion)."""
 
 from spectsynth.logs import setup_logging
-from spectsynth.simulate import run_perfusion
+from spectsynth.simulate.run import run_perfusion
 
 
 def main(smk):

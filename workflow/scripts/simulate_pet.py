@@ -1,7 +1,7 @@
 """Simulate one subject's FDG-PET and PET-CBF / SPECT-CBF pair (spectsynth.simulate.run_pet)."""
 
 from spectsynth.logs import setup_logging
-from spectsynth.simulate import run_pet
+from spectsynth.simulate.run import run_pet
 
 
 def main(smk):

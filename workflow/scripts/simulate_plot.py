@@ -1,7 +1,7 @@
 """Montage of one subject's simulated slices next to its T1w (spectsynth.simulate.run_montage)."""
 
 from spectsynth.logs import setup_logging
-from spectsynth.simulate import run_montage
+from spectsynth.simulate.run import run_montage
 
 
 def main(smk):

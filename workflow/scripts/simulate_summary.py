@@ -1,7 +1,7 @@
 """Cohort truth tables and the SBR-distribution figure (spectsynth.simulate.run_summary)."""
 
 from spectsynth.logs import setup_logging
-from spectsynth.simulate import run_summary
+from spectsynth.simulate.run import run_summary
 
 
 def main(smk):

@@ -723,7 +723,7 @@ def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | 
     ``None`` where unknown (DICOM input, no table or no age column); the simulator then leaves
     the age term of the global uptake level out.
     """
-    from ..simulate.tracers import subject_age
+    from .participants import subject_age
 
     inputs = dict(config.get("inputs") or {})
     source = inputs.get("source", "demo")

@@ -13,22 +13,27 @@ models and calibration), :mod:`.physics` (image- and projection-domain imaging),
 :mod:`.truth` (ground-truth records), :mod:`.plots` (figures), :mod:`.run` (rule entry points).
 """
 
-from .anatomy import Anatomy, load_anatomy
-from .config import DEFAULTS, resolve
-from .core import (
-    PetSimulation,
-    SimulatedStack,
-    prepare_grid,
-    simulate_dat,
-    simulate_perfusion,
-    simulate_pet,
-    simulate_subject,
-    to_anatomy_grid,
-)
-from .phantom import anatomy_from_label_image, mni_anatomy, write_anatomy
-from .physics import ImageDomainPhysics, ProjectionPhysics, make_physics
-from .run import run_dat, run_montage, run_perfusion, run_pet, run_summary
-from .tracers import DatDegradation, dat_design
+import importlib
+
+# Names -> the submodule that defines them. Imported on first use (PEP 562), so that importing a
+# light submodule (config, design, paths, frames) does not load the physics and its torch import.
+_WHERE = {
+    "Anatomy": "anatomy", "load_anatomy": "anatomy",
+    "DEFAULTS": "config", "resolve": "config",
+    "PetSimulation": "core", "SimulatedStack": "core", "prepare_grid": "core", "simulate_dat": "core",
+    "simulate_perfusion": "core", "simulate_pet": "core", "simulate_subject": "core", "to_anatomy_grid": "core",
+    "anatomy_from_label_image": "phantom", "mni_anatomy": "phantom", "write_anatomy": "phantom",
+    "ImageDomainPhysics": "physics", "ProjectionPhysics": "physics", "make_physics": "physics",
+    "run_dat": "run", "run_montage": "run", "run_perfusion": "run", "run_pet": "run", "run_summary": "run",
+    "DatDegradation": "design", "dat_design": "design",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULTS", "Anatomy", "DatDegradation", "ImageDomainPhysics", "PetSimulation", "ProjectionPhysics",

@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from ..errors import ConfigError, InputDataError
 from ..io import save_image, write_json
-from .tracers import rng_for
+from .design import rng_for
 
 
 def check(cfg: Mapping) -> None:
@@ -203,34 +203,6 @@ def read_truth(json_path: str | Path) -> dict:
         raise InputDataError("sidecar has no SimulationTruth block (not a simulated scan)", path=path,
                              hint="Registration errors can only be measured for simulated scans")
     return meta["SimulationTruth"]
-
-
-def registration_error(true_t1w_to_scanner: np.ndarray, estimated_xfm: str | Path, brain_mask: str | Path,
-                       n_points: int = 4000) -> dict:
-    """Error (mm) of an estimated ``from-<modality>_to-T1w`` transform against the true pose.
-
-    For points ``q`` spread over the T1w brain mask, the estimated transform says that the
-    anatomy at ``q`` lies at scan point ``est(q)``; the truth puts that scan point back at
-    ``P^-1(est(q))`` in the T1w.  The error is ``|P^-1(est(q)) - q|``: how far the registered
-    scan's anatomy lies from where the T1w has it.
-    """
-    import SimpleITK as sitk
-
-    est = sitk.ReadTransform(str(estimated_xfm))
-    mask = nib.load(str(brain_mask))
-    idx = np.argwhere(np.asanyarray(mask.dataobj) > 0)
-    if len(idx) == 0:
-        raise InputDataError("brain mask is empty", path=brain_mask,
-                             hint="Check this subject's brain extraction")
-    idx = idx[:: max(1, len(idx) // n_points)]
-    ras = nib.affines.apply_affine(mask.affine, idx)
-    flip = np.array([-1.0, -1.0, 1.0])
-    moved = np.array([est.TransformPoint(tuple(p)) for p in ras * flip]) * flip
-    back = nib.affines.apply_affine(np.linalg.inv(np.asarray(true_t1w_to_scanner, float)), moved)
-    err = np.linalg.norm(back - ras, axis=1)
-    return {"n_points": int(len(err)), "mean_mm": round(float(err.mean()), 3),
-            "median_mm": round(float(np.median(err)), 3), "p95_mm": round(float(np.percentile(err, 95)), 3),
-            "max_mm": round(float(err.max()), 3)}
 
 
 def pose_magnitude(pose_record: Mapping, brain_mask: str | Path, n_points: int = 4000) -> float:

@@ -1,7 +1,7 @@
 """Do the simulated scans behave as real data?  Registration error, field of view, similarity.
 
 * :func:`scan_error_table`: per scan (subject x scan), the error of register_modality's
-  transform against the true pose (:func:`.frames.registration_error`), the size of the pose
+  transform against the true pose (:func:`registration_error`), the size of the pose
   it had to undo, and the share of the brain inside the scanner's field of view.
 * :func:`similarity_table`: per slice, the input-vs-target SSIM of S2 (MRI vs SPECT, PET vs
   SPECT) and S3 (SPECT-CBF vs PET-CBF), on exactly the slices, grids and normalisation the
@@ -18,10 +18,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .frames import pose_magnitude, read_truth, registration_error
+from ..errors import InputDataError
+from .frames import pose_magnitude, read_truth
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,34 @@ PUBLISHED_SSIM = {
 }
 SIMILARITY_PAIRS = {"s2_native": ("S2", [("mri", "spect"), ("pet", "spect")]),
                     "s3": ("S3", [("spect_cbf", "pet_cbf")])}
+
+
+def registration_error(true_t1w_to_scanner: np.ndarray, estimated_xfm: str | Path, brain_mask: str | Path,
+                       n_points: int = 4000) -> dict:
+    """Error (mm) of an estimated ``from-<modality>_to-T1w`` transform against the true pose.
+
+    For points ``q`` spread over the T1w brain mask, the estimated transform says that the
+    anatomy at ``q`` lies at scan point ``est(q)``; the truth puts that scan point back at
+    ``P^-1(est(q))`` in the T1w.  The error is ``|P^-1(est(q)) - q|``: how far the registered
+    scan's anatomy lies from where the T1w has it.
+    """
+    import SimpleITK as sitk
+
+    est = sitk.ReadTransform(str(estimated_xfm))
+    mask = nib.load(str(brain_mask))
+    idx = np.argwhere(np.asanyarray(mask.dataobj) > 0)
+    if len(idx) == 0:
+        raise InputDataError("brain mask is empty", path=brain_mask,
+                             hint="Check this subject's brain extraction")
+    idx = idx[:: max(1, len(idx) // n_points)]
+    ras = nib.affines.apply_affine(mask.affine, idx)
+    flip = np.array([-1.0, -1.0, 1.0])
+    moved = np.array([est.TransformPoint(tuple(p)) for p in ras * flip]) * flip
+    back = nib.affines.apply_affine(np.linalg.inv(np.asarray(true_t1w_to_scanner, float)), moved)
+    err = np.linalg.norm(back - ras, axis=1)
+    return {"n_points": int(len(err)), "mean_mm": round(float(err.mean()), 3),
+            "median_mm": round(float(np.median(err)), 3), "p95_mm": round(float(np.percentile(err, 95)), 3),
+            "max_mm": round(float(err.max()), 3)}
 
 
 def scan_error_table(scans: Sequence[Mapping[str, str]], out_tsv: str | Path | None = None) -> pd.DataFrame:

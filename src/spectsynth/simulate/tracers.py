@@ -35,19 +35,19 @@ FDG
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .. import quant
 from ..errors import ProcessingError
+from ..inputs.participants import subject_age  # noqa: F401  (re-exported for the simulation rules)
 from ..io import load_image
 from ..labels import STRIATUM as STRIATUM_LABELS
 from ..labels import TERRITORIES
 from .anatomy import resample_to_grid
 from .config import check_dat_parameters
+from .design import DatDegradation, dat_design, rng_for  # noqa: F401  (re-exported)
 from .grid import PreparedAnatomy, pv_resample
 from .physics import Physics, gaussian
 
@@ -55,12 +55,6 @@ log = logging.getLogger(__name__)
 
 STRIATAL = quant.STRIATAL_REGIONS
 SUBJECT_STREAM = 1_000_000  # index of the random stream of per-subject (not per-image) draws
-
-
-def rng_for(seed: int, subject: str, tracer: str, index: int) -> np.random.Generator:
-    """The random generator of one image (or of a subject's own draws, ``index=SUBJECT_STREAM``)."""
-    ss = np.random.SeedSequence([int(seed), zlib.crc32(subject.encode()), zlib.crc32(tracer.encode()), int(index)])
-    return np.random.default_rng(ss)
 
 
 def _opposite(side: str) -> str:
@@ -79,57 +73,6 @@ def _weights(prep: PreparedAnatomy, fine: bool) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------
 # DaT
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DatDegradation:
-    """One point of the S0 design: fractions of specific binding kept."""
-
-    pbr: float = 1.0
-    cbr: float = 1.0
-    slr: float = 1.0
-    design_set: str = "normal"
-
-    @property
-    def is_normal(self) -> bool:
-        return self.pbr == 1.0 and self.cbr == 1.0 and self.slr == 1.0
-
-    @property
-    def desc(self) -> str:
-        def f(v: float) -> str:
-            return f"{v:.2f}".rstrip("0").rstrip(".").replace(".", "p")
-
-        return f"pbr{f(self.pbr)}cbr{f(self.cbr)}slr{f(self.slr)}"
-
-
-def dat_design(dat_cfg: dict, seed: int) -> list[DatDegradation]:
-    """The degradations simulated for every subject: the normal first, then ``n_main``
-    ("main", for training/testing) and ``n_validation`` ("validation") distinct points.
-
-    Candidates are every (PBR, CBR, SLR) of the configured grids with CBR >= PBR (the
-    putamen is affected before the caudate), not all three equal to 1; they are drawn
-    without replacement in an order fixed by ``seed``, so every subject gets the same design.
-    """
-    g = dat_cfg["grid"]
-    cands = [(p, c, s) for p in g["pbr"] for c in g["cbr"] for s in g["slr"]
-             if c >= p and not (p == 1 and c == 1 and s == 1)]
-    cands = sorted(set(cands))
-    need = int(dat_cfg["n_main"]) + int(dat_cfg["n_validation"])
-    if need > len(cands):
-        from ..errors import ConfigError
-
-        raise ConfigError(f"simulate.dat asks for {need} degradations (n_main + n_validation) but the "
-                          f"PBR/CBR/SLR grid offers only {len(cands)} combinations with CBR >= PBR; add grid values "
-                          "or lower the counts")
-    order = np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(b"dat-design")])).permutation(len(cands))
-    chosen = [cands[i] for i in order[:need]]
-    for p, c, s in chosen:
-        check_dat_parameters(p, c, s)
-    out = [DatDegradation()]
-    for k, (p, c, s) in enumerate(chosen):
-        out.append(DatDegradation(float(p), float(c), float(s),
-                                  "main" if k < int(dat_cfg["n_main"]) else "validation"))
-    return out
-
-
 def putamen_retention(kept: float, rank: np.ndarray, gradient: float) -> tuple[np.ndarray, float]:
     """Voxel-wise fraction kept in a putamen whose mean fraction kept is ``kept``."""
     loss = 1.0 - float(kept)
@@ -516,26 +459,6 @@ def _taper(dist: np.ndarray, radius: float) -> np.ndarray:
     """1 within half the radius, a cos^2 fall to 0 at the radius, 0 beyond."""
     t = np.clip((dist - 0.5 * radius) / (0.5 * radius), 0.0, 1.0)
     return (np.cos(0.5 * np.pi * t) ** 2).astype(np.float32)
-
-
-def subject_age(participants: str | None, subject: str) -> float | None:
-    """Age of ``subject`` from a BIDS participants.tsv (None when the table or the value is missing)."""
-    import pandas as pd
-
-    if not participants or not Path(participants).exists():
-        return None
-    table = pd.read_csv(participants, sep="\t", dtype=str, na_values=["n/a", ""])
-    if "participant_id" not in table.columns or "age" not in table.columns:
-        return None
-    ids = table["participant_id"].str.removeprefix("sub-")
-    row = table[ids == subject.split("_ses-")[0]]
-    if row.empty or row["age"].isna().all():
-        return None
-    try:
-        return float(row["age"].iloc[0])
-    except ValueError as exc:
-        raise ProcessingError(f"age {row['age'].iloc[0]!r} in {participants} is not a number", subject=subject,
-                              hint="Write ages in years (a number) or n/a") from exc
 
 
 class SubjectPhysiology:
