@@ -67,3 +67,14 @@ def tiny_run(tmp_path_factory) -> Path:
     smk("--cores", "2", "--configfile", TINY, "--config", f"output_dir={out}")
     smk("--configfile", TINY, "--config", f"output_dir={out}", "--report", str(out / "report.html"))
     return out
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Torch on one thread for the test (training on a busy 2-core machine), restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

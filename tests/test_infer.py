@@ -41,12 +41,7 @@ def phantom(seed: int, pattern: str = "normal", striatum: float = 1.0) -> np.nda
     return np.clip(v, 0, None).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from spectsynth.models.vae import VAE, ConditionalVAE
 from spectsynth.selection import FeatureNet, frechet_distance, s1_distance
 from spectsynth.train import RECIPES
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- shapes

@@ -51,12 +51,7 @@ def _train(steps: int, *, lambda_ssim: float = 0.0, seed: int = 0):
     return nets["G"], first
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_pix2pix_beats_the_null_model_and_the_input_on_a_toy_task():

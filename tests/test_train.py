@@ -56,12 +56,7 @@ ENTRIES = {
 NAMES = {"gan": "gan_A", "p2p": "p2p_mripet_native_l1ssim", "rest": "rest", "clin": "clin"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
