@@ -9,9 +9,9 @@ import torch
 
 from spectsynth.datasets import build_dataset
 from spectsynth.errors import EvaluationError
+from spectsynth.experiments import expand_experiments
 from spectsynth.infer import load_predictions, predict_experiment, write_predictions
 from spectsynth.labels import PATTERNS
-from spectsynth.models import expand_experiments
 from spectsynth.train import load_for_inference, train_experiment
 
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}

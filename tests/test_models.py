@@ -10,7 +10,8 @@ from skimage.metrics import structural_similarity
 from spectsynth import losses as L
 from spectsynth.device import select_device
 from spectsynth.errors import ConfigError
-from spectsynth.models import build_model, expand_experiments, init_weights
+from spectsynth.experiments import expand_experiments
+from spectsynth.models import build_model, init_weights
 from spectsynth.models.fastgan import Discriminator, Generator, crop_in_pixels
 from spectsynth.models.pix2pix import PatchDiscriminator, UnetGenerator
 from spectsynth.models.vae import VAE, ConditionalVAE

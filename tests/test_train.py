@@ -14,8 +14,8 @@ import yaml
 
 from spectsynth.datasets import build_dataset
 from spectsynth.errors import ConfigError
+from spectsynth.experiments import expand_experiments
 from spectsynth.labels import PATTERNS
-from spectsynth.models import expand_experiments
 from spectsynth.train import (
     CheckpointError,
     TrainingError,

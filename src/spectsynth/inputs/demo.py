@@ -694,13 +694,16 @@ def write_dataset_files(p: DemoParams, bids_root: str | Path) -> dict[str, Path]
 
 
 
-def s2_split_config(config: Mapping | None) -> dict:
-    """S2's resolved split settings (``datasets.s2.split`` over its defaults) of a workflow config."""
-    from ..datasets import dataset_names, dataset_spec
+def resection_split_config(config: Mapping | None) -> dict | None:
+    """The resolved split settings (``datasets.<key>.split`` over its defaults) of the study whose
+    test subjects have resections (S2: ``resected_test_subjects``), or None when none has."""
+    from ..datasets import dataset_spec
+    from ..studies import REGISTRY, dataset_names, for_dataset
 
     config = dict(config or {})
-    name = next(n for n in dataset_names(config) if n.startswith("s2"))
-    return dict(dataset_spec(config, name)["split"])
+    keys = [s.key for s in REGISTRY.values() if s.resected_test_subjects]
+    name = next((n for n in dataset_names(config) if for_dataset(n).key in keys), None)
+    return None if name is None else dict(dataset_spec(config, name)["split"])
 
 
 def resected_subjects(p: DemoParams, s2_split: Mapping | None) -> set[str]:
@@ -713,7 +716,7 @@ def resected_subjects(p: DemoParams, s2_split: Mapping | None) -> set[str]:
 
     if not p.resection or s2_split is None:
         return set()
-    split = assign_splits(subject_labels(p.n_subjects), s2_split, dataset="s2")
+    split = assign_splits(subject_labels(p.n_subjects), s2_split, dataset="demo resections")
     return {s for s, k in split.items() if k == "test"}
 
 
@@ -741,7 +744,7 @@ def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | 
 def build_subject(index: int, demo_cfg: dict, bids_root: str | Path, s2_split: Mapping | None = None) -> dict[str, Path]:
     """Make demo subject ``index`` from the ``inputs.demo`` config section and write it.
 
-    ``s2_split`` (see :func:`s2_split_config`) decides which subjects are resected; without
+    ``s2_split`` (see :func:`resection_split_config`) decides which subjects are resected; without
     it none is.
     """
     p = DemoParams.from_config(demo_cfg)

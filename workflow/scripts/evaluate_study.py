@@ -1,0 +1,21 @@
+"""One study's evaluation: its metrics, statistics, figures and published values
+(spectsynth.studies.<key>: Study.evaluate)."""
+
+from spectsynth.logs import setup_logging
+from spectsynth.provenance import stamp_outputs
+from spectsynth.studies import get
+
+
+def main(smk):
+    log = setup_logging(smk.log[0])
+    try:
+        study = get(smk.params.study)
+        params = {k: smk.params[k] for k in (*study.evaluation_param_names, "cfg", "scale_label")}
+        study.evaluate(dict(smk.input.items()), dict(smk.output.items()), params, dict(smk.wildcards.items()))
+        stamp_outputs(smk, study.stamp)
+    except Exception as exc:
+        log.error("%s", exc)
+        raise
+
+
+main(snakemake)  # noqa: F821
