@@ -1,7 +1,7 @@
 """One training harness for the VAE/cVAE (S0), the conditional FastGAN (S1) and pix2pix (S2, S3).
 
 :func:`train_experiment` takes a resolved experiment spec (from
-:func:`spectsynth.models.expand_experiments`) and the dataset shards, and writes under
+:func:`spectsynth.experiments.expand_experiments`) and the dataset shards, and writes under
 ``out_dir``::
 
     checkpoints/last.pt            full training state (resume point), every N epochs/steps
@@ -61,7 +61,8 @@ from .datasets import EpochSampler, GANSliceDataset, PairedSliceDataset, SliceSh
 from .device import DeviceSetup, select_device
 from .errors import ConfigError, SpectsynthError
 from .io import atomic_output, write_text
-from .models import build_model, expand_experiments, init_weights
+from .experiments import expand_experiments
+from .models import build_model, init_weights
 from .models.fastgan import crop_in_pixels, random_crop, sample_latent
 from .selection import (
     DIRECTION,
