@@ -14,8 +14,8 @@ from spectsynth import quant
 from spectsynth import reading as R
 from spectsynth.errors import EvaluationError
 from spectsynth.io import image_like
-from spectsynth.studies import REGISTRY
 from spectsynth.studies.s0 import clinical as C
+from spectsynth.studies.s3 import evaluate as S3E
 
 EXP = "s0-clinical"
 
@@ -285,7 +285,7 @@ def test_reading_packet_of_a_paired_experiment(tmp_path):
     table = pd.DataFrame({"subject": ["01", "01", "02", "02", "03", "03"], "slice_index": [4, 5, 4, 5, 4, 5]})
     write_predictions({"prediction": pred, "target": target, "input": target}, table, {"experiment": "s3"},
                       tmp_path / "p.h5", tmp_path / "p.tsv")
-    res = REGISTRY["S3"].reading_packet("s3", {"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
+    res = S3E.reading_packet("s3", {"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
                                       out_dir=tmp_path / "packet", key_path=tmp_path / "key" / "key.csv",
                                       cfg={"n_per_source": 10, "score_scale": 4}, seed=2)
     # S3's similarity reading: every slice twice (prediction, SPECT) in each of two readings
@@ -303,6 +303,6 @@ def test_reading_packet_of_a_paired_experiment(tmp_path):
     blind = key[key["reading"] == "blind"]["original_id"].tolist()
     assert blind != key[key["reading"] == "open"]["original_id"].tolist()
     with pytest.raises(EvaluationError, match="inside the packet folder"):
-        REGISTRY["S3"].reading_packet("s3", {"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
+        S3E.reading_packet("s3", {"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
                                     out_dir=tmp_path / "packet", key_path=tmp_path / "packet" / "key.csv",
                                     cfg={"n_per_source": 2, "score_scale": 5})

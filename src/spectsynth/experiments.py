@@ -141,7 +141,7 @@ def _check_spec(spec: dict) -> None:
         raise fail(name, f"selection_metric {spec['selection_metric']!r} does not fit model {spec['model']}",
                    f"Use one of {', '.join(metrics)}")
     if spec["model"] == "fastgan":
-        from .selection import GAN_CRITERIA
+        from .studies.s1 import SELECTION_CRITERIA as GAN_CRITERIA
 
         if spec["selection_criterion"] not in GAN_CRITERIA:
             raise fail(name, f"selection_criterion {spec['selection_criterion']!r} is unknown",

@@ -50,13 +50,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .losses import ssim
+from .studies.s1 import SELECTION_CRITERIA as GAN_CRITERIA
 
 log = logging.getLogger(__name__)
 
 EPS = 1e-8
 DIRECTION = {"ssim": "max", "l1": "min", "gan": "min"}
 # FastGAN selection criteria (see the module docstring); the first is the default.
-GAN_CRITERIA = ("feature_distance", "study_quantities")
 
 
 def is_better(metric: str, new: float, old: float | None) -> bool:

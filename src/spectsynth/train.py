@@ -60,8 +60,8 @@ from . import losses as L
 from .datasets import EpochSampler, GANSliceDataset, PairedSliceDataset, SliceShard, dataset_spec
 from .device import DeviceSetup, select_device
 from .errors import ConfigError, SpectsynthError
-from .io import atomic_output, write_text
 from .experiments import expand_experiments
+from .io import atomic_output, write_text
 from .models import build_model, init_weights
 from .models.fastgan import crop_in_pixels, random_crop, sample_latent
 from .selection import (

@@ -297,6 +297,27 @@ def study_outputs(study, outputs):
     return decl
 
 
+def evaluation_inputs(study):
+    return lambda wc: study.evaluation_inputs(CTX, wc)
+
+
+def evaluation_params(study):
+    """One param per name the study's evaluation reads (the captions may read them too)."""
+    return {
+        k: (lambda wc, k=k: study.evaluation_params(CTX, wc)[k])
+        for k in study.evaluation_param_names
+    }
+
+
+def evaluation_epochs(study):
+    """Epochs of the evaluated experiment(s), for the report captions."""
+    if study.per_experiment:
+        return lambda wc: EXPERIMENTS[wc.experiment]["epochs"]
+    return lambda wc: ", ".join(
+        f"{e}: {EXPERIMENTS[e]['epochs']}" for e in CTX.experiments_of(study.name)
+    )
+
+
 def all_targets():
     return (
         input_targets()

@@ -11,13 +11,14 @@
 
 TARGETS.append(
     lambda: [
-    f"{OUT}/predictions/{e}/predictions.{ext}"
-    for e in EXPERIMENTS
-    for ext in ("h5", "tsv")
-] + [
-    f"{OUT}/predictions/{e}/volumes"
-    for e, spec in EXPERIMENTS.items()
-    if spec["model"] != "fastgan"
+        f"{OUT}/predictions/{e}/predictions.{ext}"
+        for e in EXPERIMENTS
+        for ext in ("h5", "tsv")
+    ]
+    + [
+        f"{OUT}/predictions/{e}/volumes"
+        for e, spec in EXPERIMENTS.items()
+        if spec["model"] != "fastgan"
     ]
 )
 

@@ -1,5 +1,5 @@
 # Inputs: the demo cohort or DICOM conversion, then one validation per subject and image.
-from spectsynth.inputs.demo import resection_split_config
+from spectsynth.studies import resection_split_config
 
 DEMO_S2_SPLIT = resection_split_config(config) if SOURCE == "demo" else None
 

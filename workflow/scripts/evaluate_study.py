@@ -1,5 +1,7 @@
 """One study's evaluation: its metrics, statistics, figures and published values
-(spectsynth.studies.<key>: Study.evaluate)."""
+(``run`` of spectsynth.studies.<key>.evaluate)."""
+
+from importlib import import_module
 
 from spectsynth.logs import setup_logging
 from spectsynth.provenance import stamp_outputs
@@ -11,7 +13,8 @@ def main(smk):
     try:
         study = get(smk.params.study)
         params = {k: smk.params[k] for k in (*study.evaluation_param_names, "cfg", "scale_label")}
-        study.evaluate(dict(smk.input.items()), dict(smk.output.items()), params, dict(smk.wildcards.items()))
+        evaluation = import_module(f"spectsynth.studies.{study.key}.evaluate")
+        evaluation.run(dict(smk.input.items()), dict(smk.output.items()), params, dict(smk.wildcards.items()))
         stamp_outputs(smk, study.stamp)
     except Exception as exc:
         log.error("%s", exc)

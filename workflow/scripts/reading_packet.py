@@ -1,5 +1,7 @@
 """Blinded reading packet of one experiment, as its study reads it
-(spectsynth.studies.<key>: Study.reading_packet; spectsynth.reading)."""
+(``reading_packet`` of spectsynth.studies.<key>.evaluate; spectsynth.reading)."""
+
+from importlib import import_module
 
 from spectsynth.logs import setup_logging
 from spectsynth.provenance import stamp_outputs
@@ -10,7 +12,8 @@ def main(smk):
     log = setup_logging(smk.log[0])
     cfg = smk.params.cfg
     try:
-        get(smk.params.study).reading_packet(
+        evaluation = import_module(f"spectsynth.studies.{get(smk.params.study).key}.evaluate")
+        evaluation.reading_packet(
             smk.wildcards.experiment, dict(smk.input.items()), out_dir=smk.output.packet, key_path=smk.output.key,
             cfg=cfg["reading_packet"], seed=int(smk.params.seed), convention=cfg["display_convention"])
         stamp_outputs(smk, "key")

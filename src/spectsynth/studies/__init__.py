@@ -29,7 +29,7 @@ REGISTRY: dict[str, Study] = {s.name: s for s in (_S0, _S1, _S2, _S3)}
 BY_KEY: dict[str, Study] = {s.key: s for s in REGISTRY.values()}
 
 __all__ = ["BY_KEY", "REGISTRY", "Context", "Output", "Study", "dataset_entries", "dataset_names",
-           "dataset_subject_files", "for_dataset", "get",
+           "dataset_subject_files", "for_dataset", "get", "resection_split_config",
            "study_experiments"]
 
 
@@ -80,3 +80,14 @@ def dataset_subject_files(dataset: str, out: str, subjects, sim: Mapping) -> dic
     """Per subject, the files one dataset reads (its study's :meth:`~.base.Study.subject_files`)."""
     study = for_dataset(dataset)
     return {s: study.subject_files(dataset, out, s, sim) for s in subjects}
+
+
+def resection_split_config(config: Mapping | None) -> dict | None:
+    """The resolved split settings (``datasets.<key>.split`` over its defaults) of the study whose
+    test subjects have resections (S2: ``resected_test_subjects``), or None when none has."""
+    from ..datasets import dataset_spec
+
+    config = dict(config or {})
+    keys = [s.key for s in REGISTRY.values() if s.resected_test_subjects]
+    name = next((n for n in dataset_names(config) if for_dataset(n).key in keys), None)
+    return None if name is None else dict(dataset_spec(config, name)["split"])

@@ -12,8 +12,10 @@ A study (:class:`Study`) owns everything that makes it *that* study:
   (:meth:`Study.design`);
 * its evaluation: the outputs with their report captions (:attr:`Study.evaluation`), the
   rule's inputs and params (:meth:`Study.evaluation_inputs`, :meth:`Study.evaluation_params`)
-  and the evaluation itself (:meth:`Study.evaluate`);
-* its blinded visual reading, if it has one (:attr:`Study.reading`, :meth:`Study.reading_packet`);
+  and the evaluation itself (``run`` in the study's ``evaluate.py``, which the rule's script
+  imports by the study's key, so that planning never imports the evaluation code);
+* its blinded visual reading, if it has one (:attr:`Study.reading`; ``reading_packet`` in the
+  study's ``evaluate.py``);
 * its published values (``published.py`` beside the study, read by :mod:`spectsynth.published`).
 
 Generic code (:mod:`spectsynth.experiments`, :mod:`spectsynth.datasets`,
@@ -234,13 +236,5 @@ class Study:
     def evaluation_params(self, ctx: Context, wildcards) -> dict[str, Any]:
         return {}
 
-    def evaluate(self, inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
-        raise NotImplementedError
-
     def reading_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def reading_packet(self, experiment: str, inputs: Mapping, *, out_dir: str, key_path: str, cfg: Mapping,
-                       seed: int = 0, convention: str = "radiological") -> dict:
-        """Write the blinded reading packet of one experiment (``reading = True`` studies)."""
         raise NotImplementedError

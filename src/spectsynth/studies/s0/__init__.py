@@ -234,12 +234,6 @@ class S0(Study):
     def evaluation_params(self, ctx: Context, wildcards) -> dict[str, Any]:
         return {"spec": ctx.experiments[wildcards.experiment]}
 
-    def evaluate(self, inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
-        from .evaluate import evaluate_s0
-
-        evaluate_s0(wildcards["experiment"], {"h5": inputs["h5"], "tsv": inputs["tsv"]}, params["spec"], output,
-                    cfg=params["cfg"], scale_label=params["scale_label"], regressor=inputs["regressor"])
-
     # ------------------------------------------------------------------ clinical outputs
     def clinical_experiments(self, ctx: Context) -> list[str]:
         return [e for e in ctx.experiments_of(self.name) if ctx.experiments[e]["model"] == "vae"]

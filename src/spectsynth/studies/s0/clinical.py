@@ -346,8 +346,8 @@ def slice_sbr(image_ras: np.ndarray, *, seg_cfg: Mapping, experiment: str, subje
     The one measure that applies alike to a patient's slice, a real normal and a generated
     normal (which has no anatomy to carry labels).
     """
-    from .....metrics import segment_basal_ganglia
-    from ...evaluate import slice_binding_ratios
+    from ...metrics import segment_basal_ganglia
+    from .evaluate import slice_binding_ratios
 
     seg = segment_basal_ganglia(image_ras, fraction=float(seg_cfg["threshold_fraction"]),
                                 min_size_px=int(seg_cfg["min_size_px"]), dilate_px=0,
@@ -450,7 +450,7 @@ def deficit_summary(regional: pd.DataFrame, maps: pd.DataFrame, *, experiment: s
 def _on_grid(path: str, shape, affine, *, order: int, subject: str):
     from nibabel.processing import resample_from_to
 
-    from .....io import load_image
+    from ...io import load_image
 
     img = load_image(path, subject=subject)
     return np.asarray(resample_from_to(img, (tuple(shape), affine), order=order, mode="constant", cval=0).dataobj)

@@ -433,3 +433,13 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     result["summary"] = summary
     write_table(_notes_frame(notes), out["not_computed"], what="S0 statistics not computed")
     return result
+
+
+# ----------------------------------------------------------------------------- entry points
+def run(inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
+    """The evaluation rule's entry point (workflow/scripts/evaluate_study.py): rule inputs, outputs,
+    the study's evaluation params and the wildcards, as plain mappings."""
+
+    evaluate_s0(wildcards["experiment"], {"h5": inputs["h5"], "tsv": inputs["tsv"]}, params["spec"], output,
+                cfg=params["cfg"], scale_label=params["scale_label"], regressor=inputs["regressor"])
+

@@ -17,6 +17,10 @@ from ...labels import LEVELS, PATTERNS
 from ..base import SPLIT_DEFAULT, Context, Output, Study, as_list, fail
 
 VARIANTS = {"A": list(LEVELS), "B": ["COR"]}
+# How a FastGAN checkpoint is selected (spectsynth.selection.gan_score, ``selection_criterion``):
+# the Frechet distance of a feature network's embeddings, or the distance of S1's own tested
+# quantities (mean counts, L/R ratio), which then decide S1's finding too; both are evaluated.
+SELECTION_CRITERIA = ("feature_distance", "study_quantities")
 # S1's Table 1: slices per level and pattern of its training dataset.
 TABLE1 = {"CER": {"normal": 248, "unilateral": 66, "bilateral": 0},
           "BG": {"normal": 174, "unilateral": 116, "bilateral": 44},
@@ -210,69 +214,25 @@ class S1(Study):
         return ctx.predictions(experiment, f"criterion-{criterion}")
 
     def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
-        from ...selection import GAN_CRITERIA
-
         files: dict[str, Any] = {}
         exps = ctx.experiments_of(self.name)
         for e in exps:
             files |= {f"{e}_{k}": v for k, v in ctx.predictions(e).items()}
         for e in exps:
-            for c in GAN_CRITERIA:
+            for c in SELECTION_CRITERIA:
                 files |= {f"{e}__{c}_{k}": v for k, v in self.criterion_predictions(ctx, e, c).items()}
         sh = ctx.shards(self.key)
         return files | {"real_test": sh["test"], "real_index": sh["index"]}
 
     def evaluation_params(self, ctx: Context, wildcards) -> dict[str, Any]:
-        from ...selection import GAN_CRITERIA
-
         exps = ctx.experiments_of(self.name)
         return {"experiments": exps, "specs": {e: ctx.experiments[e] for e in exps},
-                "criteria": list(GAN_CRITERIA),
+                "criteria": list(SELECTION_CRITERIA),
                 "selection": ", ".join(f"{e}: {ctx.experiments[e]['selection_criterion']}" for e in exps),
                 "seed": ctx.config["seed"]}
 
-    def evaluate(self, inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
-        from .evaluate import evaluate_s1
-
-        exps = params["experiments"]
-        files = {e: {"h5": inputs[f"{e}_h5"], "tsv": inputs[f"{e}_tsv"]} for e in exps}
-        configured = {params["specs"][e]["selection_criterion"] for e in exps}
-        headline = configured.pop() if len(configured) == 1 else None
-        other = {c: {e: {"h5": inputs[f"{e}__{c}_h5"], "tsv": inputs[f"{e}__{c}_tsv"]} for e in exps}
-                 for c in params["criteria"] if c != headline}
-        evaluate_s1(files, params["specs"], inputs["real_test"], inputs["real_index"], output, cfg=params["cfg"],
-                    scale_label=params["scale_label"], other_predictions=other,
-                    headline_criterion=headline or "configured per experiment", seed=params["seed"])
-
-    # ------------------------------------------------------------------ visual reading
     def reading_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
         sh = ctx.shards(self.key)
         return ctx.predictions(wildcards.experiment) | {"real_test": sh["test"], "real_index": sh["index"]}
-
-    def reading_packet(self, experiment: str, inputs: Mapping, *, out_dir: str, key_path: str, cfg: Mapping,
-                       seed: int = 0, convention: str = "radiological") -> dict:
-        """Generated images read against the real test slices of the dataset (conditions level and
-        pattern in the key): :func:`spectsynth.reading.reading_packet`."""
-        from ...datasets import SliceShard
-        from ...evaluate import shard_to_ras
-        from ...infer import load_predictions, read_index
-        from ...reading import reading_packet
-
-        arrays, table, _ = load_predictions(inputs["h5"], inputs["tsv"], experiment=experiment)
-        generated = shard_to_ras(arrays["prediction"][:, 0])
-        index = read_index(inputs["real_index"], experiment=experiment)
-        shard = SliceShard(inputs["real_test"])
-        real = shard_to_ras(shard.all_images()[:, shard.channel_index(["slice"])[0]])
-        n = cfg.get("n_per_source")
-        n = None if n is None else min(int(n), len(real), len(generated))
-        return reading_packet(
-            list(real), list(generated), out_dir=out_dir, key_path=key_path, experiment=experiment, seed=seed,
-            n_per_source=n, convention=convention, score_scale=int(cfg["score_scale"]),
-            footer=f"reading packet {experiment}",
-            real_ids=[f"sub-{s} slice {z}" for s, z in zip(index["subject"], index["slice_index"], strict=True)],
-            generated_ids=[f"sample {k}" for k in table["sample"]],
-            real_conditions=[f"{lv} {p}" for lv, p in zip(index["level"], index["pattern"], strict=True)],
-            generated_conditions=[f"{lv} {p}" for lv, p in zip(table["level"], table["pattern"], strict=True)])
-
 
 STUDY = S1()

@@ -303,3 +303,46 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     return {"images": all_images, "anova": anova_t, "posthoc": post_t, "summary": summary}
 
 
+# ----------------------------------------------------------------------------- entry points
+def run(inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
+    """The evaluation rule's entry point (workflow/scripts/evaluate_study.py): rule inputs, outputs,
+    the study's evaluation params and the wildcards, as plain mappings."""
+
+    exps = params["experiments"]
+    files = {e: {"h5": inputs[f"{e}_h5"], "tsv": inputs[f"{e}_tsv"]} for e in exps}
+    configured = {params["specs"][e]["selection_criterion"] for e in exps}
+    headline = configured.pop() if len(configured) == 1 else None
+    other = {c: {e: {"h5": inputs[f"{e}__{c}_h5"], "tsv": inputs[f"{e}__{c}_tsv"]} for e in exps}
+             for c in params["criteria"] if c != headline}
+    evaluate_s1(files, params["specs"], inputs["real_test"], inputs["real_index"], output, cfg=params["cfg"],
+                scale_label=params["scale_label"], other_predictions=other,
+                headline_criterion=headline or "configured per experiment", seed=params["seed"])
+
+
+
+def reading_packet(experiment: str, inputs: Mapping, *, out_dir: str, key_path: str, cfg: Mapping,
+                   seed: int = 0, convention: str = "radiological") -> dict:
+    """Generated images read against the real test slices of the dataset (conditions level and
+    pattern in the key): :func:`spectsynth.reading.reading_packet`."""
+    from ...datasets import SliceShard
+    from ...evaluate import shard_to_ras
+    from ...infer import load_predictions, read_index
+    from ...reading import reading_packet
+
+    arrays, table, _ = load_predictions(inputs["h5"], inputs["tsv"], experiment=experiment)
+    generated = shard_to_ras(arrays["prediction"][:, 0])
+    index = read_index(inputs["real_index"], experiment=experiment)
+    shard = SliceShard(inputs["real_test"])
+    real = shard_to_ras(shard.all_images()[:, shard.channel_index(["slice"])[0]])
+    n = cfg.get("n_per_source")
+    n = None if n is None else min(int(n), len(real), len(generated))
+    return reading_packet(
+        list(real), list(generated), out_dir=out_dir, key_path=key_path, experiment=experiment, seed=seed,
+        n_per_source=n, convention=convention, score_scale=int(cfg["score_scale"]),
+        footer=f"reading packet {experiment}",
+        real_ids=[f"sub-{s} slice {z}" for s, z in zip(index["subject"], index["slice_index"], strict=True)],
+        generated_ids=[f"sample {k}" for k in table["sample"]],
+        real_conditions=[f"{lv} {p}" for lv, p in zip(index["level"], index["pattern"], strict=True)],
+        generated_conditions=[f"{lv} {p}" for lv, p in zip(table["level"], table["pattern"], strict=True)])
+
+

@@ -137,13 +137,4 @@ class S2(Study):
         return {"experiments": exps, "datasets": sorted({ctx.experiments[e]["dataset"] for e in exps}),
                 "specs": {e: ctx.experiments[e] for e in exps}}
 
-    def evaluate(self, inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
-        from .evaluate import evaluate_s2
-
-        files = {e: {"h5": inputs[f"{e}_h5"], "tsv": inputs[f"{e}_tsv"]} for e in params["experiments"]}
-        train = {d: {"h5": inputs[f"{d}_train"], "index": inputs[f"{d}_index"]} for d in params["datasets"]}
-        evaluate_s2(files, params["specs"], output, cfg=params["cfg"], scale_label=params["scale_label"],
-                    train=train)
-
-
 STUDY = S2()

@@ -261,3 +261,14 @@ def evaluate_s2(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     return {"slice_metrics": data, "ttests": ttests, "table4": t4, "published": pub}
 
 
+# ----------------------------------------------------------------------------- entry points
+def run(inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
+    """The evaluation rule's entry point (workflow/scripts/evaluate_study.py): rule inputs, outputs,
+    the study's evaluation params and the wildcards, as plain mappings."""
+
+    files = {e: {"h5": inputs[f"{e}_h5"], "tsv": inputs[f"{e}_tsv"]} for e in params["experiments"]}
+    train = {d: {"h5": inputs[f"{d}_train"], "index": inputs[f"{d}_index"]} for d in params["datasets"]}
+    evaluate_s2(files, params["specs"], output, cfg=params["cfg"], scale_label=params["scale_label"],
+                train=train)
+
+

@@ -73,39 +73,7 @@ class S3(Study):
     def evaluation_params(self, ctx: Context, wildcards) -> dict[str, Any]:
         return {"spec": ctx.experiments[wildcards.experiment], "subjects": list(ctx.subjects)}
 
-    def evaluate(self, inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
-        from .evaluate import evaluate_s3
-
-        labels = dict(zip(params["subjects"], inputs["labels"], strict=True))
-        evaluate_s3(wildcards["experiment"], {"h5": inputs["h5"], "tsv": inputs["tsv"]}, params["spec"], output,
-                    cfg=params["cfg"], scale_label=params["scale_label"], labels=labels,
-                    train={"h5": inputs["train"], "index": inputs["index"]})
-
-    # ------------------------------------------------------------------ visual reading
     def reading_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
         return ctx.predictions(wildcards.experiment)
-
-    def reading_packet(self, experiment: str, inputs: Mapping, *, out_dir: str, key_path: str, cfg: Mapping,
-                       seed: int = 0, convention: str = "radiological") -> dict:
-        """S3's similarity reading (:func:`spectsynth.reading.similarity_packet`): each test slice's
-        prediction and input SPECT next to its PET, in an open and a blind packet."""
-        from ...errors import EvaluationError
-        from ...evaluate import shard_to_ras
-        from ...infer import load_predictions
-        from ...reading import similarity_packet
-
-        arrays, table, _ = load_predictions(inputs["h5"], inputs["tsv"], experiment=experiment)
-        if "input" not in arrays or "target" not in arrays:
-            raise EvaluationError("a paired experiment's reading packet needs the inputs and targets beside the "
-                                  "predictions", experiment=experiment, hint="Rerun predict_experiment")
-        n = cfg.get("n_per_source")
-        ids = [f"sub-{s} slice {z}" for s, z in zip(table["subject"], table["slice_index"], strict=True)]
-        return similarity_packet(list(shard_to_ras(arrays["target"][:, 0])),
-                                 {"prediction": list(shard_to_ras(arrays["prediction"][:, 0])),
-                                  "spect": list(shard_to_ras(arrays["input"][:, 0]))},
-                                 ids=ids, out_dir=out_dir, key_path=key_path, experiment=experiment, seed=seed,
-                                 n_slices=None if n is None else int(n), score_scale=int(cfg["score_scale"]),
-                                 convention=convention, footer=f"reading packet {experiment}")
-
 
 STUDY = S3()

@@ -328,3 +328,38 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
             "regression": reg, "published": pub, "calibration": cal}
 
 
+# ----------------------------------------------------------------------------- entry points
+def run(inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
+    """The evaluation rule's entry point (workflow/scripts/evaluate_study.py): rule inputs, outputs,
+    the study's evaluation params and the wildcards, as plain mappings."""
+
+    labels = dict(zip(params["subjects"], inputs["labels"], strict=True))
+    evaluate_s3(wildcards["experiment"], {"h5": inputs["h5"], "tsv": inputs["tsv"]}, params["spec"], output,
+                cfg=params["cfg"], scale_label=params["scale_label"], labels=labels,
+                train={"h5": inputs["train"], "index": inputs["index"]})
+
+
+
+def reading_packet(experiment: str, inputs: Mapping, *, out_dir: str, key_path: str, cfg: Mapping,
+                   seed: int = 0, convention: str = "radiological") -> dict:
+    """S3's similarity reading (:func:`spectsynth.reading.similarity_packet`): each test slice's
+    prediction and input SPECT next to its PET, in an open and a blind packet."""
+    from ...errors import EvaluationError
+    from ...evaluate import shard_to_ras
+    from ...infer import load_predictions
+    from ...reading import similarity_packet
+
+    arrays, table, _ = load_predictions(inputs["h5"], inputs["tsv"], experiment=experiment)
+    if "input" not in arrays or "target" not in arrays:
+        raise EvaluationError("a paired experiment's reading packet needs the inputs and targets beside the "
+                              "predictions", experiment=experiment, hint="Rerun predict_experiment")
+    n = cfg.get("n_per_source")
+    ids = [f"sub-{s} slice {z}" for s, z in zip(table["subject"], table["slice_index"], strict=True)]
+    return similarity_packet(list(shard_to_ras(arrays["target"][:, 0])),
+                             {"prediction": list(shard_to_ras(arrays["prediction"][:, 0])),
+                              "spect": list(shard_to_ras(arrays["input"][:, 0]))},
+                             ids=ids, out_dir=out_dir, key_path=key_path, experiment=experiment, seed=seed,
+                             n_slices=None if n is None else int(n), score_scale=int(cfg["score_scale"]),
+                             convention=convention, footer=f"reading packet {experiment}")
+
+
