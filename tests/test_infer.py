@@ -244,7 +244,7 @@ def test_vae_prior_samples_are_seeded_and_only_from_a_plain_vae(trained):
 
 
 def test_real_normal_cohort_has_one_slice_per_train_or_val_subject(trained):
-    from spectsynth.clinical import real_normal_slices
+    from spectsynth.studies.s0.clinical import real_normal_slices
 
     root, _ = trained
     ds = root / "datasets" / "s0"

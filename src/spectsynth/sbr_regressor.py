@@ -43,7 +43,7 @@ slices, and the mean over regions of the damaged slices alone, which selects the
 weights (lowest wins).  S0's validation split holds other degradations of the training
 subjects, so its *original* slices repeat training scans; the damaged ones are unseen
 degradations.  The honest yardstick of the CNN is its error on the originals of the test
-subjects, which :func:`spectsynth.evaluate.evaluate_s0` reports next to the predictions'.
+subjects, which :func:`spectsynth.studies.s0.evaluate.evaluate_s0` reports next to the predictions'.
 
 Outputs (``out_dir``): ``best.pt`` (loadable with ``torch.load(weights_only=True)``; SHA-256
 checked by :func:`load_sbr_regressor`), ``training.tsv`` (one row per epoch) and
