@@ -26,15 +26,41 @@ def test_default_config_is_valid_and_filled(repo, schema):
     assert cfg["inputs"]["allow_4d"] is False
 
 
+def _merge(doc, base, local):
+    """``local`` over ``base`` (a referencing site over the block it references), key by key
+    down through ``properties``."""
+    base, local = _effective(doc, base), _effective(doc, local)
+    out = {**base, **local}
+    props = dict(base.get("properties", {}))
+    for key, sub in local.get("properties", {}).items():
+        props[key] = _merge(doc, props.get(key, {}), sub)
+    if props:
+        out["properties"] = props
+    return out
+
+
+def _effective(doc, sub):
+    """A property's schema with the block its ``$ref`` names merged in."""
+    if "$ref" not in sub:
+        return sub
+    target = doc
+    for part in sub["$ref"].lstrip("#/").split("/"):
+        target = target[part]
+    return _merge(doc, target, {k: v for k, v in sub.items() if k != "$ref"})
+
+
 def test_every_schema_key_is_documented(schema):
     doc = yaml.safe_load(schema.read_text())
 
     def walk(node, path):
         for key, sub in node.get("properties", {}).items():
+            sub = _effective(doc, sub)
             assert sub.get("description"), f"config key {path + key} has no description"
-            assert "default" in sub, f"config key {path + key} has no default"
+            assert "default" in sub or key in node.get("required", []), \
+                f"config key {path + key} has no default"
             walk(sub, f"{path}{key}.")
     walk(doc, "")
+    walk(doc["$defs"]["experiment"], "experiments.<name>.")
 
 
 @pytest.mark.parametrize(
