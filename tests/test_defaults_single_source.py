@@ -23,8 +23,14 @@ import pytest
 
 from spectsynth.config import load_schema, schema_defaults
 from spectsynth.datasets import DATASET_DEFAULTS
-from spectsynth.models import (COMMON_DEFAULTS, EXPERIMENT_KEYS, FAMILY_DEFAULTS, STUDY_DEFAULTS,
-                               STUDY_FAMILIES, TRAINING_DEFAULTS)
+from spectsynth.models import (
+    COMMON_DEFAULTS,
+    EXPERIMENT_KEYS,
+    FAMILY_DEFAULTS,
+    STUDY_DEFAULTS,
+    STUDY_FAMILIES,
+    TRAINING_DEFAULTS,
+)
 from spectsynth.simulate.config import DEFAULTS as SIMULATE_DEFAULTS
 
 
