@@ -138,8 +138,9 @@ def test_alternation_matches_exactly_the_labels():
         ("s1_fastgan", {"losses": ["l1"]}, "'losses' is a setting of study S2 only and this entry's study is 'S1'"),
         # a wrong model is reported as such, before the settings that no longer fit it
         ("s1_fastgan", {"model": "pix2pix"},
-         "config key 'experiments.s1_fastgan.model': value 'pix2pix' is not allowed (allowed: 'fastgan')"),
-        ("s0_clinical", {"model": "fastgan"}, "(allowed: 'vae', 'cvae')"),
+         "config key 'experiments.s1_fastgan.model': value 'pix2pix' is not allowed "
+         "(allowed for study S1: 'fastgan')"),
+        ("s0_clinical", {"model": "fastgan"}, "(allowed for study S0: 'vae', 'cvae')"),
     ],
 )
 def test_settings_of_another_family_or_study_are_errors(repo, schema, entry, change, expected):

@@ -172,7 +172,9 @@ def describe_error(err: jsonschema.ValidationError, config: Any = None) -> str:
                 f"{', '.join(repr(e) for e in extra)} (allowed: {allowed_txt})")
     if v == "enum":
         allowed = ", ".join(repr(x) for x in err.validator_value)
-        return f"config key '{key}': value {value} is not allowed (allowed: {allowed})"
+        scope = err.schema.get("x-allowed-for") if isinstance(err.schema, dict) else None
+        scope = f" for {scope}" if scope else ""
+        return f"config key '{key}': value {value} is not allowed (allowed{scope}: {allowed})"
     if v == "type":
         return f"config key '{key}': value {value} has the wrong type (expected {err.validator_value})"
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
