@@ -6,6 +6,12 @@ the key, the value and what is allowed, e.g.::
 
     config key 'inputs.demo.n_subjects': value 0 is not allowed: must be >= 1
     config key 'inputs.demo': unknown key 'n_subject' (allowed: n_subjects, seed, ...)
+    config key 'experiments.s1_fastgan.ngf': 'ngf' is a setting of model pix2pix only and this
+    entry's model is 'fastgan'; remove it from this entry (value 16)
+
+Blocks used more than once are written once under the schema's ``$defs``; defaults are filled
+through ``$ref`` too. :func:`schema_defaults` returns what a block fills in, for the tests that
+hold Python copies of defaults to the schema (tests/test_defaults_single_source.py).
 """
 
 from __future__ import annotations
