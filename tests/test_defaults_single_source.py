@@ -5,7 +5,7 @@ Sources, block by block:
 * ``inputs``, ``report``, ``compute``, ``simulate``, ``datasets``, ``training``, ``preprocess``,
   ``anatomy``, ``evaluate``: the schema (``config/schema.yaml``). The Python copies
   (``spectsynth.simulate.config.DEFAULTS``, ``spectsynth.datasets.DATASET_DEFAULTS``,
-  ``spectsynth.models.TRAINING_DEFAULTS``, ``spectsynth.sbr_regressor.DEFAULTS``) must equal what
+  ``spectsynth.experiments.TRAINING_DEFAULTS``, ``spectsynth.sbr_regressor.DEFAULTS``) must equal what
   the schema fills in (``inputs.demo`` is held to ``DemoParams`` in test_demo_anatomy.py).
 * ``experiments``: the settings of a model family and a study's published settings live in
   Python (``FAMILY_DEFAULTS``, ``STUDY_DEFAULTS``); the schema gives those keys ``null``
@@ -24,15 +24,13 @@ import pytest
 
 from spectsynth.config import load_schema, schema_defaults
 from spectsynth.datasets import DATASET_DEFAULTS
-from spectsynth.models import (
-    COMMON_DEFAULTS,
-    EXPERIMENT_KEYS,
-    FAMILY_DEFAULTS,
-    STUDY_DEFAULTS,
-    STUDY_FAMILIES,
-    TRAINING_DEFAULTS,
-)
+from spectsynth.experiments import COMMON_DEFAULTS, EXPERIMENT_KEYS, TRAINING_DEFAULTS
+from spectsynth.models import FAMILY_DEFAULTS
 from spectsynth.simulate.config import DEFAULTS as SIMULATE_DEFAULTS
+from spectsynth.studies import REGISTRY
+
+STUDY_DEFAULTS = {s.name: s.training_defaults for s in REGISTRY.values()}
+STUDY_FAMILIES = {s.name: s.families for s in REGISTRY.values()}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +91,7 @@ def _entry_defaults(schema, study="S2", model="pix2pix"):
 def test_experiment_keys_are_the_schemas(schema):
     in_schema = set(schema["$defs"]["experiment"]["properties"])
     assert sorted(in_schema - EXPERIMENT_KEYS) == [], "experiment keys in the schema only"
-    assert sorted(EXPERIMENT_KEYS - in_schema) == [], "experiment keys in spectsynth.models only"
+    assert sorted(EXPERIMENT_KEYS - in_schema) == [], "experiment keys in spectsynth.experiments only"
 
 
 def test_common_defaults_are_the_schemas(schema):
