@@ -2,13 +2,12 @@
 real-vs-real reference, box plots, mean/SD maps (spectsynth.evaluate)."""
 
 from spectsynth.evaluate import evaluate_s1
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 from spectsynth.provenance import stamp_outputs
 
 
 def main(smk):
-    log = setup_logging(smk.log[0])
-    try:
+    with rule_log(smk):
         files = {e: {"h5": smk.input[f"{e}_h5"], "tsv": smk.input[f"{e}_tsv"]}
                  for e in smk.params.experiments}
         configured = {smk.params.specs[e]["selection_criterion"] for e in smk.params.experiments}
@@ -21,9 +20,6 @@ def main(smk):
                     scale_label=smk.params.scale_label, other_predictions=other,
                     headline_criterion=headline or "configured per experiment", seed=smk.params.seed)
         stamp_outputs(smk, "images")
-    except Exception as exc:
-        log.error("%s", exc)
-        raise
 
 
 main(snakemake)  # noqa: F821
