@@ -20,7 +20,6 @@ less uptake than expected, negative where more.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -31,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import EvaluationError
-from .io import atomic_output, image_like, save_image
+from .io import image_like, save_image
+from .io import write_csv as _write_csv
 from .metrics import check_same_grid, check_same_shape
 
 log = logging.getLogger(__name__)
@@ -335,13 +335,6 @@ def database_agreement(synthetic_db: pd.DataFrame, real_db: pd.DataFrame, *, reg
 
 
 # ------------------------------------------------------------------ reading packet
-def _write_csv(rows: list[dict], path: Path, fields: Sequence[str]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(fields))
-        w.writeheader()
-        w.writerows(rows)
-
-
 def _packet_png(img: np.ndarray, number: str, path: Path, *, convention: str, cmap: str,
                 footer: str | None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg

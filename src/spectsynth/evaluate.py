@@ -31,6 +31,7 @@ from . import plots as P
 from . import stats as S
 from .errors import EvaluationError
 from .infer import load_predictions, read_index
+from .io import write_table  # the one table writer; re-exported for the study modules
 from .labels import LEVELS, PATTERNS
 
 log = logging.getLogger(__name__)
@@ -49,20 +50,6 @@ def shard_to_ras(images: np.ndarray) -> np.ndarray:
     """Stored slices ``(..., H, W)`` (row 0 anterior, columns left -> right) -> RAS ``(..., x, y)``."""
     arr = np.asarray(images)
     return np.ascontiguousarray(np.swapaxes(arr[..., ::-1, :], -1, -2))
-
-
-def write_table(table: pd.DataFrame, path: str | Path, *, what: str) -> Path:
-    """Write a TSV, refusing tables that hold NaN (a statistic that failed silently)."""
-    bad = [c for c in table.columns if table[c].isna().any()]
-    if bad:
-        raise EvaluationError(f"{what}: columns {bad} hold missing values; refusing to write {path}",
-                              hint="Report the statistic as not computed instead of writing NaN")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    table.to_csv(tmp, sep="\t", index=False)
-    tmp.replace(path)
-    return path
 
 
 def _notes_frame(notes: Sequence[Mapping]) -> pd.DataFrame:
