@@ -65,6 +65,8 @@ rule convert_dicom:
         directory(f"{OUT}/dicom-bids/sub-{{subject}}"),
     log:
         sub_log("convert_dicom"),
+    benchmark:
+        sub_bench("convert_dicom")
     group:
         "subject"
     conda:
@@ -103,6 +105,8 @@ rule validate_image:
         ),
     log:
         f"{OUT}/logs/validate_image/sub-{{subject}}_{{datatype}}_{{suffix}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/validate_image/sub-{{subject}}_{{datatype}}_{{suffix}}.tsv"
     group:
         "subject"
     conda:
@@ -136,6 +140,8 @@ rule plot_input_qc:
         ),
     log:
         sub_log("plot_input_qc"),
+    benchmark:
+        sub_bench("plot_input_qc")
     group:
         "subject"
     conda:

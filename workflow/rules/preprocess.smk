@@ -188,6 +188,8 @@ rule plot_preprocess_qc:
         ),
     log:
         sub_log("plot_preprocess_qc"),
+    benchmark:
+        sub_bench("plot_preprocess_qc")
     group:
         "subject"
     conda:
@@ -241,6 +243,8 @@ rule measure_registration_error:
         ),
     log:
         f"{OUT}/logs/measure_registration_error/all.log",
+    benchmark:
+        f"{OUT}/benchmarks/measure_registration_error/all.tsv"
     conda:
         "../../envs/preproc.yaml"
     threads: 1
@@ -297,6 +301,8 @@ rule measure_scan_registration_error:
         ),
     log:
         f"{OUT}/logs/measure_scan_registration_error/all.log",
+    benchmark:
+        f"{OUT}/benchmarks/measure_scan_registration_error/all.tsv"
     conda:
         "../../envs/preproc.yaml"
     threads: 1
