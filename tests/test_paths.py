@@ -57,3 +57,10 @@ def test_entity_order_is_the_bids_schemas():
 
     schema = load_schema()
     assert ENTITY_ORDER == tuple(schema.objects.entities[e].name for e in schema.rules.entities)
+
+
+def test_the_file_name_alone():
+    from spectsynth.paths import bids_name
+
+    assert bids_name(subject="01", desc="striatum", suffix="dseg", extension=".tsv") == \
+        "sub-01_desc-striatum_dseg.tsv"

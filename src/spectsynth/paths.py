@@ -48,14 +48,14 @@ def entity_key(name: str) -> str:
     return ALIASES.get(name, name)
 
 
-def bids(root: str | None = None, *, subject: str, suffix: str, datatype: str | None = None,
+def bids(root: str | None | bool = None, *, subject: str, suffix: str, datatype: str | None = None,
          extension: str = ".nii.gz", session: str | None = None, **entities: str | None) -> str:
     """``<root>/sub-<subject>[/ses-<session>][/<datatype>]/<name>``: one BIDS file name.
 
     ``entities`` are the other key-value pairs (``space="MNI152"``, ``desc="brain"``,
     ``label="GM"``, ``trc="FDG"``, ``from_="T1w"``, ``to="MNI152"``, ``mode="image"``); see the
     module's docstring for their order.  ``root`` ``None`` gives the path relative to the
-    dataset's root.  A value ``None`` leaves the entity out; an empty value or one holding
+    dataset's root, ``False`` the file name alone (:func:`bids_name`).  A value ``None`` leaves the entity out; an empty value or one holding
     ``_``, ``-`` or ``/`` (outside a Snakemake wildcard) is refused, since it would make a name no
     BIDS tool can parse.
     """
@@ -74,9 +74,18 @@ def bids(root: str | None = None, *, subject: str, suffix: str, datatype: str | 
     for key, value in table + rest:
         name += value if isinstance(value, EntityWildcard) else f"{'_' if name else ''}{key}-{value}"
     name += f"_{suffix}{extension}"
+    if root is False:
+        return name
     folders = [f"sub-{subject}"] + ([f"ses-{session}"] if session is not None else [])
     folders += [datatype] if datatype else []
     return "/".join(([str(root)] if root is not None else []) + folders + [name])
+
+
+def bids_name(*, subject: str, suffix: str, extension: str = ".nii.gz", session: str | None = None,
+              **entities: str | None) -> str:
+    """The file name alone (no folders) that :func:`bids` gives for the same arguments."""
+    return bids(False, subject=subject, suffix=suffix, extension=extension, session=session,
+                **entities)
 
 
 def _check_label(key: str, value: str) -> None:
