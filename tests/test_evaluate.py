@@ -13,6 +13,7 @@ from skimage.metrics import mean_squared_error, structural_similarity
 from statsmodels.stats.multitest import multipletests
 
 from spectsynth import evaluate as E
+from spectsynth import io as sio
 from spectsynth.errors import EvaluationError
 from spectsynth.infer import write_predictions
 from spectsynth.labels import LEVELS, PATTERNS
@@ -230,7 +231,7 @@ def test_shape_mismatch_names_the_experiment(tmp_path):
 
 def test_write_table_refuses_nan(tmp_path):
     with pytest.raises(EvaluationError, match="columns \\['p'\\] hold missing values"):
-        E.write_table(pd.DataFrame({"p": [0.1, np.nan]}), tmp_path / "t.tsv", what="test")
+        sio.write_table(pd.DataFrame({"p": [0.1, np.nan]}), tmp_path / "t.tsv", what="test")
     assert not (tmp_path / "t.tsv").exists()
 
 

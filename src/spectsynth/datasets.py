@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +67,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, InputDataError
+from .io import atomic_output
 from .labels import LEVELS, PATTERNS
 from .splits import SPLITS, assign_splits, check_split_leak, participant  # noqa: F401  (re-exported)
 from .studies import REGISTRY, dataset_names, for_dataset
@@ -399,8 +399,7 @@ def write_shards(name: str, images: np.ndarray, table: pd.DataFrame, spec: Mappi
         table.loc[sel, "shard_row"] = np.arange(len(sel))
         imgs = images[sel]
         path = out_dir / f"{split}.h5"
-        tmp = out_dir / f".tmp-{split}.h5"
-        with h5py.File(tmp, "w") as f:
+        with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
             chunks = (1,) + imgs.shape[1:] if len(sel) else None
             f.create_dataset("images", data=imgs, chunks=chunks, compression="lzf" if len(sel) else None)
             f.create_dataset("level", data=np.array([LEVELS.index(v) if v in LEVELS else -1
@@ -412,14 +411,12 @@ def write_shards(name: str, images: np.ndarray, table: pd.DataFrame, spec: Mappi
                             "split": split, "channels": json.dumps(channels), "size": int(spec["size"]),
                             "normalise": spec["normalise"], "content_sha256": _sha256(imgs),
                             "orientation": "rows anterior->posterior, columns subject left->right"})
-        os.replace(tmp, path)
     front = ["row", "dataset", "study", "subject", "split", "shard", "shard_row", "level", "pattern",
              "space", "source", "slice_index", "n_z", "record"]
     cols = front + [c for c in table.columns if c not in front]
     table = table[cols]
-    tmp = out_dir / ".tmp-index.tsv"
-    table.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
-    os.replace(tmp, out_dir / "index.tsv")
+    with atomic_output(out_dir / "index.tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
     counts = table.groupby("split").size().to_dict()
     log.info("dataset %s: %d slices (%s) from %d subjects -> %s", name, len(table),
              ", ".join(f"{k} {v}" for k, v in counts.items()), table["subject"].nunique(), out_dir)

@@ -8,7 +8,7 @@ and its figures with :mod:`spectsynth.plots`, and writes them to the output path
 Statistics that cannot be computed on the data at hand (too few samples, an empty group,
 constant values) are never written as NaN: they are listed, with the reason, in the study's
 ``not_computed.tsv`` and left out of the result tables.  Every table is checked for NaN
-before it is written (:func:`write_table`).
+before it is written (:func:`spectsynth.io.write_table`).
 
 Slices in the shards are stored anterior-up with the subject's left in the left half
 (neurological, see :mod:`spectsynth.datasets`); :func:`shard_to_ras` turns them back into
@@ -46,20 +46,6 @@ def shard_to_ras(images: np.ndarray) -> np.ndarray:
     """Stored slices ``(..., H, W)`` (row 0 anterior, columns left -> right) -> RAS ``(..., x, y)``."""
     arr = np.asarray(images)
     return np.ascontiguousarray(np.swapaxes(arr[..., ::-1, :], -1, -2))
-
-
-def write_table(table: pd.DataFrame, path: str | Path, *, what: str) -> Path:
-    """Write a TSV, refusing tables that hold NaN (a statistic that failed silently)."""
-    bad = [c for c in table.columns if table[c].isna().any()]
-    if bad:
-        raise EvaluationError(f"{what}: columns {bad} hold missing values; refusing to write {path}",
-                              hint="Report the statistic as not computed instead of writing NaN")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    table.to_csv(tmp, sep="\t", index=False)
-    tmp.replace(path)
-    return path
 
 
 def _notes_frame(notes: Sequence[Mapping]) -> pd.DataFrame:

@@ -6,7 +6,8 @@ affine of plausible scale, consistent qform/sform) and returns it in RAS+ canoni
 orientation.  Every problem raises :class:`~spectsynth.errors.InputDataError` naming the
 subject, the file and what to do.
 
-:func:`atomic_output` is the one way outputs are written: a temporary file beside the
+:func:`atomic_output` is the one way outputs are written (:func:`write_table`, :func:`write_csv`,
+:func:`write_json`, :func:`write_text` and :func:`save_image` use it): a temporary file beside the
 target (``.tmp-<token>-<name>``, created with the normal permissions, i.e. 0666 less the
 umask), renamed onto the target only when complete.  Temporaries a killed job left for the
 same target are removed when it is written again, and a full disk or quota raises
@@ -16,6 +17,7 @@ and free, and what to do.
 
 from __future__ import annotations
 
+import csv
 import errno
 import glob
 import json
@@ -30,7 +32,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .errors import InputDataError, OutputWriteError
+from .errors import EvaluationError, InputDataError, OutputWriteError
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +345,32 @@ def write_text(text: str, path: str | Path) -> Path:
     data = text.encode()
     with atomic_output(path, needed_bytes=len(data)) as tmp:
         tmp.write_bytes(data)
+    return path
+
+
+def write_table(table, path: str | Path, *, what: str) -> Path:
+    """Write a pandas table as TSV (no index) atomically, refusing one that holds NaN.
+
+    A missing value in a results table is a statistic that failed silently: the error names
+    ``what`` (the table), its columns with missing values and the file.
+    """
+    bad = [c for c in table.columns if table[c].isna().any()]
+    if bad:
+        raise EvaluationError(f"{what}: columns {bad} hold missing values; refusing to write {path}",
+                              hint="Report the statistic as not computed instead of writing NaN")
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return path
+
+
+def write_csv(rows: list[dict], path: str | Path, fields) -> Path:
+    """Write rows (dicts) as a comma-separated file with the header ``fields``, atomically."""
+    path = Path(path)
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(fields))
+        w.writeheader()
+        w.writerows(rows)
     return path
 
 

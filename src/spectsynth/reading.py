@@ -25,7 +25,6 @@ kappa, statsmodels).  ``spectsynth score-reading SHEET [SHEET ...] KEY -o DIR`` 
 
 from __future__ import annotations
 
-import csv
 import itertools
 import logging
 from collections.abc import Mapping, Sequence
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import EvaluationError
-from .io import atomic_output
+from .io import write_csv as _write_csv
 
 log = logging.getLogger(__name__)
 
@@ -263,20 +262,13 @@ def score_reading(sheets: Sequence[str | Path], key: str | Path) -> dict[str, pd
 
 def write_scores(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
     """Write the scorer's tables as ``reading_<name>.tsv`` under ``out_dir``."""
-    from .evaluate import write_table
+    from .io import write_table
 
     return {name: write_table(table, Path(out_dir) / f"reading_{name}.tsv", what=f"reading {name}")
             for name, table in tables.items()}
 
 
 __all__ = ["scale_text", "score_reading", "similarity_packet", "write_scores"]
-
-
-def _write_csv(rows: list[dict], path: Path, fields: Sequence[str]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(fields))
-        w.writeheader()
-        w.writerows(rows)
 
 
 def _packet_png(img: np.ndarray, number: str, path: Path, *, convention: str, cmap: str,

@@ -1,33 +1,33 @@
 # Anatomy in each subject's native space: striatum (refined), reference regions, vascular
 # territories, GM/WM/CSF probability maps and S1's slice levels.  Logic: spectsynth.anatomy.
 #
-# Needs from common.smk: OUT, SUBJECTS, sub_log(rule), sub_bench(rule); from preprocess.smk:
-# PP_ANAT, PP_XFM, PP_CFG, pp_paths.
+# Needs from common.smk: OUT, SUBJECTS, sub_log(rule), sub_bench(rule), pp_anat, pp_xfm,
+# PP_CFG, pp_paths, TARGETS.
 
 
 rule propagate_labels:
     input:
-        t1w=f"{PP_ANAT}_desc-preproc_T1w.nii.gz",
-        mask=f"{PP_ANAT}_desc-brain_mask.nii.gz",
-        xfm_template=f"{PP_XFM}_from-T1w_to-MNI152_mode-image_xfm.tfm",
+        t1w=pp_anat(desc="preproc", suffix="T1w"),
+        mask=pp_anat(desc="brain", suffix="mask"),
+        xfm_template=pp_xfm(from_="T1w", to="MNI152"),
     output:
-        striatum=f"{PP_ANAT}_desc-striatum_dseg.nii.gz",
-        striatum_tsv=f"{PP_ANAT}_desc-striatum_dseg.tsv",
-        reference=f"{PP_ANAT}_desc-reference_dseg.nii.gz",
-        reference_tsv=f"{PP_ANAT}_desc-reference_dseg.tsv",
-        territories=f"{PP_ANAT}_desc-territories_dseg.nii.gz",
-        territories_tsv=f"{PP_ANAT}_desc-territories_dseg.tsv",
-        gm=f"{PP_ANAT}_label-GM_probseg.nii.gz",
-        wm=f"{PP_ANAT}_label-WM_probseg.nii.gz",
-        csf=f"{PP_ANAT}_label-CSF_probseg.nii.gz",
-        levels=f"{PP_ANAT}_levels.tsv",
-        xfm_atlas=f"{PP_XFM}_from-T1w_to-atlas_mode-image_xfm.tfm",
-        xfm_atlas_inverse=f"{PP_XFM}_from-atlas_to-T1w_mode-image_xfm.tfm",
-        xfm_striatum_L=f"{PP_XFM}_from-T1w_to-atlas_desc-striatumL_mode-image_xfm.tfm",
-        xfm_striatum_L_inverse=f"{PP_XFM}_from-atlas_to-T1w_desc-striatumL_mode-image_xfm.tfm",
-        xfm_striatum_R=f"{PP_XFM}_from-T1w_to-atlas_desc-striatumR_mode-image_xfm.tfm",
-        xfm_striatum_R_inverse=f"{PP_XFM}_from-atlas_to-T1w_desc-striatumR_mode-image_xfm.tfm",
-        qc=f"{PP_ANAT}_desc-anatomy_qc.json",
+        striatum=pp_anat(desc="striatum", suffix="dseg"),
+        striatum_tsv=pp_anat(desc="striatum", suffix="dseg", extension=".tsv"),
+        reference=pp_anat(desc="reference", suffix="dseg"),
+        reference_tsv=pp_anat(desc="reference", suffix="dseg", extension=".tsv"),
+        territories=pp_anat(desc="territories", suffix="dseg"),
+        territories_tsv=pp_anat(desc="territories", suffix="dseg", extension=".tsv"),
+        gm=pp_anat(label="GM", suffix="probseg"),
+        wm=pp_anat(label="WM", suffix="probseg"),
+        csf=pp_anat(label="CSF", suffix="probseg"),
+        levels=pp_anat(suffix="levels", extension=".tsv"),
+        xfm_atlas=pp_xfm(from_="T1w", to="atlas"),
+        xfm_atlas_inverse=pp_xfm(from_="atlas", to="T1w"),
+        xfm_striatum_L=pp_xfm(from_="T1w", to="atlas", desc="striatumL"),
+        xfm_striatum_L_inverse=pp_xfm(from_="atlas", to="T1w", desc="striatumL"),
+        xfm_striatum_R=pp_xfm(from_="T1w", to="atlas", desc="striatumR"),
+        xfm_striatum_R_inverse=pp_xfm(from_="atlas", to="T1w", desc="striatumR"),
+        qc=pp_anat(desc="anatomy", suffix="qc", extension=".json"),
     log:
         sub_log("propagate_labels"),
     benchmark:

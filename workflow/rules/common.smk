@@ -15,6 +15,9 @@ from spectsynth.inputs.demo import subject_labels
 from spectsynth.studies import REGISTRY as STUDIES
 from spectsynth.studies import Context, dataset_names
 from spectsynth.studies import dataset_subject_files as study_subject_files
+from spectsynth.inputs.demo import subject_labels, truth_paths as demo_truth_paths
+from spectsynth.paths import bids, entity_wildcard
+from spectsynth.preprocess import paths as pp_paths
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -50,7 +53,8 @@ UNUSABLE, EXPECTED, SKIPPED = {}, {}, []
 if SOURCE == "demo":
     SUBJECTS = subject_labels(config["inputs"]["demo"]["n_subjects"])
     RAW = {
-        s: {"T1w": f"{OUT}/demo-bids/sub-{s}/anat/sub-{s}_T1w.nii.gz"} for s in SUBJECTS
+        s: {"T1w": bids(f"{OUT}/demo-bids", subject=s, datatype="anat", suffix="T1w")}
+        for s in SUBJECTS
     }
 elif SOURCE == "bids":
     from spectsynth.inputs import bids as bids_inputs
@@ -106,7 +110,12 @@ else:  # dicom
     SUBJECTS = sorted(DICOM_DIRS)
     RAW = {
         s: {
-            m: f"{OUT}/dicom-bids/sub-{s}/{MODALITY_PATH[m][0]}/sub-{s}_{MODALITY_PATH[m][1]}.nii.gz"
+            m: bids(
+                f"{OUT}/dicom-bids",
+                subject=s,
+                datatype=MODALITY_PATH[m][0],
+                suffix=MODALITY_PATH[m][1],
+            )
             for m, pattern in _dcm["series"].items()
             if pattern
         }
@@ -139,6 +148,7 @@ SUBJECT_INDEX = {s: i for i, s in enumerate(SUBJECTS)}
 # (spectsynth.experiments), the datasets of the studies (spectsynth.studies) and the context the
 # studies' rule functions take. The stage files read these and nothing of each other's.
 SIM = config.get("simulate", {})
+PP_CFG = config.get("preprocess", {}) or {}
 try:
     EXPERIMENTS = expand_experiments(config)
 except SpectsynthError as exc:
@@ -204,15 +214,76 @@ def missing_required(wildcards):
     ]
 
 
-def ras_image(subject, modality):
+def ras_image(subject, modality, extension=".nii.gz"):
+    """The validated RAS+ copy of a subject's input image (or its record: extension .json)."""
     datatype, suffix = MODALITY_PATH[modality]
-    return f"{OUT}/sub-{subject}/{datatype}/sub-{subject}_desc-ras_{suffix}.nii.gz"
+    return bids(
+        OUT,
+        subject=subject,
+        datatype=datatype,
+        desc="ras",
+        suffix=suffix,
+        extension=extension,
+    )
+
+
+def pp_anat(**entities):
+    """An anat file of the {subject} wildcard (entities, suffix, extension as bids() takes them)."""
+    return pp_paths.anat(OUT, "{subject}", **entities)
+
+
+def pp_xfm(**entities):
+    """A transform of the {subject} wildcard: ..._<entities>_mode-image_xfm.tfm."""
+    return bids(
+        OUT,
+        subject="{subject}",
+        datatype="xfm",
+        **entities,
+        mode="image",
+        suffix="xfm",
+        extension=".tfm",
+    )
+
+
+def pp_scan(space, extension=".nii.gz"):
+    """A PET/SPECT scan of register_modality: {trc} and {desc} hold optional entities."""
+    return bids(
+        OUT,
+        subject="{subject}",
+        datatype="{modality}",
+        trc=entity_wildcard("{trc}"),
+        space=space,
+        desc=entity_wildcard("{desc}"),
+        suffix="{modality}",
+        extension=extension,
+    )
+
+
+def input_qc_figure(subject):
+    return bids(
+        OUT,
+        subject=subject,
+        datatype="figures",
+        desc="inputqc",
+        suffix="T1w",
+        extension=".png",
+    )
+
+
+def input_records():
+    """The validation records of every input image input_targets() asks for."""
+    return [
+        ras_image(s, m, ".json")
+        for s in SUBJECTS
+        for m in ("T1w", "pet", "spect")
+        if has_modality(s, m) or m in REQUIRED
+    ]
 
 
 def input_targets():
     targets = [f"{OUT}/inputs/inputs.tsv"]
     for s in SUBJECTS:
-        targets.append(f"{OUT}/sub-{s}/figures/sub-{s}_desc-inputqc_T1w.png")
+        targets.append(input_qc_figure(s))
         for m in ("T1w", "pet", "spect"):
             if has_modality(s, m) or m in REQUIRED:
                 targets.append(ras_image(s, m))
@@ -226,6 +297,8 @@ def report_targets():
         f"{OUT}/provenance/config.resolved.yaml",
         f"{OUT}/provenance/versions.tsv",
         f"{OUT}/provenance/run.json",
+        f"{OUT}/dataset_description.json",
+        f"{OUT}/.bidsignore",
     ]
 
 

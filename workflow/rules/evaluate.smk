@@ -20,9 +20,9 @@ for study in STUDIES.values():
         output:
             **study_outputs(study, study.evaluation),
         log:
-            study.evaluation_log(OUT),
+            f"{OUT}/logs/evaluate_{study.key}/{study.evaluation_stem}.log",
         benchmark:
-            study.evaluation_benchmark(OUT)
+            f"{OUT}/benchmarks/evaluate_{study.key}/{study.evaluation_stem}.tsv"
         conda:
             "../../envs/stats.yaml"
         threads: 1

@@ -6,12 +6,18 @@ DEMO_S2_SPLIT = resection_split_config(config) if SOURCE == "demo" else None
 
 rule make_demo_subject:
     output:
-        t1=f"{OUT}/demo-bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.nii.gz",
-        sidecar=f"{OUT}/demo-bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.json",
-        pose=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-pose_xfm.tfm",
-        deformation=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-deformation_xfm.nii.gz",
-        truth=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_xfm.json",
-        resection=f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/anat/sub-{{subject}}_desc-resection_mask.nii.gz",
+        **{
+            k: str(p)
+            for k, p in demo_truth_paths(f"{OUT}/demo-bids", "{subject}").items()
+        },
+        t1=bids(f"{OUT}/demo-bids", subject="{subject}", datatype="anat", suffix="T1w"),
+        sidecar=bids(
+            f"{OUT}/demo-bids",
+            subject="{subject}",
+            datatype="anat",
+            suffix="T1w",
+            extension=".json",
+        ),
     log:
         sub_log("make_demo_subject"),
     benchmark:
@@ -59,6 +65,8 @@ rule convert_dicom:
         directory(f"{OUT}/dicom-bids/sub-{{subject}}"),
     log:
         sub_log("convert_dicom"),
+    benchmark:
+        sub_bench("convert_dicom")
     group:
         "subject"
     conda:
@@ -80,10 +88,25 @@ rule validate_image:
     input:
         unpack(raw_image),
     output:
-        image=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_desc-ras_{{suffix}}.nii.gz",
-        record=f"{OUT}/sub-{{subject}}/{{datatype}}/sub-{{subject}}_desc-ras_{{suffix}}.json",
+        image=bids(
+            OUT,
+            subject="{subject}",
+            datatype="{datatype}",
+            desc="ras",
+            suffix="{suffix}",
+        ),
+        record=bids(
+            OUT,
+            subject="{subject}",
+            datatype="{datatype}",
+            desc="ras",
+            suffix="{suffix}",
+            extension=".json",
+        ),
     log:
         f"{OUT}/logs/validate_image/sub-{{subject}}_{{datatype}}_{{suffix}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/validate_image/sub-{{subject}}_{{datatype}}_{{suffix}}.tsv"
     group:
         "subject"
     conda:
@@ -103,10 +126,10 @@ rule validate_image:
 
 rule plot_input_qc:
     input:
-        image=f"{OUT}/sub-{{subject}}/anat/sub-{{subject}}_desc-ras_T1w.nii.gz",
+        image=ras_image("{subject}", "T1w"),
     output:
         report(
-            f"{OUT}/sub-{{subject}}/figures/sub-{{subject}}_desc-inputqc_T1w.png",
+            input_qc_figure("{subject}"),
             caption="../report/input_qc.rst",
             category="1. Inputs",
             subcategory="T1w mid-slices",
@@ -117,6 +140,8 @@ rule plot_input_qc:
         ),
     log:
         sub_log("plot_input_qc"),
+    benchmark:
+        sub_bench("plot_input_qc")
     group:
         "subject"
     conda:
@@ -134,9 +159,7 @@ rule plot_input_qc:
 
 rule summarize_inputs:
     input:
-        records=lambda wc: [
-            p.replace(".nii.gz", ".json") for p in input_targets() if "_desc-ras_" in p
-        ],
+        records=lambda wc: input_records(),
     output:
         report(
             f"{OUT}/inputs/inputs.tsv",

@@ -5,26 +5,21 @@
 # without a space entity lie on S2's native grid (256 x 256 x 192, 1 mm, the subject's T1w world
 # space; the anatomy stage and the simulation read these); space-MNI152 files on the template grid.
 #
-# Needs from common.smk: OUT, SUBJECTS, has_modality(subject, mod), sub_log(rule), sub_bench(rule).
+# Needs from common.smk: OUT, SUBJECTS, has_modality(subject, mod), sub_log(rule), sub_bench(rule),
+# the path builders pp_anat, pp_xfm, pp_scan, ras_image and demo_truth_paths.
 
 from spectsynth.preprocess import paths as pp_paths
 from spectsynth.simulate import paths as sim_paths
 from spectsynth.simulate.scan_qc import similarity_pairs
 
-PP_CFG = config.get("preprocess", {}) or {}
-PP_SUB = f"{OUT}/sub-{{subject}}"
-PP_ANAT = f"{PP_SUB}/anat/sub-{{subject}}"
-PP_XFM = f"{PP_SUB}/xfm/sub-{{subject}}"
-PP_FIG = f"{PP_SUB}/figures/sub-{{subject}}"
-
 
 rule extract_brain:
     input:
-        t1w=f"{PP_ANAT}_desc-ras_T1w.nii.gz",
+        t1w=pp_anat(desc="ras", suffix="T1w"),
     output:
-        brain=f"{PP_ANAT}_desc-rasbrain_T1w.nii.gz",
-        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
-        qc=f"{PP_ANAT}_desc-rasbrain_qc.json",
+        brain=pp_anat(desc="rasbrain", suffix="T1w"),
+        mask=pp_anat(desc="rasbrain", suffix="mask"),
+        qc=pp_anat(desc="rasbrain", suffix="qc", extension=".json"),
     log:
         sub_log("extract_brain"),
     benchmark:
@@ -45,16 +40,16 @@ rule extract_brain:
 
 rule register_template:
     input:
-        t1w=f"{PP_ANAT}_desc-ras_T1w.nii.gz",
-        brain=f"{PP_ANAT}_desc-rasbrain_T1w.nii.gz",
-        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
+        t1w=pp_anat(desc="ras", suffix="T1w"),
+        brain=pp_anat(desc="rasbrain", suffix="T1w"),
+        mask=pp_anat(desc="rasbrain", suffix="mask"),
     output:
-        xfm=f"{PP_XFM}_from-T1w_to-MNI152_mode-image_xfm.tfm",
-        xfm_inverse=f"{PP_XFM}_from-MNI152_to-T1w_mode-image_xfm.tfm",
-        t1w=f"{PP_ANAT}_space-MNI152_desc-preproc_T1w.nii.gz",
-        brain=f"{PP_ANAT}_space-MNI152_desc-brain_T1w.nii.gz",
-        mask=f"{PP_ANAT}_space-MNI152_desc-brain_mask.nii.gz",
-        qc=f"{PP_ANAT}_space-MNI152_desc-registration_qc.json",
+        xfm=pp_xfm(from_="T1w", to="MNI152"),
+        xfm_inverse=pp_xfm(from_="MNI152", to="T1w"),
+        t1w=pp_anat(space="MNI152", desc="preproc", suffix="T1w"),
+        brain=pp_anat(space="MNI152", desc="brain", suffix="T1w"),
+        mask=pp_anat(space="MNI152", desc="brain", suffix="mask"),
+        qc=pp_anat(space="MNI152", desc="registration", suffix="qc", extension=".json"),
     log:
         sub_log("register_template"),
     benchmark:
@@ -77,12 +72,12 @@ rule register_template:
 
 rule register_native:
     input:
-        t1w=f"{PP_ANAT}_desc-ras_T1w.nii.gz",
-        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
+        t1w=pp_anat(desc="ras", suffix="T1w"),
+        mask=pp_anat(desc="rasbrain", suffix="mask"),
     output:
-        t1w=f"{PP_ANAT}_desc-preproc_T1w.nii.gz",
-        brain=f"{PP_ANAT}_desc-brain_T1w.nii.gz",
-        mask=f"{PP_ANAT}_desc-brain_mask.nii.gz",
+        t1w=pp_anat(desc="preproc", suffix="T1w"),
+        brain=pp_anat(desc="brain", suffix="T1w"),
+        mask=pp_anat(desc="brain", suffix="mask"),
     log:
         sub_log("register_native"),
     benchmark:
@@ -112,18 +107,28 @@ rule register_modality:
                 OUT, wc.subject, wc.modality, wc.trc, wc.desc, "scanner"
             )
             if wc.trc
-            else f"{OUT}/sub-{wc.subject}/{wc.modality}/sub-{wc.subject}_desc-ras_{wc.modality}.nii.gz"
+            else ras_image(wc.subject, wc.modality)
         ),
-        brain=f"{PP_ANAT}_desc-rasbrain_T1w.nii.gz",
-        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
-        native=f"{PP_ANAT}_desc-brain_mask.nii.gz",
-        xfm_template=f"{PP_XFM}_from-T1w_to-MNI152_mode-image_xfm.tfm",
+        brain=pp_anat(desc="rasbrain", suffix="T1w"),
+        mask=pp_anat(desc="rasbrain", suffix="mask"),
+        native=pp_anat(desc="brain", suffix="mask"),
+        xfm_template=pp_xfm(from_="T1w", to="MNI152"),
     output:
-        xfm=f"{PP_XFM}{{trc}}{{desc}}_from-{{modality}}_to-T1w_mode-image_xfm.tfm",
-        xfm_inverse=f"{PP_XFM}{{trc}}{{desc}}_from-T1w_to-{{modality}}_mode-image_xfm.tfm",
-        native=f"{PP_SUB}/{{modality}}/sub-{{subject}}{{trc}}_space-T1w{{desc}}_{{modality}}.nii.gz",
-        template=f"{PP_SUB}/{{modality}}/sub-{{subject}}{{trc}}_space-MNI152{{desc}}_{{modality}}.nii.gz",
-        qc=f"{PP_SUB}/{{modality}}/sub-{{subject}}{{trc}}_space-T1w{{desc}}_{{modality}}.json",
+        xfm=pp_xfm(
+            trc=entity_wildcard("{trc}"),
+            desc=entity_wildcard("{desc}"),
+            from_="{modality}",
+            to="T1w",
+        ),
+        xfm_inverse=pp_xfm(
+            trc=entity_wildcard("{trc}"),
+            desc=entity_wildcard("{desc}"),
+            from_="T1w",
+            to="{modality}",
+        ),
+        native=pp_scan("T1w"),
+        template=pp_scan("MNI152"),
+        qc=pp_scan("T1w", ".json"),
     log:
         f"{OUT}/logs/register_modality/sub-{{subject}}{{trc}}{{desc}}_{{modality}}.log",
     benchmark:
@@ -151,31 +156,31 @@ rule register_modality:
 
 rule plot_preprocess_qc:
     input:
-        t1w=f"{PP_ANAT}_desc-ras_T1w.nii.gz",
-        mask=f"{PP_ANAT}_desc-rasbrain_mask.nii.gz",
-        t1w_template=f"{PP_ANAT}_space-MNI152_desc-preproc_T1w.nii.gz",
-        t1w_native=f"{PP_ANAT}_desc-preproc_T1w.nii.gz",
-        striatum=f"{PP_ANAT}_desc-striatum_dseg.nii.gz",
-        territories=f"{PP_ANAT}_desc-territories_dseg.nii.gz",
-        reference=f"{PP_ANAT}_desc-reference_dseg.nii.gz",
-        levels=f"{PP_ANAT}_levels.tsv",
+        t1w=pp_anat(desc="ras", suffix="T1w"),
+        mask=pp_anat(desc="rasbrain", suffix="mask"),
+        t1w_template=pp_anat(space="MNI152", desc="preproc", suffix="T1w"),
+        t1w_native=pp_anat(desc="preproc", suffix="T1w"),
+        striatum=pp_anat(desc="striatum", suffix="dseg"),
+        territories=pp_anat(desc="territories", suffix="dseg"),
+        reference=pp_anat(desc="reference", suffix="dseg"),
+        levels=pp_anat(suffix="levels", extension=".tsv"),
     output:
         outline=report(
-            f"{PP_FIG}_desc-templateoutline_qc.png",
+            pp_paths.figure(OUT, "{subject}", "templateoutline"),
             caption="../report/preprocess_outline.rst",
             category="2. Preprocessing",
             subcategory="Registration to MNI152",
             labels={"subject": "{subject}", "figure": "template outline"},
         ),
         labels=report(
-            f"{PP_FIG}_desc-labels_qc.png",
+            pp_paths.figure(OUT, "{subject}", "labels"),
             caption="../report/preprocess_labels.rst",
             category="2. Preprocessing",
             subcategory="Anatomy labels",
             labels={"subject": "{subject}", "figure": "label overlay"},
         ),
         mask=report(
-            f"{PP_FIG}_desc-brainmask_qc.png",
+            pp_paths.figure(OUT, "{subject}", "brainmask"),
             caption="../report/preprocess_mask.rst",
             category="2. Preprocessing",
             subcategory="Brain extraction",
@@ -183,6 +188,8 @@ rule plot_preprocess_qc:
         ),
     log:
         sub_log("plot_preprocess_qc"),
+    benchmark:
+        sub_bench("plot_preprocess_qc")
     group:
         "subject"
     conda:
@@ -221,18 +228,11 @@ rule tabulate_registration_quality:
 
 rule measure_registration_error:
     input:
-        xfms=expand(
-            f"{OUT}/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_mode-image_xfm.tfm",
-            subject=SUBJECTS,
-        ),
+        xfms=expand(pp_xfm(from_="T1w", to="MNI152"), subject=SUBJECTS),
         masks=expand(
-            f"{OUT}/sub-{{subject}}/anat/sub-{{subject}}_space-MNI152_desc-brain_mask.nii.gz",
-            subject=SUBJECTS,
+            pp_anat(space="MNI152", desc="brain", suffix="mask"), subject=SUBJECTS
         ),
-        truth=expand(
-            f"{OUT}/demo-bids/derivatives/groundtruth/sub-{{subject}}/xfm/sub-{{subject}}_from-T1w_to-MNI152_desc-pose_xfm.tfm",
-            subject=SUBJECTS,
-        ),
+        truth=[str(demo_truth_paths(f"{OUT}/demo-bids", s)["pose"]) for s in SUBJECTS],
     output:
         report(
             f"{OUT}/qc/demo_registration_error.tsv",
@@ -243,6 +243,8 @@ rule measure_registration_error:
         ),
     log:
         f"{OUT}/logs/measure_registration_error/all.log",
+    benchmark:
+        f"{OUT}/benchmarks/measure_registration_error/all.tsv"
     conda:
         "../../envs/preproc.yaml"
     threads: 1
@@ -300,6 +302,8 @@ rule measure_scan_registration_error:
         ),
     log:
         f"{OUT}/logs/measure_scan_registration_error/all.log",
+    benchmark:
+        f"{OUT}/benchmarks/measure_scan_registration_error/all.tsv"
     conda:
         "../../envs/preproc.yaml"
     threads: 1

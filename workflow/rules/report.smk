@@ -29,3 +29,23 @@ rule write_provenance:
         repo=workflow.basedir,
     script:
         "../scripts/write_provenance.py"
+
+
+# The results folder is a BIDS-derivatives dataset: its description, and what BIDS tools skip.
+rule bids_description:
+    output:
+        description=f"{OUT}/dataset_description.json",
+        bidsignore=f"{OUT}/.bidsignore",
+    log:
+        f"{OUT}/logs/bids_description/bids_description.log",
+    conda:
+        "../../envs/inputs.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        source=SOURCE,
+        bids_root=config["inputs"]["bids"]["root"] if SOURCE == "bids" else None,
+    script:
+        "../scripts/write_bids_description.py"

@@ -108,6 +108,8 @@ rule plot_simulation:
         ),
     log:
         sub_log("plot_simulation"),
+    benchmark:
+        sub_bench("plot_simulation")
     group:
         "subject"
     conda:
@@ -142,6 +144,8 @@ rule summarize_simulation:
         ),
     log:
         f"{OUT}/logs/summarize_simulation/summarize_simulation.log",
+    benchmark:
+        f"{OUT}/benchmarks/summarize_simulation/summarize_simulation.tsv"
     conda:
         "../../envs/simulate.yaml"
     threads: 1

@@ -1,13 +1,13 @@
 """Convert one subject's DICOM folder to BIDS with dcm2niix."""
 
 from spectsynth.inputs.dicom import convert_subject
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 
 
 def main(smk):
-    setup_logging(smk.log[0])
-    convert_subject(smk.params.dicom_dir, smk.wildcards.subject, smk.params.bids_root,
-                    smk.params.series, smk.params.required)
+    with rule_log(smk):
+        convert_subject(smk.params.dicom_dir, smk.wildcards.subject, smk.params.bids_root,
+                        smk.params.series, smk.params.required)
 
 
 main(snakemake)  # noqa: F821

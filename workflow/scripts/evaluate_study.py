@@ -3,22 +3,18 @@
 
 from importlib import import_module
 
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 from spectsynth.provenance import stamp_outputs
 from spectsynth.studies import get
 
 
 def main(smk):
-    log = setup_logging(smk.log[0])
-    try:
+    with rule_log(smk):
         study = get(smk.params.study)
         params = {k: smk.params[k] for k in (*study.evaluation_param_names, "cfg", "scale_label")}
         evaluation = import_module(f"spectsynth.studies.{study.key}.evaluate")
         evaluation.run(dict(smk.input.items()), dict(smk.output.items()), params, dict(smk.wildcards.items()))
         stamp_outputs(smk, study.stamp)
-    except Exception as exc:
-        log.error("%s", exc)
-        raise
 
 
 main(snakemake)  # noqa: F821

@@ -2,17 +2,13 @@
 (spectsynth.infer.stack_volumes)."""
 
 from spectsynth.infer import stack_volumes
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 
 
 def main(smk):
-    log = setup_logging(smk.log[0])
-    try:
+    with rule_log(smk):
         stack_volumes(smk.input.h5, smk.input.tsv, smk.output.volumes,
                       experiment=smk.wildcards.experiment, train_index=smk.input.index)
-    except Exception as exc:
-        log.error("%s", exc)
-        raise
 
 
 main(snakemake)  # noqa: F821

@@ -1,12 +1,12 @@
 """Write the dataset-level files of the demo BIDS dataset."""
 
 from spectsynth.inputs.demo import build_dataset_files
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 
 
 def main(smk):
-    setup_logging(smk.log[0])
-    build_dataset_files(smk.params.demo, smk.params.bids_root)
+    with rule_log(smk):
+        build_dataset_files(smk.params.demo, smk.params.bids_root)
 
 
 main(snakemake)  # noqa: F821

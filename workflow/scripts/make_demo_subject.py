@@ -1,12 +1,12 @@
 """Build one demo subject (see spectsynth.inputs.demo)."""
 
 from spectsynth.inputs.demo import build_subject
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 
 
 def main(smk):
-    setup_logging(smk.log[0])
-    build_subject(smk.params.index, smk.params.demo, smk.params.bids_root, smk.params.s2_split)
+    with rule_log(smk):
+        build_subject(smk.params.index, smk.params.demo, smk.params.bids_root, smk.params.s2_split)
 
 
 main(snakemake)  # noqa: F821

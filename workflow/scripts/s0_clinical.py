@@ -1,7 +1,7 @@
 """S0 clinical outputs: deficit maps, regional deficits, normal databases and z-scores
 (spectsynth.studies.s0.clinical.s0_clinical_outputs)."""
 
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 from spectsynth.provenance import stamp_outputs
 from spectsynth.studies.s0.clinical import s0_clinical_outputs
 
@@ -10,9 +10,8 @@ OUTPUTS = ("deficit_maps", "deficit_figure", "regional_deficits", "deficit_summa
 
 
 def main(smk):
-    log = setup_logging(smk.log[0])
     cfg = smk.params.cfg
-    try:
+    with rule_log(smk):
         s0_clinical_outputs(
             smk.wildcards.experiment, predictions={"h5": smk.input.h5, "tsv": smk.input.tsv},
             best_pt=smk.input.best,
@@ -23,9 +22,6 @@ def main(smk):
             dpi=int(cfg["figure_dpi"]), seed=int(smk.params.seed), batch_size=int(cfg["batch_size"]),
             device=smk.params.spec["training"]["device"])
         stamp_outputs(smk, "regional_deficits")
-    except Exception as exc:
-        log.error("%s", exc)
-        raise
 
 
 main(snakemake)  # noqa: F821

@@ -1,12 +1,12 @@
 """Table of every validated input image."""
 
 from spectsynth.inputs.validate import summarize
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 
 
 def main(smk):
-    setup_logging(smk.log[0])
-    summarize(list(smk.input.records), smk.output[0], skipped=list(smk.params.skipped))
+    with rule_log(smk):
+        summarize(list(smk.input.records), smk.output[0], skipped=list(smk.params.skipped))
 
 
 main(snakemake)  # noqa: F821

@@ -1,13 +1,12 @@
 """Train S0's binding-ratio regression CNN on the S0 dataset's slices (spectsynth.sbr_regressor)."""
 
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 from spectsynth.provenance import stamp_outputs
 from spectsynth.sbr_regressor import regressor_settings, train_sbr_regressor
 
 
 def main(smk):
-    log = setup_logging(smk.log[0])
-    try:
+    with rule_log(smk):
         settings = regressor_settings(smk.params.settings)
         train_sbr_regressor(smk.input.train, smk.input.val, smk.input.index, smk.params.out_dir,
                             epochs=int(settings["epochs"]), batch_size=int(settings["batch_size"]),
@@ -15,9 +14,6 @@ def main(smk):
                             seed=int(smk.params.seed), device=smk.params.device, threads=smk.threads,
                             progress=bool(smk.params.progress), scale_label=smk.params.scale_label)
         stamp_outputs(smk, "best")
-    except Exception as exc:
-        log.error("%s", exc)
-        raise
 
 
 main(snakemake)  # noqa: F821

@@ -1,13 +1,12 @@
 """Validate one input image and write its RAS+ copy (see spectsynth.inputs.validate)."""
 
 from spectsynth.inputs.validate import validate_input
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 
 
 def main(smk):
-    log = setup_logging(smk.log[0])
     missing = list(smk.params.missing)
-    try:
+    with rule_log(smk):
         # (plausibility_check is read from the config, not a param: changing it must not
         # plan the subjects that already passed again)
         validate_input(smk.params.source, smk.output.image, smk.output.record,
@@ -15,9 +14,6 @@ def main(smk):
                        missing=[m["modality"] for m in missing], allow_4d=smk.params.allow_4d,
                        plausibility_check=smk.config["inputs"]["plausibility_check"],
                        expected={m["modality"]: m["expected"] for m in missing if m["expected"]})
-    except Exception as exc:
-        log.error("%s", exc)
-        raise
 
 
 main(snakemake)  # noqa: F821

@@ -1,13 +1,13 @@
 """Resolved config, package versions and git commit of this run."""
 
-from spectsynth.logs import setup_logging
+from spectsynth.logs import rule_log
 from spectsynth.provenance import write_provenance
 
 
 def main(smk):
-    setup_logging(smk.log[0])
-    write_provenance(dict(smk.params.config), smk.params.repo, smk.output.config,
-                     smk.output.versions, smk.output.info)
+    with rule_log(smk):
+        write_provenance(dict(smk.params.config), smk.params.repo, smk.output.config,
+                         smk.output.versions, smk.output.info)
 
 
 main(snakemake)  # noqa: F821

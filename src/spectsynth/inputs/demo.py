@@ -45,6 +45,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..io import save_image, write_json
+from ..paths import bids
 from ..resources import resource_path
 
 log = logging.getLogger(__name__)
@@ -645,12 +646,15 @@ def write_subject(subj: DemoSubject, bids_root: str | Path) -> dict[str, Path]:
 
 def truth_paths(bids_root: str | Path, label: str) -> dict[str, Path]:
     """Where the true transform of demo subject ``label`` is stored."""
-    d = Path(bids_root) / "derivatives" / "groundtruth" / f"sub-{label}" / "xfm"
-    stem = f"sub-{label}_from-T1w_to-MNI152"
-    return {"pose": d / f"{stem}_desc-pose_xfm.tfm",
-            "deformation": d / f"{stem}_desc-deformation_xfm.nii.gz",
-            "truth": d / f"{stem}_xfm.json",
-            "resection": d.parent / "anat" / f"sub-{label}_desc-resection_mask.nii.gz"}
+    root = f"{bids_root}/derivatives/groundtruth"
+
+    def xfm(**entities) -> Path:
+        return Path(bids(root, subject=label, datatype="xfm", from_="T1w", to="MNI152", **entities,
+                         suffix="xfm"))
+
+    return {"pose": xfm(desc="pose", extension=".tfm"), "deformation": xfm(desc="deformation"),
+            "truth": xfm(extension=".json"),
+            "resection": Path(bids(root, subject=label, datatype="anat", desc="resection", suffix="mask"))}
 
 
 def load_true_transform(bids_root: str | Path, label: str) -> sitk.Transform:

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputDataError
+from ..paths import bids
 from .bids import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -125,11 +126,12 @@ def convert_subject(dicom_dir: str | Path, subject: str, bids_root: str | Path,
                             subject, len(matches), mod, matches[0][1], matches[0][0])
             desc, num, nii, js, meta = matches[0]
             datatype, suffix = MODALITIES[mod]
-            dest = bids_root / f"sub-{subject}" / datatype / f"sub-{subject}_{suffix}.nii.gz"
+            dest = Path(bids(bids_root, subject=subject, datatype=datatype, suffix=suffix))
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(nii, dest)
             meta = dict(meta, SourceSeriesNumber=num)
-            dest.with_name(dest.name.replace(".nii.gz", ".json")).write_text(
+            Path(bids(bids_root, subject=subject, datatype=datatype, suffix=suffix,
+                      extension=".json")).write_text(
                 json.dumps(meta, indent=2, sort_keys=True) + "\n")
             written[mod] = dest
     return written

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from ..paths import bids
 
-def anat(out: str, subject: str) -> str:
-    """Prefix of a subject's anat files: ``<out>/sub-<s>/anat/sub-<s>``."""
-    return f"{out}/sub-{subject}/anat/sub-{subject}"
+
+def anat(out: str, subject: str, **entities) -> str:
+    """One anat file of a subject: ``<out>/sub-<s>/anat/sub-<s>_..._<suffix><extension>``
+    (the entities, ``suffix`` and ``extension`` as :func:`spectsynth.paths.bids` takes them)."""
+    return bids(out, subject=subject, datatype="anat", **entities)
+
+
+def figure(out: str, subject: str, desc: str, suffix: str = "qc") -> str:
+    """A subject's QC figure: ``<out>/sub-<s>/figures/sub-<s>_desc-<desc>_<suffix>.png``."""
+    return bids(out, subject=subject, datatype="figures", desc=desc, suffix=suffix, extension=".png")
 
 
 def preprocess_targets(out: str, subjects: Iterable[str],
@@ -21,19 +29,18 @@ def preprocess_targets(out: str, subjects: Iterable[str],
     """Per-subject preprocessing outputs (PET/SPECT only where present) and the quality table."""
     files = []
     for s in subjects:
-        a = anat(out, s)
         files += [
-            f"{a}_desc-rasbrain_T1w.nii.gz",
-            f"{a}_space-MNI152_desc-brain_T1w.nii.gz",
-            f"{a}_desc-brain_T1w.nii.gz",
-            f"{out}/sub-{s}/figures/sub-{s}_desc-templateoutline_qc.png",
-            f"{out}/sub-{s}/figures/sub-{s}_desc-labels_qc.png",
-            f"{out}/sub-{s}/figures/sub-{s}_desc-brainmask_qc.png",
+            anat(out, s, desc="rasbrain", suffix="T1w"),
+            anat(out, s, space="MNI152", desc="brain", suffix="T1w"),
+            anat(out, s, desc="brain", suffix="T1w"),
+            figure(out, s, "templateoutline"),
+            figure(out, s, "labels"),
+            figure(out, s, "brainmask"),
         ]
         for mod in ("pet", "spect"):
             if has_modality(s, mod):
-                files += [f"{out}/sub-{s}/{mod}/sub-{s}_space-T1w_{mod}.nii.gz",
-                          f"{out}/sub-{s}/{mod}/sub-{s}_space-MNI152_{mod}.nii.gz"]
+                files += [bids(out, subject=s, datatype=mod, space=space, suffix=mod)
+                          for space in ("T1w", "MNI152")]
     files.append(f"{out}/qc/registration_quality.tsv")
     return files
 
@@ -42,10 +49,9 @@ def anatomy_targets(out: str, subjects: Iterable[str]) -> list[str]:
     """Per-subject anatomy outputs on the native grid."""
     files = []
     for s in subjects:
-        a = anat(out, s)
-        files += [f"{a}_desc-striatum_dseg.nii.gz", f"{a}_desc-reference_dseg.nii.gz",
-                  f"{a}_desc-territories_dseg.nii.gz", f"{a}_label-GM_probseg.nii.gz",
-                  f"{a}_label-WM_probseg.nii.gz", f"{a}_label-CSF_probseg.nii.gz", f"{a}_levels.tsv"]
+        files += [anat(out, s, desc=d, suffix="dseg") for d in ("striatum", "reference", "territories")]
+        files += [anat(out, s, label=t, suffix="probseg") for t in ("GM", "WM", "CSF")]
+        files.append(anat(out, s, suffix="levels", extension=".tsv"))
     return files
 
 
@@ -54,9 +60,9 @@ def registration_qc_files(out: str, subjects: Iterable[str],
     """Every per-subject registration/anatomy QC JSON that the quality table gathers."""
     files = []
     for s in subjects:
-        files += [f"{anat(out, s)}_space-MNI152_desc-registration_qc.json",
-                  f"{anat(out, s)}_desc-anatomy_qc.json"]
+        files += [anat(out, s, space="MNI152", desc="registration", suffix="qc", extension=".json"),
+                  anat(out, s, desc="anatomy", suffix="qc", extension=".json")]
         for mod in ("pet", "spect"):
             if has_modality(s, mod):
-                files.append(f"{out}/sub-{s}/{mod}/sub-{s}_space-T1w_{mod}.json")
+                files.append(bids(out, subject=s, datatype=mod, space="T1w", suffix=mod, extension=".json"))
     return files

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..paths import bids, entities_of
 from .config import DEFAULTS
 
 
@@ -21,28 +22,36 @@ def _sim(cfg: Mapping | None) -> dict:
 
 def anatomy_files(out: str, subject: str = "{subject}") -> dict[str, str]:
     """The anatomy stage's files of one subject (keys of :data:`.anatomy.ANATOMY_KEYS`)."""
-    a = f"{out}/sub-{subject}/anat/sub-{subject}"
+    def a(**kw):
+        return bids(out, subject=subject, datatype="anat", **kw)
+
     return {
-        "brain": f"{a}_desc-brain_mask.nii.gz",
-        "striatum": f"{a}_desc-striatum_dseg.nii.gz",
-        "reference": f"{a}_desc-reference_dseg.nii.gz",
-        "territories": f"{a}_desc-territories_dseg.nii.gz",
-        "gm": f"{a}_label-GM_probseg.nii.gz",
-        "wm": f"{a}_label-WM_probseg.nii.gz",
-        "csf": f"{a}_label-CSF_probseg.nii.gz",
-        "levels": f"{a}_levels.tsv",
+        "brain": a(desc="brain", suffix="mask"),
+        "striatum": a(desc="striatum", suffix="dseg"),
+        "reference": a(desc="reference", suffix="dseg"),
+        "territories": a(desc="territories", suffix="dseg"),
+        "gm": a(label="GM", suffix="probseg"),
+        "wm": a(label="WM", suffix="probseg"),
+        "csf": a(label="CSF", suffix="probseg"),
+        "levels": a(suffix="levels", extension=".tsv"),
     }
 
 
 def t1w_file(out: str, subject: str = "{subject}") -> str:
     """The T1w the montage is drawn on (the input stage's RAS+ copy, same world space)."""
-    return f"{out}/sub-{subject}/anat/sub-{subject}_desc-ras_T1w.nii.gz"
+    return bids(out, subject=subject, datatype="anat", desc="ras", suffix="T1w")
 
 
 def dat_files(out: str, subject: str = "{subject}") -> dict[str, str]:
     """DaT stack (4-D, volume 0 = normal), its JSON sidecar and its truth table."""
-    s = f"{out}/sub-{subject}/spect/sub-{subject}_trc-DaT"
-    return {"nifti": f"{s}_spect.nii.gz", "json": f"{s}_spect.json", "truth": f"{s}_truth.tsv"}
+    return _stack_files(out, subject, "DaT")
+
+
+def _stack_files(out: str, subject: str, tracer: str) -> dict[str, str]:
+    def s(suffix, ext):
+        return bids(out, subject=subject, datatype="spect", trc=tracer, suffix=suffix, extension=ext)
+
+    return {"nifti": s("spect", ".nii.gz"), "json": s("spect", ".json"), "truth": s("truth", ".tsv")}
 
 
 def scan_file(out: str, subject: str, modality: str, trc: str, desc: str, space: str,
@@ -53,14 +62,14 @@ def scan_file(out: str, subject: str, modality: str, trc: str, desc: str, space:
     "_desc-cbf"), as the workflow's wildcards hold them.  ``space`` "scanner" is the image as the
     simulated scanner wrote it; "T1w" and "MNI152" are the registered images (register_modality).
     """
-    return f"{out}/sub-{subject}/{modality}/sub-{subject}{trc}_space-{space}{desc}_{modality}{ext}"
+    return bids(out, subject=subject, datatype=modality, **entities_of(trc), space=space,
+                **entities_of(desc), suffix=modality, extension=ext)
 
 
 def perfusion_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
     """Perfusion stack, sidecar, truth table, and the normal volume in its scanner frame (S2's SPECT)."""
     tracer = _sim(cfg)["perfusion_tracer"]
-    s = f"{out}/sub-{subject}/spect/sub-{subject}_trc-{tracer}"
-    return {"nifti": f"{s}_spect.nii.gz", "json": f"{s}_spect.json", "truth": f"{s}_truth.tsv",
+    return _stack_files(out, subject, tracer) | {
             "scan": scan_file(out, subject, "spect", f"_trc-{tracer}", "", "scanner"),
             "scan_json": scan_file(out, subject, "spect", f"_trc-{tracer}", "", "scanner", ".json")}
 
@@ -68,13 +77,14 @@ def perfusion_files(out: str, subject: str = "{subject}", cfg: Mapping | None = 
 def pet_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
     """FDG-PET and the CBF pair, each in its scanner frame with its sidecar; one truth table + JSON."""
     tracer = _sim(cfg)["perfusion_tracer"]
-    p = f"{out}/sub-{subject}/pet/sub-{subject}"
     files = {}
     for key, (mod, trc, desc) in (("fdg", ("pet", "_trc-FDG", "")), ("cbf_pet", ("pet", "_trc-H2O", "_desc-cbf")),
                                   ("cbf_spect", ("spect", f"_trc-{tracer}", "_desc-cbf"))):
         files[key] = scan_file(out, subject, mod, trc, desc, "scanner")
         files[f"{key}_json"] = scan_file(out, subject, mod, trc, desc, "scanner", ".json")
-    return files | {"json": f"{p}_desc-simulation_truth.json", "truth": f"{p}_desc-simulation_truth.tsv"}
+    truth = {key: bids(out, subject=subject, datatype="pet", desc="simulation", suffix="truth", extension=ext)
+             for key, ext in (("json", ".json"), ("truth", ".tsv"))}
+    return files | truth
 
 
 def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[str, str]]:
@@ -95,14 +105,14 @@ def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[
                  ("cbf_pet", "pet", "_trc-H2O", "_desc-cbf")]
     out_scans = {}
     for name, mod, trc, desc in todo:
-        x = f"{out}/sub-{subject}/xfm/sub-{subject}{trc}{desc}"
         out_scans[name] = {
             "modality": mod, "trc": trc, "desc": desc, "label": f"{mod}{trc}{desc}",
             "frame": scan_file(out, subject, mod, trc, desc, "scanner"),
             "frame_json": scan_file(out, subject, mod, trc, desc, "scanner", ".json"),
             "native": scan_file(out, subject, mod, trc, desc, "T1w"),
             "template": scan_file(out, subject, mod, trc, desc, "MNI152"),
-            "xfm": f"{x}_from-{mod}_to-T1w_mode-image_xfm.tfm",
+            "xfm": bids(out, subject=subject, datatype="xfm", **entities_of(trc), **entities_of(desc),
+                        from_=mod, to="T1w", mode="image", suffix="xfm", extension=".tfm"),
             "qc": scan_file(out, subject, mod, trc, desc, "T1w", ".json"),
         }
     return out_scans
@@ -111,12 +121,12 @@ def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[
 def scan_qc_inputs(out: str, subjects: Sequence[str], cfg: Mapping | None = None) -> list[dict[str, str]]:
     """One entry per simulated scan for the registration-error table (spectsynth.simulate.scan_qc)."""
     return [{"subject": s, "scan": name, "label": sc["label"], "modality": sc["modality"], "xfm": sc["xfm"],
-             "frame_json": sc["frame_json"], "mask": f"{out}/sub-{s}/anat/sub-{s}_desc-brain_mask.nii.gz"}
+             "frame_json": sc["frame_json"], "mask": anatomy_files(out, s)["brain"]}
             for s in subjects for name, sc in scans(out, s, cfg).items()]
 
 
 def montage_file(out: str, subject: str = "{subject}") -> str:
-    return f"{out}/sub-{subject}/figures/sub-{subject}_desc-simulation_montage.png"
+    return bids(out, subject=subject, datatype="figures", desc="simulation", suffix="montage", extension=".png")
 
 
 def montage_inputs(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, str]:

@@ -36,6 +36,7 @@ from scipy import ndimage
 from ..errors import InputDataError
 from ..io import image_like, load_image, save_image
 from ..labels import REFERENCE, STRIATUM, TERRITORIES, dseg_tsv, lookup
+from ..paths import bids_name
 from ..resources import resource_path
 from .anatomy import Anatomy, resample_to_grid
 
@@ -261,17 +262,19 @@ def anatomy_from_label_image(label_path: str | Path, subject: str, *, t1_path: s
 def anatomy_paths(folder: str | Path, subject: str) -> dict[str, Path]:
     """File names of the anatomy stage for one subject inside ``folder``."""
     folder = Path(folder)
-    stem = f"sub-{subject}"
-    return {
-        "brain": folder / f"{stem}_desc-brain_mask.nii.gz",
-        "striatum": folder / f"{stem}_desc-striatum_dseg.nii.gz",
-        "reference": folder / f"{stem}_desc-reference_dseg.nii.gz",
-        "territories": folder / f"{stem}_desc-territories_dseg.nii.gz",
-        "gm": folder / f"{stem}_label-GM_probseg.nii.gz",
-        "wm": folder / f"{stem}_label-WM_probseg.nii.gz",
-        "csf": folder / f"{stem}_label-CSF_probseg.nii.gz",
-        "levels": folder / f"{stem}_levels.tsv",
-    }
+    return {key: folder / name for key, name in anatomy_names(subject).items()}
+
+
+def anatomy_names(subject: str, extension: str = ".nii.gz") -> dict[str, str]:
+    """The anatomy stage's file names of one subject; ``extension`` ".tsv" gives the label tables
+    of the three segmentations."""
+    names = {key: bids_name(subject=subject, desc=key, suffix="dseg", extension=extension)
+             for key in ("striatum", "reference", "territories")}
+    if extension != ".nii.gz":
+        return names
+    return {"brain": bids_name(subject=subject, desc="brain", suffix="mask"), **names,
+            **{t.lower(): bids_name(subject=subject, label=t, suffix="probseg") for t in ("GM", "WM", "CSF")},
+            "levels": bids_name(subject=subject, suffix="levels", extension=".tsv")}
 
 
 def write_anatomy(anat: Anatomy, folder: str | Path) -> dict[str, Path]:
@@ -281,13 +284,13 @@ def write_anatomy(anat: Anatomy, folder: str | Path) -> dict[str, Path]:
     save_image(image_like(anat.brain.astype(np.uint8), ref), paths["brain"])
     for key, table in (("striatum", STRIATUM), ("reference", REFERENCE), ("territories", TERRITORIES)):
         save_image(image_like(getattr(anat, key).astype(np.int16), ref), paths[key])
-        paths[key].with_name(paths[key].name.replace(".nii.gz", ".tsv")).write_text(dseg_tsv(table))
+        (Path(folder) / anatomy_names(anat.subject, ".tsv")[key]).write_text(dseg_tsv(table))
     for key in ("gm", "wm", "csf"):
         save_image(image_like(getattr(anat, key).astype(np.float32), ref), paths[key])
     rows = [{"level": k, "z_start": v[0], "z_stop": v[1]} for k, v in anat.levels.items()]
     pd.DataFrame(rows, columns=["level", "z_start", "z_stop"]).to_csv(paths["levels"], sep="\t", index=False)
     if anat.t1 is not None:
-        t1_path = Path(folder) / f"sub-{anat.subject}_desc-preproc_T1w.nii.gz"
+        t1_path = Path(folder) / bids_name(subject=anat.subject, desc="preproc", suffix="T1w")
         save_image(image_like(anat.t1.astype(np.float32), ref), t1_path)
         paths["t1"] = t1_path
     return paths

@@ -222,13 +222,10 @@ class Study:
             return paths
         return [p.format(experiment=e) for e in exps for p in paths]
 
-    def evaluation_log(self, out: str) -> str:
-        rule = f"evaluate_{self.key}"
-        return f"{out}/logs/{rule}/" + ("{experiment}.log" if self.per_experiment else f"{rule}.log")
-
-    def evaluation_benchmark(self, out: str) -> str:
-        rule = f"evaluate_{self.key}"
-        return f"{out}/benchmarks/{rule}/" + ("{experiment}.tsv" if self.per_experiment else f"{rule}.tsv")
+    @property
+    def evaluation_stem(self) -> str:
+        """File stem of the evaluation rule's log and benchmark: the experiment, or the rule's name."""
+        return "{experiment}" if self.per_experiment else f"evaluate_{self.key}"
 
     def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
         raise NotImplementedError

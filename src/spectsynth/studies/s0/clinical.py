@@ -501,8 +501,9 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     import nibabel as nib
 
     from ... import plots as P
-    from ...evaluate import _attempt, _notes_frame, figure_label, shard_to_ras, write_table
+    from ...evaluate import _attempt, _notes_frame, figure_label, shard_to_ras
     from ...infer import _source_grid, load_predictions, sample_vae, slice_to_grid
+    from ...io import write_table
 
     if spec.get("model") != "vae":
         raise EvaluationError(f"the clinical outputs need a VAE trained on normal slices, not a "

@@ -21,8 +21,8 @@ from ...evaluate import (
     _notes_frame,
     figure_label,
     shard_to_ras,
-    write_table,
 )
+from ...io import write_table
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from ... import metrics as M
 from ... import plots as P
 from ... import stats as S
 from ...errors import EvaluationError
-from ...evaluate import _attempt, _message_figure, _notes_frame, figure_label, shard_to_ras, write_table
+from ...evaluate import _attempt, _message_figure, _notes_frame, figure_label, shard_to_ras
 from ...infer import load_predictions, read_index
+from ...io import write_table
 from ...labels import LEVELS, PATTERNS
 
 log = logging.getLogger(__name__)

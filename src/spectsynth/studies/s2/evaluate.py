@@ -23,8 +23,8 @@ from ...evaluate import (
     fit_pixel_linear_map,
     paired_slice_metrics,
     train_chunks,
-    write_table,
 )
+from ...io import write_table
 
 log = logging.getLogger(__name__)
 

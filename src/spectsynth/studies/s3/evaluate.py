@@ -22,9 +22,9 @@ from ...evaluate import (
     _notes_frame,
     figure_label,
     paired_slice_metrics,
-    write_table,
 )
 from ...infer import read_index
+from ...io import write_table
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,51 @@
+"""The report's methods text takes the run's facts from its configuration, not by hand."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import jinja2
+import pytest
+import yaml
+from conftest import REPO
+
+from spectsynth.config import validate_config
+
+REPORT = REPO / "workflow" / "report"
+
+
+@pytest.fixture(scope="module")
+def config():
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["output_dir"] = "results"
+    return validate_config(cfg, REPO / "config" / "schema.yaml")
+
+
+def render(name: str, cfg: dict, **wildcards) -> str:
+    text = (REPORT / name).read_text()
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return env.from_string(text).render(snakemake=SimpleNamespace(config=cfg, wildcards=wildcards))
+
+
+def test_methods_state_this_runs_grid_slices_augmentation_and_threshold(config):
+    text = " ".join(render("workflow.rst", config).split())
+    assert "native grid (256 x 256 x 192 at 1.0 mm" in text
+    assert "*FDG*: GM:WM:CSF 5:1:0." in text
+    assert f"S2: {config['datasets']['s2']['n_slices']} axial slices per patient in this run" in text
+    assert "shifts of up to 2 pixels, left-right flips of normal and bilateral slices" in text
+    assert "paired t-tests at p < 0.01 " in text
+
+
+def test_changing_the_config_changes_the_methods(config):
+    cfg = copy.deepcopy(config)
+    cfg["preprocess"]["native"]["shape"] = [200, 220, 180]
+    cfg["simulate"]["fdg"]["ratios"]["gm"] = 4.5
+    cfg["datasets"]["s1"]["augment"]["shift_px"] = 3
+    cfg["evaluate"]["alpha"] = 0.05
+    text = " ".join(render("workflow.rst", cfg).split())
+    assert "native grid (200 x 220 x 180 at 1.0 mm" in text and "256 x 256" not in text
+    assert "GM:WM:CSF 4.5:1:0." in text and "shifts of up to 3 pixels" in text
+    assert "p < 0.05 " in text
+    labels = " ".join(render("preprocess_labels.rst", cfg, subject="01").split())
+    assert "native grid (200 x 220 x 180, 1.0 mm)" in labels
