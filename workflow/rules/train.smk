@@ -11,7 +11,7 @@
 #
 # Needs from common.smk: OUT; from datasets.smk: dataset_shards.
 from spectsynth.models import expand_experiments
-from spectsynth.selection import GAN_CRITERIA
+from spectsynth.models.fastgan import GAN_CRITERIA
 
 if "EXPERIMENTS" not in globals():
     EXPERIMENTS = expand_experiments(config)
