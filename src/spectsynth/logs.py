@@ -54,14 +54,3 @@ def _log_uncaught_exceptions() -> None:
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name if name.startswith("spectsynth") else f"spectsynth.{name}")
-
-
-def progress_bar(enabled: bool, total: int, initial: int, desc: str):
-    """A tqdm bar on stderr (refreshed every 30 s when stderr is not a terminal), or None when
-    ``enabled`` is false."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-    tty = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, mininterval=0.5 if tty else 30.0,
-                file=sys.stderr)

@@ -252,7 +252,7 @@ def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str
     """
     from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint, seed_everything
     from .device import select_device
-    from .logs import progress_bar
+    from .progress import progress_bar
 
     t0 = time.perf_counter()
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("base_channels", base_channels)):

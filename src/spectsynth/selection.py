@@ -16,11 +16,14 @@ keeps its name ``ssim`` in ``selection.json`` and ``history.csv``.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .losses import gaussian_ssim
+import numpy as np
+
 from .models.fastgan import GAN_CRITERIA
+
+if TYPE_CHECKING:
+    import torch
 
 DIRECTION = {"ssim": "max", "l1": "min", "gan": "min"}
 # GAN_CRITERIA: the FastGAN selection criteria (spectsynth.models.fastgan.scoring); the first is the default.
@@ -36,8 +39,17 @@ def is_better(metric: str, new: float, old: float | None) -> bool:
     return new > old if DIRECTION[metric] == "max" else new < old
 
 
-@torch.no_grad()
 def paired_scores(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> dict[str, torch.Tensor]:
-    """Per-image SSIM and L1 of (N, C, H, W) predictions against targets."""
-    return {"ssim": gaussian_ssim(pred, target, data_range, reduction="none"),
-            "l1": (pred.float() - target.float()).abs().flatten(1).mean(1)}
+    """Per-image SSIM (:func:`~spectsynth.losses.gaussian_ssim`) and L1 of (N, C, H, W)
+    predictions against targets (no gradients).
+
+    torch is imported here, not with the module: :data:`DIRECTION` and :data:`GAN_CRITERIA`
+    are read while the workflow's DAG is built.
+    """
+    import torch
+
+    from .losses import gaussian_ssim
+
+    with torch.no_grad():
+        return {"ssim": gaussian_ssim(pred, target, data_range, reduction="none"),
+                "l1": (pred.float() - target.float()).abs().flatten(1).mean(1)}

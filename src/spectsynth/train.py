@@ -73,8 +73,8 @@ from .datasets import EpochSampler, SliceShard, dataset_spec
 from .device import select_device
 from .errors import ConfigError, TrainingError
 from .io import atomic_output, write_text
-from .logs import progress_bar
 from .models import FAMILIES, build_model, expand_experiments, get_family, init_weights
+from .progress import progress_bar
 from .recipe import Recipe, move_batch
 from .selection import DIRECTION, is_better
 
