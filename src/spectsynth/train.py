@@ -63,7 +63,6 @@ from .checkpoints import (
     best_checkpoint,
     config_hash,
     load_checkpoint,
-    load_for_inference,
     save_checkpoint,
     seed_everything,
     set_rng_state,
@@ -73,17 +72,14 @@ from .datasets import EpochSampler, SliceShard, dataset_spec
 from .device import select_device
 from .errors import ConfigError, TrainingError
 from .io import atomic_output, write_text
-from .models import FAMILIES, build_model, expand_experiments, get_family, init_weights
+from .models import FAMILIES, build_model, get_family, init_weights
 from .progress import progress_bar
 from .recipe import Recipe, move_batch
 from .selection import DIRECTION, is_better
 
 log = logging.getLogger(__name__)
 
-# Checkpoint reading and writing live in spectsynth.checkpoints; the names are re-exported
-# here because the loop's callers (workflow scripts, tests) reach them with train_experiment.
-__all__ = ["train_experiment", "expand_experiments", "config_hash", "load_checkpoint",
-           "load_for_inference", "seed_everything", "CheckpointError", "TrainingError"]
+__all__ = ["train_experiment", "plot_history"]
 
 
 # --------------------------------------------------------------------------- data
@@ -175,7 +171,7 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
     Parameters
     ----------
     spec:
-        One value of :func:`expand_experiments`.
+        One value of :func:`spectsynth.models.expand_experiments`.
     shards:
         ``{"train": path, "val": path}`` of the experiment's dataset (``test`` is ignored).
     out_dir:
