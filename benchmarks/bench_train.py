@@ -40,8 +40,9 @@ from torch.utils.data import DataLoader
 
 from spectsynth.datasets import EpochSampler, GANSliceDataset, PairedSliceDataset, SliceShard, write_shards
 from spectsynth.device import select_device
+from spectsynth.experiments import expand_experiments
 from spectsynth.labels import LEVELS, PATTERNS
-from spectsynth.models import build_model, expand_experiments, get_family, init_weights
+from spectsynth.models import build_model, get_family, init_weights
 from spectsynth.recipe import move_batch
 
 FAMILIES = ("vae", "cvae", "fastgan", "pix2pix")

@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from spectsynth import clinical as C
 from spectsynth import quant
+from spectsynth import reading as R
 from spectsynth.errors import EvaluationError
 from spectsynth.io import image_like
+from spectsynth.studies.s0 import clinical as C
+from spectsynth.studies.s3 import evaluate as S3E
 
 EXP = "s0-clinical"
 
@@ -215,7 +217,7 @@ def test_reading_packet_is_blinded_shuffled_and_reproducible(tmp_path):
     rng = np.random.default_rng(1)
     real = [rng.uniform(size=(16, 16)) for _ in range(6)]
     gen = [rng.uniform(size=(16, 16)) * 3 for _ in range(5)]
-    out = C.reading_packet(real, gen, out_dir=tmp_path / "packet", key_path=tmp_path / "hidden/key.csv",
+    out = R.reading_packet(real, gen, out_dir=tmp_path / "packet", key_path=tmp_path / "hidden/key.csv",
                            experiment="s1-A", seed=7, n_per_source=4,
                            real_conditions=["BG/normal"] * 6, footer="simulated data · demo scale")
     assert out["n_images"] == 8
@@ -231,10 +233,10 @@ def test_reading_packet_is_blinded_shuffled_and_reproducible(tmp_path):
     assert [k["source"] for k in key].count("real") == 4 and len(key) == 8
     assert [k["source"] for k in key] != ["real"] * 4 + ["generated"] * 4  # shuffled
     # same seed -> same packet; other seed -> other order
-    C.reading_packet(real, gen, out_dir=tmp_path / "p2", key_path=tmp_path / "k2.csv", experiment="s1-A",
+    R.reading_packet(real, gen, out_dir=tmp_path / "p2", key_path=tmp_path / "k2.csv", experiment="s1-A",
                      seed=7, n_per_source=4, real_conditions=["BG/normal"] * 6)
     assert _read(tmp_path / "k2.csv") == key
-    C.reading_packet(real, gen, out_dir=tmp_path / "p3", key_path=tmp_path / "k3.csv", experiment="s1-A",
+    R.reading_packet(real, gen, out_dir=tmp_path / "p3", key_path=tmp_path / "k3.csv", experiment="s1-A",
                      seed=8, n_per_source=4)
     assert [k["original_id"] + k["source"] for k in _read(tmp_path / "k3.csv")] != \
         [k["original_id"] + k["source"] for k in key]
@@ -243,12 +245,12 @@ def test_reading_packet_is_blinded_shuffled_and_reproducible(tmp_path):
 def test_reading_packet_bad_input(tmp_path):
     img = [np.ones((8, 8))] * 3
     with pytest.raises(EvaluationError, match="experiment s3: the key .* lies inside the packet folder"):
-        C.reading_packet(img, img, out_dir=tmp_path, key_path=tmp_path / "key.csv", experiment="s3")
+        R.reading_packet(img, img, out_dir=tmp_path, key_path=tmp_path / "key.csv", experiment="s3")
     with pytest.raises(EvaluationError, match="different shapes .* would unblind"):
-        C.reading_packet(img, [np.ones((8, 9))], out_dir=tmp_path / "p", key_path=tmp_path / "k.csv",
+        R.reading_packet(img, [np.ones((8, 9))], out_dir=tmp_path / "p", key_path=tmp_path / "k.csv",
                          experiment="s3")
     with pytest.raises(EvaluationError, match="n_per_source 5 must be between 1 and 3"):
-        C.reading_packet(img, img, out_dir=tmp_path / "p", key_path=tmp_path / "k.csv", experiment="s3",
+        R.reading_packet(img, img, out_dir=tmp_path / "p", key_path=tmp_path / "k.csv", experiment="s3",
                          n_per_source=5)
 
 
@@ -283,7 +285,7 @@ def test_reading_packet_of_a_paired_experiment(tmp_path):
     table = pd.DataFrame({"subject": ["01", "01", "02", "02", "03", "03"], "slice_index": [4, 5, 4, 5, 4, 5]})
     write_predictions({"prediction": pred, "target": target, "input": target}, table, {"experiment": "s3"},
                       tmp_path / "p.h5", tmp_path / "p.tsv")
-    res = C.experiment_reading_packet("s3", predictions={"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
+    res = S3E.reading_packet("s3", {"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
                                       out_dir=tmp_path / "packet", key_path=tmp_path / "key" / "key.csv",
                                       cfg={"n_per_source": 10, "score_scale": 4}, seed=2)
     # S3's similarity reading: every slice twice (prediction, SPECT) in each of two readings
@@ -301,6 +303,6 @@ def test_reading_packet_of_a_paired_experiment(tmp_path):
     blind = key[key["reading"] == "blind"]["original_id"].tolist()
     assert blind != key[key["reading"] == "open"]["original_id"].tolist()
     with pytest.raises(EvaluationError, match="inside the packet folder"):
-        C.experiment_reading_packet("s3", predictions={"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
+        S3E.reading_packet("s3", {"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
                                     out_dir=tmp_path / "packet", key_path=tmp_path / "packet" / "key.csv",
                                     cfg={"n_per_source": 2, "score_scale": 5})

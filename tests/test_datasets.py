@@ -407,12 +407,14 @@ def test_paper_configs_give_the_published_designs(repo):
     assert len(plan(_paper(repo, "s2"))["experiments"]) == 12
 
 
-def test_s2_reads_the_brain_extracted_mri(repo):
-    text = (repo / "workflow" / "rules" / "common.smk").read_text()
-    block = text[text.index('dataset == "s2_native"'):text.index('dataset == "s3"')]
-    assert '"mri": f"{anat}_desc-brain_T1w.nii.gz"' in block
-    assert '"mri": f"{anat}_space-MNI152_desc-brain_T1w.nii.gz"' in block
-    assert "desc-preproc_T1w" not in block
+def test_s2_reads_the_brain_extracted_mri():
+    from spectsynth.studies import dataset_subject_files
+
+    for dataset, name in (("s2_native", "sub-01_desc-brain_T1w.nii.gz"),
+                          ("s2_template", "sub-01_space-MNI152_desc-brain_T1w.nii.gz")):
+        files = dataset_subject_files(dataset, "/out", ["01"], {})["01"]
+        assert files["mri"] == f"/out/sub-01/anat/{name}"
+        assert "_space-" in files["pet"] and "_space-" in files["spect"]   # registered, not the scanner frame
 
 
 def test_demo_and_tiny_designs_keep_their_proportions(repo):

@@ -7,6 +7,7 @@ import pytest
 
 from spectsynth.datasets import assign_splits
 from spectsynth.inputs import demo
+from spectsynth.studies import resection_split_config
 
 COARSE = {"n_subjects": 8, "seed": 5, "voxel_mm": [3.0, 3.0, 3.0]}
 
@@ -60,11 +61,11 @@ def test_anatomy_draws_are_reproducible_with_the_seed():
 
 def test_resected_subjects_are_s2s_test_split():
     p = demo.DemoParams.from_config(dict(COARSE, n_subjects=12))
-    split = demo.s2_split_config({})
+    split = resection_split_config({})
     chosen = demo.resected_subjects(p, split)
     expected = {s for s, k in assign_splits(demo.subject_labels(12), split, dataset="s2").items() if k == "test"}
     assert chosen == expected and len(chosen) == 3  # S2's test fraction 0.25 of 12
-    other = demo.s2_split_config({"datasets": {"s2": {"split": {"seed": 3}}}})
+    other = resection_split_config({"datasets": {"s2": {"split": {"seed": 3}}}})
     assert demo.resected_subjects(p, other) != chosen
     assert demo.resected_subjects(demo.DemoParams.from_config(dict(COARSE, resection=False)), split) == set()
 

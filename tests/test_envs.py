@@ -40,7 +40,8 @@ CONDA_ALIASES = {
     "py-opencv": "opencv-python",
 }
 
-RULE_START = re.compile(r"^(rule|checkpoint)\s+(\w+)\s*:")
+# `rule name:`, or an anonymous `rule:` (in a loop over the studies) named by its `name:` directive
+RULE_START = re.compile(r"^(\s*)(rule|checkpoint)(?:\s+(\w+))?\s*:")
 DIRECTIVE = re.compile(r"^(\s+)(\w+):\s*(.*)$")
 
 
@@ -84,6 +85,7 @@ def parse_rules(smk: Path) -> list[Rule]:
     """
     rules: list[Rule] = []
     current: Rule | None = None
+    rule_indent = 0
     body_indent: int | None = None
     pending: str | None = None
     lines = smk.read_text().splitlines()
@@ -93,14 +95,15 @@ def parse_rules(smk: Path) -> list[Rule]:
             continue
         start = RULE_START.match(line)
         if start:
-            current = Rule(start.group(2), smk, number)
+            current = Rule(start.group(3) or "", smk, number)
             rules.append(current)
+            rule_indent = len(start.group(1))
             body_indent, pending = None, None
             continue
         if current is None:
             continue
         indent = len(line) - len(line.lstrip())
-        if indent == 0:  # back at the top level: the rule has ended
+        if indent <= rule_indent:  # back at the rule's level: the rule has ended
             current, pending = None, None
             continue
         if body_indent is None:
@@ -118,6 +121,9 @@ def parse_rules(smk: Path) -> list[Rule]:
             # First line of the directive's block is its value (snakefmt writes one per line).
             current.directives[pending] = stripped.rstrip(",")
             pending = None
+    for rule in rules:
+        if not rule.name:
+            rule.name = rule.directives.get("name", f"line{rule.line}").strip("f\"'")
     return rules
 
 
@@ -169,7 +175,26 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
             found.add(prefix)
             # `from pkg import name` may import the submodule pkg.name
             found.update(f"{prefix}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == "import_module" \
+                and node.args and isinstance(node.args[0], (ast.Constant, ast.JoinedStr)):
+            # import_module("spectsynth.x") or import_module(f"spectsynth.studies.{key}.evaluate"):
+            # a formatted part stands for any name (every module it can be is followed)
+            arg = node.args[0]
+            parts = [arg] if isinstance(arg, ast.Constant) else arg.values
+            found.add("".join(str(v.value) if isinstance(v, ast.Constant) else "*" for v in parts))
     return found
+
+
+def expand_module_pattern(name: str, src: Path = PACKAGE_SRC) -> list[str]:
+    """The package modules a dotted name with ``*`` parts (from :func:`_imports`) can be."""
+    if "*" not in name:
+        return [name]
+    if not name.startswith(f"{PACKAGE}."):
+        return []          # a computed name outside the package: nothing to follow
+    base = "/".join(name.split("."))
+    hits = sorted(src.glob(base + ".py")) + sorted(src.glob(base + "/__init__.py"))
+    return [".".join((h.parent if h.name == "__init__.py" else h.with_suffix("")).relative_to(src).parts)
+            for h in hits]
 
 
 def package_module_file(module: str, src: Path = PACKAGE_SRC) -> tuple[Path, bool] | None:
@@ -194,7 +219,7 @@ def third_party_imports(script: Path, src: Path = PACKAGE_SRC) -> dict[str, str]
     while queue:
         path, module, is_package = queue.pop()
         tree = ast.parse(path.read_text(), filename=str(path))
-        for name in sorted(_imports(tree, module, is_package)):
+        for name in sorted(n for pat in _imports(tree, module, is_package) for n in expand_module_pattern(pat, src)):
             top = name.split(".")[0]
             if not top or top in sys.stdlib_module_names or top in PROVIDED:
                 continue

@@ -16,7 +16,12 @@ from spectsynth import evaluate as E
 from spectsynth.errors import EvaluationError
 from spectsynth.infer import write_predictions
 from spectsynth.labels import LEVELS, PATTERNS
-from spectsynth.study_data import SBR_REGIONS as CNN_REGIONS
+from spectsynth.studies import study_experiments
+from spectsynth.studies.s0 import SBR_REGIONS as CNN_REGIONS
+from spectsynth.studies.s0 import evaluate as S0E
+from spectsynth.studies.s1 import evaluate as S1E
+from spectsynth.studies.s2 import evaluate as S2E
+from spectsynth.studies.s3 import evaluate as S3E
 
 CFG = {"alpha": 0.01, "anova_alpha": 0.05, "corrections": ["holm", "fdr_bh"], "posthoc": "tukey",
        "posthoc_reference": "real", "data_range": 2.0, "ssim_win_size": 7,
@@ -103,11 +108,11 @@ def _s2_grid(tmp, n_subjects=2, n_slices=4, n_train=3, predict=None):
 def test_s2_metrics_and_tests_match_direct_scipy(tmp_path):
     files, specs, train = _s2_grid(tmp_path)
     out = _outs(tmp_path / "out", S2_KEYS, {"violin"})
-    res = E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)
+    res = S2E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)
     data = pd.read_csv(out["slice_metrics"], sep="\t", dtype={"subject": str})
     # 4 runs and 2 baselines per (input, space), 8 test slices each
     assert len(data) == (4 + 8) * 8 and (data["data_range"] == 2.0).all()
-    assert set(data["model"]) == {"pix2pix", *E.S2_BASELINES.values()}
+    assert set(data["model"]) == {"pix2pix", *S2E.S2_BASELINES.values()}
     assert data["calibration"].str.startswith("none").all()
     # one row checked against scikit-image directly
     with h5py.File(files["s2_mri_native"]["h5"]) as f:
@@ -116,7 +121,7 @@ def test_s2_metrics_and_tests_match_direct_scipy(tmp_path):
     row = data[(data["experiment"] == "s2_mri_native")].iloc[0]
     assert row["rmse"] == pytest.approx(np.sqrt(mean_squared_error(t, p)))
     assert row["ssim"] == pytest.approx(structural_similarity(t, p, data_range=2.0, win_size=7))
-    ident = data[(data["model"] == E.S2_BASELINES["identity"]) & (data["input"] == "mri")
+    ident = data[(data["model"] == S2E.S2_BASELINES["identity"]) & (data["input"] == "mri")
                  & (data["space"] == "native")].iloc[0]
     assert ident["rmse"] == pytest.approx(np.sqrt(mean_squared_error(t, x)))
     # the t-test mri vs mri+pet in native space, RMSE: same numbers through scipy
@@ -134,9 +139,9 @@ def test_s2_metrics_and_tests_match_direct_scipy(tmp_path):
     np.testing.assert_allclose(fam["p_holm"].to_numpy(), holm)
     assert sel["significant"].iat[0]  # noise 0.3 vs 0.1 separates clearly
     # every run against its input baseline: the model beats the low-contrast MRI
-    base = tt[(tt["family"] == f"pix2pix vs {E.S2_BASELINES['identity']}") & (tt["metric"] == "ssim")]
+    base = tt[(tt["family"] == f"pix2pix vs {S2E.S2_BASELINES['identity']}") & (tt["metric"] == "ssim")]
     assert len(base) == 4 and (base["statistic"] > 0).all() and base["significant"].all()
-    assert len(tt[tt["family"] == f"pix2pix vs {E.S2_BASELINES['linear']}"]) == 4 * 3
+    assert len(tt[tt["family"] == f"pix2pix vs {S2E.S2_BASELINES['linear']}"]) == 4 * 3
     # Table 4: rows model x space x loss x metric, columns = inputs, mean (CV%); published rows beside
     t4 = res["table4"]
     assert list(t4.columns[:4]) == ["model", "space", "loss", "metric"] and {"mri", "mri+pet"} <= set(t4.columns)
@@ -144,7 +149,7 @@ def test_s2_metrics_and_tests_match_direct_scipy(tmp_path):
     m = data[(data.experiment == "s2_mri_native")]["rmse"]
     cell = t4.loc[(t4.model == "pix2pix") & (t4.space == "native") & (t4.metric == "rmse"), "mri"].iat[0]
     assert cell.startswith(f"{m.mean():.2f} (")
-    pub = t4[(t4.model == E.S2_PUBLISHED_ROW) & (t4.space == "native") & (t4.metric == "ssim")]
+    pub = t4[(t4.model == S2E.S2_PUBLISHED_ROW) & (t4.space == "native") & (t4.metric == "ssim")]
     assert pub["mri"].iat[0] == "0.87 (5.75%)" and pub["scale"].iat[0].startswith("S2 paper scale")
     published = pd.read_csv(out["published"], sep="\t")
     hit = published[(published["quantity"] == "Table 4 mean SSIM") & (published["space"] == "native")
@@ -172,12 +177,12 @@ def test_s2_linear_baseline_is_fitted_on_the_training_split(tmp_path):
         ref = np.linalg.lstsq(z, sh[:, 2, r, c], rcond=None)[0]
         np.testing.assert_allclose(coef[:, r, c], ref, atol=1e-6)
     out = _outs(tmp_path / "out", S2_KEYS, {"violin"})
-    data = E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)["slice_metrics"]
+    data = S2E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)["slice_metrics"]
     mri = data[(data["input"] == "mri") & (data["space"] == "native")].groupby("model")["ssim"].mean()
-    assert mri[E.S2_BASELINES["linear"]] > mri[E.S2_BASELINES["identity"]] + 0.3
+    assert mri[S2E.S2_BASELINES["linear"]] > mri[S2E.S2_BASELINES["identity"]] + 0.3
     # without the training shard the baselines cannot be built: said, with the dataset named
     with pytest.raises(EvaluationError, match="no training shard of dataset s2_native"):
-        E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train={})
+        S2E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train={})
 
 
 def test_s2_null_and_shuffled_predictions_score_no_better_than_the_baselines(tmp_path):
@@ -193,21 +198,21 @@ def test_s2_null_and_shuffled_predictions_score_no_better_than_the_baselines(tmp
     for kind, fn in (("null", null), ("shuffled", shuffled)):
         files, specs, train = _s2_grid(tmp_path / kind, predict=fn)
         out = _outs(tmp_path / kind / "out", S2_KEYS, {"violin"})
-        data = E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)["slice_metrics"]
+        data = S2E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)["slice_metrics"]
         mean = data.groupby(["input", "model"])[["rmse", "ssim", "psnr"]].mean()
         for inp, base in (("mri", "linear"), ("mri+pet", "linear"), ("mri+pet", "identity")):
-            run, ref = mean.loc[(inp, "pix2pix")], mean.loc[(inp, E.S2_BASELINES[base])]
+            run, ref = mean.loc[(inp, "pix2pix")], mean.loc[(inp, S2E.S2_BASELINES[base])]
             assert run["ssim"] < ref["ssim"] and run["psnr"] < ref["psnr"] and run["rmse"] > ref["rmse"], \
                 (kind, inp, base)
         tt = pd.read_csv(out["ttests"], sep="\t")
-        lin = tt[tt["family"] == f"pix2pix vs {E.S2_BASELINES['linear']}"]
+        lin = tt[tt["family"] == f"pix2pix vs {S2E.S2_BASELINES['linear']}"]
         assert not ((lin["metric"] == "ssim") & (lin["statistic"] > 0) & lin["significant"]).any(), kind
 
 
 def test_s2_too_few_slices_are_reported_not_written_as_nan(tmp_path):
     files, specs, train = _s2_grid(tmp_path, n_subjects=1, n_slices=1)
     out = _outs(tmp_path / "out", S2_KEYS, {"violin"})
-    E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)
+    S2E.evaluate_s2(files, specs, out, cfg=CFG, scale_label="demo scale", train=train)
     notes = pd.read_csv(out["not_computed"], sep="\t")
     assert len(notes) > 0 and notes["reason"].str.contains("at least 2").all()
     assert pd.read_csv(out["ttests"], sep="\t").empty
@@ -219,7 +224,7 @@ def test_shape_mismatch_names_the_experiment(tmp_path):
     rng = np.random.default_rng(1)
     files = {"bad_run": _paired_files(tmp_path, "bad_run", _blob(rng, 2), _blob(rng, 2)[:, :8], table)}
     with pytest.raises(EvaluationError, match="experiment bad_run: predictions have shape"):
-        E.evaluate_s2(files, {"bad_run": {"input": "mri", "space": "native", "loss": "l1", "epochs": 1}},
+        S2E.evaluate_s2(files, {"bad_run": {"input": "mri", "space": "native", "loss": "l1", "epochs": 1}},
                       _outs(tmp_path / "o", S2_KEYS, {"violin"}), cfg=CFG, scale_label="demo scale", train={})
 
 
@@ -266,9 +271,9 @@ def test_s3_regressions_and_ssim_match_scipy(tmp_path):
     pred_n = pred_raw * g_t[:, None, None] - 1.0
     files = _paired_files(tmp_path, "s3", t_n, pred_n, table, inp=i_n)
     out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
-    res = E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train)
+    res = S3E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train)
     data = res["slice_metrics"]
-    mask = input_raw > E.BRAIN_FRACTION * input_raw.reshape(n, -1).max(1)[:, None, None]
+    mask = input_raw > S3E.BRAIN_FRACTION * input_raw.reshape(n, -1).max(1)[:, None, None]
     mt = np.array([target_raw[i][mask[i]].mean() for i in range(n)])
     mi = np.array([input_raw[i][mask[i]].mean() for i in range(n)])
     np.testing.assert_allclose(data["mean_target"], mt, rtol=1e-4)
@@ -300,7 +305,7 @@ def test_s3_regressions_and_ssim_match_scipy(tmp_path):
     assert data["ssim_null_vs_target"].iat[0] == pytest.approx(
         structural_similarity(t0, null_img.astype(np.float32).astype(float), data_range=2.0), rel=1e-5)
     tt = pd.read_csv(out["ttest"], sep="\t")
-    assert len(tt) == 6 and set(tt["baseline"]) == {E.S3_SERIES_TEXT["input"], E.S3_SERIES_TEXT["null"]}
+    assert len(tt) == 6 and set(tt["baseline"]) == {S3E.S3_SERIES_TEXT["input"], S3E.S3_SERIES_TEXT["null"]}
     ssim_t = tt[tt["label"] == "SSIM prediction vs target against input vs target"]
     ref_t = sps.ttest_rel(data["ssim_prediction_vs_target"], data["ssim_input_vs_target"])
     assert ssim_t["p"].iat[0] == pytest.approx(ref_t.pvalue)
@@ -323,7 +328,7 @@ def test_s3_two_slices_leave_regressions_not_computed(tmp_path):
                           "bias_spect_cbf": 0.0, "gain_pet_cbf": 1.0, "bias_pet_cbf": -1.0})
     files = _paired_files(tmp_path, "s3", t, t + 0.1 * rng.standard_normal(t.shape), table, inp=t + 0.2)
     out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
-    E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train)
+    S3E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train)
     notes = pd.read_csv(out["not_computed"], sep="\t")
     assert notes["what"].str.startswith("regression").sum() == 4  # slice basis, no labels
     assert notes["reason"].str.contains("experiment s3").all()
@@ -375,7 +380,7 @@ def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None):
     files = _paired_files(tmp, "s3", t_n, pred, table, inp=i_n)
     out = _outs(tmp / "out", S3_KEYS, {"scatter"})
     labels = {s: str(tmp / "labels.nii.gz") for s in table["subject"].unique()}
-    return E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train,
+    return S3E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train,
                          labels=labels, label_names={1: "left", 2: "right"})
 
 
@@ -461,7 +466,7 @@ def test_s1_anova_matches_scipy_and_lr_orientation(tmp_path):
         gens[name] = {"h5": str(tmp_path / name / "p.h5"), "tsv": str(tmp_path / name / "p.tsv")}
     specs = {"gA": {"condition": {"variant": "A"}, "epochs": 2}, "gB": {"condition": {"variant": "B"}, "epochs": 2}}
     out = _outs(tmp_path / "out", S1_KEYS, {"boxplot", "maps_mean", "maps_sd"})
-    res = E.evaluate_s1(gens, specs, shard, index, out, cfg=CFG, scale_label="demo scale")
+    res = S1E.evaluate_s1(gens, specs, shard, index, out, cfg=CFG, scale_label="demo scale")
     img = res["images"]
     assert (img.loc[img.source == "real", "lr_ratio"] > 1.1).all()
     groups = [img.loc[img.source == s, "mean_counts"].to_numpy() for s in ("real", "A", "B")]
@@ -472,7 +477,7 @@ def test_s1_anova_matches_scipy_and_lr_orientation(tmp_path):
     assert row["p"] == pytest.approx(ref.pvalue)
     assert row["n"] == 3 * n
     ph = pd.read_csv(out["posthoc"], sep="\t")
-    ph = ph[ph["comparison"] == E.COMPARISON_GENERATED]
+    ph = ph[ph["comparison"] == S1E.COMPARISON_GENERATED]
     assert set(ph["group1"]) | set(ph["group2"]) >= {"real", "A", "B"}
     assert ((ph["group1"] == "real") | (ph["group2"] == "real")).all()  # posthoc_reference
     sd = pd.read_csv(out["average_sd"], sep="\t")
@@ -491,7 +496,7 @@ def test_s1_empty_group_and_single_images_are_not_computed(tmp_path):
     write_predictions({"prediction": _blob(rng, 1)[:, None].clip(0)}, table, {"experiment": "gA"},
                       tmp_path / "gA" / "p.h5", tmp_path / "gA" / "p.tsv")
     out = _outs(tmp_path / "out", S1_KEYS, {"boxplot", "maps_mean", "maps_sd"})
-    E.evaluate_s1({"gA": {"h5": str(tmp_path / "gA" / "p.h5"), "tsv": str(tmp_path / "gA" / "p.tsv")}},
+    S1E.evaluate_s1({"gA": {"h5": str(tmp_path / "gA" / "p.h5"), "tsv": str(tmp_path / "gA" / "p.tsv")}},
                   {"gA": {"condition": {"variant": "A"}, "epochs": 1}}, shard, index, out, cfg=CFG,
                   scale_label="demo scale")
     notes = pd.read_csv(out["not_computed"], sep="\t")
@@ -511,12 +516,12 @@ def _s1_generated(tmp, name, images, level="COR", pattern="normal"):
 
 def test_real_halves_split_by_subject_seeded():
     subjects = [f"s{i}" for i in range(7)] * 3
-    a = E.split_subjects_in_halves(subjects, seed=3)
-    assert a == E.split_subjects_in_halves(list(reversed(subjects)), seed=3)       # a function of the set
+    a = S1E.split_subjects_in_halves(subjects, seed=3)
+    assert a == S1E.split_subjects_in_halves(list(reversed(subjects)), seed=3)       # a function of the set
     assert sorted(a) == sorted(set(subjects)) and sorted(a.values()).count(1) == 4  # every subject, one half
-    assert any(E.split_subjects_in_halves(subjects, seed=k) != a for k in range(4, 10))
+    assert any(S1E.split_subjects_in_halves(subjects, seed=k) != a for k in range(4, 10))
     with pytest.raises(EvaluationError, match="1 subject.*needs at least two"):
-        E.split_subjects_in_halves(["s0", "s0"], seed=0)
+        S1E.split_subjects_in_halves(["s0", "s0"], seed=0)
 
 
 def test_s1_real_vs_real_reference_power_other_criterion_and_published(tmp_path):
@@ -532,17 +537,17 @@ def test_s1_real_vs_real_reference_power_other_criterion_and_published(tmp_path)
            "gB": _s1_generated(tmp_path / "alt", "gB", _blob(rng, 18).clip(0) * 0.7)}
     specs = {"gA": {"condition": {"variant": "A"}, "epochs": 2}, "gB": {"condition": {"variant": "B"}, "epochs": 2}}
     out = _outs(tmp_path / "out", S1_KEYS, {"boxplot", "maps_mean", "maps_sd"})
-    res = E.evaluate_s1(gens, specs, shard, index, out, cfg=CFG, scale_label="demo scale",
+    res = S1E.evaluate_s1(gens, specs, shard, index, out, cfg=CFG, scale_label="demo scale",
                         other_predictions={"study_quantities": alt}, headline_criterion="feature_distance", seed=1)
     img = pd.read_csv(out["images"], sep="\t", dtype={"subject": str}, keep_default_na=False)
     real_rows = img[img["source"] == "real"]
     assert real_rows.groupby("subject")["real_half"].nunique().max() == 1           # no subject in both halves
     assert set(real_rows["real_half"]) == {1, 2} and (img.loc[img["source"] != "real", "real_half"] == 0).all()
     an = pd.read_csv(out["anova"], sep="\t")
-    assert set(an["comparison"]) == {E.COMPARISON_GENERATED, E.COMPARISON_REAL_HALVES}
-    assert set(an["criterion"]) == {"feature_distance", "study_quantities", E.CRITERION_NONE}
+    assert set(an["comparison"]) == {S1E.COMPARISON_GENERATED, S1E.COMPARISON_REAL_HALVES}
+    assert set(an["criterion"]) == {"feature_distance", "study_quantities", S1E.CRITERION_NONE}
     assert an["headline"].sum() == 2                                               # MC and LR, headline only
-    halves = an[(an["comparison"] == E.COMPARISON_REAL_HALVES) & (an["value"] == "mean_counts")].iloc[0]
+    halves = an[(an["comparison"] == S1E.COMPARISON_REAL_HALVES) & (an["value"] == "mean_counts")].iloc[0]
     h = real_rows.set_index("image")["real_half"]
     groups = [real_rows.loc[real_rows["real_half"] == k, "mean_counts"] for k in (1, 2)]
     assert halves["statistic"] == pytest.approx(sps.f_oneway(*groups).statistic) and halves["n"] == len(h)
@@ -562,14 +567,14 @@ def test_s1_real_vs_real_reference_power_other_criterion_and_published(tmp_path)
     assert alt_row["statistic"] != pytest.approx(head["statistic"])
     # the published p beside every real-vs-variant row; the summary gives the finding per criterion
     ph = pd.read_csv(out["posthoc"], sep="\t", keep_default_na=False)
-    a_mc = ph[(ph["comparison"] == E.COMPARISON_GENERATED) & ph["headline"] & (ph["value"] == "mean_counts")
+    a_mc = ph[(ph["comparison"] == S1E.COMPARISON_GENERATED) & ph["headline"] & (ph["value"] == "mean_counts")
               & ((ph["group1"] == "A") | (ph["group2"] == "A"))]
     assert a_mc["published_p"].tolist() == ["P = 0.8"] and a_mc["scale"].tolist() == ["demo scale"]
-    assert (ph.loc[ph["comparison"] == E.COMPARISON_REAL_HALVES, "published_p"] == "not reported").all()
+    assert (ph.loc[ph["comparison"] == S1E.COMPARISON_REAL_HALVES, "published_p"] == "not reported").all()
     summ = res["summary"]
-    assert set(summ["criterion"]) == {"feature_distance", "study_quantities", E.CRITERION_NONE}
+    assert set(summ["criterion"]) == {"feature_distance", "study_quantities", S1E.CRITERION_NONE}
     assert len(summ) == 2 * 2 * 2 + 2                          # MC/LR x A/B x criteria + the real-vs-real reference
-    ref = summ[summ["criterion"] == E.CRITERION_NONE]
+    ref = summ[summ["criterion"] == S1E.CRITERION_NONE]
     assert (ref["variant"] == "real half 2").all() and (ref["published"] == "reference").all()
     b_mc = summ[(summ["variant"] == "B") & (summ["value"] == "mean_counts") & summ["headline"]].iloc[0]
     assert b_mc["published"] == "different" and b_mc["ours"] == "different"        # B dimmer by 40 %
@@ -593,7 +598,7 @@ def test_s0_identical_prediction_gives_perfect_agreement(tmp_path):
     table = pd.DataFrame({"subject": ["01"] * 3, "desc": ["a", "b", "c"], "pred_row": [0, 1, 2]})
     files = _paired_files(tmp_path, "s0", orig, orig.copy(), table, inp=orig * 0.5)
     out = _outs(tmp_path / "out", S0_KEYS, {"bland_altman_plot", "examples"})
-    res = E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
+    res = S0E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
     assert (res["dice"]["dice"] == 1.0).all()
     assert (res["asp"]["abs_difference"] == 0).all()
     np.testing.assert_allclose(res["sbr"]["sbr_original"], 2.0)
@@ -609,7 +614,7 @@ def test_s0_shifted_prediction_dice_and_bland_altman(tmp_path):
     table = pd.DataFrame({"subject": ["01", "01", "02", "02"], "desc": list("abcd"), "pred_row": range(4)})
     files = _paired_files(tmp_path, "s0", orig, pred, table, inp=pred)
     out = _outs(tmp_path / "out", S0_KEYS, {"bland_altman_plot", "examples"})
-    res = E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
+    res = S0E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
     left = res["dice"][res["dice"]["side"] == "L"]["dice"]
     np.testing.assert_allclose(left, 2 * 8 / (12 + 12))  # 3-wide box shifted by one column
     lat = res["asp"][(res["asp"]["measure"] == "LAT")]
@@ -632,7 +637,7 @@ def test_s0_damaged_input_is_the_baseline_in_every_table(tmp_path):
     table = pd.DataFrame({"subject": ["01", "01", "02", "02"], "desc": list("abcd"), "pred_row": range(4)})
     files = _paired_files(tmp_path, "s0", orig, orig.copy(), table, inp=damaged)   # a perfect restoration
     out = _outs(tmp_path / "out", S0_KEYS + ["summary"], {"bland_altman_plot", "examples"})
-    res = E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
+    res = S0E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale")
     for key in ("asp", "dice", "sbr", "asp_summary", "dice_summary", "sbr_error"):
         got = pd.read_csv(out[key], sep="\t")
         assert set(got["series"]) == {"prediction", "input"}, key
@@ -687,7 +692,7 @@ def test_s0_regression_cnn_reads_prediction_and_original(tmp_path, s0_regressor)
     ds, weights = s0_regressor
     files, table = _s0_test_predictions(tmp_path, ds)
     out = _outs(tmp_path / "out", S0_CNN_KEYS, {"bland_altman_plot", "examples", "sbr_cnn_plot"})
-    res = E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights,
+    res = S0E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights,
                         device="cpu")
     cnn = pd.read_csv(out["sbr_cnn"], sep="\t", dtype={"subject": str})
     assert len(cnn) == 4 * len(table) and set(cnn["region"]) == set(CNN_REGIONS)
@@ -721,17 +726,17 @@ def test_s0_regression_cnn_bad_input_names_the_experiment(tmp_path, s0_regressor
     out = _outs(tmp_path / "out", S0_CNN_KEYS, {"bland_altman_plot", "examples", "sbr_cnn_plot"})
     files, _ = _s0_test_predictions(tmp_path / "a", ds, drop=("orig_sbr_",))
     with pytest.raises(EvaluationError, match=r"experiment s0: .*known-SBR column.*orig_sbr_caudate_L"):
-        E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights)
+        S0E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights)
     files, _ = _s0_test_predictions(tmp_path / "b", ds, size=12)
     with pytest.raises(EvaluationError, match=r"experiment s0: the SBR regressor reads slices of shape \(N, 1, 16, 16\)"):
-        E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights)
+        S0E.evaluate_s0("s0", files, {"epochs": 2}, out, cfg=CFG, scale_label="demo scale", regressor=weights)
     assert not any((tmp_path / "out").glob("*"))                      # checked before anything is written
 
 
 def test_study_experiments_and_labels():
     exps = {"a": {"study": "S2"}, "b": {"study": "S1"}, "c": {"study": "S2"}}
-    assert E.study_experiments(exps, "S2") == ["a", "c"]
-    assert E.study_experiments(exps, "S0") == []
+    assert study_experiments(exps, "S2") == ["a", "c"]
+    assert study_experiments(exps, "S0") == []
     lab = E.figure_label("demo scale", 3, [{"epochs": 5}])
     assert lab == "simulated data · demo scale · 3 subjects · 5 epochs"
     assert "test scale (tiny) · 1 subject · 1-2 epochs" in E.figure_label(
@@ -776,7 +781,7 @@ def test_s3_atlas_roi_means_pool_the_test_slices(tmp_path):
     out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
     train, _ = _s3_train(tmp_path, rng)
     labels = {s: str(tmp_path / "labels.nii.gz") for s in ("01", "02", "03")}
-    res = E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale", labels=labels,
+    res = S3E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale", labels=labels,
                         label_names={1: "left", 2: "right"}, train=train)
     rois = res["roi_means"]
     assert len(rois) == 3 * 2
@@ -793,5 +798,5 @@ def test_s3_atlas_roi_means_pool_the_test_slices(tmp_path):
     # a label volume on another grid is refused, naming the experiment and subject
     nib.save(nib.Nifti1Image(lab, np.diag([1.0, 2.0, 2.0, 1.0])), tmp_path / "other.nii.gz")
     with pytest.raises(EvaluationError, match="experiment s3: subject 01: the affine of the atlas labels"):
-        E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale", train=train,
+        S3E.evaluate_s3("s3", files, spec, out, cfg=CFG, scale_label="demo scale", train=train,
                       labels={s: str(tmp_path / "other.nii.gz") for s in ("01", "02", "03")})

@@ -10,9 +10,9 @@ import torch
 from spectsynth.checkpoints import load_for_inference
 from spectsynth.datasets import build_dataset
 from spectsynth.errors import EvaluationError
+from spectsynth.experiments import expand_experiments
 from spectsynth.infer import load_predictions, predict_experiment, write_predictions
 from spectsynth.labels import PATTERNS
-from spectsynth.models import expand_experiments
 from spectsynth.train import train_experiment
 
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}
@@ -245,7 +245,7 @@ def test_vae_prior_samples_are_seeded_and_only_from_a_plain_vae(trained):
 
 
 def test_real_normal_cohort_has_one_slice_per_train_or_val_subject(trained):
-    from spectsynth.clinical import real_normal_slices
+    from spectsynth.studies.s0.clinical import real_normal_slices
 
     root, _ = trained
     ds = root / "datasets" / "s0"

@@ -10,7 +10,8 @@ from skimage.metrics import structural_similarity
 from spectsynth import losses as L
 from spectsynth.device import select_device
 from spectsynth.errors import ConfigError
-from spectsynth.models import build_model, expand_experiments, get_family, init_weights
+from spectsynth.experiments import expand_experiments
+from spectsynth.models import build_model, get_family, init_weights
 from spectsynth.models.fastgan import losses as FL
 from spectsynth.models.fastgan.network import Discriminator, Generator, crop_in_pixels
 from spectsynth.models.fastgan.scoring import FeatureNet, frechet_distance, s1_distance
@@ -296,8 +297,9 @@ def test_registry_family_selection_metrics_are_the_ones_experiments_accept(famil
 def test_importing_the_model_registry_does_not_import_torch():
     import subprocess
     import sys
-    code = ("import sys, spectsynth.models as m; m.get_family('fastgan'); m.expand_experiments("
-            "{'experiments': {'a': {'study': 'S1', 'model': 'fastgan'}}}); print('torch' in sys.modules)")
+    code = ("import sys, spectsynth.models as m, spectsynth.experiments as e; m.get_family('fastgan'); "
+            "e.expand_experiments({'experiments': {'a': {'study': 'S1', 'model': 'fastgan'}}}); "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

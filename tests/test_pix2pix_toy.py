@@ -16,7 +16,8 @@ import torch
 
 from spectsynth.checkpoints import seed_everything
 from spectsynth.device import select_device
-from spectsynth.models import build_model, expand_experiments, init_weights
+from spectsynth.experiments import expand_experiments
+from spectsynth.models import build_model, init_weights
 from spectsynth.models.pix2pix.recipe import Pix2PixRecipe, loss_shares
 
 SIZE = 32
@@ -75,7 +76,8 @@ def test_pix2pix_beats_the_null_model_and_the_input_on_a_toy_task():
 def test_loss_shares_at_the_start_of_training():
     """With the default S2 weight (lambda_ssim 50) the SSIM term carries a comparable share of
     the generator loss at the start; with the paper weight 1 it is a few per cent."""
-    from spectsynth.models import PRESET_SSIM_WEIGHT, S2_SSIM_WEIGHT
+    from spectsynth.studies.s2 import PRESET_SSIM_WEIGHT
+    from spectsynth.studies.s2 import SSIM_WEIGHT as S2_SSIM_WEIGHT
 
     _, balanced = _train(1, lambda_ssim=S2_SSIM_WEIGHT)
     _, paper = _train(1, lambda_ssim=PRESET_SSIM_WEIGHT["paper_weights"])

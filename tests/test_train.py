@@ -15,8 +15,8 @@ import yaml
 from spectsynth.checkpoints import CheckpointError, load_checkpoint, load_for_inference
 from spectsynth.datasets import build_dataset
 from spectsynth.errors import ConfigError, TrainingError
+from spectsynth.experiments import expand_experiments
 from spectsynth.labels import PATTERNS
-from spectsynth.models import expand_experiments
 from spectsynth.train import train_experiment
 
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}

@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -70,27 +69,18 @@ import pandas as pd
 
 from .errors import ConfigError, InputDataError
 from .labels import LEVELS, PATTERNS
+from .splits import SPLITS, assign_splits, check_split_leak, participant  # noqa: F401  (re-exported)
+from .studies import REGISTRY, dataset_names, for_dataset
+from .studies import get as get_study
+from .studies.base import merge
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
 LEFT_HALF = "image[..., :W // 2] is the subject's left hemisphere (neurological convention)"
 
-# Channels stored in each study's shards.
-STUDY_CHANNELS: dict[str, tuple[str, ...]] = {
-    "S0": ("damaged", "original"),
-    "S1": ("slice", "inferior", "superior"),
-    "S2": ("mri", "pet", "spect"),
-    "S3": ("spect_cbf", "pet_cbf"),
-}
-# Roles each study's records must hold in ``volumes``.
-STUDY_ROLES: dict[str, tuple[str, ...]] = {
-    "S0": ("damaged", "original"),
-    "S1": ("spect",),
-    "S2": ("mri", "pet", "spect"),
-    "S3": ("spect_cbf", "pet_cbf"),
-}
+# Channels stored in each study's shards and the roles of its records: the study's ``channels``
+# and ``roles`` (spectsynth.studies).
 NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
 # Layout of the shards and index tables this code writes. The workflow passes it to
 # build_dataset as a param, so raising it (when a column or a shard field is added or changes
@@ -100,70 +90,23 @@ NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
 #    datasets.s1.counts, S2 reads the brain-extracted T1w.
 INDEX_VERSION = 3
 
-_SPLIT_DEFAULT = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
-                  "counts": {"train": 0, "val": 0, "test": 0},
-                  "lists": {"train": [], "val": [], "test": []}, "seed": 0,
-                  "val_within_train": False}
-# S1's Table 1: slices per level and pattern of its training dataset.
-S1_TABLE1 = {"CER": {"normal": 248, "unilateral": 66, "bilateral": 0},
-             "BG": {"normal": 174, "unilateral": 116, "bilateral": 44},
-             "COR": {"normal": 129, "unilateral": 109, "bilateral": 52}}
-
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "s0": {"size": 64, "slices_per_volume": 1, "normalise": "background",
-           "split": {**_SPLIT_DEFAULT, "fractions": {"train": 0.8, "val": 0.0, "test": 0.2},
-                     "val_within_train": True},
-           "design_sets": {"train": "main", "val": "validation", "test": "main"},
-           "augment": {"shift_px": 0, "flip": False}},
-    "s1": {"size": 64, "levels": list(LEVELS), "slices_per_level": 3, "normalise": "max",
-           "counts": S1_TABLE1, "counts_scale": 1.0,
-           "exclude_conditions": [], "split": dict(_SPLIT_DEFAULT),
-           "augment": {"neighbour_average": True, "shift_px": 2, "flip_patterns": ["normal", "bilateral"]}},
-    "s2": {"size": 64, "spaces": ["native", "template"], "n_slices": 20, "normalise": "minmax_pm1",
-           "extent_threshold": 0.05,
-           "split": {**_SPLIT_DEFAULT, "fractions": {"train": 0.625, "val": 0.125, "test": 0.25}},
-           "augment": {"shift_px": 0, "flip": False}},
-    "s3": {"size": 64, "n_slices": 20, "normalise": "max_pm1", "extent_threshold": 0.05,
-           "split": {**_SPLIT_DEFAULT, "fractions": {"train": 0.6, "val": 0.15, "test": 0.25}},
-           "augment": {"shift_px": 0, "flip": False}},
-}
-_STUDY_OF = {"s0": "S0", "s1": "S1", "s2": "S2", "s3": "S3"}
+# Each dataset's defaults are its study's (``spectsynth.studies.<key>``: ``dataset_defaults``).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {s.key: s.dataset_defaults for s in REGISTRY.values()}
 
 
 # --------------------------------------------------------------------------- config
 
 
-def _merge(default: Mapping, given: Mapping | None) -> dict:
-    out = json.loads(json.dumps(default))
-    for k, v in (given or {}).items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def dataset_names(cfg: Mapping) -> list[str]:
-    """Wildcard values of ``{dataset}``: ``s0``, ``s1``, ``s2_<space>`` per S2 space, ``s3``."""
-    ds = cfg.get("datasets") or {}
-    s2 = _merge(DATASET_DEFAULTS["s2"], ds.get("s2"))
-    return ["s0", "s1"] + [f"s2_{sp}" for sp in s2["spaces"]] + ["s3"]
-
-
 def dataset_spec(cfg: Mapping, name: str) -> dict[str, Any]:
-    """Resolved settings of one dataset (``datasets.<study key>`` merged over the defaults)."""
-    key = name.split("_", 1)[0]
-    if key not in DATASET_DEFAULTS:
-        raise ConfigError(f"dataset {name}: unknown; datasets are {', '.join(dataset_names(cfg))}")
-    spec = _merge(DATASET_DEFAULTS[key], (cfg.get("datasets") or {}).get(key))
-    spec.update(name=name, key=key, study=_STUDY_OF[key])
-    if key == "s2":
-        spec["space"] = name.split("_", 1)[1] if "_" in name else None
-        if spec["space"] not in spec["spaces"]:
-            raise ConfigError(f"dataset {name}: space {spec['space']!r} is not in datasets.s2.spaces "
-                              f"{spec['spaces']}")
-    if key == "s1":
-        _resolve_s1_counts(spec, name)
+    """Resolved settings of one dataset (``datasets.<study key>`` merged over the study's defaults)."""
+    try:
+        study = for_dataset(name)
+    except ConfigError:
+        raise ConfigError(f"dataset {name}: unknown; datasets are {', '.join(dataset_names(cfg))}") from None
+    key = study.key
+    spec = merge(study.dataset_defaults, (cfg.get("datasets") or {}).get(key))
+    spec.update(name=name, key=key, study=study.name)
+    study.resolve_dataset(spec, name)
     size = int(spec["size"])
     if size < 8 or size & (size - 1):
         raise ConfigError(f"dataset {name}: datasets.{key}.size = {size}; use a power of two (32, 64, 128, 256)")
@@ -171,32 +114,6 @@ def dataset_spec(cfg: Mapping, name: str) -> dict[str, Any]:
         raise ConfigError(f"dataset {name}: unknown normalise {spec['normalise']!r}; use one of "
                           f"{', '.join(NORMALISATIONS)}")
     return spec
-
-
-def _resolve_s1_counts(spec: dict, name: str) -> None:
-    """Check ``counts`` (level -> pattern -> slices) and make zero cells and
-    ``exclude_conditions`` one thing: an excluded pair has no slices, a zero cell is excluded."""
-    counts = spec.get("counts") or {}
-    for lv in spec["levels"]:
-        row = counts.get(lv)
-        if not isinstance(row, Mapping):
-            raise ConfigError(f"dataset {name}: datasets.s1.counts has no row for level {lv}; give "
-                              f"{lv}: {{normal: N, unilateral: N, bilateral: N}}")
-        for p in PATTERNS:
-            v = row.get(p)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"dataset {name}: datasets.s1.counts.{lv}.{p} = {v!r}; give a whole "
-                                  "number of slices >= 0")
-    scale = spec.get("counts_scale")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ConfigError(f"dataset {name}: datasets.s1.counts_scale = {scale!r}; give a number > 0")
-    excl = [tuple(c) for c in spec.get("exclude_conditions") or []]
-    for lv, p in excl:
-        if lv in counts and p in PATTERNS:
-            counts[lv][p] = 0
-    zero = [(lv, p) for lv in spec["levels"] for p in PATTERNS if counts[lv][p] == 0]
-    spec["exclude_conditions"] = [list(c) for c in dict.fromkeys(excl + zero)]
-    spec["counts"] = counts
 
 
 # --------------------------------------------------------------------------- slices
@@ -329,12 +246,13 @@ def _params_of(rec: Mapping) -> dict[str, Any]:
 def extract_slices(study: str, records: Iterable[Mapping], spec: Mapping) -> tuple[np.ndarray, list[dict]]:
     """Cut, resize and normalise the slices of one dataset.
 
-    Returns ``images`` (N, C, size, size) float32 with the study's :data:`STUDY_CHANNELS` and
-    one metadata dict per slice (subject, level, pattern, params, source, slice index, gain and
-    bias per channel).
+    Returns ``images`` (N, C, size, size) float32 with the study's ``channels`` and one metadata
+    dict per slice (subject, level, pattern, params, source, slice index, gain and bias per
+    channel). How slices are cut from a record is the study's (:meth:`Study.extract`; S2 and S3
+    use :func:`paired_slices`).
     """
+    st = get_study(study)
     size = int(spec["size"])
-    method = spec["normalise"]
     name = spec.get("name", study)
     images: list[np.ndarray] = []
     rows: list[dict] = []
@@ -343,77 +261,43 @@ def extract_slices(study: str, records: Iterable[Mapping], spec: Mapping) -> tup
         if not subject:
             raise InputDataError(f"record {rec_i} of dataset {name} has no subject id",
                                  hint="Give every record a 'subject' key")
-        if study == "S2" and rec.get("space") not in (None, spec.get("space")):
+        if not st.keeps_record(rec, spec):
             continue
-        vols = _volumes(rec, STUDY_ROLES[study], name)
+        vols = _volumes(rec, st.roles, name)
         nz = next(iter(vols.values())).shape[2]
         base = {"subject": subject, "record": rec_i, "pattern": rec.get("pattern") or "",
                 "level": "", "space": rec.get("space") or spec.get("space") or "",
-                "source": _source_of(rec, STUDY_ROLES[study][-1]), "n_z": nz, **_params_of(rec)}
-        if study == "S1":
-            pattern = rec.get("pattern")
-            if pattern not in PATTERNS:
-                raise InputDataError(f"pattern {pattern!r} is not one of {PATTERNS}", subject=subject,
-                                     path=base["source"], hint="Check the simulation truth table")
-            vol = vols["spect"]
-            for level in spec["levels"]:
-                if level in (rec.get("levels") or {}) and rec["levels"][level] is None:
-                    continue            # this scan has no slice at that level (as S1's CER bilateral)
-                z0, z1 = _level_range(rec, level, nz, name)
-                for z in _evenly(z0, z1 - 1, int(spec["slices_per_level"])):
-                    chans, gains = [], []
-                    for zz in (z, max(z - 1, 0), min(z + 1, nz - 1)):
-                        sl = resize_slice(axial_slice(vol, zz), size)
-                        g, b = normalise_gain_bias(sl, method)
-                        chans.append(sl * g + b)
-                        gains.append((g, b))
-                    images.append(np.stack(chans))
-                    rows.append({**base, "level": level, "slice_index": z,
-                                 **_gain_cols(STUDY_CHANNELS["S1"], gains)})
-        elif study == "S0":
-            dam, orig = vols["damaged"], vols["original"]
-            if "BG" in (rec.get("levels") or {}):
-                z0, z1 = _level_range(rec, "BG", nz, name)
-            else:
-                z0, z1 = 0, nz
-            prof = orig[:, :, z0:z1].sum(axis=(0, 1))
-            zc = z0 + int(np.argmax(prof))
-            n = int(spec["slices_per_volume"])
-            zs = [z for z in range(zc - (n - 1) // 2, zc + n // 2 + 1) if 0 <= z < nz][:n]
-            for z in zs:
-                sd = resize_slice(axial_slice(dam, z), size)
-                so = resize_slice(axial_slice(orig, z), size)
-                ref = background_level(sd) if method == "background" else None
-                gd = normalise_gain_bias(sd, method, reference=ref)
-                go = normalise_gain_bias(so, method, reference=ref) if ref is not None else \
-                    normalise_gain_bias(so, method)
-                images.append(np.stack([sd * gd[0] + gd[1], so * go[0] + go[1]]))
-                rows.append({**base, "level": "BG", "slice_index": z,
-                             **_gain_cols(STUDY_CHANNELS["S0"], [gd, go])})
-        else:
-            chans_names = STUDY_CHANNELS[study]
-            ref_vol = vols[STUDY_ROLES[study][-1]]
-            lo, hi = _extent(ref_vol, float(spec.get("extent_threshold", 0.05)))
-            zs = _evenly(lo, hi, int(spec["n_slices"]))
-            if len(zs) < int(spec["n_slices"]):
-                raise InputDataError(
-                    f"dataset {name}: {len(zs)} axial slices have signal (above "
-                    f"{float(spec.get('extent_threshold', 0.05)):g} of the maximum), fewer than the "
-                    f"{int(spec['n_slices'])} of datasets.{spec['key']}.n_slices", subject=subject,
-                    path=base["source"], hint=f"Lower datasets.{spec['key']}.n_slices or extent_threshold, or "
-                                              "check this subject's images")
-            for z in zs:
-                chans, gains = [], []
-                for role in STUDY_ROLES[study]:
-                    sl = resize_slice(axial_slice(vols[role], z), size)
-                    g, b = normalise_gain_bias(sl, method)
-                    chans.append(sl * g + b)
-                    gains.append((g, b))
-                images.append(np.stack(chans))
-                rows.append({**base, "slice_index": z, **_gain_cols(chans_names, gains)})
-    n_ch = len(STUDY_CHANNELS[study])
+                "source": _source_of(rec, st.roles[-1]), "n_z": nz, **_params_of(rec)}
+        for image, row in st.extract(rec, vols, base, spec):
+            images.append(image)
+            rows.append(row)
+    n_ch = len(st.channels)
     arr = np.stack(images).astype(np.float32) if images else np.zeros((0, n_ch, size, size), np.float32)
     return arr, rows
+
+
+def paired_slices(study, rec: Mapping, vols: Mapping[str, np.ndarray], base: Mapping, spec: Mapping):
+    """Slices of a paired record (input and target volumes on one grid): ``n_slices`` axial slices
+    evenly spaced over the target's extent with signal, every channel normalised on its own."""
+    size, method, name = int(spec["size"]), spec["normalise"], spec.get("name", study.key)
+    ref_vol = vols[study.roles[-1]]
+    lo, hi = _extent(ref_vol, float(spec.get("extent_threshold", 0.05)))
+    zs = _evenly(lo, hi, int(spec["n_slices"]))
+    if len(zs) < int(spec["n_slices"]):
+        raise InputDataError(
+            f"dataset {name}: {len(zs)} axial slices have signal (above "
+            f"{float(spec.get('extent_threshold', 0.05)):g} of the maximum), fewer than the "
+            f"{int(spec['n_slices'])} of datasets.{spec['key']}.n_slices", subject=base["subject"],
+            path=base["source"], hint=f"Lower datasets.{spec['key']}.n_slices or extent_threshold, or "
+                                      "check this subject's images")
+    for z in zs:
+        chans, gains = [], []
+        for role in study.roles:
+            sl = resize_slice(axial_slice(vols[role], z), size)
+            g, b = normalise_gain_bias(sl, method)
+            chans.append(sl * g + b)
+            gains.append((g, b))
+        yield np.stack(chans), {**base, "slice_index": z, **_gain_cols(study.channels, gains)}
 
 
 def _gain_cols(channels: Sequence[str], gains: Sequence[tuple[float, float]]) -> dict[str, float]:
@@ -422,115 +306,6 @@ def _gain_cols(channels: Sequence[str], gains: Sequence[tuple[float, float]]) ->
         out[f"gain_{ch}"] = float(g)
         out[f"bias_{ch}"] = float(b)
     return out
-
-
-# --------------------------------------------------------------------------- splits
-
-
-def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str = "") -> dict[str, str]:
-    """Map each subject to ``train``/``val``/``test`` (deterministic).
-
-    ``method: counts`` shuffles the sorted participant list with ``seed`` and cuts it into
-    ``counts.train``, ``counts.val`` and ``counts.test`` participants, which must add up to the
-    cohort; ``method: fractions`` cuts it by the fractions (rounded; every split with a
-    positive fraction gets at least one participant when there are enough); ``method: lists``
-    takes explicit lists, and subjects in no list are an error.  With ``val_within_train``
-    validation shares the training subjects (S0's design) and the ``val`` share must be 0.
-    """
-    where = f"dataset {dataset}: " if dataset else ""
-    units = sorted({str(s) for s in subjects})
-    # Sessions of one participant (units "<sub>_ses-<ses>") always share a split.
-    subjects = sorted({participant(u) for u in units})
-    cfg = _merge(_SPLIT_DEFAULT, split_cfg)
-    if cfg["method"] == "lists":
-        lists = {k: [participant(str(s)) for s in (cfg["lists"].get(k) or [])] for k in SPLITS}
-        check_split_leak({k: v for k, v in lists.items()}, dataset=dataset)
-        mapping = {s: k for k, v in lists.items() for s in v}
-        missing = [s for s in subjects if s not in mapping]
-        if missing:
-            raise ConfigError(
-                f"{where}subject(s) {missing[:10]}{' ...' if len(missing) > 10 else ''} are in none of "
-                "split.lists.train/val/test; add them to one list or remove them from the subject list")
-        return {u: mapping[participant(u)] for u in units}
-    n = len(subjects)
-    if cfg["method"] == "counts":
-        counts = {k: cfg["counts"].get(k, 0) for k in SPLITS}
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in counts.values()):
-            raise ConfigError(f"{where}split.counts {counts} must be whole numbers >= 0")
-        if cfg["val_within_train"] and counts["val"] > 0:
-            raise ConfigError(f"{where}split.val_within_train is true, so split.counts.val must be 0 "
-                              "(validation uses other records of the training subjects)")
-        total = sum(counts.values())
-        if total != n:
-            raise ConfigError(
-                f"{where}split.counts asks for {counts['train']} + {counts['val']} + {counts['test']} = {total} "
-                f"subjects, but the cohort has {n}. Set inputs.demo.n_subjects: {total} (demo cohort), give a "
-                f"BIDS/DICOM cohort of exactly {total} participants (inputs.bids.participant_label / exclude "
-                "select them), or change the split counts")
-    elif cfg["method"] == "fractions":
-        fr = {k: float(cfg["fractions"].get(k, 0.0)) for k in SPLITS}
-        if any(v < 0 for v in fr.values()) or not math.isclose(sum(fr.values()), 1.0, abs_tol=1e-6):
-            raise ConfigError(f"{where}split.fractions {fr} must be >= 0 and sum to 1")
-        if cfg["val_within_train"] and fr["val"] > 0:
-            raise ConfigError(f"{where}split.val_within_train is true, so split.fractions.val must be 0 "
-                              "(validation uses other records of the training subjects)")
-        counts = {k: int(round(fr[k] * n)) for k in SPLITS}
-        for k in ("val", "test"):
-            if fr[k] > 0 and counts[k] == 0 and n >= 3:
-                counts[k] = 1
-        counts["train"] = n - counts["val"] - counts["test"]
-    else:
-        raise ConfigError(f"{where}split.method {cfg['method']!r} unknown; use counts, fractions or lists")
-    order = list(subjects)
-    np.random.default_rng(int(cfg["seed"])).shuffle(order)
-    by_participant, i = {}, 0
-    for k in SPLITS:
-        for s in order[i:i + counts[k]]:
-            by_participant[s] = k
-        i += counts[k]
-    return {u: by_participant[participant(u)] for u in units}
-
-
-def participant(unit: str) -> str:
-    """The participant of a processing unit (``01_ses-02`` -> ``01``; ``01`` -> ``01``)."""
-    return str(unit).split("_ses-")[0]
-
-
-def check_split_leak(splits: Mapping[str, Iterable] | pd.DataFrame, *, dataset: str = "",
-                     val_within_train: bool = False) -> None:
-    """Stop when a subject appears in two splits.
-
-    ``splits`` is ``{split: subjects}`` or an index table (columns subject, split and, for
-    ``val_within_train``, record/slice_index).  With ``val_within_train`` train and val may
-    share subjects but no source slice; test must share nothing with either.
-    """
-    where = f"dataset {dataset}: " if dataset else ""
-    if isinstance(splits, pd.DataFrame):
-        table = splits
-        groups = {k: {participant(s) for s in table.loc[table["split"] == k, "subject"].astype(str)}
-                  for k in SPLITS}
-    else:
-        table = None
-        groups = {k: {participant(str(s)) for s in v} for k, v in splits.items()}
-    names = list(groups)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            if val_within_train and {a, b} == {"train", "val"}:
-                if table is not None:
-                    key = ["subject", "record", "slice_index"]
-                    ta = set(map(tuple, table.loc[table["split"] == a, key].astype(str).values))
-                    tb = set(map(tuple, table.loc[table["split"] == b, key].astype(str).values))
-                    both = sorted(ta & tb)
-                    if both:
-                        raise ConfigError(f"{where}{len(both)} source slice(s) are in both train and val "
-                                          f"(first: {both[0]}); the validation records must differ from "
-                                          "the training records")
-                continue
-            both = sorted(groups[a] & groups[b])
-            if both:
-                raise ConfigError(
-                    f"{where}subject(s) {both[:10]} appear in both the {a} and the {b} split; a subject "
-                    "must belong to one split only. Fix split.lists (or split.seed/fractions)")
 
 
 # --------------------------------------------------------------------------- build
@@ -543,7 +318,7 @@ def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: 
     ``records`` is an iterable of dicts ``{subject, volumes: {role: array (x, y, z) RAS or a
     zero-argument callable returning one}, source: {role: path} | path, pattern, params,
     levels: {level: (z_start, z_stop) half-open, or None when the scan has no slice at that
-    level}, space}`` (roles per study in :data:`STUDY_ROLES`; S0's ``params`` carry the
+    level}, space}`` (roles: the study's ``roles``; S0's ``params`` carry the
     simulator's ``design_set``).  ``cfg`` is the whole workflow config (``datasets:`` and, for
     S0 and S1, ``simulate:`` are read).  The split of every subject and the number of slices
     per split and condition come from :func:`spectsynth.design.dataset_design` (what
@@ -559,8 +334,7 @@ def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: 
         if not str(rec.get("subject", "")):
             raise InputDataError(f"record {rec_i} of dataset {name} has no subject id",
                                  hint="Give every record a 'subject' key")
-    if study == "S2":
-        records = [r for r in records if r.get("space") in (None, spec.get("space"))]
+    records = [r for r in records if get_study(study).keeps_record(r, spec)]
     if not records:
         raise InputDataError(f"dataset {name}: no records"
                              f"{' for space ' + str(spec.get('space')) if spec.get('space') else ''}",
@@ -571,7 +345,7 @@ def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: 
     images, rows = extract_slices(study, [r for r, _ in chosen], spec)
     for r in rows:
         r["split"] = chosen[r["record"]][1]
-    if study == "S1":
+    if design.cell_targets:
         keep = sample_cells(rows, design, int(spec["split"].get("seed", 0)))
         images, rows = images[keep], [rows[i] for i in keep]
     if not rows:
@@ -588,7 +362,7 @@ def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: 
 
 
 def required_conditions(spec: Mapping) -> list[tuple[str, str]]:
-    """(level, pattern) pairs an S1 dataset must hold in its training split."""
+    """(level, pattern) pairs a dataset of conditioned slices must hold in its training split."""
     excl = {tuple(c) for c in spec.get("exclude_conditions") or []}
     return [(lv, p) for lv in spec["levels"] for p in PATTERNS if (lv, p) not in excl]
 
@@ -602,17 +376,7 @@ def _check_nonempty(table: pd.DataFrame, spec: Mapping) -> None:
                 "add subjects or change datasets." f"{spec['key']}.split (fractions or lists)")
     if not (table["split"] == "test").any():
         log.warning("dataset %s: the test split is empty; evaluation will have no unseen subjects", name)
-    if spec["study"] == "S1":
-        train = table[table["split"] == "train"]
-        have = set(zip(train["level"], train["pattern"]))
-        missing = [c for c in required_conditions(spec) if c not in have]
-        if missing:
-            txt = ", ".join(f"{p} at {lv}" for lv, p in missing)
-            raise ConfigError(
-                f"dataset {name}: no training slices for {txt}; the conditional GAN cannot learn a "
-                "condition it never sees. Add subjects with that pattern, or list the pair under "
-                f"datasets.s1.exclude_conditions (e.g. [[{missing[0][0]}, {missing[0][1]}]]), as S1's "
-                "own data had no bilateral defects at the CER level")
+    get_study(spec["study"]).check_dataset(table, spec)
 
 
 def _sha256(arr: np.ndarray) -> str:
@@ -628,7 +392,7 @@ def write_shards(name: str, images: np.ndarray, table: pd.DataFrame, spec: Mappi
     table.insert(0, "row", np.arange(len(table)))
     table["shard"] = ""
     table["shard_row"] = -1
-    channels = list(STUDY_CHANNELS[spec["study"]])
+    channels = list(get_study(spec["study"]).channels)
     for split in SPLITS:
         sel = np.flatnonzero(table["split"].to_numpy() == split)
         table.loc[sel, "shard"] = f"{split}.h5"

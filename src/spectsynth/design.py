@@ -40,9 +40,13 @@ from .errors import ConfigError, InputDataError
 from .labels import LEVELS, PATTERNS
 
 SPLITS = ("train", "val", "test")
-DESIGN_SETS = ("main", "validation")
-# Columns that name a condition in the count tables of each study.
-CONDITION_COLUMNS = {"S0": ["design_set"], "S1": ["level", "pattern"], "S2": [], "S3": []}
+
+
+def condition_columns(study: str) -> list[str]:
+    """Columns that name a condition in the count tables of a study (its ``condition_columns``)."""
+    from .studies import get
+
+    return list(get(study).condition_columns)
 
 
 def half_up(x: float) -> int:
@@ -70,27 +74,12 @@ class DatasetDesign:
         split = self.splits.get(subject)
         if split is None:
             return None
-        if self.study != "S0":
-            return split
-        params = rec.get("params") or {}
-        dset = params.get("design_set")
-        if dset not in DESIGN_SETS:
-            raise InputDataError(
-                f"dataset {self.name}: a DaT record has design_set {dset!r}, not one of {', '.join(DESIGN_SETS)}",
-                subject=subject, path=_first_source(rec),
-                hint="S0's split needs each degradation's design set from the simulator's truth table "
-                     "(column design_set); rerun simulate_dat for this subject")
-        sets = self.spec["design_sets"]
-        if split == "train":
-            if dset == sets["train"]:
-                return "train"
-            if self.spec["split"].get("val_within_train") and dset == sets["val"]:
-                return "val"
-            return None
-        return split if dset == sets[split] else None
+        from .studies import get
+
+        return get(self.study).record_split(self, rec, split)
 
 
-def _first_source(rec: Mapping) -> str:
+def first_source(rec: Mapping) -> str:
     src = rec.get("source")
     if isinstance(src, Mapping):
         return str(next(iter(src.values()), ""))
@@ -122,14 +111,16 @@ def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetD
     """The design of dataset ``name`` for these subjects (``cfg``: the workflow config;
     ``datasets:`` and, for S0, ``simulate:`` are read)."""
     from .datasets import assign_splits, dataset_spec
+    from .studies import get
 
     spec = dataset_spec(cfg, name)
     study = spec["study"]
     split_cfg = spec["split"]
     within = bool(split_cfg.get("val_within_train"))
-    if within and study != "S0":
-        raise ConfigError(f"dataset {name}: split.val_within_train is S0's design (validation = other "
-                          "degradations of the training MRIs); set it to false for this dataset")
+    st = get(study)
+    if within and not st.val_within_train:
+        raise ConfigError(f"dataset {name}: split.val_within_train is for studies whose validation images are "
+                          "other images of the training subjects; set it to false for this dataset")
     splits = assign_splits(subjects, split_cfg, dataset=name)
     by_split = {k: sorted(s for s, v in splits.items() if v == k) for k in SPLITS}
     if within:
@@ -137,65 +128,23 @@ def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetD
     n = {k: len(v) for k, v in by_split.items()}
     rows: list[dict] = []
     design = DatasetDesign(name, study, spec, dict(splits), by_split, pd.DataFrame())
-    if study == "S0":
-        from .simulate.config import resolve
-        from .simulate.design import dat_design
-
-        sim = resolve(cfg.get("simulate") or {})
-        degs = dat_design(sim["dat"], sim["seed"])[1:]
-        per_set = {s: sum(d.design_set == s for d in degs) for s in DESIGN_SETS}
-        sets = spec["design_sets"]
-        if within and sets["val"] == sets["train"]:
-            raise ConfigError(f"dataset {name}: with split.val_within_train, datasets.s0.design_sets.val "
-                              f"({sets['val']}) must differ from design_sets.train, or the validation images "
-                              "would be the training images")
-        spv = int(spec["slices_per_volume"])
-        for split in SPLITS:
-            rows.append({"split": split, "design_set": sets[split],
-                         "images": n[split] * per_set[sets[split]] * spv})
-        design.per_set = per_set
-        design.notes.append(
-            f"{per_set['main']} main and {per_set['validation']} validation degradations per MRI "
-            f"(simulate.dat.n_main / n_validation), {spv} slice(s) per image pair; "
-            + ("val = the training MRIs' " + sets["val"] + " degradations" if within else
-               "val = separate MRIs"))
-    elif study == "S1":
-        targets = s1_targets(spec, n)
-        for split in SPLITS:
-            for (lv, p), k in targets[split].items():
-                rows.append({"split": split, "level": lv, "pattern": p, "images": k})
-        design.cell_targets = targets
-        sim = cfg.get("simulate") or {}
-        from .simulate.config import resolve
-
-        pf = resolve(sim)["perfusion"]
-        design.notes.append(
-            f"training split = datasets.s1.counts x counts_scale {float(spec['counts_scale']):g}; val/test = the "
-            f"same table x their subjects / training subjects; drawn from {pf['n_normal']} normal, "
-            f"{pf['n_unilateral']} unilateral and {pf['n_bilateral']} bilateral simulated scans per MRI "
-            f"({int(spec['slices_per_level'])} slice(s) per level and scan), labelled by the pattern seen "
-            "at each level")
-    else:
-        k = int(spec["n_slices"])
-        for split in SPLITS:
-            rows.append({"split": split, "images": n[split] * k})
-        design.notes.append(f"{k} axial slices per subject")
-    cols = ["split", *CONDITION_COLUMNS[study], "images"]
+    rows = st.design(design, spec, n, cfg)
+    cols = ["split", *st.condition_columns, "images"]
     design.expected = pd.DataFrame(rows, columns=cols)
     for split in ("train", "val"):
         if not design.expected.loc[design.expected["split"] == split, "images"].sum():
             raise ConfigError(
                 f"dataset {name}: the {split} split would be empty ({n[split]} of {len(design.splits)} subjects"
-                + (", and the S1 counts round to 0 there" if study == "S1" and n[split] else "")
+                + (", and the cell counts round to 0 there" if design.cell_targets and n[split] else "")
                 + f"); add subjects or change datasets.{spec['key']}.split"
-                + (" or datasets.s1.counts / counts_scale" if study == "S1" else ""))
+                + (f" or datasets.{spec['key']}.counts / counts_scale" if design.cell_targets else ""))
     return design
 
 
 def count_table(index: pd.DataFrame, study: str, keys: pd.DataFrame | None = None) -> pd.DataFrame:
     """Images per split and condition of a built index, in the layout of
     :attr:`DatasetDesign.expected` (rows of ``keys`` that the index lacks count 0)."""
-    cond = CONDITION_COLUMNS[study]
+    cond = condition_columns(study)
     by = ["split", *cond]
     got = index.groupby(by).size().rename("images").reset_index() if len(index) else \
         pd.DataFrame(columns=[*by, "images"])
@@ -221,11 +170,11 @@ def check_built(design: DatasetDesign, index: pd.DataFrame) -> None:
         have = set(index.loc[index["split"] == split, "subject"].astype(str))
         need = set(design.subjects[split]) if design.expected.loc[
             design.expected["split"] == split, "images"].sum() else set()
-        if design.study != "S1" and have != need:
+        if not design.cell_targets and have != need:
             problems.append(f"split {split}: subjects {sorted(have ^ need)[:5]} differ from the design")
     if problems:
         hint = ("Rerun the simulation of these subjects (their truth tables do not match simulate.dat)"
-                if design.study == "S0" else "Check the subject list and the simulated files")
+                if design.per_set else "Check the subject list and the simulated files")
         raise InputDataError(f"dataset {design.name}: the built dataset differs from its design: "
                              + "; ".join(problems[:6]), hint=hint)
 
@@ -276,25 +225,25 @@ def sample_cells(rows: Sequence[Mapping], design: DatasetDesign, seed: int) -> l
 def _shortfall(design: DatasetDesign, split: str, level: str, pattern: str, need: int, have: int,
                n_subj: int, n_total: int) -> ConfigError:
     what = (f"dataset {design.name}: the {split} split ({n_subj} subjects) holds {have} slices of "
-            f"{pattern} at {level}, but the design asks for {need} (datasets.s1.counts x counts_scale "
+            f"{pattern} at {level}, but the design asks for {need} (datasets.{design.spec['key']}.counts x counts_scale "
             f"{float(design.spec['counts_scale']):g})")
     if have == 0 or n_subj == 0:
         return ConfigError(f"{what}; none of its subjects' simulated scans shows that pattern at that level. "
                            f"Simulate more such scans per MRI (simulate.perfusion.n_{pattern}), "
-                           f"add subjects, or set datasets.s1.counts.{level}.{pattern} to 0")
+                           f"add subjects, or set datasets.{design.spec['key']}.counts.{level}.{pattern} to 0")
     rate = have / n_subj
     split_need = math.ceil(need / rate)
     cohort_need = math.ceil(split_need * n_total / n_subj)
     return ConfigError(
         f"{what}; at {rate:.2f} such slices per subject the {split} split needs about {split_need} subjects, "
         f"a cohort of about {cohort_need} with this split. Raise inputs.demo.n_subjects (or use a larger BIDS "
-        f"cohort) and datasets.s1.split, simulate more scans per MRI (simulate.perfusion.n_normal / "
-        "n_unilateral / n_bilateral), or lower datasets.s1.counts_scale")
+        f"cohort) and datasets.{design.spec['key']}.split, simulate more scans per MRI (simulate.perfusion."
+        f"n_normal / n_unilateral / n_bilateral), or lower datasets.{design.spec['key']}.counts_scale")
 
 
 def experiment_counts(design: DatasetDesign, levels: Sequence[str] = ()) -> pd.DataFrame:
     """Images per split of one experiment (S1: only the rows at ``levels``)."""
     exp = design.expected
-    if design.study == "S1" and levels:
+    if design.cell_targets and levels:
         exp = exp[exp["level"].isin(levels)]
     return exp.groupby("split", sort=False)["images"].sum().reindex(list(SPLITS)).fillna(0).astype(int)

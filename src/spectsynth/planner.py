@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .design import CONDITION_COLUMNS, SPLITS, dataset_design, experiment_counts
+from .design import SPLITS, condition_columns, dataset_design, experiment_counts
 from .errors import ConfigError
 from .labels import PATTERNS
 
@@ -44,7 +44,7 @@ def cohort_subjects(cfg: Mapping) -> list[str]:
 def plan(cfg: Mapping, subjects: Sequence[str] | None = None) -> dict[str, Any]:
     """Every enabled experiment's dataset design: ``{"subjects", "designs": {dataset: design},
     "experiments": {experiment: {"dataset", "levels"}}}``."""
-    from .models import expand_experiments
+    from .experiments import expand_experiments
 
     subjects = list(cohort_subjects(cfg) if subjects is None else subjects)
     exps = expand_experiments(dict(cfg))
@@ -68,7 +68,7 @@ def format_plan(p: Mapping[str, Any], title: str = "") -> str:
         for note in d.notes:
             lines.append(f"  {note}")
         exp = d.expected
-        if d.study == "S1":
+        if d.cell_targets:
             lines.append(f"  {'split':<6} {'subjects':>8}  {'level':<5} " + " ".join(f"{p:>10}" for p in PATTERNS)
                          + f" {'total':>7}")
             for split in SPLITS:
@@ -82,7 +82,7 @@ def format_plan(p: Mapping[str, Any], title: str = "") -> str:
                 lines.append(f"  {split:<6} {len(d.subjects[split]):>8}  {'all':<5} "
                              + " ".join(f"{v:>10}" for v in vals) + f" {sum(vals):>7}")
         else:
-            cond = CONDITION_COLUMNS[d.study]
+            cond = condition_columns(d.study)
             head = f"  {'split':<6} {'subjects':>8} {'images':>7}"
             lines.append(head + ("  condition" if cond else ""))
             for _, r in exp.iterrows():

@@ -412,7 +412,7 @@ def normal_database_figure(databases: pd.DataFrame, zscores: pd.DataFrame, *, re
     """Synthetic vs real normal database (left) and patients' z-scores against each (right).
 
     ``databases``: one row per normal image with a ``source`` column and the ``regions``
-    columns; ``zscores``: :func:`spectsynth.clinical.zscore_comparison` rows of the patients.
+    columns; ``zscores``: :func:`spectsynth.studies.s0.clinical.zscore_comparison` rows of the patients.
     """
     import seaborn as sns
 

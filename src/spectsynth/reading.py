@@ -1,4 +1,8 @@
-"""Visual reading: S3's similarity packet and the scorer of filled-in sheets.
+"""Visual reading: blinded packets (real vs generated, and S3's similarity reading) and the
+scorer of filled-in sheets.
+
+:func:`reading_packet` shuffles real and generated images (seeded) into numbered PNGs with a
+scoring sheet and a separate, hidden key, for blinded real-or-generated reading (S1).
 
 S3 scored how similar each image was to the patient's PET-CBF on a 5-point scale, once openly
 (the reader knows which image is the pix2pix output) and once blind.  :func:`similarity_packet`
@@ -21,6 +25,7 @@ kappa, statsmodels).  ``spectsynth score-reading SHEET [SHEET ...] KEY -o DIR`` 
 
 from __future__ import annotations
 
+import csv
 import itertools
 import logging
 from collections.abc import Mapping, Sequence
@@ -30,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import EvaluationError
+from .io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +49,13 @@ SCALE_TEXT = {
 
 
 def _published_scores() -> dict[tuple[str, str], float]:
-    """S3's published mean similarity scores of the pix2pix images, by (reading, source)."""
+    """The published mean similarity scores of the predicted images (S3's, the one study that
+    reports them: its ``reading`` group), by (reading, source)."""
     from .published import published
+    from .studies import REGISTRY
 
-    return {(reading, "prediction"): float(v) for reading, v in published("S3")["reading"].items()}
+    return {(reading, "prediction"): float(v) for name in REGISTRY
+            for reading, v in (published(name).get("reading") or {}).items()}
 
 
 def scale_text(scale: int) -> str:
@@ -93,7 +102,6 @@ def similarity_packet(reference: Sequence[np.ndarray], candidates: Mapping[str, 
                       footer: str | None = None) -> dict[str, Path | int]:
     """Open and blind similarity packets (module docstring): ``candidates`` maps a source name
     (``prediction``, ``spect``) to images aligned with ``reference`` and ``ids``."""
-    from .clinical import _write_csv
 
     out_dir, key_path = Path(out_dir), Path(key_path)
     if key_path.resolve().is_relative_to(out_dir.resolve()):
@@ -262,3 +270,99 @@ def write_scores(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dic
 
 
 __all__ = ["scale_text", "score_reading", "similarity_packet", "write_scores"]
+
+
+def _write_csv(rows: list[dict], path: Path, fields: Sequence[str]) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(fields))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _packet_png(img: np.ndarray, number: str, path: Path, *, convention: str, cmap: str,
+                footer: str | None) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .metrics import to_display
+    from .plots import label_sides
+
+    arr = np.asarray(img, dtype=float)
+    lo, hi = float(arr.min()), float(arr.max())
+    disp = to_display((arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr), convention)
+    fig = Figure(figsize=(4, 4.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.02, 0.08, 0.96, 0.84))
+    ax.imshow(disp, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    label_sides(ax, convention, fontsize=11)
+    fig.text(0.5, 0.95, f"image {number}", ha="center", va="center", fontsize=12)
+    if footer:
+        fig.text(0.5, 0.03, footer, ha="center", va="center", fontsize=7, color="0.4")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+
+
+def reading_packet(real: Sequence[np.ndarray], generated: Sequence[np.ndarray], *,
+                   out_dir: str | Path, key_path: str | Path, experiment: str, seed: int = 0,
+                   n_per_source: int | None = None, real_ids: Sequence | None = None,
+                   generated_ids: Sequence | None = None, real_conditions: Sequence[str] | None = None,
+                   generated_conditions: Sequence[str] | None = None,
+                   convention: str = "radiological", cmap: str = "hot", score_scale: int = 5,
+                   footer: str | None = None) -> dict[str, Path | int]:
+    """Write a blinded reading packet: numbered PNGs, a scoring sheet and a hidden key.
+
+    ``n_per_source`` images are drawn from each source (all when None; the smaller source
+    caps it), shuffled with ``seed`` and numbered ``001..``.  Every image is scaled to its
+    own range and drawn identically, so nothing but the content tells the sources apart.
+    ``out_dir`` receives ``image-NNN.png`` and ``scoring_sheet.csv`` (columns ``image,
+    file, score_1_to_<scale>, judged_real_yes_no, comment``); the key (``image, file,
+    source, original_id, condition``) goes to ``key_path``, which must lie outside
+    ``out_dir`` so the packet can be handed out without it.
+    """
+    out_dir = Path(out_dir)
+    key_path = Path(key_path)
+    if key_path.resolve().is_relative_to(out_dir.resolve()):
+        raise EvaluationError(f"the key {key_path} lies inside the packet folder {out_dir}",
+                              experiment=experiment,
+                              hint="Write the key to a separate folder so readers never see it")
+    if not real or not generated:
+        raise EvaluationError(f"reading packet needs both sources (real {len(real)}, generated "
+                              f"{len(generated)})", experiment=experiment)
+    shapes = {np.asarray(x).shape for x in [*real, *generated]}
+    if len(shapes) != 1:
+        raise EvaluationError(f"images of different shapes {sorted(shapes)} would unblind the "
+                              "reading", experiment=experiment,
+                              hint="Resample generated and real slices to one grid")
+    rng = np.random.default_rng(seed)
+    k = min(len(real), len(generated)) if n_per_source is None else int(n_per_source)
+    if k < 1 or k > min(len(real), len(generated)):
+        raise EvaluationError(f"n_per_source {k} must be between 1 and {min(len(real), len(generated))}",
+                              experiment=experiment)
+    items = []
+    for source, imgs, ids, conds in (("real", real, real_ids, real_conditions),
+                                     ("generated", generated, generated_ids, generated_conditions)):
+        ids = list(range(len(imgs))) if ids is None else list(ids)
+        conds = [""] * len(imgs) if conds is None else list(conds)
+        for i in sorted(rng.choice(len(imgs), size=k, replace=False)):
+            items.append((source, imgs[i], ids[i], conds[i]))
+    order = rng.permutation(len(items))
+    width = max(3, len(str(len(items))))
+    sheet, key = [], []
+    for number, idx in enumerate(order, start=1):
+        source, img, oid, cond = items[idx]
+        num = f"{number:0{width}d}"
+        fname = f"image-{num}.png"
+        _packet_png(img, num, out_dir / fname, convention=convention, cmap=cmap, footer=footer)
+        sheet.append({"image": num, "file": fname, f"score_1_to_{score_scale}": "",
+                      "judged_real_yes_no": "", "comment": ""})
+        key.append({"image": num, "file": fname, "source": source, "original_id": oid,
+                    "condition": cond})
+    _write_csv(sheet, out_dir / "scoring_sheet.csv",
+               ["image", "file", f"score_1_to_{score_scale}", "judged_real_yes_no", "comment"])
+    _write_csv(key, key_path, ["image", "file", "source", "original_id", "condition"])
+    log.info("experiment %s: reading packet of %d images in %s, key in %s", experiment, len(items),
+             out_dir, key_path)
+    return {"packet_dir": out_dir, "scoring_sheet": out_dir / "scoring_sheet.csv", "key": key_path,
+            "n_images": len(items)}

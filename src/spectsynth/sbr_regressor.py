@@ -3,7 +3,7 @@
 S0 checked the "binding-ratio match" of its predicted normal slices with a regression CNN
 trained to read the SBR from a slice, and reported the fraction of cases with an SBR error
 under 0.75.  This module is that CNN, trained on the S0 dataset's own simulated slices, whose
-SBR is known: :func:`spectsynth.study_data._s0` puts the measured volumetric SBR of each
+SBR is known: :func:`spectsynth.studies.s0.S0.entries` puts the measured volumetric SBR of each
 damaged volume (index columns ``sbr_<region>``) and of its undegraded original
 (``orig_sbr_<region>``) into the dataset index, for the regions caudate L/R and putamen L/R.
 
@@ -43,7 +43,7 @@ slices, and the mean over regions of the damaged slices alone, which selects the
 weights (lowest wins).  S0's validation split holds other degradations of the training
 subjects, so its *original* slices repeat training scans; the damaged ones are unseen
 degradations.  The honest yardstick of the CNN is its error on the originals of the test
-subjects, which :func:`spectsynth.evaluate.evaluate_s0` reports next to the predictions'.
+subjects, which :func:`spectsynth.studies.s0.evaluate.evaluate_s0` reports next to the predictions'.
 
 Outputs (``out_dir``): ``best.pt`` (a :mod:`spectsynth.checkpoints` file of kind
 ``sbr_regressor``, loadable with ``torch.load(weights_only=True)``; SHA-256 checked by
@@ -69,7 +69,7 @@ import torch.nn as nn
 
 from .errors import EvaluationError
 from .io import atomic_output
-from .study_data import ORIG_SBR_PREFIX, SBR_PREFIX, SBR_REGIONS
+from .studies.s0 import ORIG_SBR_PREFIX, SBR_PREFIX, SBR_REGIONS
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def check_sbr_columns(table: pd.DataFrame, prefixes: tuple[str, ...], *, experim
     if missing:
         raise EvaluationError(
             f"{where} lacks the known-SBR column(s) {missing}", experiment=experiment,
-            hint="Rebuild dataset s0 (spectsynth.study_data takes them from the simulation truth tables' "
+            hint="Rebuild dataset s0 (spectsynth.studies.s0 takes them from the simulation truth tables' "
                  "meas_sbr_* columns) and rerun what reads it")
     vals = table[need].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     if not np.all(np.isfinite(vals)):

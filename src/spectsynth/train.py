@@ -7,7 +7,7 @@ for every family: data order, learning-rate schedule, resuming, checkpoint caden
 selection and the run's outputs.  Checkpoint content and files are :mod:`spectsynth.checkpoints`.
 
 :func:`train_experiment` takes a resolved experiment spec (from
-:func:`spectsynth.models.expand_experiments`) and the dataset shards, and writes under
+:func:`spectsynth.experiments.expand_experiments`) and the dataset shards, and writes under
 ``out_dir``::
 
     checkpoints/last.pt            full training state (resume point), every N epochs/steps

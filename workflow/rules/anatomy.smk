@@ -50,4 +50,4 @@ rule propagate_labels:
 
 
 # Per-subject anatomy outputs for `rule all`.
-anatomy_targets = lambda: pp_paths.anatomy_targets(OUT, SUBJECTS)
+TARGETS.append(lambda: pp_paths.anatomy_targets(OUT, SUBJECTS))

@@ -1,27 +1,18 @@
-# The clinical outputs S0 was aiming at, and blinded reading packets (spectsynth.clinical).
+# The clinical outputs S0 was aiming at (spectsynth.studies.s0.clinical), and blinded reading
+# packets (spectsynth.reading) of every study that has a visual reading.
 # s0_clinical: for every S0 experiment with model vae (trained on normal slices only), the
 # patients' deficit maps against their predicted pseudo-normal, regional deficits with flags,
 # and z-scores against a synthetic normal database drawn from the VAE next to those against
 # the real (simulated) normal cohort; the mean normal of the training subjects is the baseline
-# predicted normal beside the model's (deficit_summary). reading_packet: for every S1 and S3
-# experiment, real and generated slices shuffled into numbered PNGs with a scoring sheet; the key is written to a
+# predicted normal beside the model's (deficit_summary). reading_packet: for every experiment of a
+# study with a reading (Study.reading; S1: real and generated slices shuffled into numbered PNGs
+# with a scoring sheet; S3: the open and blind similarity packets); the key is written to a
 # separate folder (reading/<experiment>/key), so the packet folder can be handed out as is.
 #
-# Needs from common.smk: OUT, SUBJECTS, dataset_shards; from train.smk: EXPERIMENTS; from
-# evaluate.smk: EVAL, EVAL_CFG, SCALE_LABEL.
-from spectsynth.simulate import paths as clin_paths
+# Needs from common.smk: OUT, SUBJECTS, CTX, EXPERIMENTS, STUDIES, EVAL_CFG, SCALE_LABEL, TARGETS.
+from spectsynth.studies.s0 import STUDY as S0_STUDY
 
-CLIN = {
-    "deficit_maps": f"{EVAL}/s0/{{experiment}}/clinical/deficit_maps",
-    "deficit_figure": f"{EVAL}/s0/{{experiment}}/clinical/deficit_maps.png",
-    "regional_deficits": f"{EVAL}/s0/{{experiment}}/clinical/regional_deficits.tsv",
-    "deficit_summary": f"{EVAL}/s0/{{experiment}}/clinical/deficit_summary.tsv",
-    "normal_database": f"{EVAL}/s0/{{experiment}}/clinical/normal_database.tsv",
-    "zscores": f"{EVAL}/s0/{{experiment}}/clinical/zscores.tsv",
-    "database_agreement": f"{EVAL}/s0/{{experiment}}/clinical/database_agreement.tsv",
-    "zscore_figure": f"{EVAL}/s0/{{experiment}}/clinical/normal_database.png",
-    "not_computed": f"{EVAL}/s0/{{experiment}}/clinical/not_computed.tsv",
-}
+CLIN = S0_STUDY.clinical_paths(OUT)
 READING = {
     "packet": f"{OUT}/reading/{{experiment}}/packet",
     "key": f"{OUT}/reading/{{experiment}}/key/key.csv",
@@ -31,15 +22,15 @@ READING_SCORES = {
     for name in ("summary", "comparison", "agreement")
 }
 FILLED_SHEETS = config["reading_scores"]
-clinical_experiments = lambda: [
-    e for e in study_experiments(EXPERIMENTS, "S0") if EXPERIMENTS[e]["model"] == "vae"
+READING_STUDIES = [s for s in STUDIES.values() if s.reading]
+reading_experiments = lambda: [
+    e for s in READING_STUDIES for e in CTX.experiments_of(s.name)
 ]
-reading_experiments = lambda: study_experiments(EXPERIMENTS, "S1") + study_experiments(
-    EXPERIMENTS, "S3"
-)
-clinical_targets = (
+TARGETS.append(
     lambda: [
-        p.format(experiment=e) for e in clinical_experiments() for p in CLIN.values()
+        p.format(experiment=e)
+        for e in S0_STUDY.clinical_experiments(CTX)
+        for p in CLIN.values()
     ]
     + [p.format(experiment=e) for e in reading_experiments() for p in READING.values()]
     + [
@@ -49,32 +40,11 @@ clinical_targets = (
         for p in READING_SCORES.values()
     ]
 )
-
-
-# Per subject: the T1w, labels and DaT stack the deficit maps are drawn from.
-clinical_subject_files = lambda: {
-    s: {
-        "t1w": clin_paths.t1w_file(OUT, s),
-        "striatum": clin_paths.anatomy_files(OUT, s)["striatum"],
-        "reference": clin_paths.anatomy_files(OUT, s)["reference"],
-        "brain": clin_paths.anatomy_files(OUT, s)["brain"],
-        "dat": clin_paths.dat_files(OUT, s)["nifti"],
-        "dat_truth": clin_paths.dat_files(OUT, s)["truth"],
-    }
-    for s in SUBJECTS
-}
-# Predictions; for S1's generated images also the real test slices they are read against.
-reading_inputs = lambda wc: {
-    "h5": f"{OUT}/predictions/{wc.experiment}/predictions.h5",
-    "tsv": f"{OUT}/predictions/{wc.experiment}/predictions.tsv",
-} | (
-    {
-        "real_test": dataset_shards("s1")["test"],
-        "real_index": dataset_shards("s1")["index"],
-    }
-    if EXPERIMENTS[wc.experiment]["study"] == "S1"
-    else {}
+# The predictions, and what the study reads them against (S1: the real test slices).
+reading_inputs = lambda wc: STUDIES[EXPERIMENTS[wc.experiment]["study"]].reading_inputs(
+    CTX, wc
 )
+S0_SHARDS = CTX.shards(S0_STUDY.key)
 
 
 rule s0_clinical:
@@ -82,79 +52,16 @@ rule s0_clinical:
         h5=f"{OUT}/predictions/{{experiment}}/predictions.h5",
         tsv=f"{OUT}/predictions/{{experiment}}/predictions.tsv",
         best=f"{OUT}/experiments/{{experiment}}/best.pt",
-        train=dataset_shards("s0")["train"],
-        val=dataset_shards("s0")["val"],
-        index=dataset_shards("s0")["index"],
+        train=S0_SHARDS["train"],
+        val=S0_SHARDS["val"],
+        index=S0_SHARDS["index"],
         subject_files=lambda wc: [
-            f for d in clinical_subject_files().values() for f in d.values()
+            f
+            for d in S0_STUDY.clinical_subject_files(CTX).values()
+            for f in d.values()
         ],
     output:
-        deficit_maps=directory(CLIN["deficit_maps"]),
-        deficit_figure=report(
-            CLIN["deficit_figure"],
-            caption="../report/s0_clinical.rst",
-            category="5. Results S0",
-            subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "figure": "deficit maps"},
-        ),
-        regional_deficits=report(
-            CLIN["regional_deficits"],
-            caption="../report/s0_clinical.rst",
-            category="5. Results S0",
-            subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "table": "regional deficits"},
-        ),
-        deficit_summary=report(
-            CLIN["deficit_summary"],
-            caption="../report/s0_clinical.rst",
-            category="5. Results S0",
-            subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "table": "deficits: model vs mean-normal baseline",
-            },
-        ),
-        normal_database=CLIN["normal_database"],
-        zscores=report(
-            CLIN["zscores"],
-            caption="../report/s0_clinical.rst",
-            category="5. Results S0",
-            subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "table": "z-scores (synthetic, real)",
-            },
-        ),
-        database_agreement=report(
-            CLIN["database_agreement"],
-            caption="../report/s0_clinical.rst",
-            category="5. Results S0",
-            subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "table": "normal databases compared",
-            },
-        ),
-        zscore_figure=report(
-            CLIN["zscore_figure"],
-            caption="../report/s0_clinical.rst",
-            category="5. Results S0",
-            subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "figure": "normal databases, z-scores",
-            },
-        ),
-        not_computed=report(
-            CLIN["not_computed"],
-            caption="../report/evaluate_not_computed.rst",
-            category="5. Results S0",
-            subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "table": "clinical outputs not computed",
-            },
-        ),
+        **study_outputs(S0_STUDY, S0_STUDY.clinical),
     log:
         f"{OUT}/logs/s0_clinical/{{experiment}}.log",
     benchmark:
@@ -166,7 +73,7 @@ rule s0_clinical:
         mem_mb=4000,
         runtime=30,
     params:
-        subject_files=lambda wc: clinical_subject_files(),
+        subject_files=lambda wc: S0_STUDY.clinical_subject_files(CTX),
         spec=lambda wc: EXPERIMENTS[wc.experiment],
         epochs=lambda wc: EXPERIMENTS[wc.experiment]["epochs"],
         n_cohort=len(SUBJECTS),
@@ -185,6 +92,8 @@ rule reading_packet:
         key=READING["key"],
     log:
         f"{OUT}/logs/reading_packet/{{experiment}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/reading_packet/{{experiment}}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -192,6 +101,7 @@ rule reading_packet:
         mem_mb=2000,
         runtime=15,
     params:
+        study=lambda wc: EXPERIMENTS[wc.experiment]["study"],
         cfg=EVAL_CFG,
         seed=config["seed"],
     script:
@@ -215,6 +125,8 @@ rule score_reading:
         },
     log:
         f"{OUT}/logs/score_reading/{{experiment}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/score_reading/{{experiment}}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1

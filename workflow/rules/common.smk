@@ -10,7 +10,11 @@ from snakemake.logging import logger
 from spectsynth import outputlock
 from spectsynth.config import alternation, validate_config
 from spectsynth.errors import SpectsynthError
+from spectsynth.experiments import expand_experiments
 from spectsynth.inputs.demo import subject_labels
+from spectsynth.studies import REGISTRY as STUDIES
+from spectsynth.studies import Context, dataset_names
+from spectsynth.studies import dataset_subject_files as study_subject_files
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -131,6 +135,21 @@ onstart:
 # Position of each subject in SUBJECTS (make_demo_subject builds the demo subject of that index).
 SUBJECT_INDEX = {s: i for i, s in enumerate(SUBJECTS)}
 
+# What every stage reads: the simulator's settings, the resolved experiments
+# (spectsynth.experiments), the datasets of the studies (spectsynth.studies) and the context the
+# studies' rule functions take. The stage files read these and nothing of each other's.
+SIM = config.get("simulate", {})
+try:
+    EXPERIMENTS = expand_experiments(config)
+except SpectsynthError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+DATASETS = dataset_names(config)
+CTX = Context(OUT, list(SUBJECTS), EXPERIMENTS, config, SIM)
+EVAL_CFG = config["evaluate"]
+SCALE_LABEL = config["report"]["scale_label"]
+# Each stage file appends a function giving its final targets (for rule all).
+TARGETS = []
+
 
 wildcard_constraints:
     subject=alternation(SUBJECTS) if SUBJECTS else "NOSUBJECT",
@@ -211,40 +230,8 @@ def report_targets():
 
 
 def dataset_subject_files(dataset):
-    """Per subject, the files one slice dataset reads (see spectsynth.study_data)."""
-    out = {}
-    for s in SUBJECTS:
-        anat = f"{OUT}/sub-{s}/anat/sub-{s}"
-        dat = sim_paths.dat_files(OUT, s)
-        perf = sim_paths.perfusion_files(OUT, s, SIM)
-        scans = sim_paths.scans(OUT, s, SIM)  # S2/S3: registered by register_modality
-        if dataset == "s0":
-            out[s] = {"dat": dat["nifti"], "dat_truth": dat["truth"]}
-        elif dataset == "s1":
-            out[s] = {
-                "perfusion": perf["nifti"],
-                "perfusion_json": perf["json"],
-                "perfusion_truth": perf["truth"],
-            }
-        elif dataset == "s2_native":
-            # S2 ran FSL BET on the MRI: its input is the brain-extracted T1w.
-            out[s] = {
-                "mri": f"{anat}_desc-brain_T1w.nii.gz",
-                "pet": scans["fdg"]["native"],
-                "spect": scans["perfusion"]["native"],
-            }
-        elif dataset == "s2_template":
-            out[s] = {
-                "mri": f"{anat}_space-MNI152_desc-brain_T1w.nii.gz",
-                "pet": scans["fdg"]["template"],
-                "spect": scans["perfusion"]["template"],
-            }
-        elif dataset == "s3":
-            out[s] = {
-                "spect_cbf": scans["cbf_spect"]["native"],
-                "pet_cbf": scans["cbf_pet"]["native"],
-            }
-    return out
+    """Per subject, the files one slice dataset reads (its study's subject_files)."""
+    return study_subject_files(dataset, OUT, SUBJECTS, SIM)
 
 
 def dataset_files(wildcards):
@@ -257,10 +244,7 @@ def dataset_files(wildcards):
 
 def dataset_shards(dataset):
     """Paths of one dataset's outputs (train/val/test shards and the index table)."""
-    d = f"{OUT}/datasets/{dataset}"
-    return {s: f"{d}/{s}.h5" for s in ("train", "val", "test")} | {
-        "index": f"{d}/index.tsv"
-    }
+    return CTX.shards(dataset)
 
 
 def experiment_shards(wildcards):
@@ -292,15 +276,53 @@ def dataset_targets():
     return [dataset_shards(d)["index"] for d in used_datasets()]
 
 
+def study_outputs(study, outputs):
+    """The study's outputs as Snakemake declares them (report() with its caption, directory())."""
+    paths = {k: f"{OUT}/evaluate/{study.key}/{o.path}" for k, o in outputs.items()}
+    decl = {}
+    for k, o in outputs.items():
+        if o.directory:
+            decl[k] = directory(paths[k])
+        elif not o.report:
+            decl[k] = paths[k]
+        else:
+            labels = {"experiment": "{experiment}"} if study.per_experiment else {}
+            decl[k] = report(
+                paths[k],
+                caption=f"../report/{o.caption}",
+                category=study.report_category,
+                subcategory=o.subcategory,
+                labels={**labels, o.label[0]: o.label[1]},
+            )
+    return decl
+
+
+def evaluation_inputs(study):
+    return lambda wc: study.evaluation_inputs(CTX, wc)
+
+
+def evaluation_params(study):
+    """One param per name the study's evaluation reads (the captions may read them too)."""
+    return {
+        k: (lambda wc, k=k: study.evaluation_params(CTX, wc)[k])
+        for k in study.evaluation_param_names
+    }
+
+
+def evaluation_epochs(study):
+    """Epochs of the evaluated experiment(s), for the report captions."""
+    if study.per_experiment:
+        return lambda wc: EXPERIMENTS[wc.experiment]["epochs"]
+    return lambda wc: ", ".join(
+        f"{e}: {EXPERIMENTS[e]['epochs']}" for e in CTX.experiments_of(study.name)
+    )
+
+
 def all_targets():
     return (
         input_targets()
-        + preprocess_targets()
-        + anatomy_targets()
-        + simulation_targets()
         + dataset_targets()
         + train_targets()
-        + predict_targets()
-        + evaluate_targets()
         + report_targets()
+        + [f for stage in TARGETS for f in stage()]
     )

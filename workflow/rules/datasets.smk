@@ -1,16 +1,14 @@
 # Slice datasets: one HDF5 shard per split and one index table per dataset
-# (spectsynth.datasets). Dataset names: s0, s1, s2_native, s2_template, s3.
+# (spectsynth.datasets). Dataset names: the studies' (spectsynth.studies: DATASETS in common.smk).
 #
-# Needs from common.smk: OUT and dataset_subject_files(dataset) -> {subject: {key: path}}
-# (the simulator's and preprocessing's files each study reads; see spectsynth.study_data,
-# which turns them and the simulator's truth tables into dataset entries). S2 and S3 read their
+# Needs from common.smk: OUT, DATASETS and dataset_subject_files(dataset) -> {subject: {key: path}}
+# (the simulator's and preprocessing's files each study reads; the study (spectsynth.studies)
+# turns them and the simulator's truth tables into dataset entries). S2 and S3 read their
 # PET/SPECT as register_modality leaves them (space-T1w, or space-MNI152 through the composed
 # transform), never the simulator's own frames. What each dataset holds per split is
 # spectsynth.design's (also printed by `spectsynth plan`); S0's and S1's designs read the
 # simulation design, so simulate: is a param.
-from spectsynth.datasets import INDEX_VERSION, dataset_names
-
-DATASETS = dataset_names(config)
+from spectsynth.datasets import INDEX_VERSION
 
 
 wildcard_constraints:

@@ -7,18 +7,20 @@
 # other than the configured one (best-<criterion>.pt), for the evaluation under both criteria;
 # the headline predictions (predictions/<experiment>/predictions.*) stay those of best.pt.
 #
-# Needs from common.smk: OUT; from datasets.smk: dataset_shards; from train.smk: EXPERIMENTS,
-# experiment_resource.
+# Needs from common.smk: OUT, EXPERIMENTS, dataset_shards, experiment_resource, TARGETS.
 
-predict_targets = lambda: [
-    f"{OUT}/predictions/{e}/predictions.{ext}"
-    for e in EXPERIMENTS
-    for ext in ("h5", "tsv")
-] + [
-    f"{OUT}/predictions/{e}/volumes"
-    for e, spec in EXPERIMENTS.items()
-    if spec["model"] != "fastgan"
-]
+TARGETS.append(
+    lambda: [
+        f"{OUT}/predictions/{e}/predictions.{ext}"
+        for e in EXPERIMENTS
+        for ext in ("h5", "tsv")
+    ]
+    + [
+        f"{OUT}/predictions/{e}/volumes"
+        for e, spec in EXPERIMENTS.items()
+        if spec["model"] != "fastgan"
+    ]
+)
 
 
 rule predict_experiment:

@@ -1,7 +1,7 @@
 # Inputs: the demo cohort or DICOM conversion, then one validation per subject and image.
-from spectsynth.inputs.demo import s2_split_config
+from spectsynth.studies import resection_split_config
 
-DEMO_S2_SPLIT = s2_split_config(config) if SOURCE == "demo" else None
+DEMO_S2_SPLIT = resection_split_config(config) if SOURCE == "demo" else None
 
 
 rule make_demo_subject:

@@ -8,6 +8,8 @@
 # Needs from common.smk: OUT, SUBJECTS, has_modality(subject, mod), sub_log(rule), sub_bench(rule).
 
 from spectsynth.preprocess import paths as pp_paths
+from spectsynth.simulate import paths as sim_paths
+from spectsynth.simulate.scan_qc import similarity_pairs
 
 PP_CFG = config.get("preprocess", {}) or {}
 PP_SUB = f"{OUT}/sub-{{subject}}"
@@ -256,7 +258,8 @@ rule measure_registration_error:
 
 # Simulated PET/SPECT: register_modality's transforms against each scan's true pose (in its
 # scanner-frame sidecar), the share of the brain in each field of view, and the input-vs-target
-# SSIM of S2/S3 on the datasets' own slices next to the published value.
+# SSIM of each paired study (Study.input_similarity) on the datasets' own slices next to the
+# published value.
 rule measure_scan_registration_error:
     input:
         lambda wc: sorted(
@@ -267,7 +270,7 @@ rule measure_scan_registration_error:
             }
             | {
                 f
-                for d in ("s2_native", "s3")
+                for d in similarity_pairs()
                 if d in DATASETS
                 for fs in dataset_subject_files(d).values()
                 for f in fs.values()
@@ -306,7 +309,7 @@ rule measure_scan_registration_error:
     params:
         scans=lambda wc: sim_paths.scan_qc_inputs(OUT, SUBJECTS, SIM),
         datasets=lambda wc: {
-            d: dataset_subject_files(d) for d in ("s2_native", "s3") if d in DATASETS
+            d: dataset_subject_files(d) for d in similarity_pairs() if d in DATASETS
         },
         datasets_cfg=config.get("datasets", {}),
         data_range=(config.get("evaluate") or {}).get("data_range", 2.0),
@@ -317,7 +320,7 @@ rule measure_scan_registration_error:
 
 # Per-subject preprocessing outputs for `rule all` (PET/SPECT only where present); on the demo
 # cohort also the registration error against the true transforms.
-preprocess_targets = (
+TARGETS.append(
     lambda: pp_paths.preprocess_targets(OUT, SUBJECTS, has_modality)
     + ([f"{OUT}/qc/demo_registration_error.tsv"] if SOURCE == "demo" else [])
     + (

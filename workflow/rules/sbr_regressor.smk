@@ -4,9 +4,11 @@
 #
 # Needs from common.smk: OUT, dataset_shards. Harness settings (device, threads, GPUs, memory,
 # run time, seed, progress bar) come from `training:` and `compute:` as for train_model.
-from spectsynth.models import TRAINING_DEFAULTS
+from spectsynth.experiments import TRAINING_DEFAULTS
+from spectsynth.studies.s0 import STUDY as S0_STUDY
 
-SBR_REGRESSOR_DIR = f"{OUT}/experiments/sbr_regressor"
+SBR_REGRESSOR_DIR = S0_STUDY.regressor_dir(OUT)
+SBR_REGRESSOR_SHARDS = dataset_shards(S0_STUDY.key)
 SBR_REGRESSOR_TRAINING = {**TRAINING_DEFAULTS, **(config.get("training") or {})}
 SBR_REGRESSOR_RESOURCES = {
     "gpu": int(
@@ -22,16 +24,16 @@ SBR_REGRESSOR_RESOURCES = {
 
 rule train_sbr_regressor:
     input:
-        train=dataset_shards("s0")["train"],
-        val=dataset_shards("s0")["val"],
-        index=dataset_shards("s0")["index"],
+        train=SBR_REGRESSOR_SHARDS["train"],
+        val=SBR_REGRESSOR_SHARDS["val"],
+        index=SBR_REGRESSOR_SHARDS["index"],
     output:
         best=f"{SBR_REGRESSOR_DIR}/best.pt",
         training=f"{SBR_REGRESSOR_DIR}/training.tsv",
         curve=report(
             f"{SBR_REGRESSOR_DIR}/learning_curve.png",
             caption="../report/sbr_regressor.rst",
-            category="5. Results S0",
+            category=S0_STUDY.report_category,
             subcategory="SBR regression CNN",
             labels={"figure": "SBR regression CNN learning curve"},
         ),

@@ -1,14 +1,13 @@
 # Simulation: synthetic DaT, perfusion, FDG and CBF volumes from each subject's anatomy, with
 # ground truth (spectsynth.simulate). File names: spectsynth.simulate.paths.
-# Needs OUT, SUBJECTS, sub_log, sub_bench (common.smk). For rule all: simulation_targets().
+# Needs OUT, SUBJECTS, SIM, sub_log, sub_bench, TARGETS (common.smk).
 from spectsynth.inputs.demo import participant_ages, truth_paths as demo_truth_paths
 from spectsynth.simulate import paths as sim_paths
 
-SIM = config.get("simulate", {})
 SIM_PROJECTION = SIM.get("physics", "image") == "projection"
 SIM_THREADS = SIM.get("projection", {}).get("threads", 1) if SIM_PROJECTION else 1
 SIM_SUMMARY = sim_paths.summary_files(OUT, SIM)
-simulation_targets = lambda: sim_paths.targets(OUT, SUBJECTS, SIM)
+TARGETS.append(lambda: sim_paths.targets(OUT, SUBJECTS, SIM))
 # Each subject's age (participants.tsv) sets the age term of its global uptake level.
 SIM_AGES = participant_ages(config, SUBJECTS)
 

@@ -9,12 +9,9 @@
 # checkpoint under each selection criterion (best-<criterion>.pt; best.pt is the configured
 # one), so S1's finding can be evaluated under both (infer.smk: predict_criterion).
 #
-# Needs from common.smk: OUT; from datasets.smk: dataset_shards.
-from spectsynth.models import expand_experiments
-from spectsynth.models.fastgan import GAN_CRITERIA
+# Needs from common.smk: OUT, EXPERIMENTS, experiment_shards, experiment_resource.
+from spectsynth.studies.s1 import SELECTION_CRITERIA as GAN_CRITERIA
 
-if "EXPERIMENTS" not in globals():
-    EXPERIMENTS = expand_experiments(config)
 GAN_EXPERIMENTS = [e for e, s in EXPERIMENTS.items() if s["model"] == "fastgan"]
 one_of = lambda names: "|".join(names) if names else "NOEXPERIMENT"
 

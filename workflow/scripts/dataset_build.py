@@ -3,7 +3,7 @@
 from spectsynth.datasets import build_dataset, records_from_files
 from spectsynth.logs import setup_logging
 from spectsynth.provenance import stamp_outputs
-from spectsynth.study_data import dataset_entries
+from spectsynth.studies import dataset_entries
 
 
 def main(smk):

@@ -1,19 +1,21 @@
-"""Blinded reading packet of one S1/S3 experiment (spectsynth.clinical.experiment_reading_packet)."""
+"""Blinded reading packet of one experiment, as its study reads it
+(``reading_packet`` of spectsynth.studies.<key>.evaluate; spectsynth.reading)."""
 
-from spectsynth.clinical import experiment_reading_packet
+from importlib import import_module
+
 from spectsynth.logs import setup_logging
 from spectsynth.provenance import stamp_outputs
+from spectsynth.studies import get
 
 
 def main(smk):
     log = setup_logging(smk.log[0])
     cfg = smk.params.cfg
     try:
-        experiment_reading_packet(
-            smk.wildcards.experiment, predictions={"h5": smk.input.h5, "tsv": smk.input.tsv},
-            out_dir=smk.output.packet, key_path=smk.output.key, cfg=cfg["reading_packet"],
-            seed=int(smk.params.seed), real_shard=smk.input.get("real_test"),
-            real_index=smk.input.get("real_index"), convention=cfg["display_convention"])
+        evaluation = import_module(f"spectsynth.studies.{get(smk.params.study).key}.evaluate")
+        evaluation.reading_packet(
+            smk.wildcards.experiment, dict(smk.input.items()), out_dir=smk.output.packet, key_path=smk.output.key,
+            cfg=cfg["reading_packet"], seed=int(smk.params.seed), convention=cfg["display_convention"])
         stamp_outputs(smk, "key")
     except Exception as exc:
         log.error("%s", exc)

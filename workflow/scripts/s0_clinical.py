@@ -1,9 +1,9 @@
 """S0 clinical outputs: deficit maps, regional deficits, normal databases and z-scores
-(spectsynth.clinical.s0_clinical_outputs)."""
+(spectsynth.studies.s0.clinical.s0_clinical_outputs)."""
 
-from spectsynth.clinical import s0_clinical_outputs
 from spectsynth.logs import setup_logging
 from spectsynth.provenance import stamp_outputs
+from spectsynth.studies.s0.clinical import s0_clinical_outputs
 
 OUTPUTS = ("deficit_maps", "deficit_figure", "regional_deficits", "deficit_summary", "normal_database",
            "zscores", "database_agreement", "zscore_figure", "not_computed")

@@ -694,26 +694,17 @@ def write_dataset_files(p: DemoParams, bids_root: str | Path) -> dict[str, Path]
 
 
 
-def s2_split_config(config: Mapping | None) -> dict:
-    """S2's resolved split settings (``datasets.s2.split`` over its defaults) of a workflow config."""
-    from ..datasets import dataset_names, dataset_spec
-
-    config = dict(config or {})
-    name = next(n for n in dataset_names(config) if n.startswith("s2"))
-    return dict(dataset_spec(config, name)["split"])
-
-
 def resected_subjects(p: DemoParams, s2_split: Mapping | None) -> set[str]:
     """Demo subjects with a resection: those S2's split sends to its unseen (test) set.
 
-    The split is :func:`spectsynth.datasets.assign_splits` itself, over the cohort's subject
+    The split is :func:`spectsynth.splits.assign_splits` itself, over the cohort's subject
     labels, so the MRI made here and the datasets built later agree on who is in the test set.
     """
-    from ..datasets import assign_splits
+    from ..splits import assign_splits
 
     if not p.resection or s2_split is None:
         return set()
-    split = assign_splits(subject_labels(p.n_subjects), s2_split, dataset="s2")
+    split = assign_splits(subject_labels(p.n_subjects), s2_split, dataset="demo resections")
     return {s for s, k in split.items() if k == "test"}
 
 
@@ -741,7 +732,7 @@ def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | 
 def build_subject(index: int, demo_cfg: dict, bids_root: str | Path, s2_split: Mapping | None = None) -> dict[str, Path]:
     """Make demo subject ``index`` from the ``inputs.demo`` config section and write it.
 
-    ``s2_split`` (see :func:`s2_split_config`) decides which subjects are resected; without
+    ``s2_split`` (see :func:`spectsynth.studies.resection_split_config`) decides which subjects are resected; without
     it none is.
     """
     p = DemoParams.from_config(demo_cfg)

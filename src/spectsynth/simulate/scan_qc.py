@@ -3,10 +3,10 @@
 * :func:`scan_error_table`: per scan (subject x scan), the error of register_modality's
   transform against the true pose (:func:`registration_error`), the size of the pose
   it had to undo, and the share of the brain inside the scanner's field of view.
-* :func:`similarity_table`: per slice, the input-vs-target SSIM of S2 (MRI vs SPECT, PET vs
-  SPECT) and S3 (SPECT-CBF vs PET-CBF), on exactly the slices, grids and normalisation the
+* :func:`similarity_table`: per slice, the input-vs-target SSIM of each paired study (its
+  ``input_similarity``: S2 MRI vs SPECT, PET vs SPECT; S3 SPECT-CBF vs PET-CBF), on exactly the slices, grids and normalisation the
   datasets feed the networks (:func:`spectsynth.datasets.extract_slices` of the registered
-  images), with S3's published value (0.79).
+  images), with the study's published value where it reports one.
 * :func:`qc_summary`: one row per modality/scan kind and one per similarity: mean, SD, range,
   and the published value next to it, so a reader sees whether the synthetic task is as hard
   as the real one.
@@ -23,20 +23,26 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError
-from ..published import published
 from .frames import pose_magnitude, read_truth
 
 log = logging.getLogger(__name__)
 
-# Input-vs-target SSIM the studies report as their baseline (None: the study reports none).
-PUBLISHED_SSIM = {
-    ("S3", "spect_cbf", "pet_cbf"): (published("S3")["ssim"]["input_vs_target"],
-                                     "S3: SPECT-CBF vs PET-CBF, mean over test slices"),
-    ("S2", "mri", "spect"): (None, "S2 reports no input-vs-target SSIM (its MRI->SPECT model: 0.87)"),
-    ("S2", "pet", "spect"): (None, "S2 reports no input-vs-target SSIM (its PET->SPECT model: 0.88)"),
-}
-SIMILARITY_PAIRS = {"s2_native": ("S2", [("mri", "spect"), ("pet", "spect")]),
-                    "s3": ("S3", [("spect_cbf", "pet_cbf")])}
+
+def similarity_pairs() -> dict[str, tuple[str, list]]:
+    """Dataset -> (study, [:class:`~spectsynth.studies.base.Similarity`]): the input-vs-target
+    pairs each paired study measures on its first dataset, with the value the study reports."""
+    from ..studies import REGISTRY
+
+    return {st.similarity_dataset: (st.name, list(st.input_similarity))
+            for st in REGISTRY.values() if st.input_similarity}
+
+
+def _pair(study: str, a: str, b: str):
+    for name, pairs in similarity_pairs().values():
+        for pair in pairs:
+            if (name, pair.input, pair.target) == (study, a, b):
+                return pair
+    return None
 
 
 def registration_error(true_t1w_to_scanner: np.ndarray, estimated_xfm: str | Path, brain_mask: str | Path,
@@ -105,19 +111,20 @@ def similarity_table(dataset_files: Mapping[str, Mapping[str, Mapping[str, str]]
     (normalised to (-1, 1), so ``data_range`` 2 as in the evaluation).
     """
     from .. import metrics
-    from ..datasets import STUDY_CHANNELS, dataset_spec, extract_slices, records_from_files
-    from ..study_data import dataset_entries
+    from ..datasets import dataset_spec, extract_slices, records_from_files
+    from ..studies import dataset_entries, get
 
     rows = []
+    pairs_of = similarity_pairs()
     for name, subject_files in dataset_files.items():
-        if name not in SIMILARITY_PAIRS or not subject_files:
+        if name not in pairs_of or not subject_files:
             continue
-        study, pairs = SIMILARITY_PAIRS[name]
+        study, pairs = pairs_of[name]
         spec = dataset_spec({"datasets": dict(datasets_cfg or {})}, name)
         images, meta = extract_slices(study, records_from_files(dataset_entries(name, subject_files)), spec)
-        channels = STUDY_CHANNELS[study]
+        channels = get(study).channels
         for i, m in enumerate(meta):
-            for a, b in pairs:
+            for a, b in ((p.input, p.target) for p in pairs):
                 x, y = images[i, channels.index(a)], images[i, channels.index(b)]
                 rows.append({"study": study, "dataset": name, "subject": m["subject"],
                              "slice_index": m.get("slice_index"), "input": a, "target": b,
@@ -149,7 +156,8 @@ def qc_summary(errors: pd.DataFrame, similarity: pd.DataFrame, out_tsv: str | Pa
             rows.append({"scan": scan, "modality": modality, "measure": measure, **_stats(g[col]),
                          "published": None, "note": note})
     for (study, a, b), g in similarity.groupby(["study", "input", "target"], sort=False):
-        published, note = PUBLISHED_SSIM.get((study, a, b), (None, ""))
+        pair = _pair(study, a, b)
+        published, note = (pair.published, pair.note) if pair else (None, "")
         st = _stats(g["ssim"])
         diff = round(st["mean"] - published, 4) if published is not None and st["mean"] is not None else None
         rows.append({"scan": f"{study} {a} vs {b}", "modality": "", "measure": "input-vs-target SSIM (slices)",
@@ -194,10 +202,12 @@ def plot_errors(errors: pd.DataFrame, similarity: pd.DataFrame, out_png: str | P
     axes[2].set_ylim(min(0.8, float(errors["brain_in_fov"].min()) - 0.02) if len(errors) else 0.8, 1.005)
     title = "scanner-frame PET/SPECT"
     if len(similarity):
-        s3 = similarity[similarity["study"] == "S3"]["ssim"]
-        if len(s3):
-            paper = PUBLISHED_SSIM[("S3", "spect_cbf", "pet_cbf")][0]
-            title += f"; S3 SPECT vs PET SSIM {s3.mean():.2f} (paper {paper:.2f})"
+        for study, pairs in similarity_pairs().values():
+            for pair in pairs:
+                sel = similarity[(similarity["study"] == study) & (similarity["input"] == pair.input)
+                                 & (similarity["target"] == pair.target)]["ssim"]
+                if len(sel) and pair.published is not None:
+                    title += f"; {study} {pair.label} SSIM {sel.mean():.2f} (paper {pair.published:.2f})"
     fig.suptitle(title)
     fig.tight_layout()
     from ..io import atomic_output

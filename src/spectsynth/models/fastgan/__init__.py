@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...studies.s1 import SELECTION_CRITERIA as GAN_CRITERIA
 from ..registry import Family
 
-# Selection criteria (see spectsynth.models.fastgan.scoring); the first is the default.
-GAN_CRITERIA = ("feature_distance", "study_quantities")
+# GAN_CRITERIA: the selection criteria (computed by spectsynth.models.fastgan.scoring.gan_score)
+# are S1's (spectsynth.studies.s1: one is S1's own tested quantities); the first is the default.
 
 DEFAULTS: dict[str, Any] = {"latent_dim": 256, "embed_dim": 64, "base_channels": 16, "max_channels": 512,
                             "ema_decay": 0.999, "recon_norm": "l1", "spectral_norm": True,

@@ -11,8 +11,6 @@
   normal database (drawn from the trained generator) next to the z-scores against the
   real (simulated) normal cohort, so a reader sees whether the synthetic database can
   stand in for a real one.
-* :func:`reading_packet`: real and generated images shuffled (seeded) into numbered PNGs
-  with a scoring sheet and a separate, hidden key, for blinded visual reading (S1, S3).
 
 Percent loss is ``100 * (expected - actual) / expected``: positive where the patient has
 less uptake than expected, negative where more.
@@ -20,7 +18,6 @@ less uptake than expected, negative where more.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -30,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import EvaluationError
-from .io import atomic_output, image_like, save_image
-from .metrics import check_same_grid, check_same_shape
+from ...errors import EvaluationError
+from ...io import image_like, save_image
+from ...metrics import check_same_grid, check_same_shape
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +117,7 @@ def regional_measures(image, striatum_labels, reference_labels=None, brain_mask=
     ``pc_ratio_L``, ``pc_ratio_R``.  Works on volumes and 2-D slices (labels on the
     image's grid).  An empty region or an undefined index is an error naming the subject.
     """
-    from . import quant
+    from ... import quant
 
     try:
         values = quant.quantify_labels(np.asarray(image), np.asarray(striatum_labels),
@@ -334,103 +331,6 @@ def database_agreement(synthetic_db: pd.DataFrame, real_db: pd.DataFrame, *, reg
     return pd.DataFrame(rows)
 
 
-# ------------------------------------------------------------------ reading packet
-def _write_csv(rows: list[dict], path: Path, fields: Sequence[str]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(fields))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def _packet_png(img: np.ndarray, number: str, path: Path, *, convention: str, cmap: str,
-                footer: str | None) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .metrics import to_display
-    from .plots import label_sides
-
-    arr = np.asarray(img, dtype=float)
-    lo, hi = float(arr.min()), float(arr.max())
-    disp = to_display((arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr), convention)
-    fig = Figure(figsize=(4, 4.4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.02, 0.08, 0.96, 0.84))
-    ax.imshow(disp, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    label_sides(ax, convention, fontsize=11)
-    fig.text(0.5, 0.95, f"image {number}", ha="center", va="center", fontsize=12)
-    if footer:
-        fig.text(0.5, 0.03, footer, ha="center", va="center", fontsize=7, color="0.4")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-
-
-def reading_packet(real: Sequence[np.ndarray], generated: Sequence[np.ndarray], *,
-                   out_dir: str | Path, key_path: str | Path, experiment: str, seed: int = 0,
-                   n_per_source: int | None = None, real_ids: Sequence | None = None,
-                   generated_ids: Sequence | None = None, real_conditions: Sequence[str] | None = None,
-                   generated_conditions: Sequence[str] | None = None,
-                   convention: str = "radiological", cmap: str = "hot", score_scale: int = 5,
-                   footer: str | None = None) -> dict[str, Path | int]:
-    """Write a blinded reading packet: numbered PNGs, a scoring sheet and a hidden key.
-
-    ``n_per_source`` images are drawn from each source (all when None; the smaller source
-    caps it), shuffled with ``seed`` and numbered ``001..``.  Every image is scaled to its
-    own range and drawn identically, so nothing but the content tells the sources apart.
-    ``out_dir`` receives ``image-NNN.png`` and ``scoring_sheet.csv`` (columns ``image,
-    file, score_1_to_<scale>, judged_real_yes_no, comment``); the key (``image, file,
-    source, original_id, condition``) goes to ``key_path``, which must lie outside
-    ``out_dir`` so the packet can be handed out without it.
-    """
-    out_dir = Path(out_dir)
-    key_path = Path(key_path)
-    if key_path.resolve().is_relative_to(out_dir.resolve()):
-        raise EvaluationError(f"the key {key_path} lies inside the packet folder {out_dir}",
-                              experiment=experiment,
-                              hint="Write the key to a separate folder so readers never see it")
-    if not real or not generated:
-        raise EvaluationError(f"reading packet needs both sources (real {len(real)}, generated "
-                              f"{len(generated)})", experiment=experiment)
-    shapes = {np.asarray(x).shape for x in [*real, *generated]}
-    if len(shapes) != 1:
-        raise EvaluationError(f"images of different shapes {sorted(shapes)} would unblind the "
-                              "reading", experiment=experiment,
-                              hint="Resample generated and real slices to one grid")
-    rng = np.random.default_rng(seed)
-    k = min(len(real), len(generated)) if n_per_source is None else int(n_per_source)
-    if k < 1 or k > min(len(real), len(generated)):
-        raise EvaluationError(f"n_per_source {k} must be between 1 and {min(len(real), len(generated))}",
-                              experiment=experiment)
-    items = []
-    for source, imgs, ids, conds in (("real", real, real_ids, real_conditions),
-                                     ("generated", generated, generated_ids, generated_conditions)):
-        ids = list(range(len(imgs))) if ids is None else list(ids)
-        conds = [""] * len(imgs) if conds is None else list(conds)
-        for i in sorted(rng.choice(len(imgs), size=k, replace=False)):
-            items.append((source, imgs[i], ids[i], conds[i]))
-    order = rng.permutation(len(items))
-    width = max(3, len(str(len(items))))
-    sheet, key = [], []
-    for number, idx in enumerate(order, start=1):
-        source, img, oid, cond = items[idx]
-        num = f"{number:0{width}d}"
-        fname = f"image-{num}.png"
-        _packet_png(img, num, out_dir / fname, convention=convention, cmap=cmap, footer=footer)
-        sheet.append({"image": num, "file": fname, f"score_1_to_{score_scale}": "",
-                      "judged_real_yes_no": "", "comment": ""})
-        key.append({"image": num, "file": fname, "source": source, "original_id": oid,
-                    "condition": cond})
-    _write_csv(sheet, out_dir / "scoring_sheet.csv",
-               ["image", "file", f"score_1_to_{score_scale}", "judged_real_yes_no", "comment"])
-    _write_csv(key, key_path, ["image", "file", "source", "original_id", "condition"])
-    log.info("experiment %s: reading packet of %d images in %s, key in %s", experiment, len(items),
-             out_dir, key_path)
-    return {"packet_dir": out_dir, "scoring_sheet": out_dir / "scoring_sheet.csv", "key": key_path,
-            "n_images": len(items)}
-
-
 # ------------------------------------------------------------ the workflow's runners
 SLICE_REGIONS = ("sbr_L", "sbr_R")
 SUBJECT_FILE_KEYS = ("t1w", "striatum", "reference", "brain", "dat", "dat_truth")
@@ -446,8 +346,8 @@ def slice_sbr(image_ras: np.ndarray, *, seg_cfg: Mapping, experiment: str, subje
     The one measure that applies alike to a patient's slice, a real normal and a generated
     normal (which has no anatomy to carry labels).
     """
+    from ...metrics import segment_basal_ganglia
     from .evaluate import slice_binding_ratios
-    from .metrics import segment_basal_ganglia
 
     seg = segment_basal_ganglia(image_ras, fraction=float(seg_cfg["threshold_fraction"]),
                                 min_size_px=int(seg_cfg["min_size_px"]), dilate_px=0,
@@ -476,9 +376,9 @@ def real_normal_slices(shards: Mapping[str, str], index_tsv: str | Path, *, chan
                        experiment: str) -> tuple[np.ndarray, list[str]]:
     """The real (simulated) normal cohort: one original (undegraded) slice per subject of the
     train and val splits, which the test patients are never part of.  RAS ``(n, x, y)``."""
-    from .datasets import SliceShard
-    from .evaluate import shard_to_ras
-    from .infer import read_index
+    from ...datasets import SliceShard
+    from ...evaluate import shard_to_ras
+    from ...infer import read_index
 
     images, ids = [], []
     for split in ("train", "val"):   # val may share subjects with train: one slice per subject
@@ -505,8 +405,8 @@ def mean_training_normal(shards: Mapping[str, str], index_tsv: str | Path, *, ch
     """S0 clinical baseline: the pixel-wise mean of the original (normal) slices of the TRAINING
     subjects (one slice per subject, the dataset's normalised units, shard orientation), the
     "predicted normal" a model must beat.  No validation or test subject enters it."""
-    from .datasets import SliceShard
-    from .infer import read_index
+    from ...datasets import SliceShard
+    from ...infer import read_index
 
     if "train" not in shards:
         raise EvaluationError("the mean-normal baseline needs the training shard", experiment=experiment)
@@ -550,7 +450,7 @@ def deficit_summary(regional: pd.DataFrame, maps: pd.DataFrame, *, experiment: s
 def _on_grid(path: str, shape, affine, *, order: int, subject: str):
     from nibabel.processing import resample_from_to
 
-    from .io import load_image
+    from ...io import load_image
 
     img = load_image(path, subject=subject)
     return np.asarray(resample_from_to(img, (tuple(shape), affine), order=order, mode="constant", cval=0).dataobj)
@@ -600,10 +500,10 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     """
     import nibabel as nib
 
-    from . import plots as P
-    from .evaluate import _attempt, _notes_frame, figure_label, shard_to_ras, write_table
-    from .infer import load_predictions, slice_to_grid, source_grid
-    from .models.vae.infer import sample_vae
+    from ... import plots as P
+    from ...evaluate import _attempt, _notes_frame, figure_label, shard_to_ras, write_table
+    from ...infer import load_predictions, slice_to_grid, source_grid
+    from ...models.vae.infer import sample_vae
 
     if spec.get("model") != "vae":
         raise EvaluationError(f"the clinical outputs need a VAE trained on normal slices, not a "
@@ -759,53 +659,3 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     write_table(_notes_frame(notes), out["not_computed"], what="S0 clinical outputs not computed")
     return {"deficit_maps": pd.DataFrame(map_rows), "regional": reg, "zscores": ztab, "deficit_summary": summary,
             "normal_database": pd.concat([synth_db, real_db], ignore_index=True)}
-
-
-def experiment_reading_packet(experiment: str, *, predictions: Mapping[str, str], out_dir: str | Path,
-                              key_path: str | Path, cfg: Mapping, seed: int = 0,
-                              real_shard: str | None = None, real_index: str | None = None,
-                              convention: str = "radiological") -> dict:
-    """A blinded reading packet of one experiment (:func:`reading_packet`).
-
-    Generated experiments (S1's FastGAN) are read against the real test slices of their
-    dataset (``real_shard`` + ``real_index``, the conditions level/pattern in the key);
-    paired ones (S3's pix2pix) get S3's similarity reading
-    (:func:`spectsynth.reading.similarity_packet`): each test slice's prediction and input
-    SPECT next to its PET, in an open and a blind packet.
-    """
-    from .datasets import SliceShard
-    from .evaluate import shard_to_ras
-    from .infer import load_predictions, read_index
-
-    arrays, table, _ = load_predictions(predictions["h5"], predictions["tsv"], experiment=experiment)
-    generated = shard_to_ras(arrays["prediction"][:, 0])
-    n = cfg.get("n_per_source")
-    if "target" in arrays:
-        from .reading import similarity_packet
-
-        if "input" not in arrays:
-            raise EvaluationError("a paired experiment's reading packet needs the inputs beside the predictions",
-                                  experiment=experiment, hint="Rerun predict_experiment")
-        ids = [f"sub-{s} slice {z}" for s, z in zip(table["subject"], table["slice_index"], strict=True)]
-        return similarity_packet(list(shard_to_ras(arrays["target"][:, 0])),
-                                 {"prediction": list(generated), "spect": list(shard_to_ras(arrays["input"][:, 0]))},
-                                 ids=ids, out_dir=out_dir, key_path=key_path, experiment=experiment, seed=seed,
-                                 n_slices=None if n is None else int(n), score_scale=int(cfg["score_scale"]),
-                                 convention=convention, footer=f"reading packet {experiment}")
-    else:
-        if real_shard is None or real_index is None:
-            raise EvaluationError("a generated experiment's reading packet needs the real test slices",
-                                  experiment=experiment)
-        index = read_index(real_index, experiment=experiment)
-        shard = SliceShard(real_shard)
-        real = shard_to_ras(shard.all_images()[:, shard.channel_index(["slice"])[0]])
-        kw = dict(real_ids=[f"sub-{s} slice {z}" for s, z in zip(index["subject"], index["slice_index"],
-                                                                  strict=True)],
-                  generated_ids=[f"sample {k}" for k in table["sample"]],
-                  real_conditions=[f"{lv} {p}" for lv, p in zip(index["level"], index["pattern"], strict=True)],
-                  generated_conditions=[f"{lv} {p}" for lv, p in zip(table["level"], table["pattern"],
-                                                                      strict=True)])
-    n = None if n is None else min(int(n), len(real), len(generated))
-    return reading_packet(list(real), list(generated), out_dir=out_dir, key_path=key_path, experiment=experiment,
-                          seed=seed, n_per_source=n, convention=convention, score_scale=int(cfg["score_scale"]),
-                          footer=f"reading packet {experiment}", **kw)

@@ -1,0 +1,93 @@
+"""The studies the pipeline reproduces, one module each, registered here in one place.
+
+========  ===========================================  ==========================
+study     what                                         module
+========  ===========================================  ==========================
+S0        VAE: a patient's pseudo-normal DaTscan        :mod:`.s0`
+S1        conditional FastGAN perfusion SPECT slices    :mod:`.s1`
+S2        pix2pix MRI / PET -> perfusion SPECT          :mod:`.s2`
+S3        pix2pix CBF SPECT -> 15O-water PET            :mod:`.s3`
+========  ===========================================  ==========================
+
+Adding a study: a module (or package) here with a :class:`~.base.Study` subclass, one line in
+:data:`REGISTRY`, its ``datasets.<key>`` block and an ``experiments:`` entry in the config
+schema, and its report captions in workflow/report/. The rules loop over the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..errors import ConfigError
+from .base import Context, Output, Study
+from .s0 import STUDY as _S0
+from .s1 import STUDY as _S1
+from .s2 import STUDY as _S2
+from .s3 import STUDY as _S3
+
+REGISTRY: dict[str, Study] = {s.name: s for s in (_S0, _S1, _S2, _S3)}
+BY_KEY: dict[str, Study] = {s.key: s for s in REGISTRY.values()}
+
+__all__ = ["BY_KEY", "REGISTRY", "Context", "Output", "Study", "dataset_entries", "dataset_names",
+           "dataset_subject_files", "for_dataset", "get", "resection_split_config",
+           "study_experiments"]
+
+
+def get(name: str) -> Study:
+    """The study called ``name`` (``S0`` .. ``S3``)."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown study {name!r}; studies are {', '.join(REGISTRY)}") from None
+
+
+def for_dataset(dataset: str) -> Study:
+    """The study a dataset belongs to (``s2_native`` -> S2)."""
+    key = dataset.split("_", 1)[0]
+    if key not in BY_KEY:
+        raise ConfigError(f"dataset {dataset}: unknown; datasets start with one of {', '.join(BY_KEY)}")
+    return BY_KEY[key]
+
+
+def dataset_names(cfg: Mapping) -> list[str]:
+    """Every dataset the configuration defines (wildcard values of ``{dataset}``)."""
+    from .base import merge
+
+    ds = cfg.get("datasets") or {}
+    return [n for s in REGISTRY.values() for n in s.dataset_names(merge(s.dataset_defaults, ds.get(s.key)))]
+
+
+def study_experiments(experiments: Mapping[str, Mapping], study: str) -> list[str]:
+    """Names of the enabled experiments of one study, sorted."""
+    return sorted(name for name, spec in experiments.items() if spec.get("study") == study)
+
+
+def dataset_entries(dataset: str, subject_files: Mapping[str, Mapping[str, str]]) -> list[dict]:
+    """Entries of ``dataset`` for every subject (its study's :meth:`~.base.Study.entries`), for
+    :func:`spectsynth.datasets.records_from_files`.
+
+    At planning time the workflow only knows each subject's files; the parameters of every
+    simulated volume (PBR/CBR/SLR, pattern per level, ...) are in the simulator's truth tables,
+    which exist only after simulation: the studies read them here."""
+    study = for_dataset(dataset)
+    out: list[dict] = []
+    for subject, files in subject_files.items():
+        out += study.entries(dataset, subject, files)
+    return out
+
+
+def dataset_subject_files(dataset: str, out: str, subjects, sim: Mapping) -> dict[str, dict[str, str]]:
+    """Per subject, the files one dataset reads (its study's :meth:`~.base.Study.subject_files`)."""
+    study = for_dataset(dataset)
+    return {s: study.subject_files(dataset, out, s, sim) for s in subjects}
+
+
+def resection_split_config(config: Mapping | None) -> dict | None:
+    """The resolved split settings (``datasets.<key>.split`` over its defaults) of the study whose
+    test subjects have resections (S2: ``resected_test_subjects``), or None when none has."""
+    from ..datasets import dataset_spec
+
+    config = dict(config or {})
+    keys = [s.key for s in REGISTRY.values() if s.resected_test_subjects]
+    name = next((n for n in dataset_names(config) if for_dataset(n).key in keys), None)
+    return None if name is None else dict(dataset_spec(config, name)["split"])

@@ -1,0 +1,240 @@
+"""The protocol every study implements, and the workflow context the studies' rule functions read.
+
+A study (:class:`Study`) owns everything that makes it *that* study:
+
+* its published training settings (:attr:`Study.training_defaults`), the model families that
+  may serve it (:attr:`Study.families`) and how a compact ``experiments:`` entry expands into
+  runs (:meth:`Study.expand`);
+* its slice datasets: their names (:meth:`Study.dataset_names`), default settings
+  (:attr:`Study.dataset_defaults`), the files each subject contributes
+  (:meth:`Study.subject_files`), the dataset entries made from them (:meth:`Study.entries`),
+  how slices are cut from one record (:meth:`Study.extract`) and the design of each split
+  (:meth:`Study.design`);
+* its evaluation: the outputs with their report captions (:attr:`Study.evaluation`), the
+  rule's inputs and params (:meth:`Study.evaluation_inputs`, :meth:`Study.evaluation_params`)
+  and the evaluation itself (``run`` in the study's ``evaluate.py``, which the rule's script
+  imports by the study's key, so that planning never imports the evaluation code);
+* its blinded visual reading, if it has one (:attr:`Study.reading`; ``reading_packet`` in the
+  study's ``evaluate.py``);
+* its published values (``published.py`` beside the study, read by :mod:`spectsynth.published`).
+
+Generic code (:mod:`spectsynth.experiments`, :mod:`spectsynth.datasets`,
+:mod:`spectsynth.design`, the rules) asks the registry (:mod:`spectsynth.studies`) instead of
+testing a study's name. Importing a study module imports neither torch nor the evaluation
+code: the workflow reads the registry while it builds the DAG.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Output:
+    """One evaluation output: its path below ``<output_dir>/evaluate/<study key>/`` (with
+    ``{experiment}`` for studies evaluated per experiment), its report caption (a file in
+    workflow/report/), its report subcategory and label; ``report=False`` for an output the
+    report does not show; ``directory=True`` for a folder."""
+
+    path: str
+    caption: str | None = None
+    subcategory: str = "{experiment}"
+    label: tuple[str, str] | None = None
+    report: bool = True
+    directory: bool = False
+
+
+# The split settings every dataset starts from (``datasets.<key>.split``; see
+# :func:`spectsynth.datasets.assign_splits`); each study overrides what its paper says.
+SPLIT_DEFAULT: dict[str, Any] = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
+                                 "counts": {"train": 0, "val": 0, "test": 0},
+                                 "lists": {"train": [], "val": [], "test": []}, "seed": 0,
+                                 "val_within_train": False}
+
+
+def fail(name: str, problem: str, hint: str) -> ConfigError:
+    """The error of an experiment entry that cannot be expanded."""
+    return ConfigError(f"experiment {name}: {problem}. {hint}")
+
+
+def as_list(value: Any, default: Sequence) -> list:
+    if value is None:
+        return list(default)
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def merge(default: Mapping, given: Mapping | None) -> dict:
+    """``given`` merged over a deep copy of ``default`` (nested mappings merged key by key)."""
+    out = copy.deepcopy(dict(default))
+    for k, v in (given or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """An input-vs-target pair whose SSIM the scan QC measures on the study's slices, with the
+    value the study reports for it (None: it reports none) and a note."""
+
+    input: str
+    target: str
+    label: str
+    published: float | None
+    note: str
+
+
+def truth_table(path, subject: str):
+    """A simulator truth table (TSV) as a DataFrame; a clear error when it is missing."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..errors import InputDataError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputDataError("simulation truth table is missing", subject=subject, path=p,
+                             hint="Rerun the simulation of this subject")
+    return pd.read_csv(p, sep="\t", keep_default_na=False)
+
+
+@dataclass
+class Context:
+    """What the workflow knows while it plans: the output folder, the subjects, the resolved
+    experiments and the configuration. Made once in common.smk; the studies' rule functions
+    read it instead of the rule files' globals."""
+
+    out: str
+    subjects: list[str]
+    experiments: dict[str, dict]
+    config: dict
+    sim: dict = field(default_factory=dict)
+
+    def shards(self, dataset: str) -> dict[str, str]:
+        d = f"{self.out}/datasets/{dataset}"
+        return {s: f"{d}/{s}.h5" for s in ("train", "val", "test")} | {"index": f"{d}/index.tsv"}
+
+    def predictions(self, experiment: str, sub: str = "") -> dict[str, str]:
+        d = f"{self.out}/predictions/{experiment}" + (f"/{sub}" if sub else "")
+        return {"h5": f"{d}/predictions.h5", "tsv": f"{d}/predictions.tsv"}
+
+    def experiments_of(self, study: str) -> list[str]:
+        return sorted(e for e, s in self.experiments.items() if s.get("study") == study)
+
+
+class Study:
+    """Base class of the four studies (see the module docstring). Subclasses set the class
+    attributes and override the methods their study needs."""
+
+    name: str = ""                         # "S2": the value of ``study:`` in an experiment
+    key: str = ""                          # "s2": datasets.<key>, evaluate/<key>/, rule suffix
+    title: str = ""
+    families: tuple[str, ...] = ()
+    entry_keys: tuple[str, ...] = ()       # keys of an experiments: entry that only this study reads
+    training_defaults: dict[str, Any] = {}
+    dataset_defaults: dict[str, Any] = {}
+    channels: tuple[str, ...] = ()         # channels of the dataset shards
+    roles: tuple[str, ...] = ()            # roles of a dataset record's volumes
+    condition_columns: tuple[str, ...] = ()
+    report_category: str = ""
+    per_experiment: bool = True            # evaluated per experiment (else once per study)
+    evaluation: dict[str, Output] = {}
+    evaluation_param_names: tuple[str, ...] = ()   # keys of evaluation_params (rule params)
+    stamp: str = ""                        # the evaluation output the provenance stamp names
+    val_within_train = False               # the study's validation images may come from training subjects
+    input_similarity: tuple[Similarity, ...] = ()   # input-vs-target SSIM the scan QC measures
+    similarity_dataset: str = ""          # ... on this dataset's slices
+    resected_test_subjects = False        # the demo resects this study's test subjects (S2)
+    reading = False                        # has a blinded visual reading (reading_packet)
+
+    # ------------------------------------------------------------------ experiments
+    def expand(self, name: str, model: str, entry: Mapping, cfg: Mapping) -> list[tuple[str, dict]]:
+        """(run name, run-specific settings) of one ``experiments:`` entry."""
+        return [(name, {"dataset": self.key, "size": self.size(cfg, name),
+                        "input_channels": list(self.channels[:-1]), "target_channels": [self.channels[-1]]})]
+
+    def size(self, cfg: Mapping, name: str, key: str | None = None) -> int:
+        key = key or self.key
+        ds = (cfg.get("datasets") or {}).get(key) or {}
+        size = int(ds.get("size", self.dataset_defaults.get("size", 64)))
+        if size < 32 or size & (size - 1):
+            raise fail(name, f"datasets.{key}.size is {size}", "Use a power of two >= 32 (32, 64, 128, 256)")
+        return size
+
+    # ------------------------------------------------------------------ datasets
+    def dataset_names(self, spec: Mapping) -> list[str]:
+        """Names of this study's datasets given its resolved ``datasets.<key>`` settings."""
+        return [self.key]
+
+    def resolve_dataset(self, spec: dict, name: str) -> None:
+        """Study-specific checks and derived settings of one dataset's spec (in place)."""
+
+    def subject_files(self, dataset: str, out: str, subject: str, sim: Mapping) -> dict[str, str]:
+        """The files one subject contributes to ``dataset`` (keys as :meth:`entries` reads them)."""
+        raise NotImplementedError
+
+    def entries(self, dataset: str, subject: str, files: Mapping[str, str]) -> list[dict]:
+        """Dataset entries of one subject (see :func:`spectsynth.datasets.records_from_files`)."""
+        space = dataset.split("_", 1)[1] if "_" in dataset else "native"
+        return [{"subject": subject, "files": {r: files[r] for r in self.roles}, "levels": None,
+                 "pattern": "normal", "space": space, "params": {}}]
+
+    def check_dataset(self, table, spec: Mapping) -> None:
+        """Study-specific checks of a built dataset's index table (raise a ConfigError)."""
+
+    def keeps_record(self, rec: Mapping, spec: Mapping) -> bool:
+        return True
+
+    def extract(self, rec: Mapping, vols: Mapping, base: Mapping, spec: Mapping) -> Callable:
+        """Slices of one record: yields ``(image (C, size, size), row)``."""
+        from ..datasets import paired_slices
+
+        return paired_slices(self, rec, vols, base, spec)
+
+    def design(self, design, spec: Mapping, n: Mapping[str, int], cfg: Mapping) -> list[dict]:
+        """Rows (split, condition columns, images) of a dataset's expected counts; notes go to
+        ``design.notes``."""
+        k = int(spec["n_slices"])
+        design.notes.append(f"{k} axial slices per subject")
+        return [{"split": split, "images": n[split] * k} for split in ("train", "val", "test")]
+
+    def record_split(self, design, rec: Mapping, split: str) -> str | None:
+        return split
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation_paths(self, out: str) -> dict[str, str]:
+        return {k: f"{out}/evaluate/{self.key}/{o.path}" for k, o in self.evaluation.items()}
+
+    def evaluation_targets(self, ctx: Context) -> list[str]:
+        exps = ctx.experiments_of(self.name)
+        if not exps:
+            return []
+        paths = list(self.evaluation_paths(ctx.out).values())
+        if not self.per_experiment:
+            return paths
+        return [p.format(experiment=e) for e in exps for p in paths]
+
+    def evaluation_log(self, out: str) -> str:
+        rule = f"evaluate_{self.key}"
+        return f"{out}/logs/{rule}/" + ("{experiment}.log" if self.per_experiment else f"{rule}.log")
+
+    def evaluation_benchmark(self, out: str) -> str:
+        rule = f"evaluate_{self.key}"
+        return f"{out}/benchmarks/{rule}/" + ("{experiment}.tsv" if self.per_experiment else f"{rule}.tsv")
+
+    def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def evaluation_params(self, ctx: Context, wildcards) -> dict[str, Any]:
+        return {}
+
+    def reading_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
+        raise NotImplementedError

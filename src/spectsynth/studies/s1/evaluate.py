@@ -1,0 +1,348 @@
+"""S1's evaluation: mean counts and L/R ratio of real and generated slices, one-way ANOVAs with
+the real-vs-real reference and their power, pixel-wise mean/SD maps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ... import metrics as M
+from ... import plots as P
+from ... import stats as S
+from ...errors import EvaluationError
+from ...evaluate import _attempt, _message_figure, _notes_frame, figure_label, shard_to_ras, write_table
+from ...infer import load_predictions, read_index
+from ...labels import LEVELS, PATTERNS
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------- S1
+def _source_names(specs: Mapping[str, Mapping]) -> dict[str, str]:
+    variants = {n: str(s.get("condition", {}).get("variant", n)) for n, s in specs.items()}
+    if len(set(variants.values())) < len(variants):
+        return {n: n for n in specs}
+    return variants
+
+
+REAL = "real"
+REAL_HALVES = ("real half 1", "real half 2")
+COMPARISON_GENERATED = "real vs generated"
+COMPARISON_REAL_HALVES = "real half 1 vs real half 2 (reference)"
+CRITERION_NONE = "none (real images only)"
+
+
+def split_subjects_in_halves(subjects: Sequence[str], *, seed: int, experiment: str = "S1") -> dict[str, int]:
+    """Split subjects into two halves (1, 2) by a seeded shuffle; with an odd count half 1 has the
+    extra subject.  Every image of a subject lands in the same half, so the real-vs-real
+    comparison keeps S1's subject structure (no subject on both sides)."""
+    uniq = sorted({str(s) for s in subjects})
+    if len(uniq) < 2:
+        raise EvaluationError(f"the real test split holds {len(uniq)} subject(s); a real-vs-real comparison needs "
+                              "at least two, one per half", experiment=experiment,
+                              hint="Give the s1 test split more subjects (datasets.s1.split)")
+    order = np.random.default_rng(int(seed)).permutation(len(uniq))
+    first = {uniq[i] for i in order[: (len(uniq) + 1) // 2]}
+    return {s: 1 if s in first else 2 for s in uniq}
+
+
+def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | None, cfg: Mapping, notes: list,
+              comparison: str, criterion: str, headline: bool) -> tuple[list[dict], list[pd.DataFrame], dict]:
+    """S1's one-way ANOVA (with its power) and post-hoc comparisons of ``sources`` per level and
+    pattern; rows tagged with ``comparison``, ``criterion`` and ``headline``."""
+    alpha = float(cfg["anova_alpha"])
+    anova, post = [], []
+    marks: dict[str, list] = {"mean_counts": [], "lr_ratio": []}
+    tag = {"comparison": comparison, "criterion": criterion, "headline": bool(headline)}
+    suffix = "" if headline else f" [{comparison}; criterion {criterion}]"
+    for lv in LEVELS:
+        for pat in PATTERNS:
+            sub = data[(data["level"] == lv) & (data["pattern"] == pat)]
+            groups_present = [s for s in sources if (sub["source"] == s).any()]
+            if len(groups_present) < 2:
+                continue
+            for value in ("mean_counts", "lr_ratio"):
+                groups = {s: sub.loc[sub["source"] == s, value].to_numpy() for s in groups_present}
+                what = f"{value} at {lv}, {pat}"
+                rec = _attempt(notes, "S1", f"ANOVA {what}{suffix}", S.one_way_anova, groups,
+                               experiment="S1", label=what, alpha=alpha)
+                if rec is None:
+                    continue
+                tab = S.anova_table(groups, experiment="S1", label=what)
+                row = {**tag, **{k: v for k, v in rec.as_dict().items() if not k.startswith("mean_")}}
+                row.update({"level": lv, "pattern": pat, "value": value,
+                            "sum_sq": float(tab["sum_sq"].iat[0]),
+                            "residual_sum_sq": float(tab["residual_sum_sq"].iat[0])})
+                power = _attempt(notes, "S1", f"power of the ANOVA {what}{suffix}", S.anova_sensitivity, groups,
+                                 experiment="S1", label=what, alpha=alpha, power=float(cfg.get("anova_power", 0.8)),
+                                 reference_f=float(cfg.get("anova_reference_f", 0.25)))
+                if power is None:
+                    continue   # a row without its power is not written (noted instead)
+                row.update(power)
+                anova.append(row)
+                ref = reference if reference in groups else None
+                ph = _attempt(notes, "S1", f"post-hoc {what}{suffix}", S.posthoc, groups, experiment="S1",
+                              label=what, method=cfg["posthoc"], alpha=alpha, reference=ref)
+                if ph is not None:
+                    for pos, (k, v) in enumerate({"level": lv, "pattern": pat, "value": value, **tag}.items()):
+                        ph.insert(pos, k, v)
+                    post.append(ph)
+                    m = ph[["group1", "group2", "p_corrected"]].copy()
+                    m["x"] = f"{lv}\n{pat}"
+                    marks[value].append(m)
+    return anova, post, marks
+
+
+def s1_published_columns(posthoc: pd.DataFrame, *, scale_label: str) -> pd.DataFrame:
+    """S1's published p-value (:data:`spectsynth.published.S1`, per quantity, variant and pattern,
+    levels pooled) beside every real-vs-variant post-hoc row: ``published_p`` (as printed),
+    ``published_significant`` and ``scale``.  Rows the paper has no value for say so."""
+    from ...published import published
+    from .published import published_p as s1_published_p
+
+    alpha = float(published("S1")["alpha"])
+    texts, sig, scale = [], [], []
+    for _, r in posthoc.iterrows():
+        pair = {str(r["group1"]), str(r["group2"])}
+        other = sorted(pair - {REAL})
+        pub = s1_published_p(str(r["value"]), other[0], str(r["pattern"])) \
+            if REAL in pair and len(other) == 1 else None
+        texts.append(pub["published"] if pub else "not reported")
+        sig.append(("yes" if pub["significant"] else "no") if pub else "not reported")
+        scale.append(scale_label)
+    out = posthoc.copy()
+    out["published_p"] = texts
+    out["published_significant"] = sig
+    out["published_alpha"] = alpha
+    out["scale"] = scale
+    return out
+
+
+def s1_summary(posthoc: pd.DataFrame, *, scale_label: str) -> pd.DataFrame:
+    """S1's finding beside the paper's: one row per quantity, pattern, variant and selection
+    criterion; ``levels`` and ``significant_levels`` count our per-level post-hoc tests against
+    real (the paper pools the levels), with the smallest corrected p and the published p.  The
+    real-vs-real reference appears as variant ``real half 2`` (criterion
+    :data:`CRITERION_NONE`, published ``reference``)."""
+    from .published import published_p as s1_published_p
+
+    rows = []
+    for _, r in posthoc.iterrows():
+        pair = {str(r["group1"]), str(r["group2"])}
+        if r["comparison"] == COMPARISON_REAL_HALVES:        # the reference: real vs real
+            rows.append({**r.to_dict(), "variant": REAL_HALVES[1]})
+        elif REAL in pair and len(pair - {REAL}) == 1:
+            rows.append({**r.to_dict(), "variant": next(iter(pair - {REAL}))})
+    cols = ["value", "pattern", "variant", "criterion", "headline", "levels", "significant_levels",
+            "min_p_corrected", "ours", "published_p", "published", "scale"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    frame = pd.DataFrame(rows)
+    out = []
+    for (value, pattern, variant, criterion), g in frame.groupby(["value", "pattern", "variant", "criterion"],
+                                                                sort=True):
+        pub = s1_published_p(value, variant, pattern)
+        reference = variant == REAL_HALVES[1]
+        n_sig = int(g["significant"].astype(bool).sum())
+        out.append({"value": value, "pattern": pattern, "variant": variant, "criterion": criterion,
+                    "headline": bool(g["headline"].iat[0]), "levels": " ".join(g["level"]),
+                    "significant_levels": n_sig, "min_p_corrected": float(g["p_corrected"].min()),
+                    "ours": "different" if n_sig else "not different",
+                    "published_p": pub["published"] if pub else ("reference" if reference else "not reported"),
+                    "published": ("different" if pub["significant"] else "not different") if pub
+                    else ("reference" if reference else "not reported"),
+                    "scale": scale_label})
+    return pd.DataFrame(out, columns=cols)
+
+
+def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str, Mapping],
+                real_shard: str, real_index: str, out: Mapping[str, str], *, cfg: Mapping,
+                scale_label: str, other_predictions: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+                headline_criterion: str | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """S1's evaluation: real test slices vs the images of each FastGAN variant (A, B).
+
+    * per image: mean counts (MC) and left/right ratio (LR) of the max-normalised slice;
+    * per (level, pattern): one-way ANOVA real vs A vs B of MC and LR (sources present at
+      that level), with its power (:func:`spectsynth.stats.anova_sensitivity`: observed
+      Cohen's f, the smallest f detectable at ``cfg['anova_power']``), post-hoc comparisons
+      (``cfg['posthoc']``, against ``posthoc_reference``) and S1's published p beside each;
+    * the reference a "not different from real" is read against: the real test set split in
+      two halves by subject (:func:`split_subjects_in_halves`, ``seed``) through the same
+      ANOVA and post-hoc (``comparison`` = :data:`COMPARISON_REAL_HALVES`);
+    * the same tests for the checkpoints picked by the other selection criteria
+      (``other_predictions``: criterion -> experiment -> files; ``headline`` false), so a
+      reader sees whether the finding depends on how the epoch was chosen;
+    * box plots with S1's significance marks; pixel-wise mean and SD maps per source, level
+      and pattern (groups of at least two images) with their average pixel-wise SD (headline).
+
+    ``out``: ``images``, ``anova``, ``posthoc``, ``average_sd``, ``boxplot``, ``maps_mean``,
+    ``maps_sd``, ``not_computed`` and, when given, ``summary`` (:func:`s1_summary`).
+    """
+    from ...datasets import SliceShard
+
+    notes: list[dict] = []
+    headline_criterion = headline_criterion or "configured"
+    index = read_index(real_index, experiment="S1 real test set")
+    shard = SliceShard(real_shard)
+    if len(shard) != len(index):
+        raise EvaluationError(f"S1 test shard {real_shard} holds {len(shard)} slices but the index "
+                              f"lists {len(index)}", experiment="S1", hint="Rebuild dataset s1")
+    ch = shard.channel_index(["slice"])[0]
+    real_imgs = shard_to_ras(shard.all_images()[:, ch])
+    names = _source_names(specs)
+
+    def generated(files_by_experiment: Mapping[str, Mapping[str, str]]) -> dict[str, tuple]:
+        stacks = {}
+        for name in sorted(files_by_experiment):
+            arrays, table, _ = load_predictions(files_by_experiment[name]["h5"], files_by_experiment[name]["tsv"],
+                                                experiment=name)
+            stacks[names[name]] = (shard_to_ras(arrays["prediction"][:, 0]), table["level"].tolist(),
+                                   table["pattern"].tolist())
+        return stacks
+
+    stacks = {REAL: (real_imgs, index["level"].tolist(), index["pattern"].tolist()), **generated(predictions)}
+    parts = []
+    for source, (imgs, lev, pat) in stacks.items():
+        part = M.s1_image_table(imgs, levels=lev, patterns=pat, source=source,
+                                experiment="S1" if source == REAL else source)
+        part["criterion"] = CRITERION_NONE if source == REAL else headline_criterion
+        parts.append(part)
+    parts[0]["subject"] = index["subject"].astype(str).to_numpy()
+    other_data = {}
+    for criterion, files in sorted((other_predictions or {}).items()):
+        alt = []
+        for source, (imgs, lev, pat) in generated(files).items():
+            alt.append(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source, experiment=source)
+                       .assign(criterion=criterion))
+        other_data[criterion] = pd.concat(alt, ignore_index=True) if alt else None
+    data = pd.concat(parts, ignore_index=True)
+    sources = list(stacks)
+    all_images = pd.concat([data, *(d for d in other_data.values() if d is not None)], ignore_index=True)
+    all_images["subject"] = all_images["subject"].fillna("none (generated)")   # generated images have no subject
+    halves = _attempt(notes, "S1", "real-vs-real reference (real test set in two halves by subject)",
+                      split_subjects_in_halves, index["subject"].astype(str).tolist(), seed=seed)
+    all_images["real_half"] = 0
+    if halves is not None:
+        is_real = all_images["source"] == REAL
+        all_images.loc[is_real, "real_half"] = all_images.loc[is_real, "subject"].map(halves).astype(int)
+    write_table(all_images, out["images"], what="S1 per-image measures")
+    data["condition"] = data["level"] + "\n" + data["pattern"]
+
+    reference = cfg["posthoc_reference"]
+    anova, post, comps = _s1_tests(data, sources, reference=reference, cfg=cfg, notes=notes,
+                                   comparison=COMPARISON_GENERATED, criterion=headline_criterion, headline=True)
+    for criterion, alt in other_data.items():
+        if alt is None:
+            continue
+        alt_data = pd.concat([data[data["source"] == REAL], alt], ignore_index=True)
+        a, p, _ = _s1_tests(alt_data, sources, reference=reference, cfg=cfg, notes=notes,
+                            comparison=COMPARISON_GENERATED, criterion=criterion, headline=False)
+        anova += a
+        post += p
+    if halves is not None:
+        real = data[data["source"] == REAL].copy()
+        real["source"] = [REAL_HALVES[halves[s] - 1] for s in real["subject"]]
+        a, p, _ = _s1_tests(real, list(REAL_HALVES), reference=REAL_HALVES[0], cfg=cfg, notes=notes,
+                            comparison=COMPARISON_REAL_HALVES, criterion=CRITERION_NONE, headline=False)
+        anova += a
+        post += p
+    anova_t = pd.DataFrame(anova) if anova else pd.DataFrame(
+        columns=["comparison", "criterion", "headline", "level", "pattern", "value"])
+    post_t = pd.concat(post, ignore_index=True) if post else pd.DataFrame(
+        columns=["level", "pattern", "value", "comparison", "criterion", "headline", "group1", "group2"])
+    post_t = s1_published_columns(post_t, scale_label=scale_label)
+    write_table(anova_t, out["anova"], what="S1 ANOVA")
+    write_table(post_t, out["posthoc"], what="S1 post-hoc")
+    summary = s1_summary(post_t, scale_label=scale_label)
+    if "summary" in out:
+        write_table(summary, out["summary"], what="S1 summary beside the published finding")
+
+    label = figure_label(scale_label, int(index["subject"].nunique()), list(specs.values()))
+    order = [f"{lv}\n{p}" for lv in LEVELS for p in PATTERNS if f"{lv}\n{p}" in set(data["condition"])]
+    fig = P.s1_whisker_grid(data, values={"mean_counts": "mean counts (MC)", "lr_ratio": "L/R ratio"},
+                            x="condition", hue="source", subtitle=label,
+                            comparisons={k: pd.concat(v, ignore_index=True) for k, v in comps.items() if v},
+                            title=f"S1: real vs generated perfusion slices (selection: {headline_criterion})",
+                            order=order, hue_order=sources)
+    P.save_figure(fig, out["boxplot"], dpi=int(cfg["figure_dpi"]))
+
+    maps, avg = {}, []
+    for source, (imgs, lev, pat) in stacks.items():
+        for lv in LEVELS:
+            for p in PATTERNS:
+                sel = [i for i, (a, b) in enumerate(zip(lev, pat, strict=True)) if a == lv and b == p]
+                if not sel:
+                    continue
+                res = _attempt(notes, "S1", f"mean/SD map {source} {lv} {p}", M.mean_sd_maps,
+                               imgs[sel], levels=[lv] * len(sel), patterns=[p] * len(sel),
+                               experiment="S1", source=source)
+                if res is None:
+                    continue
+                r = res[(lv, p)]
+                maps[(f"{source} {lv}", p)] = r
+                avg.append({"source": source, "level": lv, "pattern": p, "n": r["n"],
+                            "average_sd": r["average_sd"]})
+    write_table(pd.DataFrame(avg, columns=["source", "level", "pattern", "n", "average_sd"]),
+                out["average_sd"], what="S1 average pixel-wise SD")
+    rows = [f"{s} {lv}" for s in sources for lv in LEVELS if any(k[0] == f"{s} {lv}" for k in maps)]
+    for key, stat in (("maps_mean", "mean"), ("maps_sd", "sd")):
+        title = f"S1: pixel-wise {stat.upper() if stat == 'sd' else stat} maps per source, level and pattern"
+        if maps:
+            fig = P.map_grid({k: v[stat] for k, v in maps.items()}, levels=rows, patterns=list(PATTERNS),
+                             subtitle=label, title=title, convention=cfg["display_convention"],
+                             colorbar_label=f"pixel-wise {stat} (max-normalised counts)")
+        else:
+            fig = _message_figure("No condition holds two or more images of one source; pixel-wise "
+                                  "mean and SD maps need at least two (see not_computed.tsv).",
+                                  label, title)
+        P.save_figure(fig, out[key], dpi=int(cfg["figure_dpi"]))
+    write_table(_notes_frame(notes), out["not_computed"], what="S1 statistics not computed")
+    return {"images": all_images, "anova": anova_t, "posthoc": post_t, "summary": summary}
+
+
+# ----------------------------------------------------------------------------- entry points
+def run(inputs: Mapping, output: Mapping, params: Mapping, wildcards: Mapping) -> None:
+    """The evaluation rule's entry point (workflow/scripts/evaluate_study.py): rule inputs, outputs,
+    the study's evaluation params and the wildcards, as plain mappings."""
+
+    exps = params["experiments"]
+    files = {e: {"h5": inputs[f"{e}_h5"], "tsv": inputs[f"{e}_tsv"]} for e in exps}
+    configured = {params["specs"][e]["selection_criterion"] for e in exps}
+    headline = configured.pop() if len(configured) == 1 else None
+    other = {c: {e: {"h5": inputs[f"{e}__{c}_h5"], "tsv": inputs[f"{e}__{c}_tsv"]} for e in exps}
+             for c in params["criteria"] if c != headline}
+    evaluate_s1(files, params["specs"], inputs["real_test"], inputs["real_index"], output, cfg=params["cfg"],
+                scale_label=params["scale_label"], other_predictions=other,
+                headline_criterion=headline or "configured per experiment", seed=params["seed"])
+
+
+
+def reading_packet(experiment: str, inputs: Mapping, *, out_dir: str, key_path: str, cfg: Mapping,
+                   seed: int = 0, convention: str = "radiological") -> dict:
+    """Generated images read against the real test slices of the dataset (conditions level and
+    pattern in the key): :func:`spectsynth.reading.reading_packet`."""
+    from ...datasets import SliceShard
+    from ...evaluate import shard_to_ras
+    from ...infer import load_predictions, read_index
+    from ...reading import reading_packet
+
+    arrays, table, _ = load_predictions(inputs["h5"], inputs["tsv"], experiment=experiment)
+    generated = shard_to_ras(arrays["prediction"][:, 0])
+    index = read_index(inputs["real_index"], experiment=experiment)
+    shard = SliceShard(inputs["real_test"])
+    real = shard_to_ras(shard.all_images()[:, shard.channel_index(["slice"])[0]])
+    n = cfg.get("n_per_source")
+    n = None if n is None else min(int(n), len(real), len(generated))
+    return reading_packet(
+        list(real), list(generated), out_dir=out_dir, key_path=key_path, experiment=experiment, seed=seed,
+        n_per_source=n, convention=convention, score_scale=int(cfg["score_scale"]),
+        footer=f"reading packet {experiment}",
+        real_ids=[f"sub-{s} slice {z}" for s, z in zip(index["subject"], index["slice_index"], strict=True)],
+        generated_ids=[f"sample {k}" for k in table["sample"]],
+        real_conditions=[f"{lv} {p}" for lv, p in zip(index["level"], index["pattern"], strict=True)],
+        generated_conditions=[f"{lv} {p}" for lv, p in zip(table["level"], table["pattern"], strict=True)])
+
+

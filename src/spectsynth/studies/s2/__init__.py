@@ -1,0 +1,140 @@
+"""S2: pix2pix MRI / FDG-PET / both -> perfusion SPECT (Shokraei Fard et al., Front Neurol 2024).
+
+The experiment grid is inputs (mri, pet, mri+pet) x spaces (native, template) x losses
+(l1, l1+ssim): 12 runs from one compact entry; one dataset per space (``s2_native``,
+``s2_template``); the evaluation compares the whole grid at once (Table 4, paired t-tests,
+violin plots) with two baselines (input as SPECT, per-pixel linear map of the training split).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from ...errors import ConfigError
+from ..base import SPLIT_DEFAULT, Context, Output, Similarity, Study, as_list, fail
+
+INPUTS = {"mri": ["mri"], "pet": ["pet"], "mri+pet": ["mri", "pet"]}
+SPACES = ("native", "template")
+# loss token -> default lambda_ssim.  With lambda_L1 = 100 the two pixel terms start at about
+# 100 x 0.7 (L1 of an untrained generator on (-1, 1) slices) and lambda_SSIM x 1 (1 - SSIM):
+# lambda_SSIM = 50 gives the SSIM term about 40 % of the generator loss at the start and about
+# half near S2's published end point (L1 ~ 0.05, SSIM ~ 0.87), so the SSIM arm can matter.
+# The shares are measured in every run's history.csv (G_share_*); preset paper_weights keeps 1.
+SSIM_WEIGHT = 50.0
+LOSSES = {"l1": 0.0, "l1+ssim": SSIM_WEIGHT}
+# lambda_SSIM of the l1+ssim runs under a preset (the l1 runs always have 0)
+PRESET_SSIM_WEIGHT: dict[str, float] = {"paper_weights": 1.0}
+TOKEN = {"mri+pet": "mripet", "l1+ssim": "l1ssim"}
+
+_T = ("table",)
+_F = ("figure",)
+
+
+class S2(Study):
+    name = "S2"
+    key = "s2"
+    title = "pix2pix MRI/PET -> perfusion SPECT"
+    entry_keys = ("inputs", "spaces", "losses")
+    families = ("pix2pix",)
+    # S2: batch 8, lr 1e-4, 1000 epochs; beta1 0.5 and lambda_L1 100 kept from the pix2pix
+    # reference S2 says it started from (S2 reports only the changed batch size and rate).
+    training_defaults = {"epochs": 1000, "batch_size": 8, "lr": 1e-4, "betas": [0.5, 0.999],
+                         "selection_metric": "ssim"}
+    channels = ("mri", "pet", "spect")
+    roles = ("mri", "pet", "spect")
+    condition_columns = ()
+    report_category = "7. Results S2"
+    per_experiment = False
+    stamp = "slice_metrics"
+    resected_test_subjects = True        # S2's unseen patients include resections
+    similarity_dataset = "s2_native"
+    input_similarity = (
+        Similarity("mri", "spect", "MRI vs SPECT", None, "S2 reports no input-vs-target SSIM (its MRI->SPECT model: 0.87)"),
+        Similarity("pet", "spect", "PET vs SPECT", None, "S2 reports no input-vs-target SSIM (its PET->SPECT model: 0.88)"),
+    )
+    evaluation_param_names = ("experiments", "datasets", "specs")
+    evaluation = {
+        "slice_metrics": Output("slice_metrics.tsv", "evaluate_s2.rst", "Tables", ("table", "per-slice RMSE, SSIM, PSNR")),
+        "ttests": Output("ttests.tsv", "evaluate_s2.rst", "Statistics", ("table", "paired t-tests")),
+        "table4": Output("table4.tsv", "evaluate_s2.rst", "Tables",
+                         ("table", "Table 4 (mean, CV) with baselines and published rows")),
+        "published": Output("published.tsv", "evaluate_s2.rst", "Tables", ("table", "ours next to the published values")),
+        "violin": Output("violin_metrics.png", "evaluate_s2.rst", "Figures",
+                         ("figure", "violin plots per metric, with baselines")),
+        "not_computed": Output("not_computed.tsv", "evaluate_not_computed.rst", "Statistics",
+                               ("table", "statistics not computed")),
+    }
+
+    # 30 / 6 / 12 of S2's 48 patients (spectsynth.design checks it at paper scale)
+    dataset_defaults = {"size": 64, "spaces": list(SPACES), "n_slices": 20, "normalise": "minmax_pm1",
+                        "extent_threshold": 0.05,
+                        "split": {**SPLIT_DEFAULT, "fractions": {"train": 0.625, "val": 0.125, "test": 0.25}},
+                        "augment": {"shift_px": 0, "flip": False}}
+
+    def expand(self, name: str, model: str, entry: Mapping, cfg: Mapping) -> list[tuple[str, dict]]:
+        size = self.size(cfg, name)
+        inputs = as_list(entry.get("inputs"), list(INPUTS))
+        spaces = as_list(entry.get("spaces"), list(SPACES))
+        losses = as_list(entry.get("losses"), list(LOSSES))
+        for values, allowed, key in ((inputs, INPUTS, "inputs"), (spaces, SPACES, "spaces"),
+                                     (losses, LOSSES, "losses")):
+            bad = [v for v in values if v not in allowed]
+            if bad or not values:
+                raise fail(name, f"unknown {key} {bad}", f"Use values from {', '.join(allowed)}")
+        runs = []
+        for inp, space, loss in itertools.product(inputs, spaces, losses):
+            tok = "_".join(TOKEN.get(t, t) for t in (inp, space, loss))
+            extra = {"dataset": f"{self.key}_{space}", "size": size, "input_channels": INPUTS[inp],
+                     "target_channels": ["spect"], "input": inp, "space": space, "loss": loss}
+            if entry.get("lambda_ssim") is None:
+                preset_ssim = PRESET_SSIM_WEIGHT.get(entry.get("preset") or "study")
+                extra["lambda_ssim"] = LOSSES[loss] if loss == "l1" or preset_ssim is None else preset_ssim
+            elif loss == "l1":
+                extra["lambda_ssim"] = 0.0
+            runs.append((f"{name}_{tok}", extra))
+        return runs
+
+    # ------------------------------------------------------------------ datasets
+    def dataset_names(self, spec: Mapping) -> list[str]:
+        return [f"{self.key}_{sp}" for sp in spec["spaces"]]
+
+    def resolve_dataset(self, spec: dict, name: str) -> None:
+        spec["space"] = name.split("_", 1)[1] if "_" in name else None
+        if spec["space"] not in spec["spaces"]:
+            raise ConfigError(f"dataset {name}: space {spec['space']!r} is not in datasets.{self.key}.spaces "
+                              f"{spec['spaces']}")
+
+    def subject_files(self, dataset: str, out: str, subject: str, sim: Mapping) -> dict[str, str]:
+        from ...simulate import paths as sim_paths
+
+        space = dataset.split("_", 1)[1]
+        scans = sim_paths.scans(out, subject, sim)   # registered by register_modality
+        anat = f"{out}/sub-{subject}/anat/sub-{subject}"
+        # S2 ran FSL BET on the MRI: its input is the brain-extracted T1w.
+        mri = f"{anat}_desc-brain_T1w.nii.gz" if space == "native" else \
+            f"{anat}_space-MNI152_desc-brain_T1w.nii.gz"
+        return {"mri": mri, "pet": scans["fdg"][space], "spect": scans["perfusion"][space]}
+
+    def keeps_record(self, rec: Mapping, spec: Mapping) -> bool:
+        return rec.get("space") in (None, spec.get("space"))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
+        files: dict[str, Any] = {}
+        exps = ctx.experiments_of(self.name)
+        for e in exps:
+            files |= {f"{e}_{k}": v for k, v in ctx.predictions(e).items()}
+        # the training split of each dataset: the per-pixel linear map is fitted on it
+        for d in sorted({ctx.experiments[e]["dataset"] for e in exps}):
+            sh = ctx.shards(d)
+            files |= {f"{d}_train": sh["train"], f"{d}_index": sh["index"]}
+        return files
+
+    def evaluation_params(self, ctx: Context, wildcards) -> dict[str, Any]:
+        exps = ctx.experiments_of(self.name)
+        return {"experiments": exps, "datasets": sorted({ctx.experiments[e]["dataset"] for e in exps}),
+                "specs": {e: ctx.experiments[e] for e in exps}}
+
+STUDY = S2()

@@ -1,0 +1,101 @@
+"""The layout: each study lives in one place (spectsynth.studies), and a new study needs no edit
+elsewhere in the package or the rules."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import io
+import tokenize
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from spectsynth.studies import REGISTRY, Output, Study, dataset_names
+
+STUDIES_DIR = REPO / "src" / "spectsynth" / "studies"
+
+
+def _study_words() -> set[str]:
+    words = {s.name for s in REGISTRY.values()} | {s.key for s in REGISTRY.values()}
+    return words | set(dataset_names({}))
+
+
+def _code_files() -> list[Path]:
+    files = [p for p in (REPO / "src" / "spectsynth").rglob("*.py") if STUDIES_DIR not in p.parents]
+    files += sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    files += sorted((REPO / "workflow" / "rules").glob("*.smk")) + [REPO / "Snakefile"]
+    return files
+
+
+def _string_literals(path: Path):
+    """(line, value) of every plain string literal in a Python or Snakemake file (f-strings and
+    docstring-like prose included as their text)."""
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if tok.type != tokenize.STRING:
+            continue
+        try:
+            value = ast.literal_eval(tok.string)
+        except (ValueError, SyntaxError):
+            continue                     # an f-string: its parts are names, not study literals
+        if isinstance(value, str):
+            yield tok.start[0], value
+
+
+def test_no_study_literal_outside_the_studies_package():
+    words = _study_words()
+    found = [f"{p.relative_to(REPO)}:{line}: {value!r}" for p in _code_files()
+             for line, value in _string_literals(p) if value in words]
+    assert not found, ("study names as literals outside src/spectsynth/studies (ask the registry "
+                       "instead):\n" + "\n".join(found))
+
+
+def test_the_literal_check_finds_one(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text('if spec["study"] == "S1":\n    pass\nname = f"{key}_native"\n')
+    assert [v for _, v in _string_literals(bad) if v in _study_words()] == ["S1"]
+
+
+class _Toy(Study):
+    """A fifth study, paired like S3: registered at run time to show the protocol is enough."""
+
+    name = "S9"
+    key = "s9"
+    families = ("pix2pix",)
+    training_defaults = {"epochs": 5, "batch_size": 2, "lr": 1e-4, "betas": [0.5, 0.999], "selection_metric": "ssim"}
+    dataset_defaults = copy.deepcopy(REGISTRY["S3"].dataset_defaults)
+    channels = roles = ("spect_cbf", "pet_cbf")
+    report_category = "9. Results S9"
+    evaluation = {"summary": Output("{experiment}/summary.tsv", "evaluate_s3.rst", "{experiment}", ("table", "x"))}
+
+    def subject_files(self, dataset, out, subject, sim):
+        return {r: f"{out}/sub-{subject}/{r}.nii.gz" for r in self.roles}
+
+
+@pytest.fixture()
+def toy_study(monkeypatch):
+    from spectsynth import studies
+
+    toy = _Toy()
+    monkeypatch.setitem(studies.REGISTRY, toy.name, toy)
+    monkeypatch.setitem(studies.BY_KEY, toy.key, toy)
+    return toy
+
+
+def test_a_new_study_needs_only_its_registry_entry(toy_study):
+    from spectsynth.datasets import dataset_spec
+    from spectsynth.experiments import expand_experiments
+    from spectsynth.studies import Context, dataset_subject_files
+
+    assert "s9" in dataset_names({})
+    spec = dataset_spec({}, "s9")
+    assert spec["study"] == "S9" and spec["n_slices"] == 20
+    runs = expand_experiments({"experiments": {"toy": {"study": "S9", "model": "pix2pix"}}})
+    assert runs["toy"]["dataset"] == "s9" and runs["toy"]["epochs"] == 5
+    assert runs["toy"]["input_channels"] == ["spect_cbf"] and runs["toy"]["target_channels"] == ["pet_cbf"]
+    ctx = Context("/out", ["01"], runs, {})
+    assert toy_study.evaluation_targets(ctx) == ["/out/evaluate/s9/toy/summary.tsv"]
+    assert dataset_subject_files("s9", "/out", ["01"], {})["01"]["pet_cbf"] == "/out/sub-01/pet_cbf.nii.gz"
+    with pytest.raises(Exception, match="does not serve study S9"):
+        expand_experiments({"experiments": {"toy": {"study": "S9", "model": "fastgan"}}})
