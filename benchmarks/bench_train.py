@@ -18,7 +18,8 @@ Usage::
     python benchmarks/bench_train.py --out benchmarks/out/train.tsv
 
 ``--paper`` uses the published network widths (FastGAN base 32, pix2pix ngf/ndf 64, VAE base
-32); the default uses the demo widths of ``config/schema.d/train.defaults.yaml``.
+32); the default uses the demo widths of the default experiments (``experiments`` in
+``config/config.yaml`` and in ``config/schema.yaml``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,3 +79,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+PHANTOM_SHAPE = (40, 48, 36)
+
+
+def phantom(seed: int = 0, pattern: str = "normal", striatum: float = 1.0, shape=PHANTOM_SHAPE) -> np.ndarray:
+    """A tiny DaT-like volume for the dataset, training and inference tests: an ellipsoid 'brain'
+    with two striatal blobs; ``unilateral`` halves the left side, ``bilateral`` the anterior and
+    posterior thirds."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    brain = ((x / 0.8) ** 2 + (y / 0.9) ** 2 + (z / 0.85) ** 2) < 1
+    v = brain * (1.0 + 0.1 * rng.standard_normal(shape))
+    if pattern == "unilateral":
+        v[(x < 0) & brain] *= 0.5
+    elif pattern == "bilateral":
+        v[(np.abs(y) > 0.3) & brain] *= 0.5
+    v[((np.abs(x) - 0.3) ** 2 / 0.02 + y ** 2 / 0.05 + z ** 2 / 0.03) < 1] += 3.0 * striatum
+    return np.clip(v, 0, None).astype(np.float32)

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import phantom
 
 from spectsynth.datasets import (
     EpochSampler,
@@ -27,21 +28,6 @@ from spectsynth.labels import PATTERNS
 
 SHAPE = (40, 48, 36)
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}
-
-
-def phantom(seed: int = 0, pattern: str = "normal", striatum: float = 1.0, shape=SHAPE) -> np.ndarray:
-    """Ellipsoid 'brain' with two striatal blobs; defects on the left or anterior/posterior."""
-    rng = np.random.default_rng(seed)
-    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    brain = ((x / 0.8) ** 2 + (y / 0.9) ** 2 + (z / 0.85) ** 2) < 1
-    v = brain * (1.0 + 0.1 * rng.standard_normal(shape))
-    if pattern == "unilateral":
-        v[(x < 0) & brain] *= 0.5
-    elif pattern == "bilateral":
-        v[(np.abs(y) > 0.3) & brain] *= 0.5
-    stri = ((np.abs(x) - 0.3) ** 2 / 0.02 + y ** 2 / 0.05 + z ** 2 / 0.03) < 1
-    v[stri] += 3.0 * striatum
-    return np.clip(v, 0, None).astype(np.float32)
 
 
 def s1_records(n_subjects=8, patterns=PATTERNS):

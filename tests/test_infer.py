@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import phantom
 
 from spectsynth.checkpoints import load_for_inference
 from spectsynth.datasets import build_dataset
@@ -29,17 +30,6 @@ ENTRIES = {
     "clin": {"study": "S0", "model": "vae", "epochs": 1, "base_channels": 4, "latent_dim": 8, "batch_size": 4},
 }
 NAMES = {"gan": "gan_A", "p2p": "p2p_mri_native_l1", "clin": "clin"}
-
-
-def phantom(seed: int, pattern: str = "normal", striatum: float = 1.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in (40, 48, 36)], indexing="ij")
-    brain = ((x / 0.8) ** 2 + (y / 0.9) ** 2 + (z / 0.85) ** 2) < 1
-    v = brain * (1.0 + 0.1 * rng.standard_normal(brain.shape))
-    if pattern == "unilateral":
-        v[(x < 0) & brain] *= 0.5
-    v[((np.abs(x) - 0.3) ** 2 / 0.02 + y ** 2 / 0.05 + z ** 2 / 0.03) < 1] += 3.0 * striatum
-    return np.clip(v, 0, None).astype(np.float32)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import phantom
 
 from spectsynth.checkpoints import CheckpointError, load_checkpoint, load_for_inference
 from spectsynth.datasets import build_dataset
@@ -20,19 +21,6 @@ from spectsynth.labels import PATTERNS
 from spectsynth.train import train_experiment
 
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}
-
-
-def phantom(seed: int, pattern: str = "normal", striatum: float = 1.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in (40, 48, 36)], indexing="ij")
-    brain = ((x / 0.8) ** 2 + (y / 0.9) ** 2 + (z / 0.85) ** 2) < 1
-    v = brain * (1.0 + 0.1 * rng.standard_normal(brain.shape))
-    if pattern == "unilateral":
-        v[(x < 0) & brain] *= 0.5
-    elif pattern == "bilateral":
-        v[(np.abs(y) > 0.3) & brain] *= 0.5
-    v[((np.abs(x) - 0.3) ** 2 / 0.02 + y ** 2 / 0.05 + z ** 2 / 0.03) < 1] += 3.0 * striatum
-    return np.clip(v, 0, None).astype(np.float32)
 
 
 # 4 training slices per level x pattern (4 training subjects, one scan of each pattern)

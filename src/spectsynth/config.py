@@ -6,6 +6,12 @@ the key, the value and what is allowed, e.g.::
 
     config key 'inputs.demo.n_subjects': value 0 is not allowed: must be >= 1
     config key 'inputs.demo': unknown key 'n_subject' (allowed: n_subjects, seed, ...)
+    config key 'experiments.s1_fastgan.ngf': 'ngf' is a setting of model pix2pix only and this
+    entry's model is 'fastgan'; remove it from this entry (value 16)
+
+Blocks used more than once are written once under the schema's ``$defs``; defaults are filled
+through ``$ref`` too. :func:`schema_defaults` returns what a block fills in, for the tests that
+hold Python copies of defaults to the schema (tests/test_defaults_single_source.py).
 """
 
 from __future__ import annotations
@@ -25,20 +31,82 @@ from .errors import ConfigError
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
-def _extend_with_defaults(validator_class):
-    validate_properties = validator_class.VALIDATORS["properties"]
+def _pointer(root: dict, ref: str) -> Any:
+    """The part of ``root`` that the local reference ``ref`` (``#/$defs/split``) names."""
+    if not ref.startswith("#"):
+        raise ConfigError(f"config schema: only local references ('#/...') are supported, not {ref!r}")
+    node: Any = root
+    for part in ref[1:].split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
 
-    def set_defaults(validator, properties, instance, schema):
+
+def _default(root: dict, subschema: Any) -> tuple[bool, Any]:
+    """(True, default) when ``subschema`` or the block its ``$ref`` chain names has a default.
+
+    A default written beside a ``$ref`` wins over the referenced block's own (the referencing
+    site can set its own default for a shared block)."""
+    seen = set()
+    while isinstance(subschema, dict):
+        if "default" in subschema:
+            return True, subschema["default"]
+        ref = subschema.get("$ref")
+        if ref is None or ref in seen:
+            break
+        seen.add(ref)
+        subschema = _pointer(root, ref)
+    return False, None
+
+
+def _defaulting_validator(schema: dict, root: dict | None = None) -> jsonschema.protocols.Validator:
+    """A draft 2020-12 validator of ``schema`` that fills in absent keys' defaults as it validates.
+
+    Defaults are filled by ``properties`` wherever it is applied: in the schema itself, through
+    ``$ref``, ``allOf`` and ``then``. A property whose schema is only a ``$ref`` takes the
+    default of the referenced block."""
+    validate_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
         if isinstance(instance, dict):
-            for prop, subschema in properties.items():
-                if "default" in subschema and prop not in instance:
-                    instance[prop] = copy.deepcopy(subschema["default"])
-        yield from validate_properties(validator, properties, instance, schema)
+            for prop, prop_schema in properties.items():
+                if prop not in instance:
+                    found, value = _default(root or schema, prop_schema)
+                    if found:
+                        instance[prop] = copy.deepcopy(value)
+        yield from validate_properties(validator, properties, instance, subschema)
 
-    return validators.extend(validator_class, {"properties": set_defaults})
+    cls = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    return cls(schema)
 
 
-_DefaultingValidator = _extend_with_defaults(Draft202012Validator)
+def schema_defaults(schema: dict | str | Path | None, where: str, instance: dict | None = None) -> Any:
+    """The defaults that a block of ``schema`` fills in, as validation would.
+
+    ``where`` is a config key path (``"datasets.s1"``, ``"simulate"``; the value that key takes
+    in a config that sets nothing) or a reusable block (``"$defs/split"``), then filled into
+    ``instance`` (default: the block's own default or ``{}``). A block whose keys need values
+    (``$defs/experiment`` needs ``study`` and ``model``) takes them in ``instance``. Raises
+    :class:`ConfigError` when ``instance`` does not validate against the block."""
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    if where.lstrip("#/").startswith("$defs/"):
+        block = _pointer(schema, "#/" + where.lstrip("#/"))
+        found, start = _default(schema, block)
+        target = copy.deepcopy(instance if instance is not None else (start if found else {}))
+        errors = list(_defaulting_validator({**block, "$defs": schema.get("$defs", {})}, schema)
+                      .iter_errors(target))
+        if errors:
+            raise ConfigError(f"{where}: {describe_error(errors[0], target)}")
+        return target
+    cfg = validate_config({}, schema)
+    for part in where.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            raise ConfigError(f"config key {where!r} has no default (no {part!r} in the filled config)")
+        cfg = cfg[part]
+    if instance is not None:
+        raise ConfigError("schema_defaults: an instance is only filled into a $defs block")
+    return cfg
 
 
 def load_schema(path: str | Path | None = None) -> dict:
@@ -51,25 +119,68 @@ def _key(path) -> str:
     return ".".join(parts) if parts else "<top level>"
 
 
-def describe_error(err: jsonschema.ValidationError) -> str:
-    """One line: the key, the value and what is allowed."""
+def _either(values: Iterable) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    values = [str(x) for x in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+
+
+def _foreign_keys(schema: dict, entry: Any) -> set[str]:
+    """Keys that ``schema``'s ``x-only-for`` branches (``allOf`` / ``then`` / ``patternProperties``)
+    reserve for another model family or study than ``entry``'s."""
+    out: set[str] = set()
+    if not isinstance(entry, dict):
+        return out
+    for branch in schema.get("allOf", []):
+        for pattern, sub in (branch.get("then", {}).get("patternProperties") or {}).items():
+            owner = sub.get("x-only-for") if isinstance(sub, dict) else None
+            if owner and any(entry.get(f) not in values for f, values in owner.items()):
+                out |= {k for k in schema.get("properties", {}) if re.search(pattern, k)}
+    return out
+
+
+def _owner_text(owner: dict, entry: Any) -> str:
+    """'model pix2pix' / 'study S2' and what ``entry`` (the enclosing object) has instead."""
+    parts = []
+    for field, values in owner.items():
+        own = entry.get(field) if isinstance(entry, dict) else None
+        have = f" and this entry's {field} is {own!r}" if own is not None else ""
+        parts.append(f"{field} {_either(values)} only{have}")
+    return "; ".join(parts)
+
+
+def describe_error(err: jsonschema.ValidationError, config: Any = None) -> str:
+    """One line: the key, the value and what is allowed.
+
+    ``config`` (the validated instance) lets a setting that belongs to another model family or
+    study name the entry's own model or study."""
     key = _key(err.absolute_path)
     v = err.validator
+    value = repr(err.instance)
+    if len(value) > 80:
+        value = value[:77] + "..."
+    owner = err.schema.get("x-only-for") if isinstance(err.schema, dict) else None
+    if owner:
+        entry = config
+        for part in list(err.absolute_path)[:-1]:
+            entry = entry.get(part) if isinstance(entry, dict) else None
+        name = err.absolute_path[-1] if err.absolute_path else key
+        return (f"config key '{key}': {name!r} is a setting of {_owner_text(owner, entry)}; "
+                f"remove it from this entry (value {value})")
     if v == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))
+        allowed = sorted(set(err.schema.get("properties", {})) - _foreign_keys(err.schema, err.instance))
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         pattern = err.schema.get("patternProperties")
         allowed_txt = ", ".join(allowed) if allowed else "none"
         if pattern:
             allowed_txt += f"; or keys matching {', '.join(pattern)}"
         return (f"config key '{key}': unknown key{'s' if len(extra) > 1 else ''} "
                 f"{', '.join(repr(e) for e in extra)} (allowed: {allowed_txt})")
-    value = repr(err.instance)
-    if len(value) > 80:
-        value = value[:77] + "..."
     if v == "enum":
         allowed = ", ".join(repr(x) for x in err.validator_value)
-        return f"config key '{key}': value {value} is not allowed (allowed: {allowed})"
+        scope = err.schema.get("x-allowed-for") if isinstance(err.schema, dict) else None
+        scope = f" for {scope}" if scope else ""
+        return f"config key '{key}': value {value} is not allowed (allowed{scope}: {allowed})"
     if v == "type":
         return f"config key '{key}': value {value} has the wrong type (expected {err.validator_value})"
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
@@ -81,7 +192,7 @@ def describe_error(err: jsonschema.ValidationError) -> str:
 
 
 def iter_errors(config: dict, schema: dict) -> Iterator[jsonschema.ValidationError]:
-    return _DefaultingValidator(schema).iter_errors(config)
+    return _defaulting_validator(schema).iter_errors(config)
 
 
 def validate_config(config: dict, schema: dict | str | Path | None = None) -> dict:
@@ -91,9 +202,13 @@ def validate_config(config: dict, schema: dict | str | Path | None = None) -> di
     """
     if not isinstance(schema, dict):
         schema = load_schema(schema)
-    errors = sorted(iter_errors(config, schema), key=lambda e: [str(p) for p in e.absolute_path])
+    # A setting of another family is reported after the other problems: a wrong `model` is the
+    # cause, the settings that no longer fit it are its consequence.
+    errors = sorted(iter_errors(config, schema),
+                    key=lambda e: (isinstance(e.schema, dict) and "x-only-for" in e.schema,
+                                   [str(p) for p in e.absolute_path]))
     if errors:
-        msg = describe_error(errors[0])
+        msg = describe_error(errors[0], config)
         if len(errors) > 1:
             msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
         raise ConfigError(msg)

@@ -1,8 +1,11 @@
 """Defaults and checks of the ``simulate:`` config section.
 
-The workflow validates the config against its JSON schema (``config/schema.d/simulate.yaml``,
-whose defaults equal :data:`DEFAULTS`); :func:`resolve` repeats the checks that matter for
-users who call the package directly, fills in defaults and returns a plain dict.
+The workflow validates the config against its JSON schema (``simulate`` in
+``config/schema.yaml``), the source of these defaults: :data:`DEFAULTS` is a copy that
+``tests/test_defaults_single_source.py`` holds equal to what the schema fills in
+(``spectsynth.config.schema_defaults(schema, "simulate")``), so that the package can be used
+without reading the schema. :func:`resolve` repeats the checks that matter for users who call
+the package directly, fills in defaults and returns a plain dict.
 """
 
 from __future__ import annotations
