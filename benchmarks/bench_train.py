@@ -43,8 +43,8 @@ from spectsynth.datasets import EpochSampler, GANSliceDataset, PairedSliceDatase
 from spectsynth.device import select_device
 from spectsynth.experiments import expand_experiments
 from spectsynth.labels import LEVELS, PATTERNS
-from spectsynth.models import build_model, init_weights
-from spectsynth.train import RECIPES, _to
+from spectsynth.models import build_model, get_family, init_weights
+from spectsynth.recipe import move_batch
 
 FAMILIES = ("vae", "cvae", "fastgan", "pix2pix")
 ENTRY = {"vae": {"study": "S0", "model": "vae"}, "cvae": {"study": "S0", "model": "cvae"},
@@ -103,7 +103,7 @@ def bench_one(family: str, args) -> list[dict]:
             nets.to(setup.device)
             if setup.channels_last:
                 nets.to(memory_format=torch.channels_last)
-            recipe = RECIPES[family](spec, nets, setup)
+            recipe = get_family(family).recipe()(spec, nets, setup)
             sampler = EpochSampler(len(ds), 0)
             loader = DataLoader(ds, batch_size=args.batch_size, sampler=sampler, drop_last=True,
                                 num_workers=args.num_workers, pin_memory=setup.is_cuda,
@@ -123,7 +123,7 @@ def bench_one(family: str, args) -> list[dict]:
                 t0 = time.perf_counter()
                 batch = next(it)
                 wait += time.perf_counter() - t0
-                recipe.train_step(_to(batch, setup.device, setup.channels_last), 1.0)
+                recipe.train_step(move_batch(batch, setup.device, setup.channels_last), 1.0)
             if setup.is_cuda:
                 torch.cuda.synchronize()
             total = time.perf_counter() - t_start

@@ -8,12 +8,13 @@ import pytest
 import torch
 from conftest import phantom
 
+from spectsynth.checkpoints import load_for_inference
 from spectsynth.datasets import build_dataset
 from spectsynth.errors import EvaluationError
 from spectsynth.experiments import expand_experiments
 from spectsynth.infer import load_predictions, predict_experiment, write_predictions
 from spectsynth.labels import PATTERNS
-from spectsynth.train import load_for_inference, train_experiment
+from spectsynth.train import train_experiment
 
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}
 # 4 training slices per level x pattern (4 training subjects, one scan of each pattern)
@@ -212,7 +213,7 @@ def test_stacked_volume_lands_on_the_source_grid(tmp_path):
 
 # ------------------------------------------------- clinical use of the trained S0 VAE
 def test_vae_prior_samples_are_seeded_and_only_from_a_plain_vae(trained):
-    from spectsynth.infer import sample_vae
+    from spectsynth.models.vae.infer import sample_vae
 
     root, specs = trained
     best = root / "experiments" / specs["clin"]["experiment"] / "best.pt"

@@ -11,12 +11,13 @@ from spectsynth import losses as L
 from spectsynth.device import select_device
 from spectsynth.errors import ConfigError
 from spectsynth.experiments import expand_experiments
-from spectsynth.models import build_model, init_weights
-from spectsynth.models.fastgan import Discriminator, Generator, crop_in_pixels
-from spectsynth.models.pix2pix import PatchDiscriminator, UnetGenerator
-from spectsynth.models.vae import VAE, ConditionalVAE
-from spectsynth.selection import FeatureNet, frechet_distance, s1_distance
-from spectsynth.train import RECIPES
+from spectsynth.models import build_model, get_family, init_weights
+from spectsynth.models.fastgan import losses as FL
+from spectsynth.models.fastgan.network import Discriminator, Generator, crop_in_pixels
+from spectsynth.models.fastgan.scoring import FeatureNet, frechet_distance, s1_distance
+from spectsynth.models.pix2pix.network import PatchDiscriminator, UnetGenerator
+from spectsynth.models.vae import losses as VL
+from spectsynth.models.vae.network import VAE, ConditionalVAE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -46,7 +47,7 @@ def test_fastgan_shapes(size, n_cond):
 
 
 def test_fastgan_has_exactly_one_skip_layer_excitation():
-    from spectsynth.models.fastgan import SkipLayerExcitation
+    from spectsynth.models.fastgan.network import SkipLayerExcitation
     g = Generator(64, 6, base_channels=4)
     assert sum(isinstance(m, SkipLayerExcitation) for m in g.modules()) == 1
     assert g.fc.in_features == 256 + 6 and g.fc.out_features == 64
@@ -99,7 +100,7 @@ def test_ssim_matches_scikit_image():
     b = np.clip(a + 0.2 * rng.standard_normal((32, 32)), 0, 1).astype(np.float32)
     ref = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
                                 use_sample_covariance=False)
-    ours = float(L.ssim(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], 1.0))
+    ours = float(L.gaussian_ssim(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], 1.0))
     assert ours == pytest.approx(ref, abs=1e-5)
     assert float(L.ssim_loss(torch.from_numpy(a)[None, None], torch.from_numpy(a)[None, None], 1.0)) \
         == pytest.approx(0.0, abs=1e-6)
@@ -108,20 +109,20 @@ def test_ssim_matches_scikit_image():
 def test_hinge_losses_follow_s1_equations():
     logits = torch.tensor([-2.0, 0.0, 0.5, 3.0])
     # L_real = -E[min(0, -1 + D)], L_fake = -E[min(0, -1 - D)], L_G = -E[D]
-    assert float(L.hinge_d_real(logits)) == pytest.approx(float(-torch.clamp(-1 + logits, max=0).mean()))
-    assert float(L.hinge_d_fake(logits)) == pytest.approx(float(-torch.clamp(-1 - logits, max=0).mean()))
-    assert float(L.hinge_g(logits)) == pytest.approx(-0.375)
+    assert float(FL.hinge_d_real(logits)) == pytest.approx(float(-torch.clamp(-1 + logits, max=0).mean()))
+    assert float(FL.hinge_d_fake(logits)) == pytest.approx(float(-torch.clamp(-1 - logits, max=0).mean()))
+    assert float(FL.hinge_g(logits)) == pytest.approx(-0.375)
 
 
 def test_kl_warmup_and_elbo():
-    assert L.kl_weight(0.0, 2.0, 10) == 0.0
-    assert L.kl_weight(5.0, 2.0, 10) == pytest.approx(1.0)
-    assert L.kl_weight(50.0, 2.0, 10) == pytest.approx(2.0)
-    assert L.kl_weight(0.0, 2.0, 0) == pytest.approx(2.0)
+    assert VL.kl_weight(0.0, 2.0, 10) == 0.0
+    assert VL.kl_weight(5.0, 2.0, 10) == pytest.approx(1.0)
+    assert VL.kl_weight(50.0, 2.0, 10) == pytest.approx(2.0)
+    assert VL.kl_weight(0.0, 2.0, 0) == pytest.approx(2.0)
     x = torch.zeros(2, 1, 4, 4)
-    t = L.elbo(x, x, torch.zeros(2, 3), torch.zeros(2, 3), kl_w=1.0)
+    t = VL.elbo(x, x, torch.zeros(2, 3), torch.zeros(2, 3), kl_w=1.0)
     assert float(t["loss"]) == 0.0 and float(t["kl"]) == 0.0
-    t = L.elbo(x + 1, x, torch.ones(2, 3), torch.zeros(2, 3), kl_w=0.5)
+    t = VL.elbo(x + 1, x, torch.ones(2, 3), torch.zeros(2, 3), kl_w=0.5)
     assert float(t["recon"]) == pytest.approx(8.0) and float(t["kl"]) == pytest.approx(1.5)
     assert float(t["loss"]) == pytest.approx(8.75)
 
@@ -131,8 +132,8 @@ def test_fastgan_recon_loss_targets_the_right_crop():
     r, c = crop_in_pixels((2, 4), 64)
     assert (r, c) == (16, 32)
     part = real[..., 16:48, 32:64]
-    assert float(L.fastgan_recon_loss(real, part, real, (r, c))) == pytest.approx(0.0, abs=1e-7)
-    assert float(L.fastgan_recon_loss(real, part, real, (0, 0))) > 0.01
+    assert float(FL.fastgan_recon_loss(real, part, real, (r, c))) == pytest.approx(0.0, abs=1e-7)
+    assert float(FL.fastgan_recon_loss(real, part, real, (0, 0))) > 0.01
 
 
 def test_s1_distance_and_frechet_are_zero_for_identical_sets():
@@ -169,7 +170,7 @@ class _FixedImages(torch.nn.Module):
 
 
 def test_feature_distance_criterion_ignores_mean_counts_study_quantities_does_not():
-    from spectsynth.selection import gan_score
+    from spectsynth.models.fastgan.scoring import gan_score
 
     torch.manual_seed(0)
     base = torch.rand(12, 1, 16, 16) * 0.5 + 0.25
@@ -218,7 +219,7 @@ def test_one_batch_overfit(family):
     torch.manual_seed(0)
     nets = build_model(family, spec)
     init_weights(nets)
-    recipe = RECIPES[family](spec, nets, select_device("cpu"))
+    recipe = get_family(family).recipe()(spec, nets, select_device("cpu"))
     x = _smooth_batch()
     if family == "fastgan":
         batch = {"image": x, "cond": torch.eye(6)[:4]}
@@ -270,6 +271,39 @@ def test_expand_experiments_bad_entries_name_the_experiment(entry, needle):
     assert "my_run" in str(err.value) and needle in str(err.value)
 
 
+_STUDY_OF = {"vae": "S0", "cvae": "S0", "fastgan": "S1", "pix2pix": "S3"}
+
+
+@pytest.mark.parametrize("family", ["vae", "cvae", "fastgan", "pix2pix"])
+def test_registry_family_selection_metrics_are_the_ones_experiments_accept(family):
+    from spectsynth.models import FAMILY_DEFAULTS, REGISTRY
+    from spectsynth.selection import DIRECTION
+
+    fam = REGISTRY[family]
+    assert FAMILY_DEFAULTS[family] == dict(fam.defaults) and fam.name == family
+    for metric in DIRECTION:
+        entry = {"study": _STUDY_OF[family], "model": family, "selection_metric": metric}
+        if metric in fam.selection_metrics:
+            spec = next(iter(expand_experiments({"experiments": {"run": entry}}).values()))
+            assert spec["selection_metric"] == metric
+        else:
+            with pytest.raises(ConfigError, match="does not fit model"):
+                expand_experiments({"experiments": {"run": entry}})
+    nets = build_model(family, {"size": 32, "input_channels": ["a"], "target_channels": ["b"]})
+    assert set(nets) == ({"vae"} if family in ("vae", "cvae") else {"G", "D"})
+    assert fam.paired == (family != "fastgan")
+
+
+def test_importing_the_model_registry_does_not_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys, spectsynth.models as m, spectsynth.experiments as e; m.get_family('fastgan'); "
+            "e.expand_experiments({'experiments': {'a': {'study': 'S1', 'model': 'fastgan'}}}); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_build_model_unknown_family():
     with pytest.raises(ConfigError, match="unknown model family"):
         build_model("diffusion", {"size": 32})
@@ -307,7 +341,7 @@ def test_mixed_precision_step_runs(family):
     nets = build_model(family, spec)
     init_weights(nets)
     nets.to(memory_format=torch.channels_last)
-    recipe = RECIPES[family](spec, nets, setup)
+    recipe = get_family(family).recipe()(spec, nets, setup)
     x = _smooth_batch()
     batch = {"image": x, "cond": torch.eye(6)[:4]} if family == "fastgan" else {"input": x, "target": x}
     out = [recipe.train_step(batch, 0.5) for _ in range(2)]

@@ -1,7 +1,7 @@
 """pix2pix learns: a hundred steps on a tiny paired toy task beat the null model and the input.
 
 The tiny end-to-end workflow trains too briefly to show learning, so this test trains the
-real recipe (:class:`spectsynth.train.Pix2PixRecipe`, the generator, discriminator and loss
+real recipe (:class:`spectsynth.models.pix2pix.recipe.Pix2PixRecipe`, the generator, discriminator and loss
 of S2/S3) on a task with a known answer: the target is the input blob mirrored left-right and
 with inverted contrast.  Neither the input itself nor the training mean target (the null
 model) can match it; a generator that learned anything about the input must.  Seeded, CPU,
@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from spectsynth.checkpoints import seed_everything
 from spectsynth.device import select_device
 from spectsynth.experiments import expand_experiments
 from spectsynth.models import build_model, init_weights
-from spectsynth.train import Pix2PixRecipe, loss_shares, seed_everything
+from spectsynth.models.pix2pix.recipe import Pix2PixRecipe, loss_shares
 
 SIZE = 32
 

@@ -50,6 +50,10 @@ class OutputWriteError(_FileError):
     """
 
 
+class TrainingError(SpectsynthError):
+    """Training cannot start or go on (bad data size, empty split, ...)."""
+
+
 class ProcessingError(SpectsynthError):
     """A processing step produced a result that fails its own quality check."""
 

@@ -17,7 +17,7 @@ import copy
 from typing import Any
 
 from .errors import ConfigError
-from .models import FAMILIES, FAMILY_DEFAULTS
+from .models import FAMILIES, FAMILY_DEFAULTS, get_family
 from .studies import REGISTRY
 from .studies.base import fail
 
@@ -53,8 +53,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "threads": 1, "gpu": None, "mem_mb": 4000, "runtime": 60,
 }
 
-# Checkpoint-selection metrics each family can be scored by.
-SELECTION_METRICS = {"vae": ("ssim", "l1"), "cvae": ("ssim", "l1"), "pix2pix": ("ssim", "l1"), "fastgan": ("gan",)}
+# Checkpoint-selection metrics each family can be scored by (its registry entry).
+SELECTION_METRICS = {name: get_family(name).selection_metrics for name in FAMILIES}
 
 
 def training_settings(cfg: dict) -> dict[str, Any]:

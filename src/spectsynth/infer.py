@@ -16,8 +16,12 @@ recovered as ``(x - bias) / gain``; a *prediction* is turned into physical units
 input's constants and lines fitted on the training split (:mod:`spectsynth.calibration`),
 never with its target's.
 
-Nothing here trains: the networks come from :func:`spectsynth.train.load_for_inference`.
-The device is chosen at call time (``auto``: CUDA when available, else CPU).
+This module holds the file handling (index, prediction files, volumes on the subjects' grids);
+the predictions themselves are the model family's (``predict`` of its
+:class:`~spectsynth.models.registry.Family`: :mod:`spectsynth.models.paired` for the paired
+families, :mod:`spectsynth.models.fastgan.infer`).  Nothing here trains: the networks come from
+:func:`spectsynth.checkpoints.load_for_inference`.  The device is chosen at call time
+(``auto``: CUDA when available, else CPU).
 """
 
 from __future__ import annotations
@@ -32,14 +36,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .errors import EvaluationError
+from .errors import ConfigError, EvaluationError
 from .io import atomic_output, save_image
-from .labels import LEVELS, PATTERNS
 
 log = logging.getLogger(__name__)
 
-PAIRED_FAMILIES = ("pix2pix", "vae", "cvae")
-GAN_FAMILIES = ("fastgan",)
 PREDICTION_FORMAT = "spectsynth-predictions"
 
 
@@ -59,107 +60,17 @@ def read_index(index_tsv: str | Path, *, split: str = "test", experiment: str = 
     return sub
 
 
-def _batches(n: int, batch_size: int):
+def batch_ranges(n: int, batch_size: int):
+    """``(start, stop)`` of consecutive batches of at most ``batch_size`` over ``n`` items."""
     for start in range(0, n, batch_size):
         yield start, min(n, start + batch_size)
 
 
-def _device(requested: str, experiment: str):
+def inference_device(requested: str, experiment: str):
+    """The device setup of an inference (``auto``, ``cpu`` or ``cuda[:N]``; no mixed precision)."""
     from .device import select_device
 
     return select_device(requested, amp="off", context=f"experiment {experiment}")
-
-
-def predict_paired(nets, spec: Mapping, shard_path: str | Path, index: pd.DataFrame, *,
-                   batch_size: int, device) -> dict[str, np.ndarray]:
-    """Predict every slice of a test shard with a paired network (pix2pix G or (c)VAE).
-
-    Returns ``input``, ``target``, ``prediction`` arrays ``(N, C, H, W)`` (float32, the
-    shard's normalised units) and ``row`` (the shard rows).
-    """
-    import torch
-
-    from .datasets import SliceShard
-
-    name = spec["experiment"]
-    shard = SliceShard(shard_path)
-    if len(shard) != len(index):
-        raise EvaluationError(
-            f"test shard {shard_path} holds {len(shard)} slices but its index lists {len(index)} "
-            "test rows", experiment=name, hint="Rebuild the dataset (index and shards disagree)")
-    if len(shard) == 0:
-        raise EvaluationError(f"test shard {shard_path} is empty; there is nothing to predict",
-                              experiment=name, hint="Give the dataset test subjects (datasets.*.split)")
-    cin = shard.channel_index(spec["input_channels"])
-    cout = shard.channel_index(spec["target_channels"])
-    images = shard.all_images()
-    inp = np.ascontiguousarray(images[:, cin], dtype=np.float32)
-    tgt = np.ascontiguousarray(images[:, cout], dtype=np.float32)
-    net = nets["G"] if "G" in nets else nets["vae"]
-    net.eval()
-    out = []
-    with torch.inference_mode():
-        for a, b in _batches(len(inp), batch_size):
-            x = torch.from_numpy(inp[a:b]).to(device)
-            y = net.predict(x) if hasattr(net, "predict") else net(x)
-            out.append(y.float().cpu().numpy())
-    pred = np.concatenate(out, 0).astype(np.float32)
-    if pred.shape != tgt.shape:
-        raise EvaluationError(f"the network returns slices of shape {pred.shape[1:]} but the targets "
-                              f"have shape {tgt.shape[1:]}", experiment=name,
-                              hint="The checkpoint does not match this dataset; retrain the experiment")
-    if not np.all(np.isfinite(pred)):
-        raise EvaluationError(f"{int((~np.isfinite(pred)).sum())} predicted pixels are NaN or Inf",
-                              experiment=name, hint="The trained weights are broken; retrain the experiment")
-    return {"input": inp, "target": tgt, "prediction": pred, "row": np.asarray(shard.rows)}
-
-
-def predict_gan(nets, spec: Mapping, index: pd.DataFrame, *, batch_size: int, device,
-                seed: int) -> tuple[np.ndarray, pd.DataFrame]:
-    """Draw, per condition, as many FastGAN samples as the real test split has.
-
-    Samples are returned in the shard's units (max-normalised, ``(x + 1) / 2`` of the
-    generator's ``[-1, 1]`` output) with one table row per sample (``level, pattern,
-    sample, seed``).  Conditions outside the experiment's levels are ignored.
-    """
-    import torch
-
-    from .datasets import condition_vector
-    from .models.fastgan import sample_latent
-
-    name = spec["experiment"]
-    cond = spec["condition"]
-    levels = list(cond["levels"])
-    real = index[index["level"].isin(levels)]
-    if real.empty:
-        raise EvaluationError(f"the test split has no slices at levels {levels}; there is nothing "
-                              "to match the number of generated images to", experiment=name,
-                              hint="Give dataset s1 test subjects (datasets.s1.split)")
-    counts = real.groupby(["level", "pattern"], sort=False).size()
-    order = [(lv, p) for lv in LEVELS for p in PATTERNS if (lv, p) in counts.index]
-    G = nets["G"]
-    G.eval()
-    gen = torch.Generator().manual_seed(int(seed))
-    images, rows = [], []
-    with torch.inference_mode():
-        for lv, pat in order:
-            n = int(counts[(lv, pat)])
-            vec = torch.from_numpy(condition_vector(lv, pat, bool(cond["use_level"])))
-            done = 0
-            for a, b in _batches(n, batch_size):
-                z = sample_latent(b - a, int(spec["latent_dim"]), generator=gen, device=device)
-                c = vec[None].expand(b - a, -1).to(device)
-                x = G(z, c).float().cpu().numpy()
-                images.append((x + 1.0) / 2.0)
-                for _ in range(b - a):
-                    rows.append({"experiment": name, "kind": "generated", "level": lv,
-                                 "pattern": pat, "sample": done, "seed": int(seed)})
-                    done += 1
-    pred = np.concatenate(images, 0).astype(np.float32)
-    if not np.all(np.isfinite(pred)):
-        raise EvaluationError("the generator produced NaN or Inf pixels", experiment=name,
-                              hint="The trained weights are broken; retrain the experiment")
-    return pred, pd.DataFrame(rows)
 
 
 def predict_experiment(best_pt: str | Path, test_shard: str | Path, index_tsv: str | Path,
@@ -171,11 +82,12 @@ def predict_experiment(best_pt: str | Path, test_shard: str | Path, index_tsv: s
     prediction table.  The HDF5 attributes record the experiment, model, data range of the
     normalised slices, the device and the checkpoint's selected epoch.
     """
-    from .train import load_for_inference
+    from .checkpoints import load_for_inference
+    from .models import get_family
 
     if int(batch_size) < 1:
         raise EvaluationError(f"batch size must be positive, got {batch_size}", experiment=experiment)
-    setup = _device(device, experiment)
+    setup = inference_device(device, experiment)
     nets, spec = load_for_inference(best_pt, device=setup.device, experiment=experiment)
     if spec.get("experiment") != experiment:
         raise EvaluationError(f"{best_pt} holds experiment {spec.get('experiment')!r}, not {experiment!r}",
@@ -186,27 +98,17 @@ def predict_experiment(best_pt: str | Path, test_shard: str | Path, index_tsv: s
     index = read_index(index_tsv, experiment=experiment)
     t0 = time.perf_counter()
     model = spec["model"]
-    if model in PAIRED_FAMILIES:
-        arrays = predict_paired(nets, spec, test_shard, index, batch_size=int(batch_size),
-                                device=setup.device)
-        table = index.copy()
-        table.insert(0, "experiment", experiment)
-        table.insert(1, "kind", "paired")
-        table.insert(2, "pred_row", np.arange(len(table)))
-    elif model in GAN_FAMILIES:
-        pred, table = predict_gan(nets, spec, index, batch_size=int(batch_size), device=setup.device,
-                                  seed=seed)
-        arrays = {"prediction": pred}
-        table.insert(2, "pred_row", np.arange(len(table)))
-    else:
-        raise EvaluationError(f"no inference for model {model!r}", experiment=experiment)
+    try:
+        family = get_family(model)
+    except ConfigError:
+        raise EvaluationError(f"no inference for model {model!r}", experiment=experiment) from None
+    arrays, table = family.predict()(nets, spec, test_shard, index, batch_size=int(batch_size),
+                                     device=setup.device, seed=seed)
     wall = time.perf_counter() - t0
     log.info("experiment %s: %d predictions on %s in %.2f s", experiment, len(table),
              setup.describe(), wall)
     attrs = {"experiment": experiment, "study": spec["study"], "model": model,
-             "dataset": spec["dataset"],
-             "units": ("max-normalised [0, 1] (dataset s1 units)" if model in GAN_FAMILIES
-                       else "normalised dataset units (see the gain/bias columns of the table)"),
+             "dataset": spec["dataset"], "units": family.prediction_units,
              "device": setup.describe(), "seconds": wall, "spec": json.dumps(spec, default=str)}
     write_predictions(arrays, table, attrs, out_h5, out_tsv)
     return table
@@ -264,7 +166,7 @@ def load_predictions(h5_path: str | Path, tsv_path: str | Path, *,
     return arrays, table, attrs
 
 
-def _source_grid(source: str, *, experiment: str, subject: str):
+def source_grid(source: str, *, experiment: str, subject: str):
     """Shape (3-D) and affine of a slice's source volume (``path`` or ``path[frame]``)."""
     import nibabel as nib
 
@@ -305,40 +207,6 @@ def slice_to_grid(image: np.ndarray, gain: float, bias: float, shape_xy: tuple[i
     raw = (np.asarray(image, dtype=np.float64) - float(bias)) / float(gain)
     img = unresize_slice(raw, (int(shape_xy[1]), int(shape_xy[0])))
     return img[::-1, :].T  # inverse of datasets.axial_slice
-
-
-def sample_vae(best_pt: str | Path, n: int, *, experiment: str, seed: int = 0, batch_size: int = 64,
-               device: str = "auto") -> np.ndarray:
-    """``n`` images decoded from latent samples ``z ~ N(0, I)`` of a trained (plain) VAE.
-
-    The generator's own idea of a normal slice: S0's VAE is trained on normal slices only, so
-    its prior samples form a synthetic normal database.  Returns ``(n, C, H, W)`` float32 in
-    the dataset's normalised units; the latent stream is seeded (same ``seed``, same images).
-    """
-    import torch
-
-    from .train import load_for_inference
-
-    if int(n) < 1:
-        raise EvaluationError(f"number of samples must be positive, got {n}", experiment=experiment)
-    setup = _device(device, experiment)
-    nets, spec = load_for_inference(best_pt, device=setup.device, experiment=experiment)
-    if spec.get("model") != "vae":
-        raise EvaluationError(f"sampling a normal database needs a plain VAE, {best_pt} holds a "
-                              f"{spec.get('model')!r}", experiment=experiment,
-                              hint="Only S0 experiments with model vae are trained on normal slices only")
-    vae = nets["vae"]
-    gen = torch.Generator().manual_seed(int(seed))
-    out = []
-    with torch.inference_mode():
-        for a, b in _batches(int(n), int(batch_size)):
-            z = torch.randn(b - a, vae.latent_dim, generator=gen).to(setup.device)
-            out.append(vae.decoder(z).float().cpu().numpy())
-    images = np.concatenate(out, 0).astype(np.float32)
-    if not np.all(np.isfinite(images)):
-        raise EvaluationError("the VAE decoded NaN or Inf pixels", experiment=experiment,
-                              hint="The trained weights are broken; retrain the experiment")
-    return images
 
 
 def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path, *,
@@ -383,7 +251,7 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
         key = key if isinstance(key, tuple) else (key,)
         subject = str(key[0])
         run = f"_run-{int(key[1]) + 1}" if len(key) > 1 and n_records[key[0]] > 1 else ""
-        shape, affine, path = _source_grid(str(sub["source"].iat[0]), experiment=experiment, subject=subject)
+        shape, affine, path = source_grid(str(sub["source"].iat[0]), experiment=experiment, subject=subject)
         vol = np.zeros(shape, dtype=np.float32)
         for i, row in sub.iterrows():
             z = int(row["slice_index"])

@@ -151,6 +151,12 @@ def ssim(prediction, target, *, data_range: float, experiment: str, subject: str
 
     ``win_size`` (odd, default 7) shrinks to the largest odd size that fits when a side of
     the image is shorter; images with a side shorter than 3 pixels are refused.
+
+    This is the SSIM the metric tables report (the ``ssim`` column of the evaluations).  It is
+    not the one that selects checkpoints: training and selection use the differentiable
+    :func:`spectsynth.losses.gaussian_ssim` (Gaussian 11 x 11 window, torch), which the
+    generator loss needs anyway; the two definitions give slightly different values for the
+    same images.
     """
     dr = _check_data_range(data_range, experiment)
     a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)

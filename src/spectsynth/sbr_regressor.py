@@ -45,8 +45,9 @@ subjects, so its *original* slices repeat training scans; the damaged ones are u
 degradations.  The honest yardstick of the CNN is its error on the originals of the test
 subjects, which :func:`spectsynth.studies.s0.evaluate.evaluate_s0` reports next to the predictions'.
 
-Outputs (``out_dir``): ``best.pt`` (loadable with ``torch.load(weights_only=True)``; SHA-256
-checked by :func:`load_sbr_regressor`), ``training.tsv`` (one row per epoch) and
+Outputs (``out_dir``): ``best.pt`` (a :mod:`spectsynth.checkpoints` file of kind
+``sbr_regressor``, loadable with ``torch.load(weights_only=True)``; SHA-256 checked by
+:func:`load_sbr_regressor`), ``training.tsv`` (one row per epoch) and
 ``learning_curve.png``; each is written to a temporary name and renamed, so a killed run
 leaves no half-written file.
 """
@@ -249,8 +250,9 @@ def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str
 
     Returns a summary: selected epoch, its validation MAE per region, sizes, device, seconds.
     """
+    from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint, seed_everything
     from .device import select_device
-    from .train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, _atomic_torch_save, _progress, seed_everything
+    from .progress import progress_bar
 
     t0 = time.perf_counter()
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("base_channels", base_channels)):
@@ -294,7 +296,7 @@ def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str
     rows: list[dict] = []
     best: dict[str, Any] = {}
     best_state: dict[str, torch.Tensor] | None = None
-    bar = _progress(progress, int(epochs), 0, experiment)
+    bar = progress_bar(progress, int(epochs), 0, experiment)
     for epoch in range(int(epochs)):
         t_ep = time.perf_counter()
         rng = np.random.default_rng([seed, epoch])
@@ -350,7 +352,7 @@ def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str
             "val_mae": {r: float(best[f"val_mae_{r}"]) for r in REGIONS},
             "val_mae_damaged": float(best["val_mae_damaged"]), "n_train": int(len(x_tr)),
             "torch_version": str(torch.__version__)}
-    _atomic_torch_save(ckpt, out_dir / "best.pt")
+    save_checkpoint(ckpt, out_dir / "best.pt")
     _write_tsv(history, out_dir / "training.tsv")
     plot_learning_curve(history, out_dir / "learning_curve.png", experiment=experiment,
                         scale_label=scale_label, n_subjects=n_subjects, n_train=len(x_tr), n_val=len(x_va))
@@ -428,7 +430,7 @@ def load_sbr_regressor(path: str | Path, device: str | torch.device = "cpu", *,
     The file is read with ``torch.load(weights_only=True)`` and its SHA-256 is checked; a
     missing, corrupt or foreign file raises :class:`EvaluationError` naming ``experiment``.
     """
-    from .train import CheckpointError, load_checkpoint
+    from .checkpoints import CheckpointError, load_checkpoint
 
     path = Path(path)
     if not path.exists():

@@ -502,8 +502,9 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
 
     from ... import plots as P
     from ...evaluate import _attempt, _notes_frame, figure_label, shard_to_ras
-    from ...infer import _source_grid, load_predictions, sample_vae, slice_to_grid
+    from ...infer import load_predictions, slice_to_grid, source_grid
     from ...io import write_table
+    from ...models.vae.infer import sample_vae
 
     if spec.get("model") != "vae":
         raise EvaluationError(f"the clinical outputs need a VAE trained on normal slices, not a "
@@ -539,7 +540,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
         context = {c: row[c] for c in context_cols}
         what = f"subject {subject} record {row['record']}"
         if subject not in grids:
-            shape, affine, _ = _source_grid(str(row["source"]), experiment=experiment, subject=subject)
+            shape, affine, _ = source_grid(str(row["source"]), experiment=experiment, subject=subject)
             grids[subject] = {
                 "shape": shape, "affine": affine, "dat": nib.load(files["dat"]),
                 "t1w": _on_grid(files["t1w"], shape, affine, order=1, subject=subject),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..losses import log2_int
+from ...losses import log2_int
 
 
 class UnetBlock(nn.Module):
@@ -92,3 +92,18 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.model(torch.cat([inp, target], 1))
+
+
+def build(family: str, cfg) -> nn.ModuleDict:
+    """``{"G": UnetGenerator, "D": PatchDiscriminator}`` for a resolved spec."""
+    from . import DEFAULTS
+
+    def opt(key: str):
+        return cfg.get(key, DEFAULTS.get(key))
+
+    size = int(cfg["size"])
+    n_in = len(cfg.get("input_channels") or []) or 1
+    n_out = len(cfg.get("target_channels") or []) or 1
+    g = UnetGenerator(n_in, n_out, size, ngf=opt("ngf"), use_dropout=bool(opt("use_dropout")))
+    d = PatchDiscriminator(n_in + n_out, ndf=opt("ndf"), n_layers=opt("n_layers"))
+    return nn.ModuleDict({"G": g, "D": d})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..losses import log2_int
+from ...losses import log2_int
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
@@ -142,3 +142,22 @@ class ConditionalVAE(nn.Module):
         """Decode the prior mean ``z = 0`` given the damaged slice (deterministic)."""
         z = torch.zeros(cond.shape[0], self.latent_dim, device=cond.device, dtype=cond.dtype)
         return self.decoder(z, self.cond_encoder(cond))
+
+
+def build(family: str, cfg) -> nn.ModuleDict:
+    """``{"vae": VAE}`` (family ``vae``) or ``{"vae": ConditionalVAE}`` (``cvae``) for a spec."""
+    from . import DEFAULTS
+
+    def opt(key: str):
+        return cfg.get(key, DEFAULTS.get(key))
+
+    size = int(cfg["size"])
+    n_in = len(cfg.get("input_channels") or []) or 1
+    n_out = len(cfg.get("target_channels") or []) or 1
+    if family == "cvae":
+        return nn.ModuleDict({"vae": ConditionalVAE(n_in, n_out, size, latent_dim=opt("latent_dim"),
+                                                    base_channels=opt("base_channels"),
+                                                    max_channels=opt("max_channels"))})
+    return nn.ModuleDict({"vae": VAE(n_out, size, latent_dim=opt("latent_dim"),
+                                     base_channels=opt("base_channels"),
+                                     max_channels=opt("max_channels"))})

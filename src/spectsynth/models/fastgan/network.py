@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..losses import log2_int
+from ...losses import log2_int
 
 LATENT_DIM = 256
 EMBED_DIM = 64
@@ -202,3 +202,24 @@ def upsample_like(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size:
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def build(family: str, cfg) -> nn.ModuleDict:
+    """``{"G": Generator, "D": Discriminator}`` for a resolved spec (the EMA copy of G is the
+    recipe's)."""
+    from ...labels import LEVELS, PATTERNS
+    from . import DEFAULTS
+
+    def opt(key: str):
+        return cfg.get(key, DEFAULTS.get(key))
+
+    size = int(cfg["size"])
+    n_out = len(cfg.get("target_channels") or []) or 1
+    n_cond = int((cfg.get("condition") or {}).get("n_cond", len(LEVELS) + len(PATTERNS)))
+    g = Generator(size, n_cond, latent_dim=opt("latent_dim"), embed_dim=opt("embed_dim"),
+                  base_channels=opt("base_channels"), max_channels=opt("max_channels"),
+                  out_channels=n_out, spectral=bool(opt("spectral_norm")))
+    d = Discriminator(size, n_cond, base_channels=opt("base_channels"),
+                      max_channels=opt("max_channels"), in_channels=n_out,
+                      spectral=bool(opt("spectral_norm")))
+    return nn.ModuleDict({"G": g, "D": d})
