@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from spectsynth import sbr_regressor as R
 from spectsynth.datasets import build_dataset, write_shards
 from spectsynth.errors import EvaluationError
 from spectsynth.studies import dataset_entries
+from spectsynth.studies.s0 import sbr_regressor as R
 
 SIZE = 16
 # Blob centres (row, column) in the stored orientation: columns < SIZE / 2 are the subject's left.

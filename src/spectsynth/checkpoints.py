@@ -15,7 +15,7 @@ Three kinds are written:
   built by :func:`training_checkpoint`;
 * ``kind: best`` (``best.pt``): the inference networks of the selected epoch with the resolved
   spec, built by :func:`best_checkpoint` and rebuilt into networks by :func:`load_for_inference`;
-* ``kind: sbr_regressor``: S0's binding-ratio CNN (:mod:`spectsynth.sbr_regressor`).
+* ``kind: sbr_regressor``: S0's binding-ratio CNN (:mod:`spectsynth.studies.s0.sbr_regressor`).
 
 :func:`config_hash` fingerprints what determines the learnt weights, so a checkpoint written
 under another configuration is recognised.

@@ -48,11 +48,11 @@ def shard_to_ras(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(arr[..., ::-1, :], -1, -2))
 
 
-def _notes_frame(notes: Sequence[Mapping]) -> pd.DataFrame:
+def notes_frame(notes: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(list(notes), columns=NOT_COMPUTED_COLUMNS)
 
 
-def _attempt(notes: list, study: str, what: str, fn: Callable, *args, **kwargs):
+def attempt(notes: list, study: str, what: str, fn: Callable, *args, **kwargs):
     """Run one statistic; on :class:`EvaluationError` record why it was not computed."""
     try:
         return fn(*args, **kwargs)
@@ -75,7 +75,7 @@ def figure_label(scale_label: str, n_subjects: int, specs: Sequence[Mapping]) ->
     return text.replace(f"{scale} scale", scale) if "scale" in scale else text
 
 
-def _message_figure(text: str, subtitle: str, title: str):
+def message_figure(text: str, subtitle: str, title: str):
     fig = P._figure(6.0, 2.5)
     ax = fig.subplots()
     ax.set_axis_off()
@@ -84,7 +84,7 @@ def _message_figure(text: str, subtitle: str, title: str):
     return fig
 
 
-def _load_paired(experiment: str, files: Mapping[str, str]) -> tuple[dict, pd.DataFrame]:
+def load_paired(experiment: str, files: Mapping[str, str]) -> tuple[dict, pd.DataFrame]:
     arrays, table, _ = load_predictions(files["h5"], files["tsv"], experiment=experiment)
     if "target" not in arrays:
         raise EvaluationError(f"{files['h5']} holds generated images, not paired predictions",

@@ -1,4 +1,4 @@
-# S0's binding-ratio regression CNN (spectsynth.sbr_regressor): trained on the S0 dataset's
+# S0's binding-ratio regression CNN (spectsynth.studies.s0.sbr_regressor): trained on the S0 dataset's
 # slices, whose SBR the simulator knows, and used by evaluate_s0 to read the binding ratios of
 # the predicted slices (S0's "binding-ratio match").
 #

@@ -1,8 +1,8 @@
-"""Train S0's binding-ratio regression CNN on the S0 dataset's slices (spectsynth.sbr_regressor)."""
+"""Train S0's binding-ratio regression CNN on the S0 dataset's slices (spectsynth.studies.s0.sbr_regressor)."""
 
 from spectsynth.logs import rule_log
 from spectsynth.provenance import stamp_outputs
-from spectsynth.sbr_regressor import regressor_settings, train_sbr_regressor
+from spectsynth.studies.s0.sbr_regressor import regressor_settings, train_sbr_regressor
 
 
 def main(smk):

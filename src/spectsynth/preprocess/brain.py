@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import ConfigError, ProcessingError, SpectsynthError
-from .register import Grid, _fsl_tool, image_on_grid
+from .register import Grid, fsl_tool, image_on_grid
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _fsl_output_type():
 
 
 def _fsl_mask(img: nib.Nifti1Image, settings: BrainSettings, subject: str | None) -> np.ndarray:
-    _fsl_tool("bet", "brain extraction with the fsl backend")
+    fsl_tool("bet", "brain extraction with the fsl backend")
     try:
         from fsl.wrappers import bet as fsl_bet
     except ImportError as exc:  # pragma: no cover - depends on the environment

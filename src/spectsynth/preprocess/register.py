@@ -551,7 +551,7 @@ def fsl_dir(what: str = "the fsl backend") -> Path:
     return path
 
 
-def _fsl_tool(name: str, what: str) -> Path:
+def fsl_tool(name: str, what: str) -> Path:
     tool = fsl_dir(what) / "bin" / name
     if not tool.exists():
         raise ConfigError(f"{what}: {tool} does not exist; FSLDIR points to an incomplete FSL "
@@ -567,7 +567,7 @@ def register_flirt(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, *, dof: int 
     FLIRT's matrix lives in FSL's scaled-voxel coordinates; fslpy converts it to a RAS
     world-to-world matrix (moving world -> fixed world), which is inverted and turned into LPS.
     """
-    tool = _fsl_tool("flirt", f"{what} with the fsl backend")
+    tool = fsl_tool("flirt", f"{what} with the fsl backend")
     try:
         from fsl.data.image import Image as FslImage
         from fsl.transform.flirt import fromFlirt

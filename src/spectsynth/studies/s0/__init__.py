@@ -5,7 +5,7 @@ undegraded original of the same MRI): ``restoration`` (conditional VAE, damaged 
 and ``clinical`` (VAE trained on normal slices, whose outputs are the clinical ones: deficit
 maps against the predicted normal, regional deficits, z-scores against a synthetic normal
 database; :mod:`.clinical`). Evaluated per experiment, with the damaged input as the baseline
-and S0's binding-ratio regression CNN (:mod:`spectsynth.sbr_regressor`) reading the SBR of
+and S0's binding-ratio regression CNN (:mod:`spectsynth.studies.s0.sbr_regressor`) reading the SBR of
 the predicted slices.
 """
 

@@ -501,7 +501,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     import nibabel as nib
 
     from ... import plots as P
-    from ...evaluate import _attempt, _notes_frame, figure_label, shard_to_ras
+    from ...evaluate import attempt, figure_label, notes_frame, shard_to_ras
     from ...infer import load_predictions, slice_to_grid, source_grid
     from ...io import write_table
     from ...models.vae.infer import sample_vae
@@ -550,7 +550,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
             }
         g = grids[subject]
         z = int(row["slice_index"])
-        vol_idx = _attempt(notes, "S0", f"deficit map {what}", _truth_volume_index, files["dat_truth"],
+        vol_idx = attempt(notes, "S0", f"deficit map {what}", _truth_volume_index, files["dat_truth"],
                            row["desc"], experiment=experiment, subject=subject)
         if vol_idx is None or float(row[gain_col]) == 0:
             continue
@@ -560,11 +560,11 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
                                   g["shape"][:2])
         baseline = slice_to_grid(mean_normal, float(row[gain_col]), float(row[bias_col]), g["shape"][:2])
         brain = g["brain"][:, :, z]
-        res = _attempt(notes, "S0", f"deficit map {what}", percent_deficit, actual, predicted, mask=brain,
+        res = attempt(notes, "S0", f"deficit map {what}", percent_deficit, actual, predicted, mask=brain,
                        signal_fraction=frac, experiment=experiment, subject=subject)
-        res_true = _attempt(notes, "S0", f"true deficit {what}", percent_deficit, actual, true_normal,
+        res_true = attempt(notes, "S0", f"true deficit {what}", percent_deficit, actual, true_normal,
                             mask=brain, signal_fraction=frac, experiment=experiment, subject=subject)
-        res_base = _attempt(notes, "S0", f"baseline deficit {what}", percent_deficit, actual, baseline,
+        res_base = attempt(notes, "S0", f"baseline deficit {what}", percent_deficit, actual, baseline,
                             mask=brain, signal_fraction=frac, experiment=experiment, subject=subject)
         if res is None or res_true is None or res_base is None:
             continue
@@ -589,10 +589,10 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
                                              true_deficit=res_true[0], label=f"sub-{subject} {row['desc']}"))
         kw = dict(reference=cfg["reference"], limits=limits, experiment=experiment, subject=subject)
         labels = (g["striatum"][:, :, z], g["reference"][:, :, z], brain)
-        tru = _attempt(notes, "S0", f"regional deficits vs true normal {what}", regional_deficit_table,
+        tru = attempt(notes, "S0", f"regional deficits vs true normal {what}", regional_deficit_table,
                        actual, true_normal, *labels, **kw)
         for key, expected in (("model", predicted), ("baseline", baseline)):
-            est = _attempt(notes, "S0", f"regional deficits ({PREDICTORS[key]}) {what}", regional_deficit_table,
+            est = attempt(notes, "S0", f"regional deficits ({PREDICTORS[key]}) {what}", regional_deficit_table,
                            actual, expected, *labels, **kw)
             if est is None or tru is None:
                 continue
@@ -605,7 +605,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
             est["truth_flag"] = tru["flag"].to_numpy()
             est["flag_matches_truth"] = est["flag"] == est["truth_flag"]
             regional.append(est)
-        pat = _attempt(notes, "S0", f"patient slice SBR {what}", slice_sbr,
+        pat = attempt(notes, "S0", f"patient slice SBR {what}", slice_sbr,
                        shard_to_ras(np.asarray(arrays["input"][i, 0], dtype=np.float64)), seg_cfg=seg_cfg,
                        experiment=experiment, subject=subject)
         if pat is not None:
@@ -641,7 +641,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
                 what="S0 normal databases")
     zs = []
     for subject, context, pat in patients:
-        res = _attempt(notes, "S0", f"z-scores subject {subject} record {context.get('record')}",
+        res = attempt(notes, "S0", f"z-scores subject {subject} record {context.get('record')}",
                        zscore_comparison, pat, synth_db, real_db, regions=SLICE_REGIONS,
                        z_limit=float(cfg["z_limit"]), experiment=experiment, subject=subject)
         if res is not None:
@@ -649,7 +649,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     ztab = pd.concat(zs, ignore_index=True) if zs else pd.DataFrame(
         columns=["experiment", "subject", "region", "patient", "synthetic_z", "real_z", "agree"])
     write_table(ztab, out["zscores"], what="S0 z-scores")
-    agree = _attempt(notes, "S0", "synthetic vs real normal database", database_agreement, synth_db, real_db,
+    agree = attempt(notes, "S0", "synthetic vs real normal database", database_agreement, synth_db, real_db,
                      regions=SLICE_REGIONS, experiment=experiment)
     write_table(agree if agree is not None else pd.DataFrame(columns=["experiment", "region"]),
                 out["database_agreement"], what="S0 normal database agreement")
@@ -657,6 +657,6 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
                                    regions=SLICE_REGIONS, z_limit=float(cfg["z_limit"]), subtitle=label,
                                    title=f"S0 {experiment}: synthetic vs real normal database")
     P.save_figure(fig, out["zscore_figure"], dpi=dpi)
-    write_table(_notes_frame(notes), out["not_computed"], what="S0 clinical outputs not computed")
+    write_table(notes_frame(notes), out["not_computed"], what="S0 clinical outputs not computed")
     return {"deficit_maps": pd.DataFrame(map_rows), "regional": reg, "zscores": ztab, "deficit_summary": summary,
             "normal_database": pd.concat([synth_db, real_db], ignore_index=True)}

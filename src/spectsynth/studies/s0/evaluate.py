@@ -15,11 +15,11 @@ from ... import plots as P
 from ... import stats as S
 from ...errors import EvaluationError
 from ...evaluate import (
-    _attempt,
-    _load_paired,
-    _message_figure,
-    _notes_frame,
+    attempt,
     figure_label,
+    load_paired,
+    message_figure,
+    notes_frame,
     shard_to_ras,
 )
 from ...io import write_table
@@ -80,7 +80,7 @@ SBR_CNN_SERIES = {"prediction": "CNN on the prediction", "input": "CNN on the da
 
 def sbr_cnn_readings(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.DataFrame,
                      regressor: str | Path, *, batch_size: int = 64, device: str = "auto") -> pd.DataFrame:
-    """S0's binding-ratio match with the regression CNN (:mod:`spectsynth.sbr_regressor`).
+    """S0's binding-ratio match with the regression CNN (:mod:`spectsynth.studies.s0.sbr_regressor`).
 
     The CNN reads the SBR of every predicted slice, every damaged input slice (the baseline:
     what the CNN makes of the image before any model) and every original slice (all in the
@@ -91,8 +91,8 @@ def sbr_cnn_readings(experiment: str, arrays: Mapping[str, np.ndarray], table: p
     the CNN's own on the originals (images it reads without any generative model in
     between).  When present, ``known_input`` is the known SBR of the damaged input slice.
     """
-    from ...sbr_regressor import REGIONS, check_sbr_columns, load_sbr_regressor, predict_sbr, sbr_columns
     from . import ORIG_SBR_PREFIX, SBR_PREFIX
+    from .sbr_regressor import REGIONS, check_sbr_columns, load_sbr_regressor, predict_sbr, sbr_columns
 
     check_sbr_columns(table, (ORIG_SBR_PREFIX,), experiment=experiment,
                       where="the prediction table (the test rows of the dataset index)")
@@ -188,7 +188,7 @@ def s0_agreement(experiment: str, candidate_ras: np.ndarray, original_ras: np.nd
         case = f"{row.get('desc', '')}#{row['pred_row']}"
         kw = dict(fraction=float(seg_cfg["threshold_fraction"]), min_size_px=int(seg_cfg["min_size_px"]),
                   dilate_px=0, experiment=experiment, subject=subject)
-        res = _attempt(notes, "S0", f"ASP/Dice {experiment} {series} subject {subject} case {case}",
+        res = attempt(notes, "S0", f"ASP/Dice {experiment} {series} subject {subject} case {case}",
                        M.basal_ganglia_agreement, candidate_ras[i], original_ras[i], convention=convention,
                        case=case, **kw)
         if res is None:
@@ -196,7 +196,7 @@ def s0_agreement(experiment: str, candidate_ras: np.ndarray, original_ras: np.nd
         asp_parts.append(res[0].assign(series=series))
         dice_parts.append(res[1].assign(series=series))
         seg_o = M.segment_basal_ganglia(original_ras[i], **kw)
-        ratios = _attempt(notes, "S0", f"SBR {experiment} {series} subject {subject} case {case}",
+        ratios = attempt(notes, "S0", f"SBR {experiment} {series} subject {subject} case {case}",
                           _pair_ratios, candidate_ras[i], original_ras[i], seg_o, experiment=experiment,
                           subject=subject)
         if ratios is None:
@@ -218,10 +218,10 @@ def _series_first(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _per_series(notes: list, what: str, fn: Callable, data: pd.DataFrame, *args, **kwargs) -> pd.DataFrame | None:
-    """``fn`` applied to each series of ``data`` (``_attempt``), the results stacked with ``series``."""
+    """``fn`` applied to each series of ``data`` (``attempt``), the results stacked with ``series``."""
     parts = []
     for series, sub in data.groupby("series", sort=False):
-        res = _attempt(notes, "S0", f"{what} ({series})", fn, sub, *args, **kwargs)
+        res = attempt(notes, "S0", f"{what} ({series})", fn, sub, *args, **kwargs)
         if res is not None:
             parts.append(_series_first(res.assign(series=series)))
     return pd.concat(parts, ignore_index=True) if parts else None
@@ -321,7 +321,7 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     error, the fraction of cases under each ``cfg['sbr_error_thresholds']`` and a
     Bland-Altman analysis.
 
-    With ``regressor`` (the ``best.pt`` of :func:`spectsynth.sbr_regressor.train_sbr_regressor`)
+    With ``regressor`` (the ``best.pt`` of :func:`spectsynth.studies.s0.sbr_regressor.train_sbr_regressor`)
     also S0's own binding-ratio match: the regression CNN reads the SBR of every prediction,
     every damaged input and every original slice (:func:`sbr_cnn_readings`; known SBR from the
     dataset index), and the fraction of cases under each threshold is reported for the
@@ -338,7 +338,7 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     notes: list[dict] = []
     seg_cfg = cfg["bg_segmentation"]
     conv = cfg["display_convention"]
-    arrays, table = _load_paired(experiment, files)
+    arrays, table = load_paired(experiment, files)
     if "input" not in arrays:
         raise EvaluationError(f"{files['h5']} holds no input slices, so the damaged-input baseline cannot be "
                               "computed", experiment=experiment, hint="Rerun predict_experiment")
@@ -389,7 +389,7 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     title = f"S0 {experiment}: slice binding ratio vs original, model and damaged-input baseline"
     recs, rec_series = [], []
     for series, sub in sbr.groupby("series", sort=False):
-        rec = _attempt(notes, "S0", f"Bland-Altman ({series})", S.bland_altman, sub["sbr_prediction"],
+        rec = attempt(notes, "S0", f"Bland-Altman ({series})", S.bland_altman, sub["sbr_prediction"],
                        sub["sbr_original"], experiment=experiment,
                        label=f"{S0_SERIES[series]} vs original slice SBR", loa_z=float(cfg["loa_z"]))
         if rec is not None:
@@ -404,7 +404,7 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     else:
         write_table(pd.DataFrame(columns=["experiment", "series", "label"]), out["bland_altman"],
                     what="S0 Bland-Altman")
-        fig = _message_figure("Bland-Altman analysis not computed (see not_computed.tsv).", label, title)
+        fig = message_figure("Bland-Altman analysis not computed (see not_computed.tsv).", label, title)
     P.save_figure(fig, out["bland_altman_plot"], dpi=int(cfg["figure_dpi"]))
     pred = shard_to_ras(np.asarray(arrays["prediction"], dtype=np.float64)[:, 0])
     panels = []
@@ -431,7 +431,7 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     if "summary" in out:
         write_table(summary, out["summary"], what="S0 summary beside the published values")
     result["summary"] = summary
-    write_table(_notes_frame(notes), out["not_computed"], what="S0 statistics not computed")
+    write_table(notes_frame(notes), out["not_computed"], what="S0 statistics not computed")
     return result
 
 

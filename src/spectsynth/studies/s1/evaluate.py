@@ -13,7 +13,7 @@ from ... import metrics as M
 from ... import plots as P
 from ... import stats as S
 from ...errors import EvaluationError
-from ...evaluate import _attempt, _message_figure, _notes_frame, figure_label, shard_to_ras
+from ...evaluate import attempt, figure_label, message_figure, notes_frame, shard_to_ras
 from ...infer import load_predictions, read_index
 from ...io import write_table
 from ...labels import LEVELS, PATTERNS
@@ -68,7 +68,7 @@ def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | No
             for value in ("mean_counts", "lr_ratio"):
                 groups = {s: sub.loc[sub["source"] == s, value].to_numpy() for s in groups_present}
                 what = f"{value} at {lv}, {pat}"
-                rec = _attempt(notes, "S1", f"ANOVA {what}{suffix}", S.one_way_anova, groups,
+                rec = attempt(notes, "S1", f"ANOVA {what}{suffix}", S.one_way_anova, groups,
                                experiment="S1", label=what, alpha=alpha)
                 if rec is None:
                     continue
@@ -77,7 +77,7 @@ def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | No
                 row.update({"level": lv, "pattern": pat, "value": value,
                             "sum_sq": float(tab["sum_sq"].iat[0]),
                             "residual_sum_sq": float(tab["residual_sum_sq"].iat[0])})
-                power = _attempt(notes, "S1", f"power of the ANOVA {what}{suffix}", S.anova_sensitivity, groups,
+                power = attempt(notes, "S1", f"power of the ANOVA {what}{suffix}", S.anova_sensitivity, groups,
                                  experiment="S1", label=what, alpha=alpha, power=float(cfg.get("anova_power", 0.8)),
                                  reference_f=float(cfg.get("anova_reference_f", 0.25)))
                 if power is None:
@@ -85,7 +85,7 @@ def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | No
                 row.update(power)
                 anova.append(row)
                 ref = reference if reference in groups else None
-                ph = _attempt(notes, "S1", f"post-hoc {what}{suffix}", S.posthoc, groups, experiment="S1",
+                ph = attempt(notes, "S1", f"post-hoc {what}{suffix}", S.posthoc, groups, experiment="S1",
                               label=what, method=cfg["posthoc"], alpha=alpha, reference=ref)
                 if ph is not None:
                     for pos, (k, v) in enumerate({"level": lv, "pattern": pat, "value": value, **tag}.items()):
@@ -223,7 +223,7 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     sources = list(stacks)
     all_images = pd.concat([data, *(d for d in other_data.values() if d is not None)], ignore_index=True)
     all_images["subject"] = all_images["subject"].fillna("none (generated)")   # generated images have no subject
-    halves = _attempt(notes, "S1", "real-vs-real reference (real test set in two halves by subject)",
+    halves = attempt(notes, "S1", "real-vs-real reference (real test set in two halves by subject)",
                       split_subjects_in_halves, index["subject"].astype(str).tolist(), seed=seed)
     all_images["real_half"] = 0
     if halves is not None:
@@ -277,7 +277,7 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
                 sel = [i for i, (a, b) in enumerate(zip(lev, pat, strict=True)) if a == lv and b == p]
                 if not sel:
                     continue
-                res = _attempt(notes, "S1", f"mean/SD map {source} {lv} {p}", M.mean_sd_maps,
+                res = attempt(notes, "S1", f"mean/SD map {source} {lv} {p}", M.mean_sd_maps,
                                imgs[sel], levels=[lv] * len(sel), patterns=[p] * len(sel),
                                experiment="S1", source=source)
                 if res is None:
@@ -296,11 +296,11 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
                              subtitle=label, title=title, convention=cfg["display_convention"],
                              colorbar_label=f"pixel-wise {stat} (max-normalised counts)")
         else:
-            fig = _message_figure("No condition holds two or more images of one source; pixel-wise "
+            fig = message_figure("No condition holds two or more images of one source; pixel-wise "
                                   "mean and SD maps need at least two (see not_computed.tsv).",
                                   label, title)
         P.save_figure(fig, out[key], dpi=int(cfg["figure_dpi"]))
-    write_table(_notes_frame(notes), out["not_computed"], what="S1 statistics not computed")
+    write_table(notes_frame(notes), out["not_computed"], what="S1 statistics not computed")
     return {"images": all_images, "anova": anova_t, "posthoc": post_t, "summary": summary}
 
 

@@ -15,12 +15,12 @@ from ... import stats as S
 from ...errors import EvaluationError
 from ...evaluate import (
     PAIRED_METRICS,
-    _attempt,
-    _load_paired,
-    _notes_frame,
     apply_pixel_linear_map,
+    attempt,
     figure_label,
     fit_pixel_linear_map,
+    load_paired,
+    notes_frame,
     paired_slice_metrics,
     train_chunks,
 )
@@ -123,7 +123,7 @@ def _s2_table4(data: pd.DataFrame, notes: list, *, scale_label: str) -> pd.DataF
     """Table 4 (mean and CV) of the runs and their baselines, with S2's published rows."""
     from ...published import published, published_records
 
-    t4 = _attempt(notes, "S2", "Table 4 (mean and CV)", S.table4, data, metrics=PAIRED_METRICS,
+    t4 = attempt(notes, "S2", "Table 4 (mean and CV)", S.table4, data, metrics=PAIRED_METRICS,
                   rows=("model", "space", "loss"), column="input", experiment="S2 grid")
     if t4 is None:
         return pd.DataFrame(columns=["model", "space", "loss", "metric"])
@@ -201,7 +201,7 @@ def evaluate_s2(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     parts, fits, done = [], {}, set()
     for name in sorted(predictions):
         spec = specs[name]
-        arrays, table = _load_paired(name, predictions[name])
+        arrays, table = load_paired(name, predictions[name])
         part = paired_slice_metrics(name, arrays, table, data_range=dr, win_size=win)
         part["model"] = S2_MODEL
         part["input"], part["space"], part["loss"] = spec["input"], spec["space"], spec["loss"]
@@ -225,7 +225,7 @@ def evaluate_s2(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
         families.setdefault((c["family"], c["metric"]), []).append(c)
     tables = []
     for (family, metric), comps in families.items():
-        res = _attempt(notes, "S2", f"paired t-tests {family}, {metric}", S.paired_t_tests, comps,
+        res = attempt(notes, "S2", f"paired t-tests {family}, {metric}", S.paired_t_tests, comps,
                        experiment=f"S2 {family}", alpha=float(cfg["alpha"]),
                        corrections=tuple(cfg["corrections"]))
         if res is not None:
@@ -257,7 +257,7 @@ def evaluate_s2(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     fig = P.violin_metrics(fig_data, metrics=PAIRED_METRICS, x="input", hue="series", subtitle=label,
                            title="S2: pix2pix SPECT prediction and baselines, per-slice metrics", data_range=dr)
     P.save_figure(fig, out["violin"], dpi=int(cfg["figure_dpi"]))
-    write_table(_notes_frame(notes), out["not_computed"], what="S2 statistics not computed")
+    write_table(notes_frame(notes), out["not_computed"], what="S2 statistics not computed")
     return {"slice_metrics": data, "ttests": ttests, "table4": t4, "published": pub}
 
 

@@ -16,11 +16,11 @@ from ... import stats as S
 from ...errors import EvaluationError
 from ...evaluate import (
     PAIRED_METRICS,
-    _attempt,
-    _load_paired,
-    _message_figure,
-    _notes_frame,
+    attempt,
     figure_label,
+    load_paired,
+    message_figure,
+    notes_frame,
     paired_slice_metrics,
 )
 from ...infer import read_index
@@ -204,7 +204,7 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
 
     dr = float(cfg["data_range"])
     notes: list[dict] = []
-    arrays, table = _load_paired(experiment, files)
+    arrays, table = load_paired(experiment, files)
     cin, cout = spec["input_channels"][0], spec["target_channels"][0]
     for col in (f"gain_{cin}", f"bias_{cin}", f"gain_{cout}", f"bias_{cout}"):
         if col not in table.columns:
@@ -255,14 +255,14 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     write_table(data, out["slice_metrics"], what="S3 per-slice metrics")
 
     metric_cols = [f"{m}_{k}_vs_target" for m in ("ssim", "rmse", "psnr") for k in ("input", "prediction", "null")]
-    summ = _attempt(notes, "S3", "summary (mean ± sd)", S.summary_table, data, metric_cols, experiment=experiment)
+    summ = attempt(notes, "S3", "summary (mean ± sd)", S.summary_table, data, metric_cols, experiment=experiment)
     if summ is not None:
         pub = {f"ssim_{r['name']}": f"{r['value']:.2f}" for r in published_records("S3", "ssim")}
         summ["published"] = [pub.get(v, "not reported") for v in summ["value"]]
     comps = [{"label": f"{m.upper()} prediction vs target against {base} vs target", "a": data[f"{m}_prediction_vs_target"],
               "b": data[f"{m}_{base}_vs_target"], "names": ("prediction", "baseline"), "base": base}
              for base in ("input", "null") for m in ("ssim", "rmse", "psnr")]
-    ttest = _attempt(notes, "S3", "paired t-tests against the baselines", S.paired_t_tests, comps,
+    ttest = attempt(notes, "S3", "paired t-tests against the baselines", S.paired_t_tests, comps,
                      experiment=experiment, alpha=float(cfg["alpha"]), corrections=tuple(cfg["corrections"]))
     if ttest is not None:
         ttest.insert(0, "baseline", [S3_SERIES_TEXT[c["base"]] for c in comps])
@@ -297,7 +297,7 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     recs, ok, basis_col = [], {}, []
     for basis, pairs in bases:
         for pair in pairs:
-            rec = _attempt(notes, "S3", f"regression {pair['label']} ({basis} means)", S.linear_regression,
+            rec = attempt(notes, "S3", f"regression {pair['label']} ({basis} means)", S.linear_regression,
                            pair["x"], pair["y"], experiment=experiment, label=pair["label"],
                            confidence=float(cfg["regression_confidence"]))
             if rec is not None:
@@ -318,12 +318,12 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     if shown is not None:
         fig = P.scatter_fits(ok[shown], subtitle=label, title=title, experiment=experiment)
     else:
-        fig = _message_figure("No regression could be computed (see not_computed.tsv).", label, title)
+        fig = message_figure("No regression could be computed (see not_computed.tsv).", label, title)
     P.save_figure(fig, out["scatter"], dpi=int(cfg["figure_dpi"]))
     write_table(reg, out["regression"], what="S3 regressions")
     pub = s3_published_table(summary, reg, experiment=experiment, scale_label=scale_label)
     write_table(pub, out["published"], what="S3 results next to the published values")
-    write_table(_notes_frame(notes), out["not_computed"], what="S3 statistics not computed")
+    write_table(notes_frame(notes), out["not_computed"], what="S3 statistics not computed")
     return {"slice_metrics": data, "roi_means": rois, "summary": summary, "ttest": ttest,
             "regression": reg, "published": pub, "calibration": cal}
 

@@ -67,9 +67,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .errors import EvaluationError
-from .io import atomic_output
-from .studies.s0 import ORIG_SBR_PREFIX, SBR_PREFIX, SBR_REGIONS
+from ...errors import EvaluationError
+from ...io import atomic_output
+from . import ORIG_SBR_PREFIX, SBR_PREFIX, SBR_REGIONS
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def shard_examples(shard_path: str | Path, index: pd.DataFrame, *, experiment: s
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Examples of one S0 shard: ``x`` (2N, 1, H, W) float32 (the N damaged slices, then the N
     originals), ``y`` (2N, 4) float32 known SBR, ``is_damaged`` (2N,) bool."""
-    from .datasets import SliceShard
+    from ...datasets import SliceShard
 
     shard = SliceShard(shard_path)
     missing_ch = [c for c in ("damaged", "original") if c not in shard.channels]
@@ -250,9 +250,9 @@ def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str
 
     Returns a summary: selected epoch, its validation MAE per region, sizes, device, seconds.
     """
-    from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint, seed_everything
-    from .device import select_device
-    from .progress import progress_bar
+    from ...checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint, seed_everything
+    from ...device import select_device
+    from ...progress import progress_bar
 
     t0 = time.perf_counter()
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("base_channels", base_channels)):
@@ -430,7 +430,7 @@ def load_sbr_regressor(path: str | Path, device: str | torch.device = "cpu", *,
     The file is read with ``torch.load(weights_only=True)`` and its SHA-256 is checked; a
     missing, corrupt or foreign file raises :class:`EvaluationError` naming ``experiment``.
     """
-    from .checkpoints import CheckpointError, load_checkpoint
+    from ...checkpoints import CheckpointError, load_checkpoint
 
     path = Path(path)
     if not path.exists():
@@ -454,7 +454,7 @@ def load_sbr_regressor(path: str | Path, device: str | torch.device = "cpu", *,
         raise EvaluationError(f"{path}: the weights do not fit the network they describe ({str(exc)[:160]})",
                               experiment=experiment, hint="Rerun train_sbr_regressor") from exc
     if isinstance(device, str):
-        from .device import select_device
+        from ...device import select_device
         device = select_device(device, amp="off", context=f"experiment {experiment}").device
     model.to(device).eval()
     model.selected_epoch = int(ck.get("epoch", 0))
