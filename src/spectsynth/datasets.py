@@ -281,12 +281,12 @@ def paired_slices(study, rec: Mapping, vols: Mapping[str, np.ndarray], base: Map
     evenly spaced over the target's extent with signal, every channel normalised on its own."""
     size, method, name = int(spec["size"]), spec["normalise"], spec.get("name", study.key)
     ref_vol = vols[study.roles[-1]]
-    lo, hi = _extent(ref_vol, float(spec.get("extent_threshold", 0.05)))
+    lo, hi = _extent(ref_vol, float(spec["extent_threshold"]))
     zs = _evenly(lo, hi, int(spec["n_slices"]))
     if len(zs) < int(spec["n_slices"]):
         raise InputDataError(
             f"dataset {name}: {len(zs)} axial slices have signal (above "
-            f"{float(spec.get('extent_threshold', 0.05)):g} of the maximum), fewer than the "
+            f"{float(spec['extent_threshold']):g} of the maximum), fewer than the "
             f"{int(spec['n_slices'])} of datasets.{spec['key']}.n_slices", subject=base["subject"],
             path=base["source"], hint=f"Lower datasets.{spec['key']}.n_slices or extent_threshold, or "
                                       "check this subject's images")

@@ -87,7 +87,7 @@ __all__ = ["train_experiment", "plot_history"]
 
 def _datasets(spec: dict, shards: Mapping[str, str | Path], cfg_datasets: Mapping | None):
     name = spec["experiment"]
-    preload = float(spec["training"].get("preload_max_mb", 2048))
+    preload = float(spec["training"]["preload_max_mb"])
     missing = [s for s in ("train", "val") if s not in shards]
     if missing:
         raise TrainingError(f"experiment {name}: no shard given for split(s) {missing}")

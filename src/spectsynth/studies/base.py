@@ -164,7 +164,7 @@ class Study:
     def size(self, cfg: Mapping, name: str, key: str | None = None) -> int:
         key = key or self.key
         ds = (cfg.get("datasets") or {}).get(key) or {}
-        size = int(ds.get("size", self.dataset_defaults.get("size", 64)))
+        size = int(ds.get("size", self.dataset_defaults["size"]))
         if size < 32 or size & (size - 1):
             raise fail(name, f"datasets.{key}.size is {size}", "Use a power of two >= 32 (32, 64, 128, 256)")
         return size

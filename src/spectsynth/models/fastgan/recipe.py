@@ -58,7 +58,7 @@ class FastGANRecipe(Recipe):
         imgs = torch.from_numpy(np.stack([train_ds[i]["image"] for i in range(len(train_ds))]))
         labels = torch.tensor([condition_label(*train_ds.labels(i), levels, patterns, cond["use_level"])
                                for i in range(len(train_ds))])
-        steps = int(self.spec.get("gan_feature_steps", 300))
+        steps = int(self.spec["gan_feature_steps"])
         self.feature_net = train_feature_net(imgs, labels, n_classes, steps=steps,
                                              seed=int(self.spec["seed"]), device=self.setup.device)
         self._index_val(val_ds)
