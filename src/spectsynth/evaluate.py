@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import metrics as M
 from . import plots as P
-from .errors import EvaluationError
+from .errors import EvaluationError, context
 from .infer import load_predictions
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,18 @@ def write_table(table: pd.DataFrame, path: str | Path, *, what: str) -> Path:
     table.to_csv(tmp, sep="\t", index=False)
     tmp.replace(path)
     return path
+
+
+def with_columns(table: pd.DataFrame, **columns) -> pd.DataFrame:
+    """``table`` with ``columns`` (name -> one value for every row) inserted first, in order.
+
+    Metrics and statistics return their rows without pipeline context; the evaluation adds
+    the experiment (and subject) it computed them for.
+    """
+    out = table.copy()
+    for pos, (name, value) in enumerate(columns.items()):
+        out.insert(pos, name, value)
+    return out
 
 
 def _notes_frame(notes: Sequence[Mapping]) -> pd.DataFrame:
@@ -120,10 +132,10 @@ def paired_slice_metrics(experiment: str, arrays: Mapping[str, np.ndarray], tabl
     parts = []
     for subject, sub in table.groupby("subject", sort=True):
         idx = sub.index.to_numpy()
-        part = M.slice_metrics(src[idx], tgt[idx], data_range=data_range, experiment=experiment,
-                               subject=str(subject), slice_ids=sub["slice_index"].tolist(),
-                               win_size=win_size)
-        part = part.rename(columns={"slice": "slice_index"})
+        with context(experiment=experiment, subject=str(subject)):
+            part = M.slice_metrics(src[idx], tgt[idx], data_range=data_range,
+                                   slice_ids=sub["slice_index"].tolist(), win_size=win_size)
+        part = with_columns(part, experiment=experiment, subject=str(subject)).rename(columns={"slice": "slice_index"})
         part["pred_row"] = idx
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)

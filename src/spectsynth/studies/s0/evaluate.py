@@ -13,7 +13,7 @@ import pandas as pd
 from ... import metrics as M
 from ... import plots as P
 from ... import stats as S
-from ...errors import EvaluationError
+from ...errors import EvaluationError, context
 from ...evaluate import (
     _attempt,
     _load_paired,
@@ -21,6 +21,7 @@ from ...evaluate import (
     _notes_frame,
     figure_label,
     shard_to_ras,
+    with_columns,
     write_table,
 )
 
@@ -133,7 +134,9 @@ def sbr_cnn_error_fractions(readings: pd.DataFrame, *, thresholds: Sequence[floa
             continue
         groups = [("all", readings)] + [(r, g) for r, g in readings.groupby("region", sort=False)]
         for region, g in groups:
-            frac = M.sbr_error_fractions(g[col], g["known"], thresholds=tuple(thresholds), experiment=experiment)
+            with context(experiment=experiment):
+                frac = M.sbr_error_fractions(g[col], g["known"], thresholds=tuple(thresholds))
+            frac = with_columns(frac, experiment=experiment)
             frac.insert(1, "series", series)
             frac.insert(2, "region", region)
             frac["mean_abs_error"] = float(np.mean(np.abs(g[col] - g["known"])))
@@ -187,18 +190,19 @@ def s0_agreement(experiment: str, candidate_ras: np.ndarray, original_ras: np.nd
         subject = str(row["subject"])
         case = f"{row.get('desc', '')}#{row['pred_row']}"
         kw = dict(fraction=float(seg_cfg["threshold_fraction"]), min_size_px=int(seg_cfg["min_size_px"]),
-                  dilate_px=0, experiment=experiment, subject=subject)
-        res = _attempt(notes, "S0", f"ASP/Dice {experiment} {series} subject {subject} case {case}",
-                       M.basal_ganglia_agreement, candidate_ras[i], original_ras[i], convention=convention,
-                       case=case, **kw)
-        if res is None:
-            continue
-        asp_parts.append(res[0].assign(series=series))
-        dice_parts.append(res[1].assign(series=series))
-        seg_o = M.segment_basal_ganglia(original_ras[i], **kw)
-        ratios = _attempt(notes, "S0", f"SBR {experiment} {series} subject {subject} case {case}",
-                          _pair_ratios, candidate_ras[i], original_ras[i], seg_o, experiment=experiment,
-                          subject=subject)
+                  dilate_px=0)
+        with context(experiment=experiment, subject=subject):
+            res = _attempt(notes, "S0", f"ASP/Dice {experiment} {series} subject {subject} case {case}",
+                           M.basal_ganglia_agreement, candidate_ras[i], original_ras[i], convention=convention,
+                           case=case, **kw)
+            if res is None:
+                continue
+            asp_parts.append(with_columns(res[0], experiment=experiment, subject=subject).assign(series=series))
+            dice_parts.append(with_columns(res[1], experiment=experiment, subject=subject).assign(series=series))
+            seg_o = M.segment_basal_ganglia(original_ras[i], **kw)
+            ratios = _attempt(notes, "S0", f"SBR {experiment} {series} subject {subject} case {case}",
+                              _pair_ratios, candidate_ras[i], original_ras[i], seg_o, experiment=experiment,
+                              subject=subject)
         if ratios is None:
             continue
         for side in M.SIDES:
@@ -379,8 +383,10 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     write_table(dice_sum if dice_sum is not None else empty, out["dice_summary"], what="S0 Dice summary")
 
     def fractions(sub: pd.DataFrame) -> pd.DataFrame:
-        return M.sbr_error_fractions(sub["sbr_prediction"], sub["sbr_original"],
-                                     thresholds=tuple(cfg["sbr_error_thresholds"]), experiment=experiment)
+        with context(experiment=experiment):
+            frac = M.sbr_error_fractions(sub["sbr_prediction"], sub["sbr_original"],
+                                         thresholds=tuple(cfg["sbr_error_thresholds"]))
+        return with_columns(frac, experiment=experiment)
 
     frac = _per_series(notes, "SBR error fractions", fractions, sbr) if len(sbr) else None
     write_table(frac if frac is not None else pd.DataFrame(columns=["experiment", "series", "threshold"]),

@@ -12,8 +12,16 @@ import pandas as pd
 from ... import metrics as M
 from ... import plots as P
 from ... import stats as S
-from ...errors import EvaluationError
-from ...evaluate import _attempt, _message_figure, _notes_frame, figure_label, shard_to_ras, write_table
+from ...errors import EvaluationError, context
+from ...evaluate import (
+    _attempt,
+    _message_figure,
+    _notes_frame,
+    figure_label,
+    shard_to_ras,
+    with_columns,
+    write_table,
+)
 from ...infer import load_predictions, read_index
 from ...labels import LEVELS, PATTERNS
 
@@ -206,8 +214,9 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     stacks = {REAL: (real_imgs, index["level"].tolist(), index["pattern"].tolist()), **generated(predictions)}
     parts = []
     for source, (imgs, lev, pat) in stacks.items():
-        part = M.s1_image_table(imgs, levels=lev, patterns=pat, source=source,
-                                experiment="S1" if source == REAL else source)
+        exp = "S1" if source == REAL else source
+        with context(experiment=exp):
+            part = with_columns(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source), experiment=exp)
         part["criterion"] = CRITERION_NONE if source == REAL else headline_criterion
         parts.append(part)
     parts[0]["subject"] = index["subject"].astype(str).to_numpy()
@@ -215,8 +224,9 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     for criterion, files in sorted((other_predictions or {}).items()):
         alt = []
         for source, (imgs, lev, pat) in generated(files).items():
-            alt.append(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source, experiment=source)
-                       .assign(criterion=criterion))
+            with context(experiment=source):
+                alt.append(with_columns(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source),
+                                        experiment=source).assign(criterion=criterion))
         other_data[criterion] = pd.concat(alt, ignore_index=True) if alt else None
     data = pd.concat(parts, ignore_index=True)
     sources = list(stacks)
@@ -276,9 +286,9 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
                 sel = [i for i, (a, b) in enumerate(zip(lev, pat, strict=True)) if a == lv and b == p]
                 if not sel:
                     continue
-                res = _attempt(notes, "S1", f"mean/SD map {source} {lv} {p}", M.mean_sd_maps,
-                               imgs[sel], levels=[lv] * len(sel), patterns=[p] * len(sel),
-                               experiment="S1", source=source)
+                with context(experiment="S1", subject=source):
+                    res = _attempt(notes, "S1", f"mean/SD map {source} {lv} {p}", M.mean_sd_maps,
+                                   imgs[sel], levels=[lv] * len(sel), patterns=[p] * len(sel))
                 if res is None:
                     continue
                 r = res[(lv, p)]

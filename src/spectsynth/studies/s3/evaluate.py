@@ -13,7 +13,7 @@ import pandas as pd
 from ... import metrics as M
 from ... import plots as P
 from ... import stats as S
-from ...errors import EvaluationError
+from ...errors import EvaluationError, context
 from ...evaluate import (
     PAIRED_METRICS,
     _attempt,
@@ -84,8 +84,8 @@ def s3_roi_means(experiment: str, raw: Mapping[str, np.ndarray], table: pd.DataF
         src = str(sub["source"].iat[0]) if "source" in sub.columns else ""
         src_path = src.rsplit("[", 1)[0] if src.endswith("]") else src
         if src_path and Path(src_path).exists():
-            M.check_same_grid(lab_img, nib.load(src_path), experiment=experiment, subject=subject,
-                              names=("atlas labels", "source volume"))
+            with context(experiment=experiment, subject=subject):
+                M.check_same_grid(lab_img, nib.load(src_path), names=("atlas labels", "source volume"))
         lab = np.asanyarray(lab_img.dataobj)
         pools: dict[str, dict[str, list]] = {}
         for i, row in sub.iterrows():
