@@ -62,14 +62,15 @@ def write_table(table: pd.DataFrame, path: str | Path, *, what: str) -> Path:
     return path
 
 
-def with_columns(table: pd.DataFrame, **columns) -> pd.DataFrame:
-    """``table`` with ``columns`` (name -> one value for every row) inserted first, in order.
+def with_columns(table: pd.DataFrame, *, at: int = 0, **columns) -> pd.DataFrame:
+    """``table`` with ``columns`` (name -> one value for every row) inserted in order from
+    column position ``at`` (default: first).
 
     Metrics and statistics return their rows without pipeline context; the evaluation adds
     the experiment (and subject) it computed them for.
     """
     out = table.copy()
-    for pos, (name, value) in enumerate(columns.items()):
+    for pos, (name, value) in enumerate(columns.items(), start=at):
         out.insert(pos, name, value)
     return out
 

@@ -221,6 +221,11 @@ def _series_first(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[cols]
 
 
+def _summary(data: pd.DataFrame, values: Sequence[str], *, by: Sequence[str], experiment: str) -> pd.DataFrame:
+    """:func:`spectsynth.stats.summary_table` with ``experiment`` after the ``by`` columns."""
+    return with_columns(S.summary_table(data, values, by=by), at=len(by), experiment=experiment)
+
+
 def _per_series(notes: list, what: str, fn: Callable, data: pd.DataFrame, *args, **kwargs) -> pd.DataFrame | None:
     """``fn`` applied to each series of ``data`` (``_attempt``), the results stacked with ``series``."""
     parts = []
@@ -241,7 +246,8 @@ def bland_altman_series_figure(sbr: pd.DataFrame, *, subtitle: str, title: str, 
     for ax, s in zip(axes, series, strict=True):
         sub = sbr[sbr["series"] == s]
         m, r = sub["sbr_prediction"].to_numpy(float), sub["sbr_original"].to_numpy(float)
-        rec = S.bland_altman(m, r, experiment=experiment, label=S0_SERIES[s], loa_z=loa_z)
+        with context(experiment=experiment):
+            rec = S.bland_altman(m, r, label=S0_SERIES[s], loa_z=loa_z)
         d = rec.details
         ax.scatter((m + r) / 2, m - r, s=14, alpha=0.7, edgecolor="none", color="C0" if s == "prediction" else "C1")
         for yv, style, text in ((d["bias"], "-", f"bias {d['bias']:.3f}"),
@@ -375,11 +381,13 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     write_table(dice, out["dice"], what="S0 Dice")
     write_table(sbr, out["sbr"], what="S0 slice binding ratios")
     empty = pd.DataFrame(columns=["experiment", "series", "value", "n", "mean", "sd", "min", "max", "mean_sd"])
-    asp_sum = _per_series(notes, "ASP summary", S.summary_table, asp, ["abs_difference", "difference"],
-                          by=["side", "measure"], experiment=experiment)
+    with context(experiment=experiment):
+        asp_sum = _per_series(notes, "ASP summary", _summary, asp, ["abs_difference", "difference"],
+                              by=["side", "measure"], experiment=experiment)
     write_table(asp_sum if asp_sum is not None else empty, out["asp_summary"], what="S0 ASP summary")
-    dice_sum = _per_series(notes, "Dice summary", S.summary_table, dice, ["dice"], by=["side"],
-                           experiment=experiment)
+    with context(experiment=experiment):
+        dice_sum = _per_series(notes, "Dice summary", _summary, dice, ["dice"], by=["side"],
+                               experiment=experiment)
     write_table(dice_sum if dice_sum is not None else empty, out["dice_summary"], what="S0 Dice summary")
 
     def fractions(sub: pd.DataFrame) -> pd.DataFrame:
@@ -395,14 +403,15 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     title = f"S0 {experiment}: slice binding ratio vs original, model and damaged-input baseline"
     recs, rec_series = [], []
     for series, sub in sbr.groupby("series", sort=False):
-        rec = _attempt(notes, "S0", f"Bland-Altman ({series})", S.bland_altman, sub["sbr_prediction"],
-                       sub["sbr_original"], experiment=experiment,
-                       label=f"{S0_SERIES[series]} vs original slice SBR", loa_z=float(cfg["loa_z"]))
+        with context(experiment=experiment):
+            rec = _attempt(notes, "S0", f"Bland-Altman ({series})", S.bland_altman, sub["sbr_prediction"],
+                           sub["sbr_original"], label=f"{S0_SERIES[series]} vs original slice SBR",
+                           loa_z=float(cfg["loa_z"]))
         if rec is not None:
             recs.append(rec)
             rec_series.append(series)
     if recs:
-        ba = S.records_frame(recs)
+        ba = with_columns(S.records_frame(recs), experiment=experiment)
         ba.insert(1, "series", rec_series)
         write_table(ba, out["bland_altman"], what="S0 Bland-Altman")
         fig = bland_altman_series_figure(sbr[sbr["series"].isin(rec_series)], subtitle=label, title=title,
