@@ -77,13 +77,12 @@ def deficit_map_image(actual_img, predicted_img, *, mask_img=None, signal_fracti
     Returns ``(deficit_img, valid_mask_img)`` (float32 percent, uint8 mask) on the actual
     image's grid.
     """
+    mask = None
     with context(experiment=experiment, subject=subject):
         check_same_grid(predicted_img, actual_img, atol_mm=atol_mm, names=("predicted normal", "actual image"))
         if mask_img is not None:
             check_same_grid(mask_img, actual_img, atol_mm=atol_mm, names=("mask", "actual image"))
-    mask = None
-    if mask_img is not None:
-        mask = np.asanyarray(mask_img.dataobj) > 0
+            mask = np.asanyarray(mask_img.dataobj) > 0
     deficit, valid = percent_deficit(np.asanyarray(actual_img.dataobj),
                                      np.asanyarray(predicted_img.dataobj), mask=mask,
                                      signal_fraction=signal_fraction, experiment=experiment,

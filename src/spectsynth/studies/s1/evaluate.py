@@ -41,7 +41,6 @@ REAL_HALVES = ("real half 1", "real half 2")
 COMPARISON_GENERATED = "real vs generated"
 COMPARISON_REAL_HALVES = "real half 1 vs real half 2 (reference)"
 CRITERION_NONE = "none (real images only)"
-S1_TESTS = "S1"   # the experiment named by S1's statistics, which compare all sources at once
 
 
 def split_subjects_in_halves(subjects: Sequence[str], *, seed: int, experiment: str = "S1") -> dict[str, int]:
@@ -58,6 +57,7 @@ def split_subjects_in_halves(subjects: Sequence[str], *, seed: int, experiment: 
     return {s: 1 if s in first else 2 for s in uniq}
 
 
+@context(experiment="S1")   # S1's statistics compare all sources at once, under the study's name
 def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | None, cfg: Mapping, notes: list,
               comparison: str, criterion: str, headline: bool) -> tuple[list[dict], list[pd.DataFrame], dict]:
     """S1's one-way ANOVA (with its power) and post-hoc comparisons of ``sources`` per level and
@@ -76,31 +76,28 @@ def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | No
             for value in ("mean_counts", "lr_ratio"):
                 groups = {s: sub.loc[sub["source"] == s, value].to_numpy() for s in groups_present}
                 what = f"{value} at {lv}, {pat}"
-                with context(experiment=S1_TESTS):
-                    rec = _attempt(notes, "S1", f"ANOVA {what}{suffix}", S.one_way_anova, groups,
-                                   label=what, alpha=alpha)
-                    if rec is None:
-                        continue
-                    tab = S.anova_table(groups, label=what)
-                row = {**tag, "experiment": S1_TESTS,
+                rec = _attempt(notes, "S1", f"ANOVA {what}{suffix}", S.one_way_anova, groups,
+                               label=what, alpha=alpha)
+                if rec is None:
+                    continue
+                tab = S.anova_table(groups, label=what)
+                row = {**tag, "experiment": "S1",
                        **{k: v for k, v in rec.as_dict().items() if not k.startswith("mean_")}}
                 row.update({"level": lv, "pattern": pat, "value": value,
                             "sum_sq": float(tab["sum_sq"].iat[0]),
                             "residual_sum_sq": float(tab["residual_sum_sq"].iat[0])})
-                with context(experiment=S1_TESTS):
-                    power = _attempt(notes, "S1", f"power of the ANOVA {what}{suffix}", S.anova_sensitivity,
-                                     groups, label=what, alpha=alpha, power=float(cfg.get("anova_power", 0.8)),
-                                     reference_f=float(cfg.get("anova_reference_f", 0.25)))
+                power = _attempt(notes, "S1", f"power of the ANOVA {what}{suffix}", S.anova_sensitivity, groups,
+                                 label=what, alpha=alpha, power=float(cfg.get("anova_power", 0.8)),
+                                 reference_f=float(cfg.get("anova_reference_f", 0.25)))
                 if power is None:
                     continue   # a row without its power is not written (noted instead)
                 row.update(power)
                 anova.append(row)
                 ref = reference if reference in groups else None
-                with context(experiment=S1_TESTS):
-                    ph = _attempt(notes, "S1", f"post-hoc {what}{suffix}", S.posthoc, groups,
-                                  label=what, method=cfg["posthoc"], alpha=alpha, reference=ref)
+                ph = _attempt(notes, "S1", f"post-hoc {what}{suffix}", S.posthoc, groups,
+                              label=what, method=cfg["posthoc"], alpha=alpha, reference=ref)
                 if ph is not None:
-                    ph = with_columns(ph, experiment=S1_TESTS)
+                    ph = with_columns(ph, experiment="S1")
                     for pos, (k, v) in enumerate({"level": lv, "pattern": pat, "value": value, **tag}.items()):
                         ph.insert(pos, k, v)
                     post.append(ph)
