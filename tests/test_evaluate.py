@@ -644,7 +644,7 @@ def test_s0_damaged_input_is_the_baseline_in_every_table(tmp_path):
         assert set(got["series"]) == {"prediction", "input"}, key
     dice = res["dice"]
     want = M.basal_ganglia_agreement(E.shard_to_ras(damaged[0]), E.shard_to_ras(orig[0]), fraction=0.5,
-                                     dilate_px=0, min_size_px=0, experiment="s0")[1]
+                                     dilate_px=0, min_size_px=0)[1]
     got = dice[(dice["series"] == "input") & (dice["case"] == "a#0")]["dice"].to_numpy()
     np.testing.assert_allclose(got, want["dice"].to_numpy())
     assert (dice.loc[dice["series"] == "prediction", "dice"] == 1).all()
@@ -712,8 +712,7 @@ def test_s0_regression_cnn_reads_prediction_and_original(tmp_path, s0_regressor)
     assert len(frac) == 3 * 5 * len(CFG["sbr_error_thresholds"])       # 3 series x (all + 4 regions) x thresholds
     for series in ("prediction", "input", "original"):
         got = frac[(frac["series"] == series) & (frac["region"] == "all")].reset_index(drop=True)
-        want = M.sbr_error_fractions(cnn[f"cnn_{series}"], cnn["known"], thresholds=CFG["sbr_error_thresholds"],
-                                     experiment="s0")
+        want = M.sbr_error_fractions(cnn[f"cnn_{series}"], cnn["known"], thresholds=CFG["sbr_error_thresholds"])
         np.testing.assert_allclose(got["fraction"], want["fraction"])
         assert (got["n"] == len(cnn)).all()
     assert (tmp_path / "out" / "sbr_cnn_plot.png").stat().st_size > 5000

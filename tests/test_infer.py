@@ -199,7 +199,7 @@ def test_stacked_volume_lands_on_the_source_grid(tmp_path):
                         train_index=tmp_path / "index.tsv")
     assert res["calibration"].str.contains("training slices").all()
     out = nib.load(tmp_path / "vol" / res["file"].iat[0])
-    check_same_grid(out, nib.load(src), experiment="e1")
+    check_same_grid(out, nib.load(src))
     data = out.get_fdata()
     for z in zs:
         np.testing.assert_allclose(data[:, :, z], vol[:, :, z], atol=1e-4)

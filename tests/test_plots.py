@@ -64,7 +64,7 @@ def test_box_marks_sit_over_the_compared_boxes(tmp_path):
     comps = []
     for pat in ("normal", "unilateral", "bilateral"):
         sub = df[df.pattern == pat]
-        t = S.pairwise_t({s: sub[sub.source == s].mc for s in ("real", "A", "B")}, experiment="s1",
+        t = S.pairwise_t({s: sub[sub.source == s].mc for s in ("real", "A", "B")},
                          label=pat, reference="real")
         t["x"] = pat
         comps.append(t)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import metrics as M
 from . import plots as P
-from .errors import EvaluationError
+from .errors import EvaluationError, context
 from .infer import load_predictions
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,19 @@ def shard_to_ras(images: np.ndarray) -> np.ndarray:
     """Stored slices ``(..., H, W)`` (row 0 anterior, columns left -> right) -> RAS ``(..., x, y)``."""
     arr = np.asarray(images)
     return np.ascontiguousarray(np.swapaxes(arr[..., ::-1, :], -1, -2))
+
+
+def with_columns(table: pd.DataFrame, *, at: int = 0, **columns) -> pd.DataFrame:
+    """``table`` with ``columns`` (name -> one value for every row) inserted in order from
+    column position ``at`` (default: first).
+
+    Metrics and statistics return their rows without pipeline context; the evaluation adds
+    the experiment (and subject) it computed them for.
+    """
+    out = table.copy()
+    for pos, (name, value) in enumerate(columns.items(), start=at):
+        out.insert(pos, name, value)
+    return out
 
 
 def notes_frame(notes: Sequence[Mapping]) -> pd.DataFrame:
@@ -106,10 +119,10 @@ def paired_slice_metrics(experiment: str, arrays: Mapping[str, np.ndarray], tabl
     parts = []
     for subject, sub in table.groupby("subject", sort=True):
         idx = sub.index.to_numpy()
-        part = M.slice_metrics(src[idx], tgt[idx], data_range=data_range, experiment=experiment,
-                               subject=str(subject), slice_ids=sub["slice_index"].tolist(),
-                               win_size=win_size)
-        part = part.rename(columns={"slice": "slice_index"})
+        with context(experiment=experiment, subject=str(subject)):
+            part = M.slice_metrics(src[idx], tgt[idx], data_range=data_range,
+                                   slice_ids=sub["slice_index"].tolist(), win_size=win_size)
+        part = with_columns(part, experiment=experiment, subject=str(subject)).rename(columns={"slice": "slice_index"})
         part["pred_row"] = idx
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)

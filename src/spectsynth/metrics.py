@@ -30,7 +30,8 @@ convention, the subject's left on the image's right.
 
 Bad input (images of different shapes or grids, too few pixels for SSIM's window, no
 signal to segment, empty masks) raises :class:`~spectsynth.errors.EvaluationError`
-naming the experiment and subject; no function returns NaN.
+with the problem and a hint; the caller names the experiment and subject by wrapping its
+calls in :func:`spectsynth.errors.context`.  No function returns NaN.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import pandas as pd
 from scipy import ndimage
 from skimage import metrics as skm
 
-from .errors import EvaluationError
+from .errors import EvaluationError, context, current_context
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,18 @@ SIDES = ("L", "R")
 
 
 # ----------------------------------------------------------------------------- checks
-def check_same_shape(prediction, target, *, experiment: str, subject: str | None = None,
+def _log_prefix() -> str:
+    """``experiment <name>: subject <id>: `` from the enclosing error context, for log lines."""
+    ctx = current_context()
+    parts = [f"{k} {ctx[k]}" for k in ("experiment", "subject") if ctx.get(k)]
+    return "".join(f"{p}: " for p in parts)
+
+
+def check_same_shape(prediction, target, *,
                      names: tuple[str, str] = ("prediction", "target")) -> tuple[np.ndarray, np.ndarray]:
     """Return both inputs as float64 arrays after checking equal shapes and finite values.
 
-    Raises :class:`EvaluationError` naming the experiment (and subject) otherwise.
+    Raises :class:`EvaluationError` otherwise.
     """
     a = np.asarray(prediction, dtype=np.float64)
     b = np.asarray(target, dtype=np.float64)
@@ -66,22 +74,20 @@ def check_same_shape(prediction, target, *, experiment: str, subject: str | None
         raise EvaluationError(
             f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}; a metric "
             "compares images on the same grid",
-            experiment=experiment, subject=subject,
             hint=f"Resample the {names[0]} onto the {names[1]}'s grid (or check that the right "
                  "files were paired)")
     for arr, name in ((a, names[0]), (b, names[1])):
         n_bad = int(np.count_nonzero(~np.isfinite(arr)))
         if n_bad:
             raise EvaluationError(
-                f"{name} holds {n_bad} NaN or Inf values", experiment=experiment, subject=subject,
+                f"{name} holds {n_bad} NaN or Inf values",
                 hint="Check the step that wrote it (inference or simulation) for a numerical failure")
     if a.size == 0:
-        raise EvaluationError(f"{names[0]} and {names[1]} are empty", experiment=experiment,
-                              subject=subject)
+        raise EvaluationError(f"{names[0]} and {names[1]} are empty")
     return a, b
 
 
-def check_same_grid(prediction_img, target_img, *, experiment: str, subject: str | None = None,
+def check_same_grid(prediction_img, target_img, *,
                     atol_mm: float = 1e-3,
                     names: tuple[str, str] = ("prediction", "target")) -> None:
     """Check that two NIfTI images share shape and affine (to ``atol_mm``).
@@ -93,7 +99,6 @@ def check_same_grid(prediction_img, target_img, *, experiment: str, subject: str
     if sa != sb:
         raise EvaluationError(
             f"{names[0]} has shape {sa} but {names[1]} has shape {sb}",
-            experiment=experiment, subject=subject,
             hint=f"Write the {names[0]} on the {names[1]}'s grid (inference stacks slices back "
                  "onto the subject's grid)")
     diff = float(np.abs(np.asarray(prediction_img.affine) - np.asarray(target_img.affine)).max())
@@ -101,51 +106,48 @@ def check_same_grid(prediction_img, target_img, *, experiment: str, subject: str
         raise EvaluationError(
             f"the affine of the {names[0]} differs from the {names[1]}'s by up to {diff:.4g} mm; "
             "the images are not on the same grid",
-            experiment=experiment, subject=subject,
             hint=f"Save the {names[0]} with the {names[1]}'s affine (spectsynth.io.image_like) "
                  "or resample it; check that prediction and target belong to the same subject "
                  "and space")
 
 
-def _check_data_range(data_range: float, experiment: str) -> float:
+def _check_data_range(data_range: float) -> float:
     try:
         value = float(data_range)
     except (TypeError, ValueError):
-        raise EvaluationError(f"data_range {data_range!r} is not a number", experiment=experiment,
+        raise EvaluationError(f"data_range {data_range!r} is not a number",
                               hint="Give the intensity range of the slices, e.g. 2.0 for (-1, 1)") from None
     if not math.isfinite(value) or value <= 0:
         raise EvaluationError(f"data_range must be a positive number, got {data_range!r}",
-                              experiment=experiment,
                               hint="Give the intensity range of the slices, e.g. 2.0 for (-1, 1)")
     return value
 
 
 # ------------------------------------------------------------------ S2/S3 similarity
-def rmse(prediction, target, *, experiment: str, subject: str | None = None) -> float:
+def rmse(prediction, target) -> float:
     """Root-mean-square error, ``sqrt(mean((prediction - target)**2))``.
 
     Uses :func:`skimage.metrics.mean_squared_error`; in the units of the images.
     """
-    a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    a, b = check_same_shape(prediction, target)
     return float(np.sqrt(skm.mean_squared_error(b, a)))
 
 
-def psnr(prediction, target, *, data_range: float, experiment: str,
-         subject: str | None = None) -> float:
+def psnr(prediction, target, *, data_range: float) -> float:
     """Peak signal-to-noise ratio in dB, ``10 log10(data_range**2 / MSE)`` (scikit-image).
 
     Identical images give ``inf`` (MSE = 0); :func:`slice_metrics` refuses to write that
     into a table.
     """
-    dr = _check_data_range(data_range, experiment)
-    a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    dr = _check_data_range(data_range)
+    a, b = check_same_shape(prediction, target)
     mse = skm.mean_squared_error(b, a)
     if mse == 0:
         return math.inf
     return float(skm.peak_signal_noise_ratio(b, a, data_range=dr))
 
 
-def ssim(prediction, target, *, data_range: float, experiment: str, subject: str | None = None,
+def ssim(prediction, target, *, data_range: float,
          win_size: int | None = None) -> float:
     """Mean structural similarity (scikit-image, Gaussian-free 7x7 window by default).
 
@@ -158,62 +160,57 @@ def ssim(prediction, target, *, data_range: float, experiment: str, subject: str
     generator loss needs anyway; the two definitions give slightly different values for the
     same images.
     """
-    dr = _check_data_range(data_range, experiment)
-    a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    dr = _check_data_range(data_range)
+    a, b = check_same_shape(prediction, target)
     if a.ndim < 2:
-        raise EvaluationError(f"SSIM needs a 2-D or 3-D image, got shape {a.shape}",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"SSIM needs a 2-D or 3-D image, got shape {a.shape}")
     smallest = min(a.shape)
     fits = smallest if smallest % 2 else smallest - 1
     win_size = min(7 if win_size is None else int(win_size), fits)
     if win_size < 3 or win_size % 2 == 0:
         raise EvaluationError(
             f"SSIM window {win_size} does not fit an image of shape {a.shape} (needs an odd "
-            f"window >= 3 and <= the shortest side)", experiment=experiment, subject=subject,
+            f"window >= 3 and <= the shortest side)",
             hint="Compute SSIM on full slices, not on tiny crops")
     return float(skm.structural_similarity(b, a, data_range=dr, win_size=win_size))
 
 
-def slice_metrics(prediction, target, *, data_range: float, experiment: str,
-                  subject: str | None = None, slice_ids: Sequence | None = None,
+def slice_metrics(prediction, target, *, data_range: float, slice_ids: Sequence | None = None,
                   win_size: int | None = None) -> pd.DataFrame:
     """RMSE, SSIM and PSNR per slice of a stack (``(n, H, W)`` or one ``(H, W)`` slice).
 
-    Returns one row per slice with columns ``experiment, subject, slice, rmse, ssim, psnr,
-    data_range``.  A slice whose prediction equals its target exactly (PSNR infinite) is
-    an error: blank slices belong out of the evaluation set, not in a mean.
+    Returns one row per slice with columns ``slice, rmse, ssim, psnr, data_range`` (the
+    caller adds experiment and subject).  A slice whose prediction equals its target exactly
+    (PSNR infinite) is an error: blank slices belong out of the evaluation set, not in a mean.
     """
-    dr = _check_data_range(data_range, experiment)
-    a, b = check_same_shape(prediction, target, experiment=experiment, subject=subject)
+    dr = _check_data_range(data_range)
+    a, b = check_same_shape(prediction, target)
     if a.ndim == 2:
         a, b = a[None], b[None]
     if a.ndim != 3:
-        raise EvaluationError(f"expected slices of shape (n, H, W) or (H, W), got {a.shape}",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"expected slices of shape (n, H, W) or (H, W), got {a.shape}")
     ids = list(range(a.shape[0])) if slice_ids is None else list(slice_ids)
     if len(ids) != a.shape[0]:
-        raise EvaluationError(f"{len(ids)} slice ids for {a.shape[0]} slices",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"{len(ids)} slice ids for {a.shape[0]} slices")
     rows = []
     for sid, p, t in zip(ids, a, b, strict=True):
-        value = psnr(p, t, data_range=dr, experiment=experiment, subject=subject)
+        value = psnr(p, t, data_range=dr)
         if not math.isfinite(value):
             raise EvaluationError(
                 f"slice {sid}: prediction equals target exactly, PSNR is infinite",
-                experiment=experiment, subject=subject,
                 hint="Exclude blank (constant) slices from the evaluation set")
         rows.append({
-            "experiment": experiment, "subject": subject, "slice": sid,
-            "rmse": rmse(p, t, experiment=experiment, subject=subject),
-            "ssim": ssim(p, t, data_range=dr, experiment=experiment, subject=subject,
+            "slice": sid,
+            "rmse": rmse(p, t),
+            "ssim": ssim(p, t, data_range=dr,
                          win_size=win_size),
             "psnr": value, "data_range": dr,
         })
     return pd.DataFrame(rows)
 
 
-def volume_slice_metrics(prediction_img, target_img, *, data_range: float, experiment: str,
-                         subject: str | None = None, axis: int = 2, skip_blank: bool = True,
+def volume_slice_metrics(prediction_img, target_img, *, data_range: float, axis: int = 2,
+                         skip_blank: bool = True,
                          atol_mm: float = 1e-3) -> pd.DataFrame:
     """Per-slice metrics of a predicted volume against its target (NIfTI images).
 
@@ -221,7 +218,7 @@ def volume_slice_metrics(prediction_img, target_img, *, data_range: float, exper
     axial for RAS images) where the target is constant and the prediction equals it are
     skipped when ``skip_blank`` (logged), since their PSNR is infinite and SSIM trivially 1.
     """
-    check_same_grid(prediction_img, target_img, experiment=experiment, subject=subject,
+    check_same_grid(prediction_img, target_img,
                     atol_mm=atol_mm)
     a = np.moveaxis(np.asanyarray(prediction_img.dataobj, dtype=np.float64), axis, 0)
     b = np.moveaxis(np.asanyarray(target_img.dataobj, dtype=np.float64), axis, 0)
@@ -229,13 +226,11 @@ def volume_slice_metrics(prediction_img, target_img, *, data_range: float, exper
     if skip_blank:
         keep = [k for k in keep if not (np.ptp(b[k]) == 0 and np.array_equal(a[k], b[k]))]
         if len(keep) < a.shape[0]:
-            log.info("experiment %s subject %s: skipped %d blank slices", experiment, subject,
-                     a.shape[0] - len(keep))
+            log.info("%sskipped %d blank slices", _log_prefix(), a.shape[0] - len(keep))
     if not keep:
-        raise EvaluationError("every slice is blank", experiment=experiment, subject=subject,
+        raise EvaluationError("every slice is blank",
                               hint="Check that the target volume holds signal")
-    return slice_metrics(a[keep], b[keep], data_range=data_range, experiment=experiment,
-                         subject=subject, slice_ids=keep)
+    return slice_metrics(a[keep], b[keep], data_range=data_range, slice_ids=keep)
 
 
 # ------------------------------------------------------------------------ orientation
@@ -272,8 +267,7 @@ def hemisphere_masks(shape: Sequence[int], *, midline: float | None = None) -> t
 
 # ------------------------------------------------------------------------------ S0
 def segment_basal_ganglia(image, *, search_mask=None, fraction: float = 0.5, dilate_px: int = 3,
-                          midline: float | None = None, min_size_px: int = 0,
-                          experiment: str, subject: str | None = None) -> np.ndarray:
+                          midline: float | None = None, min_size_px: int = 0) -> np.ndarray:
     """Segment the basal ganglia of a DaT image, per hemisphere.
 
     Method (S0 does not publish its own): the RAS image is split at the midline
@@ -289,21 +283,17 @@ def segment_basal_ganglia(image, *, search_mask=None, fraction: float = 0.5, dil
     """
     img = np.asarray(image, dtype=np.float64)
     if not 0 < fraction < 1:
-        raise EvaluationError(f"threshold fraction must be in (0, 1), got {fraction}",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"threshold fraction must be in (0, 1), got {fraction}")
     if not np.all(np.isfinite(img)):
-        raise EvaluationError("image holds NaN or Inf values", experiment=experiment,
-                              subject=subject)
+        raise EvaluationError("image holds NaN or Inf values")
     if search_mask is not None:
         region = np.asarray(search_mask).astype(bool)
         if region.shape != img.shape:
             raise EvaluationError(
                 f"search mask has shape {region.shape} but the image has shape {img.shape}",
-                experiment=experiment, subject=subject,
                 hint="Cut the anatomical labels with the same slice as the image")
         if not region.any():
             raise EvaluationError("search mask is empty (no basal-ganglia label in this slice)",
-                                  experiment=experiment, subject=subject,
                                   hint="Choose a slice through the striatum")
         if dilate_px > 0:
             region = ndimage.binary_dilation(region, iterations=int(dilate_px))
@@ -315,13 +305,11 @@ def segment_basal_ganglia(image, *, search_mask=None, fraction: float = 0.5, dil
         reg = region & side
         if not reg.any():
             raise EvaluationError(f"the search region has no pixel in the {name} hemisphere",
-                                  experiment=experiment, subject=subject,
                                   hint="Check the midline and the search mask")
         peak = float(img[reg].max())
         if peak <= 0:
             raise EvaluationError(
                 f"no striatal signal in the {name} hemisphere (maximum {peak:.3g})",
-                experiment=experiment, subject=subject,
                 hint="The image is empty or negative there; check the input scaling")
         seg = reg & (img >= fraction * peak)
         if min_size_px > 1:
@@ -333,7 +321,7 @@ def segment_basal_ganglia(image, *, search_mask=None, fraction: float = 0.5, dil
     return out
 
 
-def dice(mask_a, mask_b, *, experiment: str, subject: str | None = None, what: str = "masks") -> float:
+def dice(mask_a, mask_b, *, what: str = "masks") -> float:
     """Dice similarity coefficient ``2|A∩B| / (|A| + |B|)`` of two boolean masks.
 
     Two empty masks have no defined Dice and raise an error.
@@ -341,16 +329,14 @@ def dice(mask_a, mask_b, *, experiment: str, subject: str | None = None, what: s
     a = np.asarray(mask_a).astype(bool)
     b = np.asarray(mask_b).astype(bool)
     if a.shape != b.shape:
-        raise EvaluationError(f"{what}: shapes {a.shape} and {b.shape} differ",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"{what}: shapes {a.shape} and {b.shape} differ")
     total = int(a.sum()) + int(b.sum())
     if total == 0:
-        raise EvaluationError(f"{what}: both masks are empty, Dice is undefined",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"{what}: both masks are empty, Dice is undefined")
     return 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
-def anatomy_shape(mask_display, *, experiment: str, subject: str | None = None) -> dict[str, float]:
+def anatomy_shape(mask_display) -> dict[str, float]:
     """S0's Anatomy Shape Precision measures of one displayed 2-D mask, in pixels.
 
     * ``AP``: extent along the rows (anterior-posterior), ``LAT``: along the columns;
@@ -364,11 +350,9 @@ def anatomy_shape(mask_display, *, experiment: str, subject: str | None = None) 
     """
     m = np.asarray(mask_display).astype(bool)
     if m.ndim != 2:
-        raise EvaluationError(f"anatomy shape needs a 2-D mask, got shape {m.shape}",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"anatomy shape needs a 2-D mask, got shape {m.shape}")
     if not m.any():
         raise EvaluationError("the segmented basal-ganglia mask is empty",
-                              experiment=experiment, subject=subject,
                               hint="Check the slice choice and the segmentation threshold")
     r, c = np.nonzero(m)
     r = r.astype(float)
@@ -389,7 +373,6 @@ def anatomy_shape(mask_display, *, experiment: str, subject: str | None = None) 
 def basal_ganglia_agreement(prediction, original, *, search_mask=None, fraction: float = 0.5,
                             dilate_px: int = 3, midline: float | None = None,
                             min_size_px: int = 0, convention: str = "radiological",
-                            experiment: str, subject: str | None = None,
                             case: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Anatomy Shape Precision and Dice of the basal ganglia, prediction vs original.
 
@@ -398,82 +381,76 @@ def basal_ganglia_agreement(prediction, original, *, search_mask=None, fraction:
     (:func:`to_display`, ``convention``).
 
     Returns ``(asp, dice_table)``: ``asp`` has one row per side and measure with columns
-    ``experiment, subject, case, side, measure, original, prediction, difference,
-    abs_difference`` (px; difference = prediction - original); ``dice_table`` has one row
-    per side with ``dice``.
+    ``case, side, measure, original, prediction, difference, abs_difference`` (px;
+    difference = prediction - original); ``dice_table`` has one row per side with ``case,
+    side, dice``.  The caller adds experiment and subject.
     """
-    p, o = check_same_shape(prediction, original, experiment=experiment, subject=subject,
-                            names=("prediction", "original"))
+    p, o = check_same_shape(prediction, original, names=("prediction", "original"))
     if p.ndim != 2:
-        raise EvaluationError(f"S0 metrics work on 2-D axial slices, got shape {p.shape}",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"S0 metrics work on 2-D axial slices, got shape {p.shape}")
     kw = dict(search_mask=search_mask, fraction=fraction, dilate_px=dilate_px, midline=midline,
-              min_size_px=min_size_px, experiment=experiment, subject=subject)
+              min_size_px=min_size_px)
     seg_p = segment_basal_ganglia(p, **kw)
     seg_o = segment_basal_ganglia(o, **kw)
     asp_rows, dice_rows = [], []
     for value, side in ((1, "L"), (2, "R")):
         mp, mo = seg_p == value, seg_o == value
-        shape_p = anatomy_shape(to_display(mp, convention), experiment=experiment, subject=subject)
-        shape_o = anatomy_shape(to_display(mo, convention), experiment=experiment, subject=subject)
+        shape_p = anatomy_shape(to_display(mp, convention))
+        shape_o = anatomy_shape(to_display(mo, convention))
         for measure in ASP_MEASURES:
             d = shape_p[measure] - shape_o[measure]
-            asp_rows.append({"experiment": experiment, "subject": subject, "case": case,
+            asp_rows.append({"case": case,
                              "side": side, "measure": measure, "original": shape_o[measure],
                              "prediction": shape_p[measure], "difference": d,
                              "abs_difference": abs(d)})
-        dice_rows.append({"experiment": experiment, "subject": subject, "case": case, "side": side,
-                          "dice": dice(mp, mo, experiment=experiment, subject=subject,
+        dice_rows.append({"case": case, "side": side,
+                          "dice": dice(mp, mo,
                                        what=f"{side} basal ganglia")})
     return pd.DataFrame(asp_rows), pd.DataFrame(dice_rows)
 
 
 def sbr_error_fractions(predicted, true, *, thresholds: Sequence[float] = (0.75, 0.5, 0.25),
-                        experiment: str) -> pd.DataFrame:
+                        ) -> pd.DataFrame:
     """Fraction of cases whose absolute SBR error is below each threshold.
 
     S0 reports 52 % of cases with error < 0.75; tighter thresholds show how far that is
     from a clinically useful match.  Columns: ``threshold, n, n_below, fraction``.
     """
-    p, t = check_same_shape(np.ravel(predicted), np.ravel(true), experiment=experiment,
+    p, t = check_same_shape(np.ravel(predicted), np.ravel(true),
                             names=("predicted SBR", "true SBR"))
     err = np.abs(p - t)
     rows = []
     for thr in thresholds:
         if not thr > 0:
-            raise EvaluationError(f"SBR error threshold must be positive, got {thr}",
-                                  experiment=experiment)
+            raise EvaluationError(f"SBR error threshold must be positive, got {thr}")
         below = int(np.count_nonzero(err < thr))
-        rows.append({"experiment": experiment, "threshold": float(thr), "n": int(err.size),
+        rows.append({"threshold": float(thr), "n": int(err.size),
                      "n_below": below, "fraction": below / err.size})
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------ S1
-def _masked(image, mask, experiment, subject):
+def _masked(image, mask):
     img = np.asarray(image, dtype=np.float64)
     if mask is None:
         return img.ravel()
     m = np.asarray(mask).astype(bool)
     if m.shape != img.shape:
-        raise EvaluationError(f"mask has shape {m.shape} but the image has shape {img.shape}",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"mask has shape {m.shape} but the image has shape {img.shape}")
     if not m.any():
-        raise EvaluationError("mask is empty", experiment=experiment, subject=subject)
+        raise EvaluationError("mask is empty")
     return img[m]
 
 
-def mean_counts(image, mask=None, *, experiment: str, subject: str | None = None) -> float:
+def mean_counts(image, mask=None) -> float:
     """S1's mean counts (MC): mean pixel value of the image (within ``mask`` if given)."""
-    vals = _masked(image, mask, experiment, subject)
+    vals = _masked(image, mask)
     if vals.size == 0 or not np.all(np.isfinite(vals)):
-        raise EvaluationError("image is empty or holds NaN/Inf", experiment=experiment,
-                              subject=subject)
+        raise EvaluationError("image is empty or holds NaN/Inf")
     return float(vals.mean())
 
 
-def lr_ratio(image, *, midline: float | None = None, experiment: str,
-             subject: str | None = None) -> float:
+def lr_ratio(image, *, midline: float | None = None) -> float:
     """S1's left/right hemisphere count ratio: mean counts left / mean counts right.
 
     The image is an RAS slice or volume; hemispheres split along axis 0 at ``midline``
@@ -485,23 +462,21 @@ def lr_ratio(image, *, midline: float | None = None, experiment: str,
 
     img = np.asarray(image, dtype=np.float64)
     if not np.all(np.isfinite(img)):
-        raise EvaluationError("image holds NaN or Inf values", experiment=experiment,
-                              subject=subject)
+        raise EvaluationError("image holds NaN or Inf values")
     left, right = hemisphere_masks(img.shape, midline=midline)
     if not left.any() or not right.any():
-        raise EvaluationError(f"midline {midline} leaves a hemisphere without pixels",
-                              experiment=experiment, subject=subject)
+        raise EvaluationError(f"midline {midline} leaves a hemisphere without pixels")
     sl, sr = float(img[left].sum()), float(img[right].sum())
     if sr <= 0 or sl < 0:
         raise EvaluationError(
             f"hemisphere counts are not positive (left {sl:.4g}, right {sr:.4g}); the L/R "
-            "ratio is undefined", experiment=experiment, subject=subject,
+            "ratio is undefined",
             hint="Count images must be non-negative; rescale (-1, 1) slices to (0, 1) first")
     return float(left_right_ratio(img, left, right))
 
 
 def s1_image_table(images, *, levels: Sequence[str], patterns: Sequence[str], source: str,
-                   mask=None, midline: float | None = None, experiment: str,
+                   mask=None, midline: float | None = None,
                    ids: Sequence | None = None) -> pd.DataFrame:
     """Per-image S1 measures: mean counts and L/R ratio, with level, pattern and source.
 
@@ -513,21 +488,20 @@ def s1_image_table(images, *, levels: Sequence[str], patterns: Sequence[str], so
         stack = stack[None]
     n = stack.shape[0]
     if len(levels) != n or len(patterns) != n:
-        raise EvaluationError(f"{n} images but {len(levels)} levels and {len(patterns)} patterns",
-                              experiment=experiment)
+        raise EvaluationError(f"{n} images but {len(levels)} levels and {len(patterns)} patterns")
     ids = list(range(n)) if ids is None else list(ids)
     rows = []
     for i, (img, lev, pat) in enumerate(zip(stack, levels, patterns, strict=True)):
         who = f"{source} image {ids[i]}"
-        rows.append({"experiment": experiment, "source": source, "image": ids[i],
-                     "level": lev, "pattern": pat,
-                     "mean_counts": mean_counts(img, mask, experiment=experiment, subject=who),
-                     "lr_ratio": lr_ratio(img, midline=midline, experiment=experiment, subject=who)})
+        with context(subject=who):
+            rows.append({"source": source, "image": ids[i], "level": lev, "pattern": pat,
+                         "mean_counts": mean_counts(img, mask),
+                         "lr_ratio": lr_ratio(img, midline=midline)})
     return pd.DataFrame(rows)
 
 
-def mean_sd_maps(images, *, levels: Sequence[str], patterns: Sequence[str], experiment: str,
-                 mask=None, source: str | None = None) -> dict[tuple[str, str], dict]:
+def mean_sd_maps(images, *, levels: Sequence[str], patterns: Sequence[str],
+                 mask=None) -> dict[tuple[str, str], dict]:
     """Pixel-wise mean and SD maps per (level, pattern), as S1's Figure 6.
 
     For each group: ``mean`` and ``sd`` maps (SD with ddof=1 across the group's images),
@@ -539,10 +513,9 @@ def mean_sd_maps(images, *, levels: Sequence[str], patterns: Sequence[str], expe
         stack = stack[None]
     if len(levels) != stack.shape[0] or len(patterns) != stack.shape[0]:
         raise EvaluationError(f"{stack.shape[0]} images but {len(levels)} levels and "
-                              f"{len(patterns)} patterns", experiment=experiment)
+                              f"{len(patterns)} patterns")
     if not np.all(np.isfinite(stack)):
-        raise EvaluationError("images hold NaN or Inf values", experiment=experiment,
-                              subject=source)
+        raise EvaluationError("images hold NaN or Inf values")
     lev = np.asarray(levels)
     pat = np.asarray(patterns)
     out: dict[tuple[str, str], dict] = {}
@@ -552,23 +525,21 @@ def mean_sd_maps(images, *, levels: Sequence[str], patterns: Sequence[str], expe
         if n < 2:
             raise EvaluationError(
                 f"level {key[0]}, pattern {key[1]} has {n} image; a pixel-wise SD needs at least 2",
-                experiment=experiment, subject=source,
                 hint="Generate or select more images of this condition")
         group = stack[sel]
         sd = group.std(axis=0, ddof=1)
         out[key] = {"mean": group.mean(axis=0), "sd": sd, "n": n,
-                    "average_sd": float(_masked(sd, mask, experiment, source).mean())}
+                    "average_sd": float(_masked(sd, mask).mean())}
     return out
 
 
 # ------------------------------------------------------------------------------ S3
-def roi_means(image, labels, names: Mapping[int, str], *, experiment: str,
-              subject: str | None = None, min_voxels: int = 1) -> dict[str, float]:
+def roi_means(image, labels, names: Mapping[int, str], *, min_voxels: int = 1) -> dict[str, float]:
     """Mean image value in each labelled region (``names``: label value -> region name).
 
     A region with fewer than ``min_voxels`` voxels in ``labels`` is an error.
     """
-    img, lab = check_same_shape(image, labels, experiment=experiment, subject=subject,
+    img, lab = check_same_shape(image, labels,
                                 names=("image", "label map"))
     lab = np.rint(lab).astype(np.int64)
     out = {}
@@ -578,25 +549,21 @@ def roi_means(image, labels, names: Mapping[int, str], *, experiment: str,
         if n < min_voxels:
             raise EvaluationError(
                 f"region {name} (label {value}) has {n} voxels, fewer than {min_voxels}",
-                experiment=experiment, subject=subject,
                 hint="Check the atlas propagation for this subject or drop the region from the list")
         out[name] = float(img[sel].mean())
     return out
 
 
 def roi_table(input_image, prediction, target, labels, names: Mapping[int, str], *,
-              experiment: str, subject: str | None = None, min_voxels: int = 1) -> pd.DataFrame:
+              min_voxels: int = 1) -> pd.DataFrame:
     """S3's ROI means of input, prediction and target in one tidy table.
 
-    Columns: ``experiment, subject, region, input, prediction, target``.
+    Columns: ``region, input, prediction, target`` (the caller adds experiment and subject).
     """
-    check_same_shape(input_image, target, experiment=experiment, subject=subject,
-                     names=("input", "target"))
-    check_same_shape(prediction, target, experiment=experiment, subject=subject)
-    kw = dict(experiment=experiment, subject=subject, min_voxels=min_voxels)
-    mi = roi_means(input_image, labels, names, **kw)
-    mp = roi_means(prediction, labels, names, **kw)
-    mt = roi_means(target, labels, names, **kw)
-    return pd.DataFrame([{"experiment": experiment, "subject": subject, "region": name,
-                          "input": mi[name], "prediction": mp[name], "target": mt[name]}
+    check_same_shape(input_image, target, names=("input", "target"))
+    check_same_shape(prediction, target)
+    mi = roi_means(input_image, labels, names, min_voxels=min_voxels)
+    mp = roi_means(prediction, labels, names, min_voxels=min_voxels)
+    mt = roi_means(target, labels, names, min_voxels=min_voxels)
+    return pd.DataFrame([{"region": name, "input": mi[name], "prediction": mp[name], "target": mt[name]}
                          for name in names.values()])

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import context
 from .io import atomic_output
 from .metrics import CONVENTIONS, to_display
 from .stats import bland_altman, linear_regression, significance_stars
@@ -247,7 +248,8 @@ def scatter_fits(pairs: Sequence[Mapping], *, subtitle: str, title: str | None =
     for ax, pair in zip(axes, pairs, strict=True):
         x = np.asarray(pair["x"], dtype=float)
         y = np.asarray(pair["y"], dtype=float)
-        rec = linear_regression(x, y, experiment=experiment, label=pair.get("label", ""))
+        with context(experiment=experiment or None):
+            rec = linear_regression(x, y, label=pair.get("label", ""))
         d = rec.details
         ax.scatter(x, y, s=12, alpha=0.7, edgecolor="none")
         xs = np.linspace(float(x.min()), float(x.max()), 50)
@@ -273,7 +275,8 @@ def bland_altman_plot(measured, reference, *, subtitle: str, title: str | None =
     """Bland-Altman plot (difference vs mean) with bias and limits of agreement lines."""
     m = np.asarray(measured, dtype=float)
     r = np.asarray(reference, dtype=float)
-    rec = bland_altman(m, r, experiment=experiment, label=label, loa_z=loa_z)
+    with context(experiment=experiment or None):
+        rec = bland_altman(m, r, label=label, loa_z=loa_z)
     d = rec.details
     fig = _figure(5.5, 4.2)
     ax = fig.subplots()

@@ -1,6 +1,6 @@
 """Statistical tests and summary tables of the four studies (scipy and statsmodels).
 
-Every test returns a :class:`TestRecord`: the experiment, the test's name, a label in plain
+Every test returns a :class:`TestRecord`: the test's name, a label in plain
 words, the sample size, the statistic, its degrees of freedom, the p-value, the threshold
 and the multiple-comparison correction, plus a one-sentence ``summary`` a reader can paste
 into a report.  :func:`records_frame` turns records into a tidy table.
@@ -16,8 +16,9 @@ into a report.  :func:`records_frame` turns records into a tidy table.
   (mean ± sd, min, max).
 
 Too few samples, empty groups, constant data or non-finite values raise
-:class:`~spectsynth.errors.EvaluationError` naming the experiment; a NaN never reaches a
-table.
+:class:`~spectsynth.errors.EvaluationError` with the problem and a hint; a NaN never reaches a
+table.  Nothing here knows the pipeline: the caller names the experiment in errors
+(:func:`spectsynth.errors.context`) and adds it as a column to the tables it writes.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ class TestRecord:
 
     __test__ = False  # not a pytest test class
 
-    experiment: str
     test: str
     label: str
     n: int
@@ -111,81 +111,77 @@ def significance_stars(p: float) -> str:
 
 
 # ----------------------------------------------------------------------------- checks
-def _sample(values, *, experiment: str, what: str, min_n: int) -> np.ndarray:
+def _sample(values, *, what: str, min_n: int) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64).ravel()
     if arr.size < min_n:
         raise EvaluationError(
             f"{what} has {arr.size} value{'s' if arr.size != 1 else ''}; this statistic needs "
-            f"at least {min_n}", experiment=experiment,
+            f"at least {min_n}",
             hint="Evaluate more subjects or slices, or leave this comparison out of the config")
     n_bad = int(np.count_nonzero(~np.isfinite(arr)))
     if n_bad:
-        raise EvaluationError(f"{what} holds {n_bad} NaN or Inf values", experiment=experiment,
+        raise EvaluationError(f"{what} holds {n_bad} NaN or Inf values",
                               hint="Find the metric that produced them in the per-slice table")
     return arr
 
 
-def _check_alpha(alpha: float, experiment: str) -> float:
+def _check_alpha(alpha: float) -> float:
     if not 0 < alpha < 1:
-        raise EvaluationError(f"alpha must be in (0, 1), got {alpha}", experiment=experiment)
+        raise EvaluationError(f"alpha must be in (0, 1), got {alpha}")
     return float(alpha)
 
 
-def _groups(groups: Mapping[str, Sequence[float]], experiment: str, min_n: int = 1) -> dict[str, np.ndarray]:
+def _groups(groups: Mapping[str, Sequence[float]], min_n: int = 1) -> dict[str, np.ndarray]:
     if len(groups) < 2:
-        raise EvaluationError(f"{len(groups)} group given; a comparison needs at least 2",
-                              experiment=experiment)
-    return {str(k): _sample(v, experiment=experiment, what=f"group {k!r}", min_n=min_n)
+        raise EvaluationError(f"{len(groups)} group given; a comparison needs at least 2")
+    return {str(k): _sample(v, what=f"group {k!r}", min_n=min_n)
             for k, v in groups.items()}
 
 
 # ------------------------------------------------------------------------- t-tests
-def paired_t_test(a, b, *, experiment: str, label: str, alpha: float = 0.01,
+def paired_t_test(a, b, *, label: str, alpha: float = 0.01,
                   names: tuple[str, str] = ("a", "b")) -> TestRecord:
     """Two-tailed paired t-test (:func:`scipy.stats.ttest_rel`), as S2 (threshold 0.01).
 
     ``a`` and ``b`` are the same units (e.g. slices) measured two ways.  Details hold the
     two means and the mean difference ``a - b``.
     """
-    alpha = _check_alpha(alpha, experiment)
-    x = _sample(a, experiment=experiment, what=f"{label}: {names[0]}", min_n=2)
-    y = _sample(b, experiment=experiment, what=f"{label}: {names[1]}", min_n=2)
+    alpha = _check_alpha(alpha)
+    x = _sample(a, what=f"{label}: {names[0]}", min_n=2)
+    y = _sample(b, what=f"{label}: {names[1]}", min_n=2)
     if x.size != y.size:
         raise EvaluationError(f"{label}: paired samples differ in length ({x.size} vs {y.size})",
-                              experiment=experiment,
                               hint="Pair the same slices/subjects in both runs")
     d = x - y
     if np.ptp(d) == 0:
         raise EvaluationError(
             f"{label}: the paired differences are constant ({d[0]:.4g}); the t statistic is "
-            "undefined", experiment=experiment,
+            "undefined",
             hint="The two runs give identical (or identically shifted) values; check that "
                  "they are not the same predictions")
     res = sps.ttest_rel(x, y, alternative="two-sided")
-    return TestRecord(experiment=experiment, test="paired t-test (two-tailed)", label=label,
+    return TestRecord(test="paired t-test (two-tailed)", label=label,
                       n=int(x.size), statistic_name="t", statistic=float(res.statistic),
                       df=str(x.size - 1), p=float(res.pvalue), alpha=alpha,
                       details={f"mean_{names[0]}": float(x.mean()), f"mean_{names[1]}": float(y.mean()),
                                "mean_difference": float(d.mean())})
 
 
-def correct_pvalues(pvalues: Sequence[float], *, method: str, alpha: float,
-                    experiment: str) -> tuple[np.ndarray, np.ndarray]:
+def correct_pvalues(pvalues: Sequence[float], *, method: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Multiple-comparison correction (:func:`statsmodels.stats.multitest.multipletests`).
 
     Returns ``(reject, p_corrected)``.  ``method``: ``holm``, ``fdr_bh`` or ``bonferroni``.
     """
     if method not in CORRECTIONS:
-        raise EvaluationError(f"unknown correction {method!r}; choose one of {CORRECTIONS}",
-                              experiment=experiment)
-    p = _sample(pvalues, experiment=experiment, what="p-values", min_n=1)
+        raise EvaluationError(f"unknown correction {method!r}; choose one of {CORRECTIONS}")
+    p = _sample(pvalues, what="p-values", min_n=1)
     if np.any((p < 0) | (p > 1)):
-        raise EvaluationError("p-values must lie in [0, 1]", experiment=experiment)
+        raise EvaluationError("p-values must lie in [0, 1]")
     reject, p_corr, _, _ = multipletests(p, alpha=alpha, method=method)
     return np.asarray(reject, dtype=bool), np.asarray(p_corr, dtype=float)
 
 
-def paired_t_tests(comparisons: Sequence[Mapping], *, experiment: str, alpha: float = 0.01,
+def paired_t_tests(comparisons: Sequence[Mapping], *, alpha: float = 0.01,
                    corrections: Sequence[str] = ("holm", "fdr_bh")) -> pd.DataFrame:
     """A family of paired t-tests with uncorrected and corrected decisions side by side.
 
@@ -195,41 +191,39 @@ def paired_t_tests(comparisons: Sequence[Mapping], *, experiment: str, alpha: fl
     for each correction over the family.
     """
     if not comparisons:
-        raise EvaluationError("no comparisons given", experiment=experiment)
-    recs = [paired_t_test(c["a"], c["b"], experiment=experiment, label=c["label"], alpha=alpha,
+        raise EvaluationError("no comparisons given")
+    recs = [paired_t_test(c["a"], c["b"], label=c["label"], alpha=alpha,
                           names=tuple(c.get("names", ("a", "b")))) for c in comparisons]
     table = records_frame(recs)
     for method in corrections:
-        reject, p_corr = correct_pvalues(table["p"].to_numpy(), method=method, alpha=alpha,
-                                         experiment=experiment)
+        reject, p_corr = correct_pvalues(table["p"].to_numpy(), method=method, alpha=alpha)
         table[f"p_{method}"] = p_corr
         table[f"significant_{method}"] = reject
     return table
 
 
 # ------------------------------------------------------------------- ANOVA, post-hoc
-def one_way_anova(groups: Mapping[str, Sequence[float]], *, experiment: str, label: str,
+def one_way_anova(groups: Mapping[str, Sequence[float]], *, label: str,
                   alpha: float = 0.05) -> TestRecord:
     """One-way ANOVA (:func:`scipy.stats.f_oneway`) across named groups, as S1.
 
     Every group needs at least one value, the total must exceed the number of groups, and
     the data must vary within groups.
     """
-    alpha = _check_alpha(alpha, experiment)
-    g = _groups(groups, experiment)
+    alpha = _check_alpha(alpha)
+    g = _groups(groups)
     k = len(g)
     n = sum(v.size for v in g.values())
     if n <= k:
-        raise EvaluationError(f"{label}: {n} values in {k} groups; ANOVA needs more values than groups",
-                              experiment=experiment)
+        raise EvaluationError(f"{label}: {n} values in {k} groups; ANOVA needs more values than groups")
     within = sum(float(((v - v.mean()) ** 2).sum()) for v in g.values())
     if within == 0:
         raise EvaluationError(
             f"{label}: every group is constant (no within-group variance); the F statistic "
-            "is undefined", experiment=experiment,
+            "is undefined",
             hint="Check that the measure was computed on the images and not a constant")
     res = sps.f_oneway(*g.values())
-    return TestRecord(experiment=experiment, test="one-way ANOVA", label=label, n=n,
+    return TestRecord(test="one-way ANOVA", label=label, n=n,
                       statistic_name="F", statistic=float(res.statistic), df=f"{k - 1}, {n - k}",
                       p=float(res.pvalue), alpha=alpha,
                       details={"groups": " | ".join(f"{name} (n={v.size})" for name, v in g.items()),
@@ -241,27 +235,27 @@ def _long(g: dict[str, np.ndarray]) -> pd.DataFrame:
                          "group": np.repeat(list(g.keys()), [v.size for v in g.values()])})
 
 
-def anova_table(groups: Mapping[str, Sequence[float]], *, experiment: str, label: str) -> pd.DataFrame:
+def anova_table(groups: Mapping[str, Sequence[float]], *, label: str) -> pd.DataFrame:
     """The statsmodels ANOVA table (OLS ``value ~ C(group)``, type II) in one tidy row.
 
-    Columns: ``experiment, label, effect, sum_sq, df, F, p, residual_sum_sq, residual_df``
+    Columns: ``label, effect, sum_sq, df, F, p, residual_sum_sq, residual_df``
     (the residual line is folded into the effect's row, so no cell is empty).
     """
     import statsmodels.formula.api as smf
     from statsmodels.stats.anova import anova_lm
 
-    one_way_anova(groups, experiment=experiment, label=label)  # same input checks
-    g = _groups(groups, experiment)
+    one_way_anova(groups, label=label)  # same input checks
+    g = _groups(groups)
     fit = smf.ols("value ~ C(group)", data=_long(g)).fit()
     tab = anova_lm(fit, typ=2)
     eff, res = tab.loc["C(group)"], tab.loc["Residual"]
-    return pd.DataFrame([{"experiment": experiment, "label": label, "effect": "group",
+    return pd.DataFrame([{"label": label, "effect": "group",
                           "sum_sq": float(eff["sum_sq"]), "df": float(eff["df"]),
                           "F": float(eff["F"]), "p": float(eff["PR(>F)"]),
                           "residual_sum_sq": float(res["sum_sq"]), "residual_df": float(res["df"])}])
 
 
-def tukey_hsd(groups: Mapping[str, Sequence[float]], *, experiment: str, label: str,
+def tukey_hsd(groups: Mapping[str, Sequence[float]], *, label: str,
               alpha: float = 0.05) -> pd.DataFrame:
     """Tukey HSD post-hoc comparisons of every pair (statsmodels ``pairwise_tukeyhsd``).
 
@@ -271,16 +265,16 @@ def tukey_hsd(groups: Mapping[str, Sequence[float]], *, experiment: str, label: 
     """
     from statsmodels.stats.multicomp import pairwise_tukeyhsd
 
-    alpha = _check_alpha(alpha, experiment)
-    one_way_anova(groups, experiment=experiment, label=label)  # same input checks
-    g = _groups(groups, experiment, min_n=1)
+    alpha = _check_alpha(alpha)
+    one_way_anova(groups, label=label)  # same input checks
+    g = _groups(groups, min_n=1)
     data = _long(g)
     res = pairwise_tukeyhsd(data["value"].to_numpy(), data["group"].to_numpy(), alpha=alpha)
     names = list(res.groupsunique)
     rows = []
     for i, (a, b) in enumerate(itertools.combinations(range(len(names)), 2)):
         ga, gb = str(names[a]), str(names[b])
-        rows.append({"experiment": experiment, "label": label, "test": "Tukey HSD",
+        rows.append({"label": label, "test": "Tukey HSD",
                      "group1": ga, "group2": gb, "n1": int(g[ga].size), "n2": int(g[gb].size),
                      "mean_difference": float(res.meandiffs[i]),
                      "p_corrected": float(res.pvalues[i]),
@@ -290,7 +284,7 @@ def tukey_hsd(groups: Mapping[str, Sequence[float]], *, experiment: str, label: 
     return pd.DataFrame(rows)
 
 
-def pairwise_t(groups: Mapping[str, Sequence[float]], *, experiment: str, label: str,
+def pairwise_t(groups: Mapping[str, Sequence[float]], *, label: str,
                alpha: float = 0.05, method: str = "holm", reference: str | None = None,
                equal_var: bool = False) -> pd.DataFrame:
     """Pairwise two-sample t-tests (Welch by default) with multiple-comparison correction.
@@ -299,27 +293,25 @@ def pairwise_t(groups: Mapping[str, Sequence[float]], *, experiment: str, label:
     compared each generated set with the real images.  One row per pair with ``t, p,
     p_corrected, significant, correction``.
     """
-    alpha = _check_alpha(alpha, experiment)
-    g = _groups(groups, experiment, min_n=2)
+    alpha = _check_alpha(alpha)
+    g = _groups(groups, min_n=2)
     if reference is not None and reference not in g:
-        raise EvaluationError(f"reference group {reference!r} is not among {list(g)}",
-                              experiment=experiment)
+        raise EvaluationError(f"reference group {reference!r} is not among {list(g)}")
     pairs = ([(reference, k) for k in g if k != reference] if reference is not None
              else list(itertools.combinations(g, 2)))
     rows = []
     for a, b in pairs:
         if np.ptp(g[a]) == 0 and np.ptp(g[b]) == 0:
             raise EvaluationError(f"{label}: groups {a!r} and {b!r} are both constant; the t "
-                                  "statistic is undefined", experiment=experiment)
+                                  "statistic is undefined")
         res = sps.ttest_ind(g[a], g[b], equal_var=equal_var)
-        rows.append({"experiment": experiment, "label": label,
+        rows.append({"label": label,
                      "test": "t-test (Welch)" if not equal_var else "t-test (pooled variance)",
                      "group1": a, "group2": b, "n1": int(g[a].size), "n2": int(g[b].size),
                      "mean_difference": float(g[b].mean() - g[a].mean()),
                      "t": float(res.statistic), "p": float(res.pvalue)})
     table = pd.DataFrame(rows)
-    reject, p_corr = correct_pvalues(table["p"].to_numpy(), method=method, alpha=alpha,
-                                     experiment=experiment)
+    reject, p_corr = correct_pvalues(table["p"].to_numpy(), method=method, alpha=alpha)
     table["p_corrected"] = p_corr
     table["alpha"] = alpha
     table["significant"] = reject
@@ -327,50 +319,48 @@ def pairwise_t(groups: Mapping[str, Sequence[float]], *, experiment: str, label:
     return table
 
 
-def posthoc(groups: Mapping[str, Sequence[float]], *, experiment: str, label: str,
+def posthoc(groups: Mapping[str, Sequence[float]], *, label: str,
             method: str = "tukey", alpha: float = 0.05, reference: str | None = None) -> pd.DataFrame:
     """Post-hoc comparisons: ``tukey`` (all pairs) or ``pairwise_t_holm`` (Welch t, Holm)."""
     if method == "tukey":
-        table = tukey_hsd(groups, experiment=experiment, label=label, alpha=alpha)
+        table = tukey_hsd(groups, label=label, alpha=alpha)
         if reference is not None:
             table = table[(table.group1 == reference) | (table.group2 == reference)].reset_index(drop=True)
         return table
     if method == "pairwise_t_holm":
-        return pairwise_t(groups, experiment=experiment, label=label, alpha=alpha, method="holm",
+        return pairwise_t(groups, label=label, alpha=alpha, method="holm",
                           reference=reference)
-    raise EvaluationError(f"unknown post-hoc method {method!r}; choose 'tukey' or 'pairwise_t_holm'",
-                          experiment=experiment)
+    raise EvaluationError(f"unknown post-hoc method {method!r}; choose 'tukey' or 'pairwise_t_holm'")
 
 
 # ------------------------------------------------------------- regression, agreement
-def _check_two(x, y, *, experiment: str, label: str, min_n: int) -> tuple[np.ndarray, np.ndarray]:
-    a = _sample(x, experiment=experiment, what=f"{label}: x", min_n=min_n)
-    b = _sample(y, experiment=experiment, what=f"{label}: y", min_n=min_n)
+def _check_two(x, y, *, label: str, min_n: int) -> tuple[np.ndarray, np.ndarray]:
+    a = _sample(x, what=f"{label}: x", min_n=min_n)
+    b = _sample(y, what=f"{label}: y", min_n=min_n)
     if a.size != b.size:
-        raise EvaluationError(f"{label}: x has {a.size} values but y has {b.size}",
-                              experiment=experiment)
+        raise EvaluationError(f"{label}: x has {a.size} values but y has {b.size}")
     for arr, name in ((a, "x"), (b, "y")):
         if np.ptp(arr) == 0:
             raise EvaluationError(f"{label}: {name} is constant ({arr[0]:.4g}); a correlation "
-                                  "is undefined", experiment=experiment)
+                                  "is undefined")
     return a, b
 
 
-def pearson(x, y, *, experiment: str, label: str, alpha: float = 0.05,
+def pearson(x, y, *, label: str, alpha: float = 0.05,
             confidence: float = 0.95) -> TestRecord:
     """Pearson correlation (:func:`scipy.stats.pearsonr`) with its confidence interval."""
-    alpha = _check_alpha(alpha, experiment)
-    a, b = _check_two(x, y, experiment=experiment, label=label, min_n=3)
+    alpha = _check_alpha(alpha)
+    a, b = _check_two(x, y, label=label, min_n=3)
     res = sps.pearsonr(a, b)
     ci = res.confidence_interval(confidence_level=confidence)
-    return TestRecord(experiment=experiment, test="Pearson correlation", label=label, n=int(a.size),
+    return TestRecord(test="Pearson correlation", label=label, n=int(a.size),
                       statistic_name="r", statistic=float(res.statistic), df=str(a.size - 2),
                       p=float(res.pvalue), alpha=alpha,
                       details={"r_ci_low": float(ci.low), "r_ci_high": float(ci.high),
                                "confidence": confidence})
 
 
-def linear_regression(x, y, *, experiment: str, label: str, alpha: float = 0.05,
+def linear_regression(x, y, *, label: str, alpha: float = 0.05,
                       confidence: float = 0.95) -> TestRecord:
     """Least-squares line ``y = intercept + slope * x`` and Pearson r, as S3.
 
@@ -378,12 +368,12 @@ def linear_regression(x, y, *, experiment: str, label: str, alpha: float = 0.05,
     the t distribution with n - 2 degrees of freedom.  The record's statistic is r and its
     p the two-sided test of slope = 0 (identical to Pearson's test).
     """
-    alpha = _check_alpha(alpha, experiment)
-    a, b = _check_two(x, y, experiment=experiment, label=label, min_n=3)
+    alpha = _check_alpha(alpha)
+    a, b = _check_two(x, y, label=label, min_n=3)
     res = sps.linregress(a, b)
     n = a.size
     tcrit = float(sps.t.ppf(0.5 + confidence / 2, n - 2))
-    r = pearson(a, b, experiment=experiment, label=label, alpha=alpha, confidence=confidence)
+    r = pearson(a, b, label=label, alpha=alpha, confidence=confidence)
     details = {"intercept": float(res.intercept), "slope": float(res.slope),
                "intercept_ci_low": float(res.intercept - tcrit * res.intercept_stderr),
                "intercept_ci_high": float(res.intercept + tcrit * res.intercept_stderr),
@@ -392,12 +382,12 @@ def linear_regression(x, y, *, experiment: str, label: str, alpha: float = 0.05,
                "r_ci_low": r.details["r_ci_low"], "r_ci_high": r.details["r_ci_high"],
                "confidence": confidence,
                "equation": f"y = {res.intercept:.2f} + {res.slope:.2f}x"}
-    return TestRecord(experiment=experiment, test="linear regression (least squares)", label=label,
+    return TestRecord(test="linear regression (least squares)", label=label,
                       n=int(n), statistic_name="r", statistic=float(res.rvalue), df=str(n - 2),
                       p=float(res.pvalue), alpha=alpha, details=details)
 
 
-def bland_altman(measured, reference, *, experiment: str, label: str, alpha: float = 0.05,
+def bland_altman(measured, reference, *, label: str, alpha: float = 0.05,
                  loa_z: float = 1.96) -> TestRecord:
     """Bland-Altman agreement of ``measured`` against ``reference`` (e.g. predicted vs true SBR).
 
@@ -406,22 +396,21 @@ def bland_altman(measured, reference, *, experiment: str, label: str, alpha: flo
     The record's test is the one-sample t-test of the differences against 0 (is the bias
     real?).
     """
-    alpha = _check_alpha(alpha, experiment)
-    m = _sample(measured, experiment=experiment, what=f"{label}: measured", min_n=2)
-    r = _sample(reference, experiment=experiment, what=f"{label}: reference", min_n=2)
+    alpha = _check_alpha(alpha)
+    m = _sample(measured, what=f"{label}: measured", min_n=2)
+    r = _sample(reference, what=f"{label}: reference", min_n=2)
     if m.size != r.size:
-        raise EvaluationError(f"{label}: {m.size} measured values but {r.size} reference values",
-                              experiment=experiment)
+        raise EvaluationError(f"{label}: {m.size} measured values but {r.size} reference values")
     d = m - r
     if np.ptp(d) == 0:
         raise EvaluationError(f"{label}: all differences equal {d[0]:.4g}; limits of agreement "
-                              "are undefined", experiment=experiment)
+                              "are undefined")
     n = d.size
     bias = float(d.mean())
     sd = float(d.std(ddof=1))
     res = sps.ttest_1samp(d, 0.0)
     half = float(sps.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
-    return TestRecord(experiment=experiment, test="Bland-Altman (one-sample t-test of bias)",
+    return TestRecord(test="Bland-Altman (one-sample t-test of bias)",
                       label=label, n=int(n), statistic_name="t", statistic=float(res.statistic),
                       df=str(n - 1), p=float(res.pvalue), alpha=alpha,
                       details={"bias": bias, "sd_difference": sd, "loa_low": bias - loa_z * sd,
@@ -433,43 +422,42 @@ def bland_altman(measured, reference, *, experiment: str, label: str, alpha: flo
 
 # -------------------------------------------------------------------------- tables
 def summary_table(data: pd.DataFrame, values: Sequence[str], *, by: Sequence[str] = (),
-                  experiment: str, cv: bool = False, decimals: int = 2) -> pd.DataFrame:
+                  cv: bool = False, decimals: int = 2) -> pd.DataFrame:
     """Mean ± sd, min, max (and coefficient of variation) per group and value column.
 
-    One row per group (``by`` columns) and value: ``n, mean, sd, min, max, mean_sd`` (text
+    One row per group (``by`` columns) and value: ``value, n, mean, sd, min, max, mean_sd`` (text
     ``"0.78 ± 0.08"``) and, when ``cv``, ``cv_percent = 100 * sd / |mean|``.  SD has ddof=1,
     so each group needs two values; a zero mean with ``cv`` is an error.
     """
     if data.empty:
-        raise EvaluationError("the table to summarise is empty", experiment=experiment,
+        raise EvaluationError("the table to summarise is empty",
                               hint="The upstream metric step wrote no rows")
     missing = [c for c in [*values, *by] if c not in data.columns]
     if missing:
-        raise EvaluationError(f"columns {missing} are missing (have {list(data.columns)})",
-                              experiment=experiment)
+        raise EvaluationError(f"columns {missing} are missing (have {list(data.columns)})")
     groups = data.groupby(list(by), sort=False, dropna=False) if by else [((), data)]
     rows = []
     for key, sub in groups:
         key = key if isinstance(key, tuple) else (key,)
         where = ", ".join(f"{k}={v}" for k, v in zip(by, key, strict=True)) or "all rows"
         for col in values:
-            v = _sample(sub[col], experiment=experiment, what=f"{col} ({where})", min_n=2)
+            v = _sample(sub[col], what=f"{col} ({where})", min_n=2)
             row = dict(zip(by, key, strict=True))
             mean, sd = float(v.mean()), float(v.std(ddof=1))
-            row.update({"experiment": experiment, "value": col, "n": int(v.size), "mean": mean,
+            row.update({"value": col, "n": int(v.size), "mean": mean,
                         "sd": sd, "min": float(v.min()), "max": float(v.max()),
                         "mean_sd": f"{mean:.{decimals}f} ± {sd:.{decimals}f}"})
             if cv:
                 if mean == 0:
                     raise EvaluationError(f"{col} ({where}) has mean 0; the coefficient of "
-                                          "variation is undefined", experiment=experiment)
+                                          "variation is undefined")
                 row["cv_percent"] = 100.0 * sd / abs(mean)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def table4(data: pd.DataFrame, *, metrics: Sequence[str] = ("rmse", "ssim", "psnr"),
-           rows: Sequence[str] = ("space", "loss"), column: str = "input", experiment: str,
+           rows: Sequence[str] = ("space", "loss"), column: str = "input",
            decimals: int = 2) -> pd.DataFrame:
     """A results table in the shape of S2's Table 4: mean and coefficient of variation.
 
@@ -477,7 +465,7 @@ def table4(data: pd.DataFrame, *, metrics: Sequence[str] = ("rmse", "ssim", "psn
     The result has one row per (``rows``..., metric) and one column per value of
     ``column``; each cell reads ``"0.13 (38.46%)"`` (mean, CV = sd/mean with ddof=1).
     """
-    summ = summary_table(data, list(metrics), by=[*rows, column], experiment=experiment, cv=True,
+    summ = summary_table(data, list(metrics), by=[*rows, column], cv=True,
                          decimals=decimals)
     summ["cell"] = [f"{m:.{decimals}f} ({c:.2f}%)" for m, c in zip(summ["mean"], summ["cv_percent"],
                                                                    strict=True)]
@@ -491,13 +479,12 @@ def table4(data: pd.DataFrame, *, metrics: Sequence[str] = ("rmse", "ssim", "psn
     if wide.isna().any().any():
         holes = wide.columns[wide.isna().any()].tolist()
         raise EvaluationError(f"the grid is incomplete: no slices for some cells of columns {holes}",
-                              experiment=experiment,
                               hint="Run every experiment of the grid before building the table")
     return wide
 
 
 # ------------------------------------------------------------------ power of an ANOVA
-def anova_sensitivity(groups: Mapping[str, Sequence[float]], *, experiment: str, label: str,
+def anova_sensitivity(groups: Mapping[str, Sequence[float]], *, label: str,
                       alpha: float = 0.05, power: float = 0.8, reference_f: float = 0.25) -> dict[str, float]:
     """How large an effect a one-way ANOVA of these groups could detect.
 
@@ -511,20 +498,20 @@ def anova_sensitivity(groups: Mapping[str, Sequence[float]], *, experiment: str,
     """
     from statsmodels.stats.power import FTestAnovaPower
 
-    alpha = _check_alpha(alpha, experiment)
+    alpha = _check_alpha(alpha)
     if not 0 < power < 1:
-        raise EvaluationError(f"power must be in (0, 1), got {power}", experiment=experiment)
-    g = _groups(groups, experiment)
+        raise EvaluationError(f"power must be in (0, 1), got {power}")
+    g = _groups(groups)
     k = len(g)
     n = sum(v.size for v in g.values())
     if k < 2 or n <= k:
         raise EvaluationError(f"{label}: {n} values in {k} groups; the ANOVA's power needs two groups and more "
-                              "values than groups", experiment=experiment)
+                              "values than groups")
     grand = np.concatenate(list(g.values())).mean()
     between = sum(v.size * (v.mean() - grand) ** 2 for v in g.values())
     within = sum(float(((v - v.mean()) ** 2).sum()) for v in g.values())
     if within == 0:
-        raise EvaluationError(f"{label}: no within-group variance; Cohen's f is undefined", experiment=experiment)
+        raise EvaluationError(f"{label}: no within-group variance; Cohen's f is undefined")
     from scipy.optimize import brentq
 
     analysis = FTestAnovaPower()
@@ -537,7 +524,7 @@ def anova_sensitivity(groups: Mapping[str, Sequence[float]], *, experiment: str,
     hi = next((f for f in 2.0 ** np.arange(-1, 7) if np.isfinite(short(f)) and short(f) > 0), None)
     if hi is None:
         raise EvaluationError(f"{label}: even Cohen's f = 64 is detected with power below {power:g} at n={n}, "
-                              f"k={k}", experiment=experiment, hint="Too few images for this ANOVA to have power")
+                              f"k={k}", hint="Too few images for this ANOVA to have power")
     f_min = float(brentq(short, 1e-6, hi, xtol=1e-7))
     p_ref = float(analysis.power(effect_size=reference_f, nobs=n, alpha=alpha, k_groups=k))
     return {"effect_f": float(np.sqrt(between / within)), "min_detectable_f": f_min, "power_target": float(power),

@@ -22,7 +22,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ..errors import InputDataError
+from ..errors import InputDataError, context
 from .frames import pose_magnitude, read_truth
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,12 @@ def similarity_table(dataset_files: Mapping[str, Mapping[str, Mapping[str, str]]
         images, meta = extract_slices(study, records_from_files(dataset_entries(name, subject_files)), spec)
         channels = get(study).channels
         for i, m in enumerate(meta):
-            for a, b in ((p.input, p.target) for p in pairs):
-                x, y = images[i, channels.index(a)], images[i, channels.index(b)]
-                rows.append({"study": study, "dataset": name, "subject": m["subject"],
-                             "slice_index": m.get("slice_index"), "input": a, "target": b,
-                             "ssim": metrics.ssim(x, y, data_range=data_range, experiment=f"qc {name}",
-                                                  subject=m["subject"], win_size=win_size)})
+            with context(experiment=f"qc {name}", subject=m["subject"]):
+                for a, b in ((p.input, p.target) for p in pairs):
+                    x, y = images[i, channels.index(a)], images[i, channels.index(b)]
+                    rows.append({"study": study, "dataset": name, "subject": m["subject"],
+                                 "slice_index": m.get("slice_index"), "input": a, "target": b,
+                                 "ssim": metrics.ssim(x, y, data_range=data_range, win_size=win_size)})
     return pd.DataFrame(rows, columns=["study", "dataset", "subject", "slice_index", "input", "target", "ssim"])
 
 

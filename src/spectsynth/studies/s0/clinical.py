@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...errors import EvaluationError
+from ...errors import EvaluationError, context
 from ...io import image_like, save_image
 from ...metrics import check_same_grid, check_same_shape
 
@@ -45,8 +45,8 @@ def percent_deficit(actual, predicted_normal, *, mask=None, signal_fraction: flo
     x its maximum (inside ``mask`` when given, e.g. the brain mask).  Elsewhere the map is
     0.  Returns ``(deficit_percent, valid_mask)`` as float32 and bool arrays.
     """
-    a, p = check_same_shape(actual, predicted_normal, experiment=experiment, subject=subject,
-                            names=("actual image", "predicted normal"))
+    with context(experiment=experiment, subject=subject):
+        a, p = check_same_shape(actual, predicted_normal, names=("actual image", "predicted normal"))
     if not 0 <= signal_fraction < 1:
         raise EvaluationError(f"signal_fraction must be in [0, 1), got {signal_fraction}",
                               experiment=experiment, subject=subject)
@@ -77,13 +77,12 @@ def deficit_map_image(actual_img, predicted_img, *, mask_img=None, signal_fracti
     Returns ``(deficit_img, valid_mask_img)`` (float32 percent, uint8 mask) on the actual
     image's grid.
     """
-    check_same_grid(predicted_img, actual_img, experiment=experiment, subject=subject,
-                    atol_mm=atol_mm, names=("predicted normal", "actual image"))
     mask = None
-    if mask_img is not None:
-        check_same_grid(mask_img, actual_img, experiment=experiment, subject=subject,
-                        atol_mm=atol_mm, names=("mask", "actual image"))
-        mask = np.asanyarray(mask_img.dataobj) > 0
+    with context(experiment=experiment, subject=subject):
+        check_same_grid(predicted_img, actual_img, atol_mm=atol_mm, names=("predicted normal", "actual image"))
+        if mask_img is not None:
+            check_same_grid(mask_img, actual_img, atol_mm=atol_mm, names=("mask", "actual image"))
+            mask = np.asanyarray(mask_img.dataobj) > 0
     deficit, valid = percent_deficit(np.asanyarray(actual_img.dataobj),
                                      np.asanyarray(predicted_img.dataobj), mask=mask,
                                      signal_fraction=signal_fraction, experiment=experiment,
@@ -205,8 +204,8 @@ def regional_deficit_table(actual, expected, striatum_labels, reference_labels=N
 
     Both images are quantified with the same labels (:func:`regional_measures`).
     """
-    check_same_shape(actual, expected, experiment=experiment, subject=subject,
-                     names=("actual image", "predicted normal"))
+    with context(experiment=experiment, subject=subject):
+        check_same_shape(actual, expected, names=("actual image", "predicted normal"))
     kw = dict(reference=reference, experiment=experiment, subject=subject)
     a = regional_measures(actual, striatum_labels, reference_labels, brain_mask, **kw)
     e = regional_measures(expected, striatum_labels, reference_labels, brain_mask, **kw)
@@ -349,9 +348,9 @@ def slice_sbr(image_ras: np.ndarray, *, seg_cfg: Mapping, experiment: str, subje
     from ...metrics import segment_basal_ganglia
     from .evaluate import slice_binding_ratios
 
-    seg = segment_basal_ganglia(image_ras, fraction=float(seg_cfg["threshold_fraction"]),
-                                min_size_px=int(seg_cfg["min_size_px"]), dilate_px=0,
-                                experiment=experiment, subject=subject)
+    with context(experiment=experiment, subject=subject):
+        seg = segment_basal_ganglia(image_ras, fraction=float(seg_cfg["threshold_fraction"]),
+                                    min_size_px=int(seg_cfg["min_size_px"]), dilate_px=0)
     r = slice_binding_ratios(image_ras, seg, experiment=experiment, subject=subject)
     return {"sbr_L": r["L"], "sbr_R": r["R"]}
 

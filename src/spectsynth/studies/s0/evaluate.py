@@ -13,7 +13,7 @@ import pandas as pd
 from ... import metrics as M
 from ... import plots as P
 from ... import stats as S
-from ...errors import EvaluationError
+from ...errors import EvaluationError, context
 from ...evaluate import (
     attempt,
     figure_label,
@@ -21,6 +21,7 @@ from ...evaluate import (
     message_figure,
     notes_frame,
     shard_to_ras,
+    with_columns,
 )
 from ...io import write_table
 
@@ -133,7 +134,9 @@ def sbr_cnn_error_fractions(readings: pd.DataFrame, *, thresholds: Sequence[floa
             continue
         groups = [("all", readings)] + [(r, g) for r, g in readings.groupby("region", sort=False)]
         for region, g in groups:
-            frac = M.sbr_error_fractions(g[col], g["known"], thresholds=tuple(thresholds), experiment=experiment)
+            with context(experiment=experiment):
+                frac = M.sbr_error_fractions(g[col], g["known"], thresholds=tuple(thresholds))
+            frac = with_columns(frac, experiment=experiment)
             frac.insert(1, "series", series)
             frac.insert(2, "region", region)
             frac["mean_abs_error"] = float(np.mean(np.abs(g[col] - g["known"])))
@@ -187,18 +190,19 @@ def s0_agreement(experiment: str, candidate_ras: np.ndarray, original_ras: np.nd
         subject = str(row["subject"])
         case = f"{row.get('desc', '')}#{row['pred_row']}"
         kw = dict(fraction=float(seg_cfg["threshold_fraction"]), min_size_px=int(seg_cfg["min_size_px"]),
-                  dilate_px=0, experiment=experiment, subject=subject)
-        res = attempt(notes, "S0", f"ASP/Dice {experiment} {series} subject {subject} case {case}",
-                       M.basal_ganglia_agreement, candidate_ras[i], original_ras[i], convention=convention,
-                       case=case, **kw)
-        if res is None:
-            continue
-        asp_parts.append(res[0].assign(series=series))
-        dice_parts.append(res[1].assign(series=series))
-        seg_o = M.segment_basal_ganglia(original_ras[i], **kw)
-        ratios = attempt(notes, "S0", f"SBR {experiment} {series} subject {subject} case {case}",
-                          _pair_ratios, candidate_ras[i], original_ras[i], seg_o, experiment=experiment,
-                          subject=subject)
+                  dilate_px=0)
+        with context(experiment=experiment, subject=subject):
+            res = attempt(notes, "S0", f"ASP/Dice {experiment} {series} subject {subject} case {case}",
+                           M.basal_ganglia_agreement, candidate_ras[i], original_ras[i], convention=convention,
+                           case=case, **kw)
+            if res is None:
+                continue
+            asp_parts.append(with_columns(res[0], experiment=experiment, subject=subject).assign(series=series))
+            dice_parts.append(with_columns(res[1], experiment=experiment, subject=subject).assign(series=series))
+            seg_o = M.segment_basal_ganglia(original_ras[i], **kw)
+            ratios = attempt(notes, "S0", f"SBR {experiment} {series} subject {subject} case {case}",
+                              _pair_ratios, candidate_ras[i], original_ras[i], seg_o, experiment=experiment,
+                              subject=subject)
         if ratios is None:
             continue
         for side in M.SIDES:
@@ -215,6 +219,11 @@ def _series_first(frame: pd.DataFrame) -> pd.DataFrame:
         cols.remove("series")
         cols.insert(cols.index("experiment") + 1 if "experiment" in cols else 0, "series")
     return frame[cols]
+
+
+def _summary(data: pd.DataFrame, values: Sequence[str], *, by: Sequence[str], experiment: str) -> pd.DataFrame:
+    """:func:`spectsynth.stats.summary_table` with ``experiment`` after the ``by`` columns."""
+    return with_columns(S.summary_table(data, values, by=by), at=len(by), experiment=experiment)
 
 
 def _per_series(notes: list, what: str, fn: Callable, data: pd.DataFrame, *args, **kwargs) -> pd.DataFrame | None:
@@ -237,7 +246,8 @@ def bland_altman_series_figure(sbr: pd.DataFrame, *, subtitle: str, title: str, 
     for ax, s in zip(axes, series, strict=True):
         sub = sbr[sbr["series"] == s]
         m, r = sub["sbr_prediction"].to_numpy(float), sub["sbr_original"].to_numpy(float)
-        rec = S.bland_altman(m, r, experiment=experiment, label=S0_SERIES[s], loa_z=loa_z)
+        with context(experiment=experiment):
+            rec = S.bland_altman(m, r, label=S0_SERIES[s], loa_z=loa_z)
         d = rec.details
         ax.scatter((m + r) / 2, m - r, s=14, alpha=0.7, edgecolor="none", color="C0" if s == "prediction" else "C1")
         for yv, style, text in ((d["bias"], "-", f"bias {d['bias']:.3f}"),
@@ -371,16 +381,20 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     write_table(dice, out["dice"], what="S0 Dice")
     write_table(sbr, out["sbr"], what="S0 slice binding ratios")
     empty = pd.DataFrame(columns=["experiment", "series", "value", "n", "mean", "sd", "min", "max", "mean_sd"])
-    asp_sum = _per_series(notes, "ASP summary", S.summary_table, asp, ["abs_difference", "difference"],
-                          by=["side", "measure"], experiment=experiment)
+    with context(experiment=experiment):
+        asp_sum = _per_series(notes, "ASP summary", _summary, asp, ["abs_difference", "difference"],
+                              by=["side", "measure"], experiment=experiment)
     write_table(asp_sum if asp_sum is not None else empty, out["asp_summary"], what="S0 ASP summary")
-    dice_sum = _per_series(notes, "Dice summary", S.summary_table, dice, ["dice"], by=["side"],
-                           experiment=experiment)
+    with context(experiment=experiment):
+        dice_sum = _per_series(notes, "Dice summary", _summary, dice, ["dice"], by=["side"],
+                               experiment=experiment)
     write_table(dice_sum if dice_sum is not None else empty, out["dice_summary"], what="S0 Dice summary")
 
     def fractions(sub: pd.DataFrame) -> pd.DataFrame:
-        return M.sbr_error_fractions(sub["sbr_prediction"], sub["sbr_original"],
-                                     thresholds=tuple(cfg["sbr_error_thresholds"]), experiment=experiment)
+        with context(experiment=experiment):
+            frac = M.sbr_error_fractions(sub["sbr_prediction"], sub["sbr_original"],
+                                         thresholds=tuple(cfg["sbr_error_thresholds"]))
+        return with_columns(frac, experiment=experiment)
 
     frac = _per_series(notes, "SBR error fractions", fractions, sbr) if len(sbr) else None
     write_table(frac if frac is not None else pd.DataFrame(columns=["experiment", "series", "threshold"]),
@@ -389,14 +403,15 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     title = f"S0 {experiment}: slice binding ratio vs original, model and damaged-input baseline"
     recs, rec_series = [], []
     for series, sub in sbr.groupby("series", sort=False):
-        rec = attempt(notes, "S0", f"Bland-Altman ({series})", S.bland_altman, sub["sbr_prediction"],
-                       sub["sbr_original"], experiment=experiment,
-                       label=f"{S0_SERIES[series]} vs original slice SBR", loa_z=float(cfg["loa_z"]))
+        with context(experiment=experiment):
+            rec = attempt(notes, "S0", f"Bland-Altman ({series})", S.bland_altman, sub["sbr_prediction"],
+                           sub["sbr_original"], label=f"{S0_SERIES[series]} vs original slice SBR",
+                           loa_z=float(cfg["loa_z"]))
         if rec is not None:
             recs.append(rec)
             rec_series.append(series)
     if recs:
-        ba = S.records_frame(recs)
+        ba = with_columns(S.records_frame(recs), experiment=experiment)
         ba.insert(1, "series", rec_series)
         write_table(ba, out["bland_altman"], what="S0 Bland-Altman")
         fig = bland_altman_series_figure(sbr[sbr["series"].isin(rec_series)], subtitle=label, title=title,

@@ -12,8 +12,15 @@ import pandas as pd
 from ... import metrics as M
 from ... import plots as P
 from ... import stats as S
-from ...errors import EvaluationError
-from ...evaluate import attempt, figure_label, message_figure, notes_frame, shard_to_ras
+from ...errors import EvaluationError, context
+from ...evaluate import (
+    attempt,
+    figure_label,
+    message_figure,
+    notes_frame,
+    shard_to_ras,
+    with_columns,
+)
 from ...infer import load_predictions, read_index
 from ...io import write_table
 from ...labels import LEVELS, PATTERNS
@@ -50,6 +57,7 @@ def split_subjects_in_halves(subjects: Sequence[str], *, seed: int, experiment: 
     return {s: 1 if s in first else 2 for s in uniq}
 
 
+@context(experiment="S1")   # S1's statistics compare all sources at once, under the study's name
 def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | None, cfg: Mapping, notes: list,
               comparison: str, criterion: str, headline: bool) -> tuple[list[dict], list[pd.DataFrame], dict]:
     """S1's one-way ANOVA (with its power) and post-hoc comparisons of ``sources`` per level and
@@ -69,25 +77,27 @@ def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | No
                 groups = {s: sub.loc[sub["source"] == s, value].to_numpy() for s in groups_present}
                 what = f"{value} at {lv}, {pat}"
                 rec = attempt(notes, "S1", f"ANOVA {what}{suffix}", S.one_way_anova, groups,
-                               experiment="S1", label=what, alpha=alpha)
+                               label=what, alpha=alpha)
                 if rec is None:
                     continue
-                tab = S.anova_table(groups, experiment="S1", label=what)
-                row = {**tag, **{k: v for k, v in rec.as_dict().items() if not k.startswith("mean_")}}
+                tab = S.anova_table(groups, label=what)
+                row = {**tag, "experiment": "S1",
+                       **{k: v for k, v in rec.as_dict().items() if not k.startswith("mean_")}}
                 row.update({"level": lv, "pattern": pat, "value": value,
                             "sum_sq": float(tab["sum_sq"].iat[0]),
                             "residual_sum_sq": float(tab["residual_sum_sq"].iat[0])})
                 power = attempt(notes, "S1", f"power of the ANOVA {what}{suffix}", S.anova_sensitivity, groups,
-                                 experiment="S1", label=what, alpha=alpha, power=float(cfg.get("anova_power", 0.8)),
+                                 label=what, alpha=alpha, power=float(cfg.get("anova_power", 0.8)),
                                  reference_f=float(cfg.get("anova_reference_f", 0.25)))
                 if power is None:
                     continue   # a row without its power is not written (noted instead)
                 row.update(power)
                 anova.append(row)
                 ref = reference if reference in groups else None
-                ph = attempt(notes, "S1", f"post-hoc {what}{suffix}", S.posthoc, groups, experiment="S1",
+                ph = attempt(notes, "S1", f"post-hoc {what}{suffix}", S.posthoc, groups,
                               label=what, method=cfg["posthoc"], alpha=alpha, reference=ref)
                 if ph is not None:
+                    ph = with_columns(ph, experiment="S1")
                     for pos, (k, v) in enumerate({"level": lv, "pattern": pat, "value": value, **tag}.items()):
                         ph.insert(pos, k, v)
                     post.append(ph)
@@ -207,8 +217,9 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     stacks = {REAL: (real_imgs, index["level"].tolist(), index["pattern"].tolist()), **generated(predictions)}
     parts = []
     for source, (imgs, lev, pat) in stacks.items():
-        part = M.s1_image_table(imgs, levels=lev, patterns=pat, source=source,
-                                experiment="S1" if source == REAL else source)
+        exp = "S1" if source == REAL else source
+        with context(experiment=exp):
+            part = with_columns(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source), experiment=exp)
         part["criterion"] = CRITERION_NONE if source == REAL else headline_criterion
         parts.append(part)
     parts[0]["subject"] = index["subject"].astype(str).to_numpy()
@@ -216,8 +227,9 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     for criterion, files in sorted((other_predictions or {}).items()):
         alt = []
         for source, (imgs, lev, pat) in generated(files).items():
-            alt.append(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source, experiment=source)
-                       .assign(criterion=criterion))
+            with context(experiment=source):
+                alt.append(with_columns(M.s1_image_table(imgs, levels=lev, patterns=pat, source=source),
+                                        experiment=source).assign(criterion=criterion))
         other_data[criterion] = pd.concat(alt, ignore_index=True) if alt else None
     data = pd.concat(parts, ignore_index=True)
     sources = list(stacks)
@@ -277,9 +289,9 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
                 sel = [i for i, (a, b) in enumerate(zip(lev, pat, strict=True)) if a == lv and b == p]
                 if not sel:
                     continue
-                res = attempt(notes, "S1", f"mean/SD map {source} {lv} {p}", M.mean_sd_maps,
-                               imgs[sel], levels=[lv] * len(sel), patterns=[p] * len(sel),
-                               experiment="S1", source=source)
+                with context(experiment="S1", subject=source):
+                    res = attempt(notes, "S1", f"mean/SD map {source} {lv} {p}", M.mean_sd_maps,
+                                   imgs[sel], levels=[lv] * len(sel), patterns=[p] * len(sel))
                 if res is None:
                     continue
                 r = res[(lv, p)]

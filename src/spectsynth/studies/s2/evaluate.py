@@ -12,7 +12,7 @@ import pandas as pd
 
 from ... import plots as P
 from ... import stats as S
-from ...errors import EvaluationError
+from ...errors import EvaluationError, context
 from ...evaluate import (
     PAIRED_METRICS,
     apply_pixel_linear_map,
@@ -23,6 +23,7 @@ from ...evaluate import (
     notes_frame,
     paired_slice_metrics,
     train_chunks,
+    with_columns,
 )
 from ...io import write_table
 
@@ -123,8 +124,9 @@ def _s2_table4(data: pd.DataFrame, notes: list, *, scale_label: str) -> pd.DataF
     """Table 4 (mean and CV) of the runs and their baselines, with S2's published rows."""
     from ...published import published, published_records
 
-    t4 = attempt(notes, "S2", "Table 4 (mean and CV)", S.table4, data, metrics=PAIRED_METRICS,
-                  rows=("model", "space", "loss"), column="input", experiment="S2 grid")
+    with context(experiment="S2 grid"):
+        t4 = attempt(notes, "S2", "Table 4 (mean and CV)", S.table4, data, metrics=PAIRED_METRICS,
+                      rows=("model", "space", "loss"), column="input")
     if t4 is None:
         return pd.DataFrame(columns=["model", "space", "loss", "metric"])
     t4["scale"] = scale_label
@@ -225,10 +227,11 @@ def evaluate_s2(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
         families.setdefault((c["family"], c["metric"]), []).append(c)
     tables = []
     for (family, metric), comps in families.items():
-        res = attempt(notes, "S2", f"paired t-tests {family}, {metric}", S.paired_t_tests, comps,
-                       experiment=f"S2 {family}", alpha=float(cfg["alpha"]),
-                       corrections=tuple(cfg["corrections"]))
+        with context(experiment=f"S2 {family}"):
+            res = attempt(notes, "S2", f"paired t-tests {family}, {metric}", S.paired_t_tests, comps,
+                           alpha=float(cfg["alpha"]), corrections=tuple(cfg["corrections"]))
         if res is not None:
+            res = with_columns(res, experiment=f"S2 {family}")
             res.insert(0, "family", family)
             res.insert(1, "metric", metric)
             res.insert(2, "compared", [c["experiments"] for c in comps])

@@ -13,7 +13,7 @@ import pandas as pd
 from ... import metrics as M
 from ... import plots as P
 from ... import stats as S
-from ...errors import EvaluationError
+from ...errors import EvaluationError, context
 from ...evaluate import (
     PAIRED_METRICS,
     attempt,
@@ -22,6 +22,7 @@ from ...evaluate import (
     message_figure,
     notes_frame,
     paired_slice_metrics,
+    with_columns,
 )
 from ...infer import read_index
 from ...io import write_table
@@ -84,8 +85,8 @@ def s3_roi_means(experiment: str, raw: Mapping[str, np.ndarray], table: pd.DataF
         src = str(sub["source"].iat[0]) if "source" in sub.columns else ""
         src_path = src.rsplit("[", 1)[0] if src.endswith("]") else src
         if src_path and Path(src_path).exists():
-            M.check_same_grid(lab_img, nib.load(src_path), experiment=experiment, subject=subject,
-                              names=("atlas labels", "source volume"))
+            with context(experiment=experiment, subject=subject):
+                M.check_same_grid(lab_img, nib.load(src_path), names=("atlas labels", "source volume"))
         lab = np.asanyarray(lab_img.dataobj)
         pools: dict[str, dict[str, list]] = {}
         for i, row in sub.iterrows():
@@ -255,16 +256,20 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     write_table(data, out["slice_metrics"], what="S3 per-slice metrics")
 
     metric_cols = [f"{m}_{k}_vs_target" for m in ("ssim", "rmse", "psnr") for k in ("input", "prediction", "null")]
-    summ = attempt(notes, "S3", "summary (mean ± sd)", S.summary_table, data, metric_cols, experiment=experiment)
+    with context(experiment=experiment):
+        summ = attempt(notes, "S3", "summary (mean ± sd)", S.summary_table, data, metric_cols)
     if summ is not None:
+        summ = with_columns(summ, experiment=experiment)
         pub = {f"ssim_{r['name']}": f"{r['value']:.2f}" for r in published_records("S3", "ssim")}
         summ["published"] = [pub.get(v, "not reported") for v in summ["value"]]
     comps = [{"label": f"{m.upper()} prediction vs target against {base} vs target", "a": data[f"{m}_prediction_vs_target"],
               "b": data[f"{m}_{base}_vs_target"], "names": ("prediction", "baseline"), "base": base}
              for base in ("input", "null") for m in ("ssim", "rmse", "psnr")]
-    ttest = attempt(notes, "S3", "paired t-tests against the baselines", S.paired_t_tests, comps,
-                     experiment=experiment, alpha=float(cfg["alpha"]), corrections=tuple(cfg["corrections"]))
+    with context(experiment=experiment):
+        ttest = attempt(notes, "S3", "paired t-tests against the baselines", S.paired_t_tests, comps,
+                         alpha=float(cfg["alpha"]), corrections=tuple(cfg["corrections"]))
     if ttest is not None:
+        ttest = with_columns(ttest, experiment=experiment)
         ttest.insert(0, "baseline", [S3_SERIES_TEXT[c["base"]] for c in comps])
     summary = summ if summ is not None else pd.DataFrame(columns=["experiment", "value"])
     write_table(summary, out["summary"], what="S3 summary")
@@ -297,14 +302,16 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     recs, ok, basis_col = [], {}, []
     for basis, pairs in bases:
         for pair in pairs:
-            rec = attempt(notes, "S3", f"regression {pair['label']} ({basis} means)", S.linear_regression,
-                           pair["x"], pair["y"], experiment=experiment, label=pair["label"],
-                           confidence=float(cfg["regression_confidence"]))
+            with context(experiment=experiment):
+                rec = attempt(notes, "S3", f"regression {pair['label']} ({basis} means)", S.linear_regression,
+                               pair["x"], pair["y"], label=pair["label"],
+                               confidence=float(cfg["regression_confidence"]))
             if rec is not None:
                 recs.append(rec)
                 basis_col.append(basis)
                 ok.setdefault(basis, []).append(pair)
-    reg = S.records_frame(recs) if recs else pd.DataFrame(columns=["experiment", "label"])
+    reg = with_columns(S.records_frame(recs), experiment=experiment) if recs else pd.DataFrame(
+        columns=["experiment", "label"])
     if recs:
         reg.insert(0, "basis", basis_col)
         reg.insert(1, "series", ["baseline" if r.label in ("input vs target", "null vs target") else "model"
