@@ -64,3 +64,13 @@ def test_the_file_name_alone():
 
     assert bids_name(subject="01", desc="striatum", suffix="dseg", extension=".tsv") == \
         "sub-01_desc-striatum_dseg.tsv"
+
+
+def test_bids_label_keeps_letters_and_digits():
+    from spectsynth.paths import bids_label, bids_name
+
+    assert bids_label("s3_pix2pix") == "s3pix2pix"
+    assert bids_name(subject="01", run="2", desc=bids_label("s0_clinical"), suffix="pred") == \
+        "sub-01_run-2_desc-s0clinical_pred.nii.gz"
+    with pytest.raises(ValueError, match="no letters or digits"):
+        bids_label("_-_")

@@ -3,6 +3,7 @@ records its run time and memory with a `benchmark:` file."""
 
 from __future__ import annotations
 
+from conftest import REPO
 from test_envs import all_rules
 
 # Rules that only gather or write a few small files (and the target rule `all`).
@@ -27,3 +28,35 @@ def test_benchmarks_lie_in_the_benchmarks_folder_under_the_rules_name():
             bench.startswith(f'f"{{OUT}}/benchmarks/{r.name}/'), f"{r.name}: benchmark {bench}"
     names = {r.name for r in all_rules()}
     assert TRIVIAL <= names, f"TRIVIAL lists rules that do not exist: {TRIVIAL - names}"
+
+
+def _top_level_names(text: str) -> set[str]:
+    """Names a rule file defines at its top level (assignments, functions, imports)."""
+    import re
+
+    names = set(re.findall(r"^([A-Za-z_]\w*)\s*=", text, re.M))
+    names |= set(re.findall(r"^def ([A-Za-z_]\w*)\(", text, re.M))
+    for imported in re.findall(r"^from \S+ import (.+)$", text, re.M):
+        names |= {part.split(" as ")[-1].strip(" ()") for part in imported.split(",")}
+    names |= set(re.findall(r"^import \S+ as (\w+)$", text, re.M))
+    return names - {""}
+
+
+def test_a_stage_file_reads_no_other_stage_files_names():
+    """Shared names live in common.smk; a stage file uses its own and common.smk's only."""
+    import re
+
+    rules = REPO / "workflow" / "rules"
+    stages = {p.name: p.read_text() for p in sorted(rules.glob("*.smk")) if p.name != "common.smk"}
+    defined = {name: _top_level_names(text) for name, text in stages.items()}
+    common = _top_level_names((rules / "common.smk").read_text())
+    problems = []
+    for name, text in stages.items():
+        code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+        for other, names in defined.items():
+            if other == name:
+                continue
+            for n in sorted(names - common - defined[name]):
+                if re.search(rf"(?<![\w.]){re.escape(n)}\b", code):
+                    problems.append(f"{name} uses {n} from {other}")
+    assert not problems, "move these to common.smk:\n" + "\n".join(problems)

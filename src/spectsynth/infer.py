@@ -38,6 +38,7 @@ import pandas as pd
 
 from .errors import ConfigError, EvaluationError
 from .io import atomic_output, save_image
+from .paths import bids_label, bids_name
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
     for key, sub in table.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         subject = str(key[0])
-        run = f"_run-{int(key[1]) + 1}" if len(key) > 1 and n_records[key[0]] > 1 else ""
+        run = str(int(key[1]) + 1) if len(key) > 1 and n_records[key[0]] > 1 else None
         shape, affine, path = source_grid(str(sub["source"].iat[0]), experiment=experiment, subject=subject)
         vol = np.zeros(shape, dtype=np.float32)
         for i, row in sub.iterrows():
@@ -264,7 +265,7 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
             # x = x_norm * scale + offset is the normalisation with gain 1/scale, bias -offset/scale
             vol[:, :, z] = slice_to_grid(arrays["prediction"][i, 0], 1.0 / float(scale[0]),
                                          -float(offset[0]) / float(scale[0]), shape[:2])
-        name = f"sub-{subject}{run}_desc-{experiment.replace('_', '')}_pred.nii.gz"
+        name = bids_name(subject=subject, run=run, desc=bids_label(experiment), suffix="pred")
         nifti = nib.Nifti1Image(vol, affine)
         nifti.set_qform(affine, code=1)
         nifti.set_sform(affine, code=1)

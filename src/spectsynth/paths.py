@@ -88,6 +88,15 @@ def bids_name(*, subject: str, suffix: str, extension: str = ".nii.gz", session:
                 **entities)
 
 
+def bids_label(text: str) -> str:
+    """A BIDS label made from free text such as an experiment name: its letters and digits only
+    (``s3_pix2pix`` -> ``s3pix2pix``)."""
+    out = "".join(c for c in str(text) if c.isalnum())
+    if not out:
+        raise ValueError(f"{text!r} has no letters or digits to make a BIDS label from")
+    return out
+
+
 def _check_label(key: str, value: str) -> None:
     bare = _without_wildcards(value)
     if not value or any(c in bare for c in "_-/"):

@@ -30,6 +30,7 @@ import pandas as pd
 from ...errors import EvaluationError, context
 from ...io import image_like, save_image
 from ...metrics import check_same_grid, check_same_shape
+from ...paths import bids_label, bids_name
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +571,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
         deficit, valid = res
         vol = np.zeros(g["shape"], dtype=np.float32)
         vol[:, :, z] = deficit
-        name = f"sub-{subject}_run-{int(row['record'])}_desc-{experiment.replace('_', '')}_deficit.nii.gz"
+        name = bids_name(subject=subject, run=str(int(row["record"])), desc=bids_label(experiment), suffix="deficit")
         nifti = nib.Nifti1Image(vol, g["affine"])
         nifti.set_qform(g["affine"], code=1)
         nifti.set_sform(g["affine"], code=1)
