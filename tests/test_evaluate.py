@@ -28,7 +28,8 @@ CFG = {"alpha": 0.01, "anova_alpha": 0.05, "corrections": ["holm", "fdr_bh"], "p
        "posthoc_reference": "real", "data_range": 2.0, "ssim_win_size": 7,
        "bg_segmentation": {"threshold_fraction": 0.5, "min_size_px": 0},
        "sbr_error_thresholds": [0.75, 0.5, 0.25], "regression_confidence": 0.95, "loa_z": 1.96,
-       "display_convention": "radiological", "figure_dpi": 50}
+       "display_convention": "radiological", "figure_dpi": 50, "anova_power": 0.8, "anova_reference_f": 0.25,
+       "batch_size": 64}
 H = W = 16
 
 

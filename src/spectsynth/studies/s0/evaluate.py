@@ -358,7 +358,7 @@ def evaluate_s0(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
         if missing:
             raise EvaluationError(f"a regressor was given but no output path for {missing}", experiment=experiment,
                                   hint="Pass sbr_cnn, sbr_cnn_error and sbr_cnn_plot in the outputs")
-        cnn = sbr_cnn_readings(experiment, arrays, table, regressor, batch_size=int(cfg.get("batch_size", 64)),
+        cnn = sbr_cnn_readings(experiment, arrays, table, regressor, batch_size=int(cfg["batch_size"]),
                                device=device)
         cnn_frac = sbr_cnn_error_fractions(cnn, thresholds=cfg["sbr_error_thresholds"], experiment=experiment)
     orig = shard_to_ras(np.asarray(arrays["target"], dtype=np.float64)[:, 0])

@@ -87,8 +87,8 @@ def _s1_tests(data: pd.DataFrame, sources: Sequence[str], *, reference: str | No
                             "sum_sq": float(tab["sum_sq"].iat[0]),
                             "residual_sum_sq": float(tab["residual_sum_sq"].iat[0])})
                 power = attempt(notes, "S1", f"power of the ANOVA {what}{suffix}", S.anova_sensitivity, groups,
-                                 label=what, alpha=alpha, power=float(cfg.get("anova_power", 0.8)),
-                                 reference_f=float(cfg.get("anova_reference_f", 0.25)))
+                                 label=what, alpha=alpha, power=float(cfg["anova_power"]),
+                                 reference_f=float(cfg["anova_reference_f"]))
                 if power is None:
                     continue   # a row without its power is not written (noted instead)
                 row.update(power)
