@@ -1,9 +1,11 @@
-"""Study-level evaluation: prediction files + dataset index -> metric tables, tests, figures.
+"""What every study's evaluation shares: prediction files -> per-slice metrics, the training split's
+baselines, the not-computed notes, figure labels and the slice orientation.
 
-Each ``evaluate_s*`` function reads the prediction files written by
-:func:`spectsynth.infer.predict_experiment` (and, for S1, the real test slices), computes the
-study's metrics with :mod:`spectsynth.metrics`, its statistics with :mod:`spectsynth.stats`
-and its figures with :mod:`spectsynth.plots`, and writes them to the output paths it is given.
+Each study's evaluation (``spectsynth.studies.<key>.evaluate``) reads the prediction files written
+by :func:`spectsynth.infer.predict_experiment` (and, for S1, the real test slices), computes its
+metrics with :mod:`spectsynth.metrics`, its statistics with :mod:`spectsynth.stats` and its
+figures with :mod:`spectsynth.plots` through the helpers here, and writes them to the output
+paths its rule gives it.
 
 Statistics that cannot be computed on the data at hand (too few samples, an empty group,
 constant values) are never written as NaN: they are listed, with the reason, in the study's

@@ -27,7 +27,7 @@ code: the workflow reads the registry while it builds the DAG.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +136,6 @@ class Study:
 
     name: str = ""                         # "S2": the value of ``study:`` in an experiment
     key: str = ""                          # "s2": datasets.<key>, evaluate/<key>/, rule suffix
-    title: str = ""
     families: tuple[str, ...] = ()
     entry_keys: tuple[str, ...] = ()       # keys of an experiments: entry that only this study reads
     training_defaults: dict[str, Any] = {}
@@ -193,7 +192,7 @@ class Study:
     def keeps_record(self, rec: Mapping, spec: Mapping) -> bool:
         return True
 
-    def extract(self, rec: Mapping, vols: Mapping, base: Mapping, spec: Mapping) -> Callable:
+    def extract(self, rec: Mapping, vols: Mapping, base: Mapping, spec: Mapping) -> Iterator[tuple]:
         """Slices of one record: yields ``(image (C, size, size), row)``."""
         from ..datasets import paired_slices
 

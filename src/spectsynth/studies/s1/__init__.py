@@ -34,7 +34,6 @@ def _o(path: str, sub: str, label: tuple[str, str], caption: str = "evaluate_s1.
 class S1(Study):
     name = "S1"
     key = "s1"
-    title = "conditional FastGAN perfusion SPECT slices"
     entry_keys = ("variants",)
     families = ("fastgan",)
     # S1: Adam 2e-4, betas 0.9/0.999, 1000 epochs, batch 4.

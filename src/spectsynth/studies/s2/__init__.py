@@ -35,7 +35,6 @@ _F = ("figure",)
 class S2(Study):
     name = "S2"
     key = "s2"
-    title = "pix2pix MRI/PET -> perfusion SPECT"
     entry_keys = ("inputs", "spaces", "losses")
     families = ("pix2pix",)
     # S2: batch 8, lr 1e-4, 1000 epochs; beta1 0.5 and lambda_L1 100 kept from the pix2pix

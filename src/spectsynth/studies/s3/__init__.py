@@ -21,7 +21,6 @@ def _o(path: str, label: tuple[str, str], caption: str = "evaluate_s3.rst") -> O
 class S3(Study):
     name = "S3"
     key = "s3"
-    title = "pix2pix CBF SPECT -> CBF PET"
     families = ("pix2pix",)
     # S3 names no settings: S2's batch size and rate, the pix2pix reference's 200 epochs.
     training_defaults = {"epochs": 200, "batch_size": 8, "lr": 1e-4, "betas": [0.5, 0.999],
