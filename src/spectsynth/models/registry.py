@@ -50,6 +50,18 @@ class Family:
         return self.networks()(self.name, cfg)
 
 
+def network_inputs(cfg: Mapping, defaults: Mapping[str, Any]) -> tuple[int, int, int, Callable[[str], Any]]:
+    """What every family's ``build(family, cfg)`` reads from a resolved spec: the slice size, the
+    number of input and of target channels (at least 1 each), and a lookup of the family's
+    options (the spec's value, else the family's default)."""
+    def option(key: str) -> Any:
+        return cfg.get(key, defaults.get(key))
+
+    n_in = len(cfg.get("input_channels") or []) or 1
+    n_out = len(cfg.get("target_channels") or []) or 1
+    return int(cfg["size"]), n_in, n_out, option
+
+
 def make_registry(*families: Family) -> Mapping[str, Family]:
     """A read-only name -> family mapping (names must be unique)."""
     out: dict[str, Family] = {}

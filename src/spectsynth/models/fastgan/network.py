@@ -208,13 +208,10 @@ def build(family: str, cfg) -> nn.ModuleDict:
     """``{"G": Generator, "D": Discriminator}`` for a resolved spec (the EMA copy of G is the
     recipe's)."""
     from ...labels import LEVELS, PATTERNS
+    from ..registry import network_inputs
     from . import DEFAULTS
 
-    def opt(key: str):
-        return cfg.get(key, DEFAULTS.get(key))
-
-    size = int(cfg["size"])
-    n_out = len(cfg.get("target_channels") or []) or 1
+    size, _, n_out, opt = network_inputs(cfg, DEFAULTS)
     n_cond = int((cfg.get("condition") or {}).get("n_cond", len(LEVELS) + len(PATTERNS)))
     g = Generator(size, n_cond, latent_dim=opt("latent_dim"), embed_dim=opt("embed_dim"),
                   base_channels=opt("base_channels"), max_channels=opt("max_channels"),

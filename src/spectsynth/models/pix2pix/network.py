@@ -96,14 +96,10 @@ class PatchDiscriminator(nn.Module):
 
 def build(family: str, cfg) -> nn.ModuleDict:
     """``{"G": UnetGenerator, "D": PatchDiscriminator}`` for a resolved spec."""
+    from ..registry import network_inputs
     from . import DEFAULTS
 
-    def opt(key: str):
-        return cfg.get(key, DEFAULTS.get(key))
-
-    size = int(cfg["size"])
-    n_in = len(cfg.get("input_channels") or []) or 1
-    n_out = len(cfg.get("target_channels") or []) or 1
+    size, n_in, n_out, opt = network_inputs(cfg, DEFAULTS)
     g = UnetGenerator(n_in, n_out, size, ngf=opt("ngf"), use_dropout=bool(opt("use_dropout")))
     d = PatchDiscriminator(n_in + n_out, ndf=opt("ndf"), n_layers=opt("n_layers"))
     return nn.ModuleDict({"G": g, "D": d})

@@ -146,14 +146,10 @@ class ConditionalVAE(nn.Module):
 
 def build(family: str, cfg) -> nn.ModuleDict:
     """``{"vae": VAE}`` (family ``vae``) or ``{"vae": ConditionalVAE}`` (``cvae``) for a spec."""
+    from ..registry import network_inputs
     from . import DEFAULTS
 
-    def opt(key: str):
-        return cfg.get(key, DEFAULTS.get(key))
-
-    size = int(cfg["size"])
-    n_in = len(cfg.get("input_channels") or []) or 1
-    n_out = len(cfg.get("target_channels") or []) or 1
+    size, n_in, n_out, opt = network_inputs(cfg, DEFAULTS)
     if family == "cvae":
         return nn.ModuleDict({"vae": ConditionalVAE(n_in, n_out, size, latent_dim=opt("latent_dim"),
                                                     base_channels=opt("base_channels"),
