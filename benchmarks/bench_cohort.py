@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--truth-only", action="store_true", help="ground-truth volumes only (no pipeline)")
     args = ap.parse_args(argv)
     setup_logging(None)
-    p = demo.DemoParams.from_config({"n_subjects": args.n, "seed": args.seed, "voxel_mm": [args.voxel] * 3})
-    resected = demo.resected_subjects(p, demo.s2_split_config({}))
+    p = demo.DemoParams.from_config({"n_subjects": args.n, "seed": args.seed, "voxel_mm": [args.voxel] * 3,
+                                    "n_resected": args.n // 6})
+    resected = demo.resected_subjects(p)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, label in enumerate(demo.subject_labels(args.n)):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spectsynth.datasets import assign_splits
 from spectsynth.inputs import demo
-from spectsynth.studies import resection_split_config
+from spectsynth.studies import cohort_resected
 
 COARSE = {"n_subjects": 8, "seed": 5, "voxel_mm": [3.0, 3.0, 3.0]}
 
@@ -59,15 +58,17 @@ def test_anatomy_draws_are_reproducible_with_the_seed():
     assert a == b and a != c
 
 
-def test_resected_subjects_are_s2s_test_split():
-    p = demo.DemoParams.from_config(dict(COARSE, n_subjects=12))
-    split = resection_split_config({})
-    chosen = demo.resected_subjects(p, split)
-    expected = {s for s, k in assign_splits(demo.subject_labels(12), split, dataset="s2").items() if k == "test"}
-    assert chosen == expected and len(chosen) == 3  # S2's test fraction 0.25 of 12
-    other = resection_split_config({"datasets": {"s2": {"split": {"seed": 3}}}})
-    assert demo.resected_subjects(p, other) != chosen
-    assert demo.resected_subjects(demo.DemoParams.from_config(dict(COARSE, resection=False)), split) == set()
+def test_resected_subjects_are_a_seeded_property_of_the_cohort():
+    p = demo.DemoParams.from_config(dict(COARSE, n_subjects=12, n_resected=2))
+    chosen = demo.resected_subjects(p)
+    assert len(chosen) == 2 and chosen <= set(demo.subject_labels(12))
+    assert demo.resected_subjects(p) == chosen                              # deterministic
+    other = demo.DemoParams.from_config(dict(COARSE, n_subjects=12, n_resected=2, seed=COARSE.get("seed", 0) + 1))
+    assert demo.resected_subjects(other) != chosen                          # drawn from the demo's seed
+    assert demo.resected_subjects(demo.DemoParams.from_config(dict(COARSE, n_resected=0))) == set()
+    # no study's split settings enter the choice
+    assert cohort_resected({"inputs": {"demo": dict(COARSE, n_subjects=12, n_resected=2)},
+                            "datasets": {"s2": {"split": {"seed": 3}}}}) == chosen
 
 
 def test_resected_subject_has_a_csf_cavity_and_the_truth_says_so():

@@ -69,7 +69,7 @@ import pandas as pd
 from .errors import ConfigError, InputDataError
 from .io import atomic_output
 from .labels import LEVELS, PATTERNS
-from .splits import SPLITS, assign_splits, check_split_leak, participant  # noqa: F401  (re-exported)
+from .splits import SPLITS, assign_splits, check_split_leak, participant, study_split_seed  # noqa: F401  (re-exported)
 from .studies import REGISTRY, dataset_names, for_dataset
 from .studies import get as get_study
 from .studies.base import merge
@@ -107,6 +107,8 @@ def dataset_spec(cfg: Mapping, name: str) -> dict[str, Any]:
     spec = merge(study.dataset_defaults, (cfg.get("datasets") or {}).get(key))
     spec.update(name=name, key=key, study=study.name)
     study.resolve_dataset(spec, name)
+    if spec["split"].get("seed") is None:
+        spec["split"] = {**spec["split"], "seed": study_split_seed(key)}
     size = int(spec["size"])
     if size < 8 or size & (size - 1):
         raise ConfigError(f"dataset {name}: datasets.{key}.size = {size}; use a power of two (32, 64, 128, 256)")

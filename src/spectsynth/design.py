@@ -23,7 +23,11 @@ Designs
 * **S2 / S3**: ``n_slices`` axial slices of every subject.
 
 Splits are by subject (:func:`spectsynth.datasets.assign_splits`): explicit numbers
-(``split.method: counts``, checked against the cohort size), fractions or lists.
+(``split.method: counts``, checked against the cohort size), fractions or lists.  Each study
+shuffles with its own seed (``split.seed``, derived from the study's key when not set), so no
+study's test set follows another's.  Post-surgical subjects (:func:`spectsynth.studies.cohort_resected`)
+go where the study's ``resected_split`` says: S2's unseen test set; every other study leaves
+them out (its counts add up to the cohort without them).
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetD
     """The design of dataset ``name`` for these subjects (``cfg``: the workflow config;
     ``datasets:`` and, for S0, ``simulate:`` are read)."""
     from .datasets import assign_splits, dataset_spec
-    from .studies import get
+    from .studies import cohort_resected, get
 
     spec = dataset_spec(cfg, name)
     study = spec["study"]
@@ -121,7 +125,22 @@ def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetD
     if within and not st.val_within_train:
         raise ConfigError(f"dataset {name}: split.val_within_train is for studies whose validation images are "
                           "other images of the training subjects; set it to false for this dataset")
-    splits = assign_splits(subjects, split_cfg, dataset=name)
+    # Post-surgical subjects: only a study that takes them (S2, its unseen set) sees them.
+    resected = cohort_resected(cfg, subjects)
+    if st.resected_split is None:
+        kept = [s for s in subjects if str(s) not in resected]
+        forced = None
+    else:
+        kept = list(subjects)
+        forced = dict.fromkeys(resected, st.resected_split)
+    try:
+        splits = assign_splits(kept, split_cfg, dataset=name, forced=forced)
+    except ConfigError as exc:
+        if len(kept) == len(subjects):
+            raise
+        raise ConfigError(f"{exc}. The cohort's {len(subjects) - len(kept)} post-surgical subject(s) are left out "
+                          "of this study (only a study whose resected_split takes them sees them): lower inputs.demo.n_resected (demo) or "
+                          "add subjects") from None
     by_split = {k: sorted(s for s, v in splits.items() if v == k) for k in SPLITS}
     if within:
         by_split["val"] = list(by_split["train"])

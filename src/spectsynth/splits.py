@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str = "") -> dict[str, str]:
+def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str = "",
+                  forced: Mapping[str, str] | None = None) -> dict[str, str]:
     """Map each subject to ``train``/``val``/``test`` (deterministic).
 
     ``method: counts`` shuffles the sorted participant list with ``seed`` and cuts it into
@@ -30,6 +31,11 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
     positive fraction gets at least one participant when there are enough); ``method: lists``
     takes explicit lists, and subjects in no list are an error.  With ``val_within_train``
     validation shares the training subjects (S0's design) and the ``val`` share must be 0.
+
+    ``forced`` (participant -> split) places some participants first (S2's resected patients go
+    to its unseen test set); the shuffle then fills what is left of each split's quota.  A
+    forced participant outside the cohort, or more forced into a split than its quota holds,
+    is an error.
     """
     where = f"dataset {dataset}: " if dataset else ""
     units = sorted({str(s) for s in subjects})
@@ -75,14 +81,38 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
         counts["train"] = n - counts["val"] - counts["test"]
     else:
         raise ConfigError(f"{where}split.method {cfg['method']!r} unknown; use counts, fractions or lists")
-    order = list(subjects)
-    np.random.default_rng(int(cfg["seed"])).shuffle(order)
-    by_participant, i = {}, 0
+    forced = {participant(str(s)): k for s, k in (forced or {}).items()}
+    stray = sorted(set(forced) - set(subjects))
+    if stray:
+        raise ConfigError(f"{where}subject(s) {stray[:10]} are to be placed in a fixed split but are not in the "
+                          "cohort")
+    by_participant: dict[str, str] = {}
     for k in SPLITS:
-        for s in order[i:i + counts[k]]:
+        fixed = sorted(s for s, v in forced.items() if v == k)
+        if len(fixed) > counts[k]:
+            raise ConfigError(
+                f"{where}{len(fixed)} subject(s) must go to the {k} split ({', '.join(fixed[:10])}) but it holds "
+                f"only {counts[k]}; give the {k} split more subjects (split.counts/fractions) or fewer such "
+                "subjects (inputs.demo.n_resected for the demo's resections)")
+        by_participant.update(dict.fromkeys(fixed, k))
+    order = [s for s in subjects if s not in forced]
+    np.random.default_rng(int(cfg["seed"])).shuffle(order)
+    i = 0
+    for k in SPLITS:
+        free = counts[k] - sum(1 for v in forced.values() if v == k)
+        for s in order[i:i + free]:
             by_participant[s] = k
-        i += counts[k]
+        i += free
     return {u: by_participant[participant(u)] for u in units}
+
+
+def study_split_seed(key: str) -> int:
+    """The split seed a study draws from when ``split.seed`` is not set: derived from the study's
+    key alone, so no study's subjects are shuffled like another's (the same seed over the same
+    sorted cohort would give every study the same test subjects)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"spectsynth split {key}".encode()).digest()[:4], "big")
 
 
 def participant(unit: str) -> str:

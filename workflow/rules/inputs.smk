@@ -1,8 +1,4 @@
 # Inputs: the demo cohort or DICOM conversion, then one validation per subject and image.
-from spectsynth.studies import resection_split_config
-
-DEMO_S2_SPLIT = resection_split_config(config) if SOURCE == "demo" else None
-
 
 rule make_demo_subject:
     output:
@@ -33,8 +29,6 @@ rule make_demo_subject:
     params:
         demo=config["inputs"]["demo"],
         index=lambda wc: SUBJECT_INDEX[wc.subject],
-        # Subjects that S2's split sends to its test set get a resection cavity.
-        s2_split=DEMO_S2_SPLIT,
         bids_root=lambda wc, output: str(Path(output.t1).parents[2]),
     script:
         "../scripts/make_demo_subject.py"

@@ -6,7 +6,7 @@ from spectsynth.logs import rule_log
 
 def main(smk):
     with rule_log(smk):
-        build_subject(smk.params.index, smk.params.demo, smk.params.bids_root, smk.params.s2_split)
+        build_subject(smk.params.index, smk.params.demo, smk.params.bids_root)
 
 
 main(snakemake)  # noqa: F821

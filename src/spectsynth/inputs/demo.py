@@ -21,8 +21,9 @@ of its own, driven by its age and sex (``participants.tsv``):
   (``hemisphere_asymmetry_sd``), with a front-to-back torque (``petalia_sd``);
 * a random smooth non-linear deformation (a cubic B-spline with random control-point
   displacements);
-* for the subjects that S2's split sends to its unseen (test) set, a surgical resection: an
-  anterior temporal lobectomy cavity of a random side, filled with CSF (``resection``);
+* for ``n_resected`` subjects drawn from the seed (post-surgical patients, which only S2's unseen
+  test set takes), a surgical resection: an anterior temporal lobectomy cavity of a random side,
+  filled with CSF;
 * a random head pose (rotations up to ``max_rotation_deg``, shifts up to ``max_shift_mm``);
 * a smooth multiplicative bias field and Rician noise;
 * a scanner-like native grid and orientation (sagittal slices, e.g. 1 x 1 x 1.2 mm, stored
@@ -82,7 +83,7 @@ class DemoParams:
     striatum_asymmetry_sd: float = 0.04
     hemisphere_asymmetry_sd: float = 0.015
     petalia_sd: float = 0.02
-    resection: bool = True
+    n_resected: int = 0
     resection_semi_axes_mm: tuple[float, float, float] = (15.0, 24.0, 14.0)
     bias_strength: float = 0.15
     noise_fraction: float = 0.02
@@ -497,7 +498,7 @@ def make_subject(index: int, p: DemoParams, template: sitk.Image | None = None, 
     rng = np.random.default_rng([p.seed, index])
     label = subject_labels(p.n_subjects)[index]
     age, sex = demographics(index, p)
-    draw = draw_anatomy(index, p, age, sex, resected and p.resection)
+    draw = draw_anatomy(index, p, age, sex, resected)
     cavity = None
     if parts is not None:
         cavity = resection_cavity(parts, draw.resection_side, p.resection_semi_axes_mm) if draw.resection_side else None
@@ -578,7 +579,7 @@ def make_subject(index: int, p: DemoParams, template: sitk.Image | None = None, 
                        "centre_mni_mm": [-38.0 if draw.resection_side == "L" else 38.0, 2.0, -27.0],
                        "semi_axes_mni_mm": list(p.resection_semi_axes_mm),
                        "volume_ml": volumes.get("resection"),
-                       "reason": "in S2's unseen (test) split"} if draw.resection_side else {"resected": False}),
+                       "reason": "inputs.demo.n_resected: a post-surgical patient (S2's unseen test set only)"} if draw.resection_side else {"resected": False}),
         "deformation_sd_mm": p.deformation_mm,
         "control_spacing_mm": p.control_spacing_mm,
         "affine_subject_to_mni_ras": pose_ras.round(6).tolist(),
@@ -698,18 +699,21 @@ def write_dataset_files(p: DemoParams, bids_root: str | Path) -> dict[str, Path]
 
 
 
-def resected_subjects(p: DemoParams, s2_split: Mapping | None) -> set[str]:
-    """Demo subjects with a resection: those S2's split sends to its unseen (test) set.
+def resected_subjects(p: DemoParams) -> set[str]:
+    """Demo subjects with a resection: ``n_resected`` of the cohort, drawn from the demo's seed.
 
-    The split is :func:`spectsynth.splits.assign_splits` itself, over the cohort's subject
-    labels, so the MRI made here and the datasets built later agree on who is in the test set.
+    A property of the cohort (which patients had surgery), not of any study's split: S2 puts
+    these subjects into its unseen test set, every other study leaves them out
+    (:attr:`spectsynth.studies.base.Study.resected_split`).
     """
-    from ..splits import assign_splits
-
-    if not p.resection or s2_split is None:
+    labels = subject_labels(p.n_subjects)
+    n = int(p.n_resected)
+    if n <= 0:
         return set()
-    split = assign_splits(subject_labels(p.n_subjects), s2_split, dataset="demo resections")
-    return {s for s, k in split.items() if k == "test"}
+    if n > len(labels):
+        raise ValueError(f"inputs.demo.n_resected = {n} but the cohort has {len(labels)} subjects")
+    rng = np.random.default_rng([int(p.seed), 1_000_003])
+    return {str(s) for s in rng.choice(labels, size=n, replace=False)}
 
 
 def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | None]:
@@ -733,17 +737,14 @@ def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | 
     return {s: None for s in subjects}
 
 
-def build_subject(index: int, demo_cfg: dict, bids_root: str | Path, s2_split: Mapping | None = None) -> dict[str, Path]:
-    """Make demo subject ``index`` from the ``inputs.demo`` config section and write it.
-
-    ``s2_split`` (see :func:`spectsynth.studies.resection_split_config`) decides which subjects are resected; without
-    it none is.
-    """
+def build_subject(index: int, demo_cfg: dict, bids_root: str | Path) -> dict[str, Path]:
+    """Make demo subject ``index`` from the ``inputs.demo`` config section and write it
+    (resected when it is one of :func:`resected_subjects`)."""
     p = DemoParams.from_config(demo_cfg)
     if not 0 <= index < p.n_subjects:
         raise ValueError(f"demo subject index {index} outside 0..{p.n_subjects - 1}")
     label = subject_labels(p.n_subjects)[index]
-    subj = make_subject(index, p, resected=label in resected_subjects(p, s2_split))
+    subj = make_subject(index, p, resected=label in resected_subjects(p))
     log.info("demo subject %s: rotation %s deg, shift %s mm, scales %s", subj.label,
              subj.truth["rotation_deg"], subj.truth["shift_mm"], subj.truth["scales"])
     return write_subject(subj, bids_root)

@@ -1,4 +1,5 @@
-"""A BIDS ``participants.tsv``: what the pipeline reads from it (the age of a subject)."""
+"""A BIDS ``participants.tsv``: what the pipeline reads from it (the age of a subject, and which
+subjects carry a flag such as a surgical resection)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,20 @@ def subject_age(participants: str | None, subject: str) -> float | None:
     except ValueError as exc:
         raise ProcessingError(f"age {row['age'].iloc[0]!r} in {participants} is not a number", subject=subject,
                               hint="Write ages in years (a number) or n/a") from exc
+
+
+TRUE_FLAGS = ("1", "true", "yes", "y")
+
+
+def subjects_flagged(participants: str | None, column: str) -> set[str]:
+    """Participants (labels without ``sub-``) whose ``column`` in a BIDS participants.tsv is yes /
+    true / 1 (case-insensitive); an empty set when the table or the column is missing."""
+    import pandas as pd
+
+    if not participants or not Path(participants).exists():
+        return set()
+    table = pd.read_csv(participants, sep="\t", dtype=str, na_values=["n/a", ""])
+    if "participant_id" not in table.columns or column not in table.columns:
+        return set()
+    flagged = table[column].fillna("").str.strip().str.lower().isin(TRUE_FLAGS)
+    return set(table.loc[flagged, "participant_id"].str.removeprefix("sub-"))

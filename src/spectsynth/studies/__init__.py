@@ -29,7 +29,7 @@ REGISTRY: dict[str, Study] = {s.name: s for s in (_S0, _S1, _S2, _S3)}
 BY_KEY: dict[str, Study] = {s.key: s for s in REGISTRY.values()}
 
 __all__ = ["BY_KEY", "REGISTRY", "Context", "Output", "Study", "dataset_entries", "dataset_names",
-           "dataset_subject_files", "for_dataset", "get", "resection_split_config",
+           "dataset_subject_files", "for_dataset", "get", "cohort_resected",
            "study_experiments"]
 
 
@@ -82,12 +82,32 @@ def dataset_subject_files(dataset: str, out: str, subjects, sim: Mapping) -> dic
     return {s: study.subject_files(dataset, out, s, sim) for s in subjects}
 
 
-def resection_split_config(config: Mapping | None) -> dict | None:
-    """The resolved split settings (``datasets.<key>.split`` over its defaults) of the study whose
-    test subjects have resections (S2: ``resected_test_subjects``), or None when none has."""
-    from ..datasets import dataset_spec
+def cohort_resected(config: Mapping | None, subjects=None) -> set[str]:
+    """Participants of the cohort with a surgical resection (post-surgical brains).
 
+    The demo cohort resects ``inputs.demo.n_resected`` subjects, drawn from the demo's own seed
+    (:func:`spectsynth.inputs.demo.resected_subjects`); a BIDS cohort marks them in
+    ``participants.tsv`` (column ``resection``: yes/true/1).  A study's ``resected_split`` says
+    where they go: S2 puts them in its unseen test set, every other study leaves them out.
+    """
     config = dict(config or {})
-    keys = [s.key for s in REGISTRY.values() if s.resected_test_subjects]
-    name = next((n for n in dataset_names(config) if for_dataset(n).key in keys), None)
-    return None if name is None else dict(dataset_spec(config, name)["split"])
+    inputs = dict(config.get("inputs") or {})
+    source = inputs.get("source", "demo")
+    if source == "demo":
+        from ..inputs.demo import DemoParams, resected_subjects
+
+        chosen = resected_subjects(DemoParams.from_config(dict(inputs.get("demo") or {})))
+    elif source == "bids":
+        from pathlib import Path
+
+        from ..inputs.participants import subjects_flagged
+
+        root = (inputs.get("bids") or {}).get("root")
+        chosen = subjects_flagged(str(Path(root) / "participants.tsv") if root else None, "resection")
+    else:
+        chosen = set()
+    if subjects is None:
+        return chosen
+    from ..splits import participant
+
+    return {str(s) for s in subjects if participant(str(s)) in chosen}

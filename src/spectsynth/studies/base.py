@@ -53,7 +53,7 @@ class Output:
 # :func:`spectsynth.datasets.assign_splits`); each study overrides what its paper says.
 SPLIT_DEFAULT: dict[str, Any] = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
                                  "counts": {"train": 0, "val": 0, "test": 0},
-                                 "lists": {"train": [], "val": [], "test": []}, "seed": 0,
+                                 "lists": {"train": [], "val": [], "test": []}, "seed": None,
                                  "val_within_train": False}
 
 
@@ -151,7 +151,9 @@ class Study:
     val_within_train = False               # the study's validation images may come from training subjects
     input_similarity: tuple[Similarity, ...] = ()   # input-vs-target SSIM the scan QC measures
     similarity_dataset: str = ""          # ... on this dataset's slices
-    resected_test_subjects = False        # the demo resects this study's test subjects (S2)
+    # Where the cohort's post-surgical (resected) subjects go: None = nowhere (left out of every
+    # split: none of the papers but S2 had post-surgical brains); S2: "test" (its unseen set).
+    resected_split: str | None = None
     reading = False                        # has a blinded visual reading (reading_packet)
 
     # ------------------------------------------------------------------ experiments

@@ -47,7 +47,7 @@ class S2(Study):
     report_category = "7. Results S2"
     per_experiment = False
     stamp = "slice_metrics"
-    resected_test_subjects = True        # S2's unseen patients include resections
+    resected_split = "test"               # S2's unseen patients include post-surgical brains
     similarity_dataset = "s2_native"
     input_similarity = (
         Similarity("mri", "spect", "MRI vs SPECT", None, "S2 reports no input-vs-target SSIM (its MRI->SPECT model: 0.87)"),
