@@ -198,7 +198,8 @@ def test_deficit_summary_scores_model_and_baseline_against_the_truth():
     reg["flag_matches_truth"] = reg["flag"] == reg["truth_flag"]
     maps = pd.DataFrame({"striatal_loss_percent": [40.0, 10.0], "baseline_striatal_loss_percent": [0.0, 30.0],
                          "true_striatal_loss_percent": [45.0, 5.0]})
-    out = C.deficit_summary(reg, maps, experiment=EXP).set_index("predictor")
+    full = C.deficit_summary(reg, maps, experiment=EXP)
+    out = full[full["n_counts"] == "records"].set_index("predictor")
     assert out.loc["model", "flag_matches_truth"] == 1.0
     assert out.loc["baseline", "flag_matches_truth"] == pytest.approx(1 / 3)
     assert out.loc["model", "sbr_change_abs_error"] == pytest.approx(3.5)          # (5 + 2) / 2
@@ -306,3 +307,37 @@ def test_reading_packet_of_a_paired_experiment(tmp_path):
         S3E.reading_packet("s3", {"h5": tmp_path / "p.h5", "tsv": tmp_path / "p.tsv"},
                                     out_dir=tmp_path / "packet", key_path=tmp_path / "packet" / "key.csv",
                                     cfg={"n_per_source": 2, "score_scale": 5})
+
+
+def test_deficit_summary_per_subject_and_constant_predictor():
+    def rows(predictor, subject, change, flag):
+        return pd.DataFrame({"predictor": predictor, "subject": subject, "kind": ["sbr", "sbr"], "change": change,
+                             "truth_change": [-50.0, -10.0], "flag": flag, "truth_flag": [True, False]})
+    reg = pd.concat([rows("model", "01", [-50.0, -10.0], [True, False]),       # subject 01: 1 record, exact
+                     rows("model", "02", [-40.0, -10.0], [True, False]),       # subject 02: 2 records
+                     rows("model", "02", [-40.0, -10.0], [True, True]),
+                     rows("constant", "01", [0.0, 0.0], [False, False]),
+                     rows("constant", "02", [0.0, 0.0], [False, False]),
+                     rows("constant", "02", [0.0, 0.0], [False, False])], ignore_index=True)
+    reg["flag_matches_truth"] = reg["flag"] == reg["truth_flag"]
+    maps = pd.DataFrame({"subject": ["01", "02", "02"], "striatal_loss_percent": [40.0, 10.0, 10.0],
+                         "constant_striatal_loss_percent": [0.0, 0.0, 0.0],
+                         "true_striatal_loss_percent": [40.0, 20.0, 20.0]})
+    out = C.deficit_summary(reg, maps, experiment=EXP).set_index(["predictor", "n_counts"])
+    assert set(out.index.get_level_values(0)) == {"model", "constant"}     # no mean-normal loss column given
+    assert out.loc[("model", "records"), "n"] == 3 and out.loc[("model", "subjects"), "n"] == 2
+    # records: (0 + 0 + 10) / 3; subjects: (0 + 10) / 2 -- subject 02 counts once
+    assert out.loc[("model", "records"), "striatal_loss_abs_error"] == pytest.approx(20 / 3)
+    assert out.loc[("model", "subjects"), "striatal_loss_abs_error"] == pytest.approx(5.0)
+    assert out.loc[("model", "subjects"), "flag_matches_truth"] == pytest.approx((1.0 + 0.75) / 2)
+    assert out.loc[("constant", "subjects"), "sbr_change_abs_error"] == pytest.approx(30.0)
+
+
+def test_constant_predictor_and_its_implied_loss():
+    m = C.constant_measures([{"sbr_striatum": 2.0, "ai": 4.0}, {"sbr_striatum": 3.0, "ai": 0.0}], experiment=EXP)
+    assert m == {"sbr_striatum": 2.5, "ai": 2.0}
+    with pytest.raises(EvaluationError, match="constant predictor is undefined"):
+        C.constant_measures([], experiment=EXP)
+    # striatum at 1 + S over the same reference: expected 3.5, actual 2.0 -> 100 * 1.5 / 3.5
+    assert C.implied_striatal_loss(1.0, 2.5) == pytest.approx(100 * 1.5 / 3.5)
+    assert C.implied_striatal_loss(2.5, 2.5) == 0.0

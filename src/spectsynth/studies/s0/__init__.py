@@ -26,6 +26,8 @@ DESIGN_SETS = ("main", "validation")
 TASKS = {"cvae": "restoration", "vae": "clinical"}
 # The binding-ratio regression CNN: trained once on the dataset, read by every evaluation.
 REGRESSOR = "sbr_regressor"
+# Index column: the axial slice chosen from the subject's striatum labels (never from the target).
+ANAT_SLICE = "anat_slice"
 
 
 def _o(path: str, label: tuple[str, str], caption: str = "evaluate_s0.rst", **kw) -> Output:
@@ -51,7 +53,7 @@ class S0(Study):
     per_experiment = True
     stamp = "asp"
     val_within_train = True            # S0's validation images: other degradations of the training MRIs
-    evaluation_param_names = ("spec",)
+    evaluation_param_names = ("spec", "anatomy")
     evaluation = {
         "asp": _o("{experiment}/asp.tsv", ("table", "ASP per slice and side")),
         "asp_summary": _o("{experiment}/asp_summary.tsv", ("table", "ASP summary")),
@@ -63,6 +65,7 @@ class S0(Study):
         "bland_altman_plot": _o("{experiment}/bland_altman.png", ("figure", "Bland-Altman plot")),
         "examples": _o("{experiment}/examples.png", ("figure", "example test slices")),
         "summary": _o("{experiment}/summary.tsv", ("table", "summary beside the published values")),
+        "verdicts": _o("{experiment}/verdicts.tsv", ("table", "verdicts on the published findings")),
         "sbr_cnn": _o("{experiment}/sbr_cnn.tsv", ("table", "SBR read by the regression CNN per case and region")),
         "sbr_cnn_error": _o("{experiment}/sbr_cnn_error.tsv",
                             ("table", "fraction under SBR error thresholds (regression CNN)")),
@@ -98,7 +101,8 @@ class S0(Study):
         from ...simulate import paths as sim_paths
 
         dat = sim_paths.dat_files(out, subject)
-        return {"dat": dat["nifti"], "dat_truth": dat["truth"]}
+        return {"dat": dat["nifti"], "dat_truth": dat["truth"],
+                "striatum": sim_paths.anatomy_files(out, subject)["striatum"]}
 
     def entries(self, dataset: str, subject: str, files: Mapping[str, str]) -> list[dict]:
         """One entry per degraded volume (damaged = that volume, original = its ``pair_index``).
@@ -114,14 +118,25 @@ class S0(Study):
         ``meas_sbr_*`` columns (an older simulator's) gives entries without them; the regression
         CNN and its evaluation then stop with a message naming the missing index columns.
         ``params["design_set"]`` (main or validation) decides the split (:meth:`record_split`).
+        ``params["anat_slice"]`` is the axial slice the subject's striatum labels fill most, on
+        the DaT grid (:mod:`.regions`): the slice :meth:`extract` cuts, chosen from the anatomy,
+        never from the original (the target).
         """
         df = truth_table(files["dat_truth"], subject)
+        anat_z = None
+        if files.get("striatum"):
+            from .regions import anatomical_slice, striatum_on_grid
+
+            anat_z = anatomical_slice(striatum_on_grid(files["striatum"], files["dat"], subject=subject),
+                                      subject=subject)
         by_index = {int(r["index"]): r for _, r in df.iterrows()}
         out = []
         for _, row in df.iterrows():
             if row["pattern"] == "normal":
                 continue                      # the undegraded original itself
             params = {k: row[k] for k in DAT_PARAMS if k in row}
+            if anat_z is not None:
+                params[ANAT_SLICE] = anat_z
             original = by_index.get(int(row["pair_index"]))
             if original is None:
                 raise InputDataError(f"volume {int(row['index'])} is paired with volume {int(row['pair_index'])}, "
@@ -142,8 +157,13 @@ class S0(Study):
         return out
 
     def extract(self, rec: Mapping, vols: Mapping, base: Mapping, spec: Mapping):
-        """``slices_per_volume`` slices around the original's striatal maximum, both channels
-        divided by the damaged slice's background (computable from the input alone)."""
+        """``slices_per_volume`` slices around the subject's anatomical striatal slice, both
+        channels divided by the damaged slice's background (computable from the input alone).
+
+        The centre slice is ``anat_slice`` (the axial slice the subject's T1w striatum labels
+        fill most, on the DaT grid, set by :meth:`entries`); a record without it (a hand-made
+        one) falls back to the damaged input's striatal maximum. The original (the target)
+        never chooses the slice."""
         import numpy as np
 
         from ...datasets import (
@@ -158,12 +178,18 @@ class S0(Study):
         size, method, name = int(spec["size"]), spec["normalise"], spec.get("name", self.key)
         dam, orig = vols["damaged"], vols["original"]
         nz = base["n_z"]
-        if "BG" in (rec.get("levels") or {}):
-            z0, z1 = _level_range(rec, "BG", nz, name)
+        if base.get(ANAT_SLICE) is not None and str(base.get(ANAT_SLICE)) != "":
+            zc = int(base[ANAT_SLICE])
+            if not 0 <= zc < nz:
+                raise InputDataError(f"the anatomical striatal slice {zc} is outside the DaT grid's 0..{nz - 1}",
+                                     subject=str(base.get("subject", "")), path=str(base.get("source", "")),
+                                     hint="Check the anatomy's striatum labels and the DaT grid")
         else:
-            z0, z1 = 0, nz
-        prof = orig[:, :, z0:z1].sum(axis=(0, 1))
-        zc = z0 + int(np.argmax(prof))
+            if "BG" in (rec.get("levels") or {}):
+                z0, z1 = _level_range(rec, "BG", nz, name)
+            else:
+                z0, z1 = 0, nz
+            zc = z0 + int(np.argmax(dam[:, :, z0:z1].sum(axis=(0, 1))))
         n = int(spec["slices_per_volume"])
         zs = [z for z in range(zc - (n - 1) // 2, zc + n // 2 + 1) if 0 <= z < nz][:n]
         for z in zs:
@@ -228,10 +254,21 @@ class S0(Study):
         return f"{out}/experiments/{REGRESSOR}"
 
     def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
-        return {**ctx.predictions(wildcards.experiment), "regressor": f"{self.regressor_dir(ctx.out)}/best.pt"}
+        """The predictions, the regression CNN, the training shard and index (the mean-normal and
+        constant-SBR baselines) and every subject's striatum labels (slice SBR regions)."""
+        shards = ctx.shards(self.key)
+        return {**ctx.predictions(wildcards.experiment), "regressor": f"{self.regressor_dir(ctx.out)}/best.pt",
+                "train": shards["train"], "index": shards["index"],
+                "anatomy": sorted(self.anatomy_files(ctx).values())}
 
     def evaluation_params(self, ctx: Context, wildcards) -> dict[str, Any]:
-        return {"spec": ctx.experiments[wildcards.experiment]}
+        return {"spec": ctx.experiments[wildcards.experiment], "anatomy": self.anatomy_files(ctx)}
+
+    def anatomy_files(self, ctx: Context) -> dict[str, str]:
+        """Per subject, the striatum labels (T1w grid) the slice-SBR regions are cut from."""
+        from ...simulate import paths as sim_paths
+
+        return {s: sim_paths.anatomy_files(ctx.out, s)["striatum"] for s in ctx.subjects}
 
     # ------------------------------------------------------------------ clinical outputs
     def clinical_experiments(self, ctx: Context) -> list[str]:

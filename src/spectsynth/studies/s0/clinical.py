@@ -421,30 +421,67 @@ def mean_training_normal(shards: Mapping[str, str], index_tsv: str | Path, *, ch
     return stack[rows, ch].astype(np.float64).mean(axis=0), index["subject"].astype(str).tolist()
 
 
-PREDICTORS = {"model": "the model's predicted normal", "baseline": "mean normal of the training subjects"}
+PREDICTORS = {"model": "the model's predicted normal", "baseline": "mean normal of the training subjects",
+              "constant": "training-mean regional measures (constant binding ratios, no image)"}
+LOSS_COLUMNS = {"model": "striatal_loss_percent", "baseline": "baseline_striatal_loss_percent",
+                "constant": "constant_striatal_loss_percent"}
+SUMMARY_COLUMNS = ["experiment", "predictor", "description", "n", "n_counts", "records", "regional_rows",
+                   "flag_matches_truth", "sbr_change_abs_error", "striatal_loss_abs_error"]
+
+
+def implied_striatal_loss(actual_sbr: float, expected_sbr: float) -> float:
+    """Percent striatal loss against a predicted normal given only by its striatal binding ratio
+    (the constant predictor): with the same reference, ``100 (S_exp - S_act) / (1 + S_exp)``."""
+    return 100.0 * (float(expected_sbr) - float(actual_sbr)) / (1.0 + float(expected_sbr))
+
+
+def constant_measures(measures: Sequence[Mapping[str, float]], *, experiment: str) -> dict[str, float]:
+    """The constant predictor's expected regional measures: the mean of each measure over the
+    TRAINING subjects' normal slices (one mapping per subject)."""
+    if not measures:
+        raise EvaluationError("no training subject's regional measures; the constant predictor is undefined",
+                              experiment=experiment, hint="Give dataset s0 training subjects")
+    keys = list(measures[0])
+    return {k: float(np.mean([m[k] for m in measures])) for k in keys}
 
 
 def deficit_summary(regional: pd.DataFrame, maps: pd.DataFrame, *, experiment: str) -> pd.DataFrame:
-    """How well each predicted normal (the model's, the mean-normal baseline) leads to the deficits
-    the true normal gives: per predictor, the share of regional flags that match the true
-    normal's, the mean |change - truth_change| of the binding ratios, and the mean
-    |striatal loss - true striatal loss| of the deficit maps."""
+    """How well each predicted normal (the model's, the mean-normal baseline, the constant
+    training-mean ratios) leads to the deficits the true normal gives: per predictor, the share
+    of regional flags that match the true normal's, the mean |change - truth_change| of the
+    binding ratios, and the mean |striatal loss - true striatal loss| (the deficit maps'; for
+    the constant predictor the loss its ratio implies, :func:`implied_striatal_loss`).
+
+    Two rows per predictor: ``n_counts`` ``records`` (every test record counts once) and
+    ``subjects`` (each test subject's mean over its records, averaged over the subjects: the
+    patient as the unit); ``n`` is the number of records or subjects."""
     rows = []
     for key in PREDICTORS:
         reg = regional[regional["predictor"] == key] if len(regional) else regional
-        sbr = reg[reg["kind"] == "sbr"] if len(reg) else reg
-        loss_col = "striatal_loss_percent" if key == "model" else "baseline_striatal_loss_percent"
-        if loss_col not in maps.columns or maps.empty:
+        loss_col = LOSS_COLUMNS[key]
+        if loss_col not in maps.columns or maps.empty or reg.empty:
             continue
+        reg = reg.assign(subject=reg["subject"].astype(str)) if "subject" in reg.columns else reg.assign(subject="")
+        sbr = reg[reg["kind"] == "sbr"].assign(err=lambda d: (d["change"] - d["truth_change"]).abs())
+        mp = maps.assign(subject=maps["subject"].astype(str) if "subject" in maps.columns else "",
+                         err=(maps[loss_col] - maps["true_striatal_loss_percent"]).abs())
         rows.append({"experiment": experiment, "predictor": key, "description": PREDICTORS[key],
-                     "records": int(len(maps)), "regional_rows": int(len(reg)),
-                     "flag_matches_truth": float(reg["flag_matches_truth"].mean()) if len(reg) else 0.0,
-                     "sbr_change_abs_error": float((sbr["change"] - sbr["truth_change"]).abs().mean())
-                     if len(sbr) else 0.0,
-                     "striatal_loss_abs_error": float((maps[loss_col] - maps["true_striatal_loss_percent"])
-                                                      .abs().mean())})
-    return pd.DataFrame(rows, columns=["experiment", "predictor", "description", "records", "regional_rows",
-                                       "flag_matches_truth", "sbr_change_abs_error", "striatal_loss_abs_error"])
+                     "n": int(len(maps)), "n_counts": "records", "records": int(len(maps)),
+                     "regional_rows": int(len(reg)),
+                     "flag_matches_truth": float(reg["flag_matches_truth"].mean()),
+                     "sbr_change_abs_error": float(sbr["err"].mean()) if len(sbr) else 0.0,
+                     "striatal_loss_abs_error": float(mp["err"].mean())})
+        subjects = sorted(set(mp["subject"]))
+        flag = reg.groupby("subject")["flag_matches_truth"].mean()
+        sbr_s = sbr.groupby("subject")["err"].mean()
+        loss_s = mp.groupby("subject")["err"].mean()
+        rows.append({"experiment": experiment, "predictor": key, "description": PREDICTORS[key],
+                     "n": len(subjects), "n_counts": "subjects", "records": int(len(maps)),
+                     "regional_rows": int(len(reg)),
+                     "flag_matches_truth": float(flag.reindex(subjects).mean()),
+                     "sbr_change_abs_error": float(sbr_s.reindex(subjects).fillna(0.0).mean()),
+                     "striatal_loss_abs_error": float(loss_s.reindex(subjects).mean())})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def _on_grid(path: str, shape, affine, *, order: int, subject: str):
@@ -526,9 +563,42 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     # the baseline a predicted normal must beat: the mean normal of the training subjects
     mean_normal, _ = mean_training_normal(normal_shards, normal_shards["index"], channel=target,
                                           experiment=experiment)
+    grids: dict[str, dict] = {}
+
+    def grid_of(subject: str, source: str) -> dict:
+        if subject not in grids:
+            files = subject_files[subject]
+            shape, affine, _ = source_grid(source, experiment=experiment, subject=subject)
+            grids[subject] = {
+                "shape": shape, "affine": affine, "dat": nib.load(files["dat"]),
+                "t1w": _on_grid(files["t1w"], shape, affine, order=1, subject=subject),
+                "brain": _on_grid(files["brain"], shape, affine, order=0, subject=subject) > 0,
+                "striatum": np.rint(_on_grid(files["striatum"], shape, affine, order=0, subject=subject)),
+                "reference": np.rint(_on_grid(files["reference"], shape, affine, order=0, subject=subject)),
+            }
+        return grids[subject]
+
+    # the constant predictor: training subjects' mean regional measures of their normal slices
+    from ...infer import read_index
+
+    train_rows = read_index(normal_shards["index"], split="train", experiment=experiment)
+    train_rows = train_rows.drop_duplicates("subject", keep="first")
+    train_measures = []
+    for _, trow in train_rows.iterrows():
+        tsub, src = str(trow["subject"]), str(trow["source"])
+        if tsub not in subject_files or not src.endswith("]"):
+            continue
+        tg = grid_of(tsub, src)
+        tz, tvol = int(trow["slice_index"]), int(src.rsplit("[", 1)[1].rstrip("]"))
+        m = attempt(notes, "S0", f"constant predictor: training subject {tsub}", regional_measures,
+                    np.asarray(tg["dat"].dataobj[:, :, tz, tvol], dtype=np.float64), tg["striatum"][:, :, tz],
+                    tg["reference"][:, :, tz], tg["brain"][:, :, tz], reference=cfg["reference"],
+                    experiment=experiment, subject=tsub)
+        if m is not None:
+            train_measures.append(m)
+    constant = attempt(notes, "S0", "constant predictor", constant_measures, train_measures, experiment=experiment)
     maps_dir = Path(out["deficit_maps"])
     maps_dir.mkdir(parents=True, exist_ok=True)
-    grids: dict[str, dict] = {}
     map_rows, regional, fig_rows, patients = [], [], [], []
     context_cols = [c for c in ("record", "desc", "pbr", "cbr", "slr", "affected_side") if c in table.columns]
     # figure cases: one record per subject in turn, so the figure shows different patients
@@ -539,16 +609,7 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
         files = subject_files[subject]
         context = {c: row[c] for c in context_cols}
         what = f"subject {subject} record {row['record']}"
-        if subject not in grids:
-            shape, affine, _ = source_grid(str(row["source"]), experiment=experiment, subject=subject)
-            grids[subject] = {
-                "shape": shape, "affine": affine, "dat": nib.load(files["dat"]),
-                "t1w": _on_grid(files["t1w"], shape, affine, order=1, subject=subject),
-                "brain": _on_grid(files["brain"], shape, affine, order=0, subject=subject) > 0,
-                "striatum": np.rint(_on_grid(files["striatum"], shape, affine, order=0, subject=subject)),
-                "reference": np.rint(_on_grid(files["reference"], shape, affine, order=0, subject=subject)),
-            }
-        g = grids[subject]
+        g = grid_of(subject, str(row["source"]))
         z = int(row["slice_index"])
         vol_idx = attempt(notes, "S0", f"deficit map {what}", _truth_volume_index, files["dat_truth"],
                            row["desc"], experiment=experiment, subject=subject)
@@ -591,9 +652,19 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
         labels = (g["striatum"][:, :, z], g["reference"][:, :, z], brain)
         tru = attempt(notes, "S0", f"regional deficits vs true normal {what}", regional_deficit_table,
                        actual, true_normal, *labels, **kw)
-        for key, expected in (("model", predicted), ("baseline", baseline)):
-            est = attempt(notes, "S0", f"regional deficits ({PREDICTORS[key]}) {what}", regional_deficit_table,
-                           actual, expected, *labels, **kw)
+        act_m = attempt(notes, "S0", f"regional measures {what}", regional_measures, actual, *labels,
+                        reference=cfg["reference"], experiment=experiment, subject=subject)
+        if constant is not None and act_m is not None:
+            map_rows[-1]["constant_striatal_loss_percent"] = implied_striatal_loss(act_m["sbr_striatum"],
+                                                                                   constant["sbr_striatum"])
+        for key, expected in (("model", predicted), ("baseline", baseline), ("constant", constant)):
+            if key == "constant":
+                est = None if constant is None or act_m is None else attempt(
+                    notes, "S0", f"regional deficits ({PREDICTORS[key]}) {what}", regional_deficits, act_m,
+                    constant, limits=limits, experiment=experiment, subject=subject)
+            else:
+                est = attempt(notes, "S0", f"regional deficits ({PREDICTORS[key]}) {what}", regional_deficit_table,
+                              actual, expected, *labels, **kw)
             if est is None or tru is None:
                 continue
             est = est.drop(columns=["flag_reason"])
@@ -613,6 +684,11 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     if not map_rows:
         raise EvaluationError("no deficit map could be computed (see the log)", experiment=experiment,
                               hint="Check the predictions and the simulation of the test subjects")
+    if any(LOSS_COLUMNS["constant"] not in r for r in map_rows):
+        for r in map_rows:
+            r.pop(LOSS_COLUMNS["constant"], None)
+        notes.append({"study": "S0", "what": "constant predictor's implied striatal loss",
+                      "reason": "not computable for every record (see the other notes)"})
     write_table(pd.DataFrame(map_rows), maps_dir / "deficit_maps.tsv", what="S0 deficit maps")
     label = figure_label(scale_label, int(table["subject"].nunique()), [spec])
     fig = P.deficit_rows_figure(fig_rows, subtitle=label, convention=convention,
