@@ -137,6 +137,29 @@ def _plan(args) -> int:
     return 0
 
 
+def _headline(args) -> int:
+    import pandas as pd
+
+    from .headline import readme_block, render, update_readme
+
+    table = pd.read_csv(args.table, sep="\t", dtype=str, keep_default_na=False)
+    block = render(table, title=args.title)
+    if args.readme is None:
+        print(block, end="")
+        return 0
+    text = args.readme.read_text()
+    if args.update:
+        args.readme.write_text(update_readme(text, block))
+        print(f"{args.readme}: generated block rewritten from {args.table}")
+        return 0
+    if readme_block(text) != block:
+        print(f"{args.readme}'s generated block differs from what {args.table} gives; run "
+              f"spectsynth headline {args.table} --readme {args.readme} --update", file=sys.stderr)
+        return 1
+    print(f"{args.readme}: generated block matches {args.table}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spectsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -189,6 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("configs", type=Path, nargs="*", metavar="CONFIG")
     p.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))
     p.set_defaults(func=_plan)
+    p = sub.add_parser("headline", help="the verdict rows of a run as Markdown; check or rewrite the README's block",
+                       description="Render a run's headline.tsv (every study's verdicts.tsv, rule headline) as "
+                                   "Markdown; with --readme, check that the README's generated block is exactly "
+                                   "that (exit status 1 when not), or rewrite it with --update.")
+    p.add_argument("table", type=Path, metavar="HEADLINE_TSV")
+    p.add_argument("--readme", type=Path, default=None)
+    p.add_argument("--update", action="store_true")
+    p.add_argument("--title", default="")
+    p.set_defaults(func=_headline)
     args = parser.parse_args(argv)
     setup_logging()
     try:

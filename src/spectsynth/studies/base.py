@@ -129,6 +129,12 @@ class Context:
     def experiments_of(self, study: str) -> list[str]:
         return sorted(e for e, s in self.experiments.items() if s.get("study") == study)
 
+    def verdict_files(self) -> dict[str, str]:
+        """Every enabled study's verdict table -> its experiment (see :mod:`spectsynth.headline`)."""
+        from ..headline import verdict_files
+
+        return verdict_files(self)
+
 
 class Study:
     """Base class of the four studies (see the module docstring). Subclasses set the class

@@ -1,0 +1,18 @@
+"""The run's headline table and its Markdown (see spectsynth.headline)."""
+
+from spectsynth.headline import collect, render
+from spectsynth.io import atomic_output, write_table
+from spectsynth.logs import rule_log
+
+
+def main(smk):
+    with rule_log(smk):
+        table = collect(smk.input.verdicts, smk.params.experiments)
+        write_table(table, smk.output.table, what="headline (every study's verdict rows)")
+        title = (f"Headline, {smk.params.scale_label}, {smk.params.n_subjects} subjects "
+                 "(each row's n says what it counts)")
+        with atomic_output(smk.output.markdown) as tmp:
+            tmp.write_text(render(table, title=title))
+
+
+main(snakemake)  # noqa: F821
