@@ -47,3 +47,10 @@ def test_row_rejects_a_typed_verdict():
     table = V.frame([V.row(study="S9", finding="x", measure="m", unit="", ours=1, published=1, n=3,
                            n_counts="subjects", verdict=V.level_verdict(ours=1, published=0.5, baseline=0))])
     assert list(table.columns) == V.COLUMNS and table["verdict"].iat[0] == "reproduced"
+
+
+def test_the_methods_page_states_the_rule_the_code_applies():
+    from pathlib import Path
+
+    rst = (Path(__file__).resolve().parents[1] / "workflow" / "report" / "workflow.rst").read_text()
+    assert " ".join(V.RULE_TEXT.split()) in " ".join(rst.split())
