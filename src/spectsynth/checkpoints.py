@@ -23,6 +23,7 @@ under another configuration is recognised.
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 import os
@@ -43,7 +44,9 @@ BEST_KIND = "best"
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "BEST_KIND", "CheckpointError", "config_hash",
            "save_checkpoint", "load_checkpoint", "load_for_inference", "training_checkpoint",
-           "best_checkpoint", "rng_state", "set_rng_state", "seed_everything", "digest"]
+           "best_checkpoint", "rng_state", "set_rng_state", "restore_cuda_rng", "load_scaler_state", "seed_everything", "digest"]
+
+log = logging.getLogger(__name__)
 
 # Spec keys that do not change what is learnt (a change keeps the checkpoints valid).
 HASH_EXCLUDE = {"epochs", "resources", "description", "entry"}
@@ -217,7 +220,37 @@ def set_rng_state(state: Mapping) -> None:
     np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
+        restore_cuda_rng(list(state["cuda"]), torch.cuda.device_count(), torch.cuda.set_rng_state)
+
+
+def restore_cuda_rng(states: list, n_devices: int, setter) -> int:
+    """Give each visible GPU its saved RNG state, as far as both go; returns how many were set.
+
+    A run saved on a machine with more GPUs (a 2-GPU workstation, resumed under SLURM with
+    ``--gpus=1``) restores the first ``n_devices`` states; GPUs the saving machine lacked keep
+    their seeded state.  Either way a warning says that the random stream differs from an
+    uninterrupted run's.
+    """
+    n = min(len(states), int(n_devices))
+    for i in range(n):
+        setter(states[i], i)
+    if len(states) != n_devices:
+        log.warning("the checkpoint holds RNG states of %d GPU(s), this machine has %d: restored %d; the "
+                    "random stream differs from an uninterrupted run's", len(states), n_devices, n)
+    return n
+
+
+def load_scaler_state(scaler, saved: Mapping | None) -> None:
+    """Restore a loss scaler, across a change of precision (device and precision are not part of
+    the configuration hash): a run saved without a scaler (CPU, bf16) resumed under fp16 starts a
+    fresh loss scale; a saved scale is dropped when this run needs none."""
+    saved = dict(saved or {})
+    if not scaler.is_enabled():
+        return
+    if not saved:
+        log.info("the checkpoint was saved without a loss scaler (CPU or bf16); fp16 starts a fresh loss scale")
+        return
+    scaler.load_state_dict(saved)
 
 
 def seed_everything(seed: int) -> None:

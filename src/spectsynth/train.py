@@ -63,6 +63,7 @@ from .checkpoints import (
     best_checkpoint,
     config_hash,
     load_checkpoint,
+    load_scaler_state,
     save_checkpoint,
     seed_everything,
     set_rng_state,
@@ -378,7 +379,7 @@ def _maybe_resume(ckpt_dir: Path, name: str, family: str, chash: str, on_change:
             o.load_state_dict(ck["optim"][k])
         for k, s in scheds.items():
             s.load_state_dict(ck["sched"][k])
-        recipe.scaler.load_state_dict(ck["scaler"])
+        load_scaler_state(recipe.scaler, ck.get("scaler"))
         recipe.load_extra_state(ck["extra"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"experiment {name}: {last} does not fit the networks of this configuration "

@@ -1,0 +1,36 @@
+"""Resuming across machines: fewer GPUs than the saving machine, and a change of precision."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from spectsynth.checkpoints import load_scaler_state, restore_cuda_rng
+
+
+def test_fewer_gpus_than_saved_restores_what_fits(caplog):
+    calls = []
+    with caplog.at_level(logging.WARNING):
+        n = restore_cuda_rng(["s0", "s1"], 1, lambda st, i: calls.append((st, i)))
+    assert n == 1 and calls == [("s0", 0)]
+    assert "2 GPU(s), this machine has 1" in caplog.text
+
+
+def test_more_gpus_than_saved_restores_the_saved_ones():
+    calls = []
+    assert restore_cuda_rng(["s0"], 4, lambda st, i: calls.append(i)) == 1 and calls == [0]
+
+
+def test_scaler_off_saved_then_fp16_resume_starts_a_fresh_scale():
+    off = torch.amp.GradScaler("cpu", enabled=False)
+    on = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
+    saved = off.state_dict()
+    assert saved == {}
+    load_scaler_state(on, saved)                  # plain load_state_dict would raise here
+    assert on.get_scale() == 1024.0
+    load_scaler_state(off, on.state_dict())       # a saved scale is dropped when none is needed
+    assert not off.is_enabled()
+    other = torch.amp.GradScaler("cpu", enabled=True, init_scale=8.0)
+    load_scaler_state(other, on.state_dict())
+    assert other.get_scale() == 1024.0
