@@ -34,3 +34,28 @@ def test_scaler_off_saved_then_fp16_resume_starts_a_fresh_scale():
     other = torch.amp.GradScaler("cpu", enabled=True, init_scale=8.0)
     load_scaler_state(other, on.state_dict())
     assert other.get_scale() == 1024.0
+
+
+def test_a_shard_handle_is_never_used_in_another_process(tmp_path, monkeypatch):
+    """A row read in the main process opens the HDF5 file; a forked DataLoader worker (another
+    pid) must open its own handle instead of using the inherited one."""
+    import os
+
+    import h5py
+    import numpy as np
+
+    from spectsynth import datasets
+    from spectsynth.datasets import SliceShard
+
+    path = tmp_path / "train.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4))
+        f.attrs["channels"] = '["x"]'
+        for k in ("level", "pattern", "row"):
+            f.create_dataset(k, data=np.zeros(2, np.int64))
+    shard = SliceShard(path, preload_max_mb=0)
+    first = shard.images(1)
+    parent = shard._file
+    monkeypatch.setattr(datasets.os, "getpid", lambda: os.getpid() + 1)
+    assert np.array_equal(shard.images(1), first)
+    assert shard._file is not parent

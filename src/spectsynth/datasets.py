@@ -58,6 +58,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -518,6 +519,7 @@ class SliceShard:
             raise InputDataError(f"unreadable or incomplete dataset shard ({exc})", path=self.path,
                                  hint="Delete it and rerun the build_dataset rule") from exc
         self._file: h5py.File | None = None
+        self._file_pid: int | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -535,8 +537,11 @@ class SliceShard:
     def images(self, i: int) -> np.ndarray:
         if self._images is not None:
             return self._images[i]
-        if self._file is None:
+        # A handle opened in another process (a DataLoader worker forked after the main process
+        # read a row) is never used: HDF5 handles are not safe across fork.
+        if self._file is None or self._file_pid != os.getpid():
             self._file = h5py.File(self.path, "r")
+            self._file_pid = os.getpid()
         return self._file["images"][i]
 
     def all_images(self) -> np.ndarray:
@@ -548,6 +553,7 @@ class SliceShard:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_file"] = None
+        state["_file_pid"] = None
         return state
 
 
