@@ -56,6 +56,7 @@ def test_a_shard_handle_is_never_used_in_another_process(tmp_path, monkeypatch):
     shard = SliceShard(path, preload_max_mb=0)
     first = shard.images(1)
     parent = shard._file
-    monkeypatch.setattr(datasets.os, "getpid", lambda: os.getpid() + 1)
+    other = os.getpid() + 1
+    monkeypatch.setattr(datasets.os, "getpid", lambda: other)
     assert np.array_equal(shard.images(1), first)
     assert shard._file is not parent
