@@ -174,45 +174,6 @@ def _toy_restoration(rng, n, size=32):
     return as_t(damaged), as_t(orig), torch.from_numpy(left > 0.5)
 
 
-def test_cvae_restores_a_toy_deficit_better_than_the_damaged_input():
-    """The conditional VAE's own training step (ELBO, KL warm-up, Adam) on a toy degraded blob:
-    within 200 steps (seconds on one CPU thread) its prediction from the damaged slice is closer
-    to the original than the damaged slice itself, where the tiny workflow's two epochs cannot
-    show it.  The untrained network fails the same check, so the test can fail."""
-    from spectsynth.checkpoints import seed_everything
-    from spectsynth.device import select_device
-    from spectsynth.models import build_model, get_family, init_weights
-
-    cfg = {"datasets": {"s0": {"size": 32}}, "training": TRAINING,
-           "experiments": {"rest": {"study": "S0", "model": "cvae", "epochs": 1, "base_channels": 8, "latent_dim": 8,
-                                    "batch_size": 16, "lr": 2e-3, "kl_warmup_epochs": 0.5}}}
-    spec = expand_experiments(cfg)["rest"]
-    seed_everything(0)
-    nets = build_model("cvae", spec)
-    init_weights(nets)
-    recipe = get_family("cvae").recipe()(spec, nets, select_device("cpu", amp="off", channels_last=False, context="toy"))
-    test_in, test_orig, left = _toy_restoration(np.random.default_rng(100), 32)
-
-    def errors():
-        nets.eval()
-        pred = recipe.predict(test_in)
-        nets.train()
-        return (float((pred - test_orig).abs().mean()), float((test_in - test_orig).abs().mean()),
-                float((pred - test_orig)[:, :, left].abs().mean()),
-                float((test_in - test_orig)[:, :, left].abs().mean()))
-
-    untrained = errors()
-    assert untrained[0] > untrained[1]                              # the check fails before training
-    rng = np.random.default_rng(0)
-    steps = 200
-    for k in range(steps):
-        dam, orig, _ = _toy_restoration(rng, 16)
-        recipe.train_step({"input": dam, "target": orig}, k / steps)
-    pred_err, input_err, pred_left, input_left = errors()
-    assert pred_err < 0.7 * input_err, (pred_err, input_err)       # whole slice
-    assert pred_left < 0.5 * input_left, (pred_left, input_left)   # the damaged striatum itself
-
-
 # --------------------------------------------------------------------------- resume
 
 
