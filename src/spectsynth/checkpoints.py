@@ -23,9 +23,9 @@ under another configuration is recognised.
 
 from __future__ import annotations
 
-import logging
 import hashlib
 import json
+import logging
 import os
 import random
 from collections.abc import Mapping
