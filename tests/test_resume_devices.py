@@ -60,3 +60,21 @@ def test_a_shard_handle_is_never_used_in_another_process(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.os, "getpid", lambda: other)
     assert np.array_equal(shard.images(1), first)
     assert shard._file is not parent
+
+
+def test_the_runtime_record_lists_each_change_across_a_resume(caplog):
+    from spectsynth.device import select_device
+    from spectsynth.train import note_runtime
+
+    cpu = select_device("cpu").record()
+    assert cpu["device"] == "cpu" and cpu["precision"] == "fp32" and cpu["torch"] == torch.__version__
+    state = {"epoch": 0, "global_step": 0}
+    note_runtime(state, cpu)
+    state.update(epoch=3, global_step=30)
+    note_runtime(state, cpu)                               # same machine: one entry
+    assert len(state["runtime"]) == 1
+    gpu = dict(cpu, device="cuda:0", precision="bfloat16 autocast")
+    with caplog.at_level(logging.WARNING):
+        note_runtime(state, gpu)
+    assert [r["device"] for r in state["runtime"]] == ["cpu", "cuda:0"]
+    assert state["runtime"][1]["from_epoch"] == 3 and "resumed on cuda:0" in caplog.text

@@ -184,7 +184,8 @@ def training_checkpoint(name: str, family: str, chash: str, nets: torch.nn.Modul
             "history": list(state["history"]), "best": dict(state["best"]),
             "best_by": {k: dict(v) for k, v in state.get("best_by", {}).items()},
             "accum": {k: float(v) for k, v in state["accum"].items()},
-            "data_wait": float(state["data_wait"]), "torch_version": str(torch.__version__)}
+            "data_wait": float(state["data_wait"]), "torch_version": str(torch.__version__),
+            "runtime": [dict(r) for r in state.get("runtime", [])]}
 
 
 def best_checkpoint(name: str, family: str, chash: str, spec: Mapping, recipe, epoch: int, score: float,

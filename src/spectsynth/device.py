@@ -47,6 +47,18 @@ class DeviceSetup:
         return f"cpu ({torch.get_num_threads()} threads, fp32)"
 
 
+    def record(self) -> dict:
+        """What actually ran, for the run's outputs (the config may say ``auto``): device, its name,
+        precision, memory format and the torch / CUDA / cuDNN versions."""
+        precision = str(self.amp_dtype).replace("torch.", "") + " autocast" if self.amp_dtype else "fp32"
+        cuda = self.is_cuda
+        return {"device": str(self.device), "device_name": torch.cuda.get_device_name(self.device) if cuda else "cpu",
+                "precision": precision, "grad_scaler": bool(self.grad_scaler),
+                "channels_last": bool(self.channels_last), "torch": str(torch.__version__),
+                "cuda": str(torch.version.cuda) if cuda else "",
+                "cudnn": str(torch.backends.cudnn.version()) if cuda else ""}
+
+
 def select_device(requested: str = "auto", *, amp: str = "auto", channels_last: bool = False,
                   context: str = "") -> DeviceSetup:
     """Resolve the configured device.

@@ -22,7 +22,8 @@ selection and the run's outputs.  Checkpoint content and files are :mod:`spectsy
                                    (pix2pix: each loss term's share of the generator loss)
     tensorboard/                   the same scalars for TensorBoard
     config.resolved.yaml           the resolved experiment spec and its config hash
-    provenance.json                package versions and git commit of the run
+    provenance.json                package versions, git commit, and the device, precision and versions
+                                   that actually ran (one entry per change across a resume)
     loss_curve.png                 losses and validation score per epoch, best epoch marked
 
 Checkpoints hold only tensors and plain containers (loadable with
@@ -223,9 +224,10 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
     scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lr_factor) for k, o in recipe.optim.items()}
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best": {},
-             "best_by": {}, "accum": {}, "data_wait": 0.0}
+             "best_by": {}, "accum": {}, "data_wait": 0.0, "runtime": []}
     resumed = _maybe_resume(ckpt_dir, name, family, chash, tcfg["on_config_change"], nets, recipe, scheds,
                             state)
+    note_runtime(state, setup.record(), name=name)
     if not resumed:
         recipe.prepare(train_ds, val_ds)
     else:
@@ -388,10 +390,25 @@ def _maybe_resume(ckpt_dir: Path, name: str, family: str, chash: str, on_change:
     set_rng_state(ck["rng"])
     state.update(epoch=int(ck["epoch"]), step_in_epoch=int(ck["step_in_epoch"]),
                  global_step=int(ck["global_step"]), history=list(ck["history"]), best=dict(ck["best"]),
-                 best_by={k: dict(v) for k, v in (ck.get("best_by") or {}).items()}, accum=dict(ck["accum"]), data_wait=float(ck.get("data_wait", 0.0)))
+                 best_by={k: dict(v) for k, v in (ck.get("best_by") or {}).items()}, accum=dict(ck["accum"]), data_wait=float(ck.get("data_wait", 0.0)),
+                 runtime=[dict(r) for r in ck.get("runtime") or []])
     log.info("experiment %s: resuming from %s (epoch %d, step %d of the epoch)", name, last, state["epoch"],
              state["step_in_epoch"])
     return True
+
+
+def note_runtime(state: dict, record: dict, *, name: str = "") -> None:
+    """Append what runs now (device, precision, versions; from which epoch and step) to the run's
+    runtime record when it differs from the last entry; a change across a resume is logged."""
+    runs = state.setdefault("runtime", [])
+    now = {"from_epoch": int(state.get("epoch", 0)), "from_step": int(state.get("global_step", 0)), **record}
+    if runs:
+        last = {k: v for k, v in runs[-1].items() if k not in ("from_epoch", "from_step")}
+        if last == record:
+            return
+        log.warning("experiment %s: resumed on %s (%s) after %s (%s); the record in provenance.json lists both",
+                    name, record["device"], record["precision"], last.get("device"), last.get("precision"))
+    runs.append(now)
 
 
 def _keep_epoch_copy(ckpt_dir: Path, epoch: int, keep: int) -> None:
@@ -444,7 +461,8 @@ def _finish(spec: Mapping, out_dir: Path, ckpt_dir: Path, state: Mapping, chash:
     write_json(selection, out_dir / "selection.json")
     _write_yaml({**spec, "config_hash": chash}, out_dir / "config.resolved.yaml")
     from .provenance import git_commit, package_versions
-    write_json({"experiment": name, "config_hash": chash, "versions": package_versions(),
+    write_json({"experiment": name, "config_hash": chash, "runtime": state.get("runtime", []),
+                "versions": package_versions(),
                 "git": git_commit(Path(__file__).resolve().parents[2])}, out_dir / "provenance.json")
     plot_history(rows, out_dir / "loss_curve.png", experiment=name, metric=metric, best_epoch=best.get("epoch"))
     log.info("experiment %s: selected epoch %s (%s = %.4g)", name, best.get("epoch"), metric,
