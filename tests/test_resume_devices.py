@@ -78,3 +78,17 @@ def test_the_runtime_record_lists_each_change_across_a_resume(caplog):
         note_runtime(state, gpu)
     assert [r["device"] for r in state["runtime"]] == ["cpu", "cuda:0"]
     assert state["runtime"][1]["from_epoch"] == 3 and "resumed on cuda:0" in caplog.text
+
+
+def test_adversarial_loss_and_selection_run_in_float32():
+    from spectsynth.models.pix2pix.losses import bce_adversarial
+    from spectsynth.selection import paired_scores
+
+    logits = torch.randn(2, 1, 4, 4).to(torch.bfloat16)
+    loss = bce_adversarial(logits, True)
+    assert loss.dtype == torch.float32
+    assert torch.allclose(loss, torch.nn.functional.binary_cross_entropy_with_logits(
+        logits.float(), torch.ones(2, 1, 4, 4)))
+    pred = torch.rand(2, 1, 16, 16).to(torch.bfloat16)
+    s = paired_scores(pred, torch.rand(2, 1, 16, 16), 2.0)
+    assert s["ssim"].dtype == torch.float32 and s["l1"].dtype == torch.float32

@@ -50,6 +50,10 @@ def paired_scores(pred: torch.Tensor, target: torch.Tensor, data_range: float) -
 
     from .losses import gaussian_ssim
 
-    with torch.no_grad():
-        return {"ssim": gaussian_ssim(pred, target, data_range, reduction="none"),
+    # No TF32 in the SSIM's convolutions: its variance term (E[x^2] - E[x]^2) cancels, and TF32's
+    # 10-bit mantissa would decide the selected epoch on a GPU.
+    cudnn = torch.backends.cudnn
+    with torch.no_grad(), cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                                      deterministic=cudnn.deterministic, allow_tf32=False):
+        return {"ssim": gaussian_ssim(pred.float(), target.float(), data_range, reduction="none"),
                 "l1": (pred.float() - target.float()).abs().flatten(1).mean(1)}

@@ -42,8 +42,8 @@ class PairedRecipe(Recipe):
                             generator=torch.Generator().manual_seed(0))
         for batch in loader:
             b = move_batch(batch, self.setup.device, self.setup.channels_last)
-            with self.autocast():
-                pred = self.predict(b["input"]).float()
+            # float32, as inference predicts: the checkpoint is chosen in the precision it is used in
+            pred = self.predict(b["input"]).float()
             s = paired_scores(pred, b["target"].float(), self.metric_data_range)
             for k in scores:
                 scores[k].append(s[k].cpu())

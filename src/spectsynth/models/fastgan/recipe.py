@@ -132,7 +132,7 @@ class FastGANRecipe(Recipe):
                          n_samples=int(self.spec["gan_eval_samples"]), latent_dim=int(self.spec["latent_dim"]),
                          seed=int(self.spec["seed"]) + 7, feature_weight=float(self.spec["gan_feature_weight"]),
                          criterion=str(self.spec["selection_criterion"]), device=self.setup.device,
-                         amp_dtype=self.setup.amp_dtype)
+                         amp_dtype=None)   # float32, as inference samples
 
     def criteria(self) -> tuple[str, ...]:
         return GAN_CRITERIA
