@@ -1,5 +1,7 @@
-"""S1's evaluation: mean counts and L/R ratio of real and generated slices, one-way ANOVAs with
-the real-vs-real reference and their power, pixel-wise mean/SD maps."""
+"""S1's evaluation: mean counts and L/R ratio of real and generated slices; per pattern, mixed
+models with the subject as unit (levels pooled) against a real-vs-real reference, their power and
+the verdicts on S1's published findings; per-level one-way ANOVAs on images (descriptive);
+pixel-wise mean/SD maps."""
 
 from __future__ import annotations
 
@@ -382,13 +384,20 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
     """S1's evaluation: real test slices vs the images of each FastGAN variant (A, B).
 
     * per image: mean counts (MC) and left/right ratio (LR) of the max-normalised slice;
+    * per pattern, levels pooled as S1 pooled them: a mixed model real vs A vs B with a random
+      intercept per real subject (:func:`s1_mixed_tests`; each generated image its own unit),
+      with the power for the reference effect at these units (``mixed``), and one verdict per
+      published finding (:func:`s1_verdicts`, ``verdicts``);
     * per (level, pattern): one-way ANOVA real vs A vs B of MC and LR (sources present at
       that level), with its power (:func:`spectsynth.stats.anova_sensitivity`: observed
       Cohen's f, the smallest f detectable at ``cfg['anova_power']``), post-hoc comparisons
       (``cfg['posthoc']``, against ``posthoc_reference``) and S1's published p beside each;
     * the reference a "not different from real" is read against: the real test set split in
       two halves by subject (:func:`split_subjects_in_halves`, ``seed``) through the same
-      ANOVA and post-hoc (``comparison`` = :data:`COMPARISON_REAL_HALVES`);
+      mixed model, ANOVA and post-hoc (``comparison`` = :data:`COMPARISON_REAL_HALVES`), only
+      where each half holds :data:`MIN_REFERENCE_SUBJECTS` subjects (else not computed);
+    * the per-level post-hoc p-values Holm-corrected across the levels of one claim
+      (:func:`holm_across_levels`);
     * the same tests for the checkpoints picked by the other selection criteria
       (``other_predictions``: criterion -> experiment -> files; ``headline`` false), so a
       reader sees whether the finding depends on how the epoch was chosen;
@@ -396,7 +405,8 @@ def evaluate_s1(predictions: Mapping[str, Mapping[str, str]], specs: Mapping[str
       and pattern (groups of at least two images) with their average pixel-wise SD (headline).
 
     ``out``: ``images``, ``anova``, ``posthoc``, ``average_sd``, ``boxplot``, ``maps_mean``,
-    ``maps_sd``, ``not_computed`` and, when given, ``summary`` (:func:`s1_summary`).
+    ``maps_sd``, ``not_computed`` and, when given, ``summary`` (:func:`s1_summary`), ``mixed``
+    and ``verdicts``.
     """
     from ...datasets import SliceShard
 
