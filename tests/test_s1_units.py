@@ -166,3 +166,35 @@ def test_verdicts_is_a_declared_output():
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
     assert (root / "workflow" / "report" / ev["verdicts"].caption).exists()
+
+
+def test_evaluate_s1_writes_mixed_models_and_verdicts(tmp_path):
+    from test_evaluate import CFG as FULL_CFG
+    from test_evaluate import S1_KEYS, _blob, _outs, _s1_generated, _s1_shard
+
+    rng = np.random.default_rng(9)
+    subjects = [f"{i:02d}" for i in range(10) for _ in range(4)]      # 10 subjects x 4 slices
+    levels = ["BG", "COR"] * 20
+    real = _blob(rng, len(subjects)).clip(0)
+    shard, index = _s1_shard(tmp_path, real, levels, ["normal"] * len(real), subjects=subjects)
+    gens = {"gA": _s1_generated(tmp_path, "gA", _blob(rng, 20).clip(0)),
+            "gB": _s1_generated(tmp_path, "gB", _blob(rng, 20).clip(0) * 0.6)}
+    specs = {"gA": {"condition": {"variant": "A"}, "epochs": 2}, "gB": {"condition": {"variant": "B"}, "epochs": 2}}
+    out = _outs(tmp_path / "out", [*S1_KEYS, "mixed", "verdicts"], {"boxplot", "maps_mean", "maps_sd"})
+    S1E.evaluate_s1(gens, specs, shard, index, out, cfg=FULL_CFG, scale_label="demo scale",
+                    headline_criterion="feature_distance", seed=2)
+    mixed = pd.read_csv(out["mixed"], sep="\t", keep_default_na=False)
+    assert set(mixed["comparison"]) == {S1E.COMPARISON_GENERATED, S1E.COMPARISON_REAL_HALVES}
+    gen = mixed[mixed["comparison"] == S1E.COMPARISON_GENERATED]
+    assert (gen["units1"] == 10).all() and (gen["n1"] == 40).all() and (gen["units2"] == 20).all()
+    assert gen["n_counts"].str.contains("10 real subjects").all()
+    verdicts = pd.read_csv(out["verdicts"], sep="\t", keep_default_na=False)
+    assert len(verdicts) == 12 and set(verdicts["verdict"]) <= set(V.VERDICTS)
+    b = verdicts[verdicts["finding"].str.startswith("B different from real: mean counts, normal")].iloc[0]
+    assert b["n"] == 30 and b["criterion"] == "feature_distance"
+    if b["reference_differs"] == "False":
+        assert b["verdict"] == "reproduced"                          # B is 40 % dimmer
+    summary = pd.read_csv(out["summary"], sep="\t", keep_default_na=False)
+    assert {"pooled_p", "pooled_ours", "n_counts", "min_p_holm_levels"} <= set(summary.columns)
+    posthoc = pd.read_csv(out["posthoc"], sep="\t")
+    assert {"p_holm_levels", "n_counts"} <= set(posthoc.columns)
