@@ -529,3 +529,123 @@ def anova_sensitivity(groups: Mapping[str, Sequence[float]], *, label: str,
     p_ref = float(analysis.power(effect_size=reference_f, nobs=n, alpha=alpha, k_groups=k))
     return {"effect_f": float(np.sqrt(between / within)), "min_detectable_f": f_min, "power_target": float(power),
             "reference_f": float(reference_f), "power_at_reference_f": p_ref}
+
+
+# ------------------------------------------------- repeated images of one unit (subject)
+def mixed_model_contrasts(data: pd.DataFrame, *, value: str, group: str, unit: str, reference: str,
+                          covariates: Sequence[str] = (), label: str, alpha: float = 0.05,
+                          min_units: int = 2) -> pd.DataFrame:
+    """Groups compared with ``reference`` when a unit (a subject) contributes several values.
+
+    A linear mixed model (:class:`statsmodels.regression.mixed_linear_model.MixedLM`, REML)
+    ``value ~ group + covariates`` with a random intercept per ``unit``: repeated, near-identical
+    values of one unit count once for the group difference instead of once per value, as a
+    per-value test would.  Categorical ``covariates`` (e.g. the anatomical level) enter as fixed
+    effects; one with a single category is dropped.  When no unit holds two values the random
+    intercept is not identified and the same model is fitted by OLS (``method`` says which).
+
+    Every group needs ``min_units`` units.  One row per group other than ``reference``:
+    ``group1`` (the reference), ``group2``, ``estimate`` (group2 - group1, adjusted for the
+    covariates), ``se``, ``z``, ``p``, ``ci_low``, ``ci_high``, the images and units of both
+    groups, the omnibus Wald test that every group equals the reference (``omnibus_chi2``,
+    ``omnibus_df``, ``omnibus_p``), ``unit_variance``, ``residual_variance``, ``converged``
+    and ``method``.
+    """
+    import warnings
+
+    import statsmodels.formula.api as smf
+
+    alpha = _check_alpha(alpha)
+    need = [value, group, unit, *covariates]
+    missing = [c for c in need if c not in data.columns]
+    if missing:
+        raise EvaluationError(f"{label}: columns {missing} are missing")
+    d = data[need].copy()
+    y = pd.to_numeric(d[value], errors="coerce").to_numpy(dtype=float)
+    if not np.all(np.isfinite(y)):
+        raise EvaluationError(f"{label}: non-finite values")
+    names = [str(g) for g in dict.fromkeys(d[group].astype(str))]
+    if reference not in names:
+        raise EvaluationError(f"{label}: reference group {reference!r} is not among {names}")
+    names = [reference] + [g for g in names if g != reference]
+    if len(names) < 2:
+        raise EvaluationError(f"{label}: one group only; a comparison needs two")
+    units = {g: int(d.loc[d[group].astype(str) == g, unit].nunique()) for g in names}
+    images = {g: int((d[group].astype(str) == g).sum()) for g in names}
+    few = {g: k for g, k in units.items() if k < min_units}
+    if few:
+        raise EvaluationError(
+            f"{label}: " + ", ".join(f"{g} has {k} unit(s)" for g, k in few.items())
+            + f"; a comparison needs at least {min_units} independent units (subjects) per group",
+            hint="Repeated images of one subject are not independent; add test subjects")
+    code = {g: f"g{i}" for i, g in enumerate(names)}
+    frame = pd.DataFrame({"y": y, "g": pd.Categorical([code[str(g)] for g in d[group]],
+                                                      categories=list(code.values())),
+                          "u": d[unit].astype(str).to_numpy()})
+    terms = ["C(g)"]
+    for i, cov in enumerate(covariates):
+        if d[cov].nunique() > 1:
+            frame[f"c{i}"] = d[cov].astype(str).to_numpy()
+            terms.append(f"C(c{i})")
+    formula = "y ~ " + " + ".join(terms)
+    if float(np.var(y)) == 0:
+        raise EvaluationError(f"{label}: every value is the same; no comparison is defined")
+    repeated = bool(frame["u"].duplicated().any())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if repeated:
+                fit = smf.mixedlm(formula, frame, groups=frame["u"]).fit(reml=True)
+                fe, cov = fit.fe_params, fit.cov_params().loc[fit.fe_params.index, fit.fe_params.index]
+                unit_var, resid_var = float(np.asarray(fit.cov_re)[0, 0]), float(fit.scale)
+                converged = bool(fit.converged)
+                method = "linear mixed model (REML), random intercept per unit"
+            else:
+                fit = smf.ols(formula, frame).fit()
+                fe, cov = fit.params, fit.cov_params()
+                unit_var, resid_var, converged = 0.0, float(fit.scale), True
+                method = "OLS (no unit holds two values)"
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            raise EvaluationError(f"{label}: the model could not be fitted ({exc})") from exc
+    if any("converge" in str(w.message).lower() for w in caught):
+        converged = False
+    coef = [f"C(g)[T.{code[g]}]" for g in names[1:]]
+    b = fe.loc[coef].to_numpy(dtype=float)
+    v = cov.loc[coef, coef].to_numpy(dtype=float)
+    se = np.sqrt(np.diag(v))
+    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(se)) and np.all(se > 0)):
+        raise EvaluationError(f"{label}: the model gives no finite standard error for the group effect",
+                              hint="Too few units or no variation within groups")
+    chi2 = float(b @ np.linalg.solve(v, b))
+    z = b / se
+    p = 2 * sps.norm.sf(np.abs(z))
+    q = sps.norm.ppf(1 - alpha / 2)
+    rows = []
+    for i, g in enumerate(names[1:]):
+        rows.append({"label": label, "test": method, "group1": reference, "group2": g,
+                     "n1": images[reference], "n2": images[g], "units1": units[reference], "units2": units[g],
+                     "estimate": float(b[i]), "se": float(se[i]), "z": float(z[i]), "p": float(p[i]),
+                     "ci_low": float(b[i] - q * se[i]), "ci_high": float(b[i] + q * se[i]),
+                     "alpha": alpha, "significant": bool(p[i] < alpha),
+                     "omnibus_chi2": chi2, "omnibus_df": len(coef),
+                     "omnibus_p": float(sps.chi2.sf(chi2, len(coef))),
+                     "unit_variance": unit_var, "residual_variance": resid_var, "converged": converged,
+                     "covariates": " ".join(c for c in covariates if d[c].nunique() > 1) or "none",
+                     "method": method})
+    return pd.DataFrame(rows)
+
+
+def two_sample_power(n1: int, n2: int, *, effect_d: float, alpha: float = 0.05) -> float:
+    """Power of a two-sided two-sample t-test with ``n1`` and ``n2`` independent units to detect a
+    standardised difference ``effect_d`` (Cohen's d) at ``alpha``
+    (:class:`statsmodels.stats.power.TTestIndPower`).  ``n`` counts independent units (subjects),
+    not the images they contribute."""
+    from statsmodels.stats.power import TTestIndPower
+
+    alpha = _check_alpha(alpha)
+    if int(n1) < 2 or int(n2) < 2:
+        raise EvaluationError(f"power needs at least two independent units per group, got {n1} and {n2}")
+    if not effect_d > 0:
+        raise EvaluationError(f"effect size must be > 0, got {effect_d}")
+    return float(TTestIndPower().power(effect_size=float(effect_d), nobs1=int(n1), alpha=alpha,
+                                       ratio=int(n2) / int(n1), alternative="two-sided"))

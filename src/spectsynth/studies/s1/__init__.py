@@ -3,8 +3,9 @@
 Variants A (conditions level x pattern, all three levels) and B (the cortex only, pattern as
 condition) from one entry; dataset ``s1`` sampled to S1's Table 1 (slices per level and
 pattern); evaluated once for all variants: mean counts and L/R ratio of real and generated
-slices, one-way ANOVAs with a real-vs-real reference and their power; a blinded
-real-or-generated reading packet per experiment.
+slices; per pattern, mixed models with the subject as unit (levels pooled, as S1) against a
+real-vs-real reference, with their power and one verdict per published finding; per-level
+one-way ANOVAs on images (descriptive); a blinded real-or-generated reading packet per experiment.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class S1(Study):
         "anova": _o("anova.tsv", "Statistics", ("table", "one-way ANOVA")),
         "posthoc": _o("posthoc.tsv", "Statistics", ("table", "post-hoc comparisons")),
         "summary": _o("summary.tsv", "Tables", ("table", "summary beside the published finding")),
+        "mixed": _o("mixed_model.tsv", "Statistics", ("table", "mixed models, subjects as units")),
+        "verdicts": _o("verdicts.tsv", "Verdicts", ("table", "verdicts on the published findings"),
+                       "evaluate_s1_verdicts.rst"),
         "average_sd": _o("average_sd.tsv", "Tables", ("table", "average pixel-wise SD")),
         "boxplot": _o("boxplot_mc_lr.png", "Figures", ("figure", "MC and L/R box plots")),
         "maps_mean": _o("maps_mean.png", "Figures", ("figure", "pixel-wise mean maps")),
