@@ -346,7 +346,7 @@ def test_s3_two_slices_leave_regressions_not_computed(tmp_path):
     assert pd.read_csv(out["regression"], sep="\t").empty
 
 
-def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None):
+def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None, input_gain_factor=None):
     """Atlas study: two territories with their own CBF per subject; SPECT = 0.6 PET + 8 inside
     the brain plus an error of its own per territory and pixel noise.  ``predict(target_norm, input_norm, table)`` gives the
     normalised prediction.  Returns the evaluation's tables."""
@@ -388,6 +388,8 @@ def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None):
     if target_gain_factor is not None:   # the target's normalisation constants alone change
         table = table.assign(gain_pet_cbf=table["gain_pet_cbf"] * target_gain_factor,
                              bias_pet_cbf=table["bias_pet_cbf"] + 0.5)
+    if input_gain_factor is not None:   # the test input's physical scale alone changes
+        table = table.assign(gain_spect_cbf=table["gain_spect_cbf"] * input_gain_factor)
     files = _paired_files(tmp, "s3", t_n, pred, table, inp=i_n)
     out = _outs(tmp / "out", S3_KEYS, {"scatter"})
     labels = {s: str(tmp / "labels.nii.gz") for s in table["subject"].unique()}

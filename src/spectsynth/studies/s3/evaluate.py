@@ -178,16 +178,6 @@ def training_mean_physical(normalised: np.ndarray, gain, bias, *, experiment: st
     return ((arr - b[ok][:, None, None]) / g[ok][:, None, None]).mean(0)
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
-    """(intercept, slope, r) of a least-squares line; None when x or y is constant."""
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    xc, yc = x - x.mean(), y - y.mean()
-    sxx, syy, sxy = float(xc @ xc), float(yc @ yc), float(xc @ yc)
-    slope = sxy / sxx
-    return float(y.mean() - slope * x.mean()), slope, sxy / np.sqrt(sxx * syy)
-
-
 def subject_bootstrap(x, y, subjects, *, confidence: float = 0.95, n_boot: int = N_BOOT,
                       seed: int = BOOT_SEED) -> dict[str, tuple[float, float]]:
     """Percentile intervals of a line's intercept, slope and Pearson r, resampling *subjects*.
@@ -203,41 +193,59 @@ def subject_bootstrap(x, y, subjects, *, confidence: float = 0.95, n_boot: int =
     if ids.size < MIN_SUBJECTS_CI:
         raise EvaluationError(f"{ids.size} subject(s); a subject-level interval needs at least {MIN_SUBJECTS_CI}",
                               hint="Evaluate more test subjects")
-    rows = [np.flatnonzero(g == s) for s in ids]
+    # a resample's line depends on the drawn subjects' sums only: counts (B, k) @ sums (k, 6)
+    sums = np.array([[m.sum(), x[m].sum(), y[m].sum(), (x[m] ** 2).sum(), (y[m] ** 2).sum(), (x[m] * y[m]).sum()]
+                     for m in (g == s for s in ids)])
     rng = np.random.default_rng(seed)
-    fits = []
-    for _ in range(int(n_boot)):
-        idx = np.concatenate([rows[j] for j in rng.integers(0, ids.size, ids.size)])
-        f = _fit(x[idx], y[idx])
-        if f is not None:
-            fits.append(f)
-    if len(fits) < n_boot / 2:
-        raise EvaluationError(f"only {len(fits)} of {n_boot} subject resamples could be fitted",
+    draws = rng.integers(0, ids.size, size=(int(n_boot), ids.size))
+    counts = np.zeros((int(n_boot), ids.size))
+    np.add.at(counts, (np.repeat(np.arange(int(n_boot)), ids.size), draws.ravel()), 1.0)
+    nn, sx, sy, sxx, syy, sxy = (counts @ sums).T
+    vx, vy, cxy = sxx - sx ** 2 / nn, syy - sy ** 2 / nn, sxy - sx * sy / nn
+    scale = np.maximum(np.abs(sxx), np.abs(syy))
+    good = (vx > 1e-10 * scale) & (vy > 1e-10 * scale)
+    slope = cxy[good] / vx[good]
+    if good.sum() < n_boot / 2:
+        raise EvaluationError(f"only {int(good.sum())} of {n_boot} subject resamples could be fitted",
                               hint="x or y hardly varies between subjects")
-    arr = np.asarray(fits)
+    arr = np.column_stack([(sy[good] - slope * sx[good]) / nn[good], slope,
+                           cxy[good] / np.sqrt(vx[good] * vy[good])])
     q = [50 * (1 - confidence), 50 * (1 + confidence)]
     return {k: tuple(float(v) for v in np.percentile(arr[:, j], q))
             for j, k in enumerate(("intercept", "slope", "r"))}
 
 
-def mixed_slope(x, y, subjects) -> tuple[float, float, float]:
-    """Slope, its standard error and the p-value of slope = 0 (Wald) of a linear mixed model
-    ``y ~ x`` with a random intercept per subject (statsmodels ``mixedlm``, REML)."""
+def mixed_slope(x, y, subjects) -> tuple[float, float, float, str]:
+    """Slope, its standard error, the p-value of slope = 0 and the method's name, at the
+    subject level: a linear mixed model ``y ~ x`` with a random intercept per subject
+    (statsmodels ``mixedlm``, REML, Wald test).  When the subject variance lies on the
+    boundary (0) the model's standard error is undefined; the slope is then tested by least
+    squares with standard errors clustered by subject (t with subjects - 1 degrees of freedom),
+    and the method's name says so."""
     import statsmodels.formula.api as smf
 
     df = pd.DataFrame({"x": np.asarray(x, dtype=np.float64), "y": np.asarray(y, dtype=np.float64),
                        "g": np.asarray(subjects).astype(str)})
-    if df["g"].nunique() < 2:
-        raise EvaluationError(f"{df['g'].nunique()} subject; a subject random effect needs at least 2",
-                              hint="Evaluate more test subjects")
+    k = df["g"].nunique()
+    if k < 2:
+        raise EvaluationError(f"{k} subject; a subject-level test needs at least 2", hint="Evaluate more test subjects")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = smf.mixedlm("y ~ x", df, groups=df["g"]).fit(reml=True)
-    out = (float(fit.params["x"]), float(fit.bse["x"]), float(fit.pvalues["x"]))
+        try:
+            fit = smf.mixedlm("y ~ x", df, groups=df["g"]).fit(reml=True)
+            out = (float(fit.params["x"]), float(fit.bse["x"]), float(fit.pvalues["x"]))
+        except (ValueError, np.linalg.LinAlgError):
+            out = (np.nan,) * 3
+        if all(np.isfinite(out)):
+            return (*out, "Wald test of a linear mixed model's slope (subject random intercept)")
+        ols = smf.ols("y ~ x", df).fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(df["g"])[0]},
+                                       use_t=True)
+    out = (float(ols.params["x"]), float(ols.bse["x"]), float(ols.pvalues["x"]))
     if not all(np.isfinite(out)):
-        raise EvaluationError("the mixed model did not converge (non-finite slope, standard error or p)",
-                              hint="Too few subjects or points for a subject random effect")
-    return out
+        raise EvaluationError("neither the mixed model nor the subject-clustered least squares gave a finite "
+                              "slope test", hint="Too few subjects or points for a subject-level test")
+    return (*out, "t test of the least-squares slope with standard errors clustered by subject (the mixed "
+                  "model's subject variance is on the boundary)")
 
 
 REGRESSION_COLUMNS = ["label", "test", "n", "n_subjects", "n_counts", "intercept", "slope", "statistic_name",
@@ -260,8 +268,7 @@ def s3_regression(x, y, subjects, *, label: str, unit: str, alpha: float = 0.05,
     d = rec.details
     g = np.asarray(subjects).astype(str)
     k = int(np.unique(g).size)
-    row = {"label": label, "test": "least-squares line and Pearson r; slope test: linear mixed model, "
-                                   "subject random intercept",
+    row = {"label": label, "test": "least-squares line and Pearson r; slope test at the subject level",
            "n": rec.n, "n_subjects": k,
            "n_counts": f"{rec.n} {unit} of {k} test subjects (intervals and test at the subject level)",
            "intercept": d["intercept"], "slope": d["slope"], "statistic_name": "r", "statistic": rec.statistic,
@@ -276,9 +283,8 @@ def s3_regression(x, y, subjects, *, label: str, unit: str, alpha: float = 0.05,
         if note_list is not None:
             note_list.append({"study": "S3", "what": f"subject-level intervals, {note_what or label}", "reason": str(err)})
     try:
-        slope, se, p = mixed_slope(x, y, g)
-        row.update(mixed_slope=slope, mixed_slope_se=se, p=p, significant=bool(p < alpha),
-                   p_method="Wald test of the mixed model's slope (subject random intercept)")
+        slope, se, p, method = mixed_slope(x, y, g)
+        row.update(mixed_slope=slope, mixed_slope_se=se, p=p, significant=bool(p < alpha), p_method=method)
     except Exception as err:   # statsmodels raises several kinds on degenerate designs
         row["p_method"] = f"not computed: {err}"
         if note_list is not None:
