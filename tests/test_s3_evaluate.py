@@ -216,3 +216,10 @@ def test_ssim_verdict_tests_subject_means_of_the_in_brain_ssim():
     assert S3E.s3_ssim_verdict(_ssim_slices(0.07, brain=False), alpha=0.01)["measure"].startswith("whole-slice")
     assert S3E.s3_ssim_verdict(_ssim_slices(-0.07), alpha=0.01)["verdict"] == "reversed"
     assert S3E.s3_ssim_verdict(_ssim_slices(0.07, k=1), alpha=0.01)["verdict"] == "not testable"
+
+
+def test_one_test_subject_leaves_every_verdict_not_testable(tmp_path):
+    res = _s3_study(tmp_path, _good, n_test=1)
+    assert set(res["verdicts"]["verdict"]) == {"not testable"}
+    notes = pd.read_csv(tmp_path / "out" / "not_computed.tsv", sep="\t")
+    assert notes["what"].str.contains("paired t-tests against the baselines").any()
