@@ -439,8 +439,10 @@ def s3_published_table(summary: pd.DataFrame, regression: pd.DataFrame, *, exper
             rows.append({"quantity": f"{r['label']}: {key} ({what})", "ours": float(hit[col].iat[0]),
                          "published": float(r[key]),
                          "units": {"r": "r (no unit)", "slope": "slope (CBF per CBF, no unit)"}.get(
-                             key, "ours in the simulated images' CBF units, S3's in its own ROI units: the "
-                                  "intercept compares only within a study")})
+                             key, "ours a fraction of the whole-brain mean, S3's in its own ROI units: the "
+                                  "intercept compares only within a study" if basis == "roi_scale_free" else
+                             "ours in the simulated images' CBF units, S3's in its own ROI units: the "
+                             "intercept compares only within a study")})
     table = pd.DataFrame(rows, columns=["quantity", "ours", "published", "units"])
     table.insert(0, "experiment", experiment)
     table["difference"] = table["ours"] - table["published"]
