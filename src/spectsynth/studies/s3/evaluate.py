@@ -388,9 +388,10 @@ def s3_regression_verdicts(regression: pd.DataFrame, *, basis: str = "roi") -> l
         h = hit.iloc[0] if len(hit) else {}
         stat = ""
         if len(hit):
-            stat = (f"{h['equation']}, r = {float(h['statistic']):.3f}; r interval [{h['r_ci_low']}, {h['r_ci_high']}], "
-                    f"slope interval [{h['slope_ci_low']}, {h['slope_ci_high']}] ({h['ci_method']}); "
-                    f"mixed-model slope p: {h['p_method']}")
+            ivs = (f"r interval [{float(h['r_ci_low']):.3f}, {float(h['r_ci_high']):.3f}], slope interval "
+                   f"[{float(h['slope_ci_low']):.3f}, {float(h['slope_ci_high']):.3f}] ({h['ci_method']})"
+                   if h["r_ci_low"] != "" else f"no interval ({h['ci_method']})")
+            stat = f"{h['equation']}, r = {float(h['statistic']):.3f}; {ivs}; slope test: {h['p_method']}"
             if len(null):
                 stat += f"; {REGRESSION_NULL[label]}: {null['equation'].iat[0]}, r = {float(null['statistic'].iat[0]):.3f}"
         rows.append(V.row(
