@@ -237,7 +237,8 @@ def test_write_table_refuses_nan(tmp_path):
 
 
 # ------------------------------------------------------------------------------ S3
-S3_KEYS = ["slice_metrics", "roi_means", "summary", "ttest", "regression", "published", "scatter", "not_computed"]
+S3_KEYS = ["slice_metrics", "roi_means", "summary", "ttest", "regression", "published", "scatter", "verdicts",
+           "not_computed"]
 S3_SPEC = {"experiment": "s3", "input_channels": ["spect_cbf"], "target_channels": ["pet_cbf"], "epochs": 2}
 
 
@@ -292,15 +293,21 @@ def test_s3_regressions_and_ssim_match_scipy(tmp_path):
     assert (data["calibration"] == cal.describe()).all() and "training" in cal.describe()
     reg = pd.read_csv(out["regression"], sep="\t")
     assert set(reg["basis"]) == {"slice"}  # no atlas labels given
-    assert set(reg.loc[reg["series"] == "baseline", "label"]) == {"input vs target", "null vs target"}
+    assert set(reg.loc[reg["series"] == "baseline", "label"]) == {"input vs target"}
+    assert set(reg.loc[reg["series"] == "null model", "label"]) == {
+        "null (input's scale) vs target", "null (training scale) vs target", "null (training scale) vs input"}
     reg = reg.set_index("label")
     ref = sps.linregress(mt, mi)
     assert reg.loc["input vs target", "slope"] == pytest.approx(ref.slope, rel=1e-3)
     assert reg.loc["input vs target", "intercept"] == pytest.approx(ref.intercept, rel=1e-3, abs=1e-3)
     assert reg.loc["input vs target", "statistic"] == pytest.approx(sps.pearsonr(mt, mi).statistic, rel=1e-4)
     assert reg.loc["input vs target", "published"] == "y = 0.13 + 0.63x, r = 0.77"
-    assert reg.loc["null vs target", "published"] == "not reported"
-    assert set(reg.index) == {"input vs target", "prediction vs target", "prediction vs input", "null vs target"}
+    assert reg.loc["null (input's scale) vs target", "published"] == "not reported"
+    assert set(reg.index) == {"input vs target", "prediction vs target", "prediction vs input",
+                              "null (input's scale) vs target", "null (training scale) vs target",
+                              "null (training scale) vs input"}
+    assert (reg["n_subjects"] == 2).all() and (reg["n"] == 6).all()
+    assert reg["n_counts"].str.startswith("6 slices of 2 test subjects").all()
     t0 = t_n[0].astype(np.float32).astype(float)
     i0 = i_n[0].astype(np.float32).astype(float)
     assert data["ssim_input_vs_target"].iat[0] == pytest.approx(structural_similarity(t0, i0, data_range=2.0))
@@ -308,8 +315,10 @@ def test_s3_regressions_and_ssim_match_scipy(tmp_path):
         structural_similarity(t0, null_img.astype(np.float32).astype(float), data_range=2.0), rel=1e-5)
     tt = pd.read_csv(out["ttest"], sep="\t")
     assert len(tt) == 6 and set(tt["baseline"]) == {S3E.S3_SERIES_TEXT["input"], S3E.S3_SERIES_TEXT["null"]}
-    ssim_t = tt[tt["label"] == "SSIM prediction vs target against input vs target"]
-    ref_t = sps.ttest_rel(data["ssim_prediction_vs_target"], data["ssim_input_vs_target"])
+    ssim_t = tt[tt["label"] == "SSIM prediction vs target against input vs target (subject means)"]
+    subj = data.groupby("subject")[["ssim_prediction_vs_target", "ssim_input_vs_target"]].mean()
+    ref_t = sps.ttest_rel(subj["ssim_prediction_vs_target"], subj["ssim_input_vs_target"])
+    assert ssim_t["n"].iat[0] == 2
     assert ssim_t["p"].iat[0] == pytest.approx(ref_t.pvalue)
     summ = pd.read_csv(out["summary"], sep="\t").set_index("value")
     assert summ.loc["ssim_input_vs_target", "published"] == "0.79"
@@ -332,12 +341,12 @@ def test_s3_two_slices_leave_regressions_not_computed(tmp_path):
     out = _outs(tmp_path / "out", S3_KEYS, {"scatter"})
     S3E.evaluate_s3("s3", files, S3_SPEC, out, cfg=CFG, scale_label="demo scale", train=train)
     notes = pd.read_csv(out["not_computed"], sep="\t")
-    assert notes["what"].str.startswith("regression").sum() == 4  # slice basis, no labels
+    assert notes["what"].str.startswith("regression").sum() == 6  # slice basis, no labels
     assert notes["reason"].str.contains("experiment s3").all()
     assert pd.read_csv(out["regression"], sep="\t").empty
 
 
-def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None):
+def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None, input_gain_factor=None):
     """Atlas study: two territories with their own CBF per subject; SPECT = 0.6 PET + 8 inside
     the brain plus an error of its own per territory and pixel noise.  ``predict(target_norm, input_norm, table)`` gives the
     normalised prediction.  Returns the evaluation's tables."""
@@ -379,6 +388,8 @@ def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None):
     if target_gain_factor is not None:   # the target's normalisation constants alone change
         table = table.assign(gain_pet_cbf=table["gain_pet_cbf"] * target_gain_factor,
                              bias_pet_cbf=table["bias_pet_cbf"] + 0.5)
+    if input_gain_factor is not None:   # the test input's physical scale alone changes
+        table = table.assign(gain_spect_cbf=table["gain_spect_cbf"] * input_gain_factor)
     files = _paired_files(tmp, "s3", t_n, pred, table, inp=i_n)
     out = _outs(tmp / "out", S3_KEYS, {"scatter"})
     labels = {s: str(tmp / "labels.nii.gz") for s in table["subject"].unique()}
@@ -414,8 +425,9 @@ def test_s3_null_and_shuffled_predictions_score_no_better_than_the_input(tmp_pat
         assert _roi_r(r, "prediction vs target") < base_r, kind
         sm = r["slice_metrics"]
         assert sm["ssim_prediction_vs_target"].mean() <= sm["ssim_input_vs_target"].mean(), kind
-    # the null-model baseline itself is no better than the input either
-    assert _roi_r(res["good"], "null vs target") < base_r
+    # the null-model baselines themselves are no better than the input either
+    assert _roi_r(res["good"], "null (input's scale) vs target") < base_r
+    assert _roi_r(res["good"], "null (training scale) vs target") < base_r
 
 
 def test_s3_prediction_values_ignore_the_targets_normalisation_constants(tmp_path):
@@ -424,8 +436,9 @@ def test_s3_prediction_values_ignore_the_targets_normalisation_constants(tmp_pat
 
     a = _s3_study(tmp_path / "a", good)
     b = _s3_study(tmp_path / "b", good, target_gain_factor=3.0)
-    for key, cols in (("slice_metrics", ["mean_prediction", "mean_null", "mean_input"]),
-                      ("roi_means", ["prediction", "null", "input"])):
+    for key, cols in (("slice_metrics", ["mean_prediction", "mean_null_input_scale", "mean_null_train_scale",
+                                         "mean_input"]),
+                      ("roi_means", ["prediction", "null_input_scale", "null_train_scale", "input"])):
         np.testing.assert_allclose(a[key][cols].to_numpy(), b[key][cols].to_numpy(), rtol=1e-12)
     # the target's own values follow its constants, so the check above is not vacuous
     assert not np.allclose(a["roi_means"]["target"], b["roi_means"]["target"])

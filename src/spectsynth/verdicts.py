@@ -27,6 +27,13 @@ Two kinds of finding, two rules:
 -> reproduced; ours reaches it but so does the baseline -> not testable (the criterion does not
 separate a model from a trivial predictor on these data); ours misses it -> not reproduced.
 
+:func:`interval_verdict` -- published estimates ("y = 0.13 + 0.63x, r = 0.77"): every published
+value lies inside our confidence interval of the same quantity -> reproduced, unless the
+baseline's intervals contain every published value too (not testable: a trivial predictor agrees
+with the paper as well); any published value outside our interval -> not reproduced (the reason
+says whether our interval lies above or below it); an interval that could not be computed -> not
+testable.
+
 :data:`RULE_TEXT` is the same rule in words, for the report's methods page.
 """
 
@@ -53,7 +60,10 @@ RULE_TEXT = (
     "itself different, or when the statistic could not be computed. A published level (Dice, "
     "ASP, a fraction of errors under a threshold) is reproduced when ours reaches it and beats its "
     "baseline, not testable when the baseline reaches it too (the criterion cannot separate a "
-    "model from a trivial predictor), and not reproduced when ours misses it.")
+    "model from a trivial predictor), and not reproduced when ours misses it. A published estimate "
+    "(a regression slope, a correlation) is reproduced when it lies inside our confidence interval "
+    "of the same quantity, not reproduced when our interval lies entirely above or below it, and "
+    "not testable when the baseline's interval contains it too or the interval could not be computed.")
 
 
 def _finite(x: Any) -> bool:
@@ -130,6 +140,50 @@ def level_verdict(*, ours: float | None, published: float, baseline: float | Non
                                 "model from a trivial predictor on these data")
     return "reproduced", f"ours {float(ours):.3g} reaches the published {published:g}" + (
         f" and beats the {baseline_name} ({float(baseline):.3g})" if _finite(baseline) else "")
+
+
+def interval_verdict(*, published: Mapping[str, float], intervals: Mapping[str, Any],
+                     baseline_intervals: Mapping[str, Any] | None = None, baseline_name: str = "baseline",
+                     not_computed: str | None = None) -> tuple[str, str]:
+    """Verdict and reason for published estimates against our confidence intervals.
+
+    ``published``: quantity -> published value (e.g. ``{"r": 0.77, "slope": 0.63}``);
+    ``intervals``: quantity -> our ``(low, high)`` interval of it; ``baseline_intervals`` the
+    baseline's intervals of the same quantities (None: no baseline).  Every quantity must be
+    inside our interval for ``reproduced``.
+    """
+    if not_computed:
+        return "not testable", f"not computed: {not_computed}"
+    if not published:
+        raise ValueError("interval_verdict needs at least one published quantity")
+
+    def bounds(table: Mapping[str, Any] | None, key: str) -> tuple[float, float] | None:
+        iv = (table or {}).get(key)
+        if iv is None or len(iv) != 2 or not (_finite(iv[0]) and _finite(iv[1])):
+            return None
+        lo, hi = float(iv[0]), float(iv[1])
+        return (lo, hi) if lo <= hi else (hi, lo)
+
+    missing = [k for k in published if bounds(intervals, k) is None]
+    if missing:
+        return "not testable", f"no confidence interval of {', '.join(missing)} (could not be computed on these data)"
+    outside = []
+    for key, value in published.items():
+        lo, hi = bounds(intervals, key)
+        if not lo <= float(value) <= hi:
+            side = "above" if lo > float(value) else "below"
+            outside.append(f"our {key} interval [{lo:.3g}, {hi:.3g}] lies {side} the published {float(value):g}")
+    if outside:
+        return "not reproduced", "; ".join(outside)
+    inside = ", ".join(f"{k} {float(v):g} in [{bounds(intervals, k)[0]:.3g}, {bounds(intervals, k)[1]:.3g}]"
+                       for k, v in published.items())
+    if baseline_intervals is not None:
+        base = {k: bounds(baseline_intervals, k) for k in published}
+        if all(b is not None and b[0] <= float(published[k]) <= b[1] for k, b in base.items()):
+            return "not testable", (f"published values inside our intervals ({inside}), but the {baseline_name}'s "
+                                    "intervals contain them too: the criterion does not separate a model from "
+                                    "a trivial predictor on these data")
+    return "reproduced", f"published values inside our intervals ({inside})"
 
 
 def row(*, study: str, finding: str, measure: str, unit: str, ours: Any, published: Any,

@@ -1,8 +1,9 @@
 """S3: pix2pix 123I-IMP CBF SPECT -> 15O-water CBF PET (Ann Nucl Med 2025).
 
 One run per entry on dataset ``s3``; evaluated per experiment: SSIM of the prediction and of
-its baselines (SPECT as PET, the training mean PET) against the PET, atlas ROI means and
-regressions beside the published ones; and a visual similarity reading (open and blind).
+its baselines (SPECT as PET, the training mean PET) against the PET, atlas ROI means (absolute
+and scale-free) and regressions with subject-level intervals beside the published ones, a
+verdict on each published finding; and a visual similarity reading (open and blind).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class S3(Study):
         "regression": _o("{experiment}/regression.tsv", ("table", "regressions and Pearson r")),
         "published": _o("{experiment}/published.tsv", ("table", "ours next to the published values")),
         "scatter": _o("{experiment}/scatter_fits.png", ("figure", "scatter plots with fits")),
+        "verdicts": _o("{experiment}/verdicts.tsv", ("table", "verdicts on the published findings"),
+                       "evaluate_s3_verdicts.rst"),
         "not_computed": _o("{experiment}/not_computed.tsv", ("table", "statistics not computed"),
                            "evaluate_not_computed.rst"),
     }
