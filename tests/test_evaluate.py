@@ -259,7 +259,9 @@ def _s3_train(tmp, rng, n=8):
     pn, gp, bp = _s3_norm(pet)
     table = pd.DataFrame({"subject": [f"t{i:02d}" for i in range(n)], "split": "train",
                           "gain_spect_cbf": gs, "bias_spect_cbf": bs, "gain_pet_cbf": gp, "bias_pet_cbf": bp})
-    _, train = _dataset(tmp, "s3", "S3", np.stack([sn, pn], 1), table, "max_pm1")
+    yy, xx = np.mgrid[0:H, 0:W]
+    brain = np.broadcast_to(((yy - 8) ** 2 + (xx - 8) ** 2 <= 36).astype(float), sn.shape)
+    _, train = _dataset(tmp, "s3", "S3", np.stack([sn, pn, brain], 1), table, "max_pm1")
     return train, pn.mean(0)
 
 
@@ -377,7 +379,7 @@ def _s3_study(tmp, predict, *, n_test=5, seed=8, target_gain_factor=None):
         return i_n, t_n, table
 
     tr_i, tr_t, tr_table = subject_slices(6, "tr")
-    _, train = _dataset(tmp, "s3", "S3", np.stack([tr_i, tr_t], 1), tr_table.assign(split="train"), "max_pm1")
+    _, train = _dataset(tmp, "s3", "S3", np.stack([tr_i, tr_t, np.ones_like(tr_t)], 1), tr_table.assign(split="train"), "max_pm1")
     i_n, t_n, table = subject_slices(n_test, "te")
     pred = predict(t_n, i_n, table)
     if target_gain_factor is not None:   # the target's normalisation constants alone change

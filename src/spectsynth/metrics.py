@@ -210,7 +210,8 @@ def masked_metrics(prediction, target, mask, *, data_range: float,
     bounding box grown by the SSIM window (:func:`brain_box`), so the zero padding around the
     head drops out, and its SSIM map is averaged over the mask's pixels only: the shared
     background and the shared outline do not count.  Returns ``rmse_brain, ssim_brain,
-    psnr_brain, brain_fraction`` (the mask's share of the slice).
+    psnr_brain, brain_fraction`` (the mask's share of the slice); identical images inside the
+    mask give ``psnr_brain`` inf, which :func:`slice_metrics` refuses to tabulate.
     """
     dr = _check_data_range(data_range)
     a, b = check_same_shape(prediction, target)
@@ -230,11 +231,9 @@ def masked_metrics(prediction, target, mask, *, data_range: float,
                               hint="Choose slices through the brain (the dataset's extent_threshold)")
     _, smap = skm.structural_similarity(pb, pa, data_range=dr, win_size=win, full=True)
     mse = float(np.mean((a[m] - b[m]) ** 2))
-    if mse == 0:
-        raise EvaluationError("prediction equals target exactly inside the brain, PSNR is infinite",
-                              hint="Exclude blank (constant) slices from the evaluation set")
     return {"rmse_brain": math.sqrt(mse), "ssim_brain": float(smap[pm].mean()),
-            "psnr_brain": float(10.0 * math.log10(dr ** 2 / mse)), "brain_fraction": float(m.mean())}
+            "psnr_brain": float(10.0 * math.log10(dr ** 2 / mse)) if mse > 0 else math.inf,
+            "brain_fraction": float(m.mean())}
 
 
 def slice_metrics(prediction, target, *, data_range: float, slice_ids: Sequence | None = None,
@@ -278,6 +277,9 @@ def slice_metrics(prediction, target, *, data_range: float, slice_ids: Sequence 
         }
         if masks is not None:
             row.update(masked_metrics(p, t, masks[i], data_range=dr, win_size=win_size))
+            if not math.isfinite(row["psnr_brain"]):
+                raise EvaluationError(f"slice {sid}: prediction equals target inside the brain, PSNR is infinite",
+                                      hint="Exclude blank (constant) slices from the evaluation set")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -575,4 +575,6 @@ def paired_power(a, b, effect: float, *, alpha: float) -> float | None:
     nc = abs(float(effect)) / sd * math.sqrt(d.size)
     crit = float(sps.t.ppf(1 - float(alpha) / 2, df))
     power = float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
-    return min(max(power, 0.0), 1.0) if math.isfinite(power) else None
+    if not math.isfinite(power):   # scipy's noncentral t fails far in the tail: the power is one there
+        return 1.0 if nc > crit else None
+    return min(max(power, 0.0), 1.0)
