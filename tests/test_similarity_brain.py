@@ -216,3 +216,58 @@ def test_s2_verdicts_come_from_the_rule_on_subject_means():
     b = d[d.space == "template"].groupby("subject")["ssim_brain"].mean()
     p = sps.ttest_rel(a, b).pvalue
     assert float(nt[nt["measure"].str.startswith("ssim_brain")]["p"].iat[0]) >= p
+
+
+def test_s2_tables_carry_both_versions_the_floors_and_the_verdicts(tmp_path):
+    import test_evaluate as T
+
+    files, specs, train = T._s2_grid(tmp_path, n_subjects=3)
+    out = T._outs(tmp_path / "out", T.S2_KEYS, {"violin"})
+    S2E.evaluate_s2(files, specs, out, cfg=T.CFG, scale_label="demo scale", train=train)
+    data = pd.read_csv(out["slice_metrics"], sep="\t", dtype={"subject": str})
+    assert {"rmse_brain", "ssim_brain", "psnr_brain", "brain_fraction"} <= set(data.columns)
+    means = data.groupby("model")["ssim_brain"].mean()
+    # both floors sit below the model inside the brain; the outline floor above the background one
+    assert means[E.FLOOR_BACKGROUND] < means[E.FLOOR_OUTLINE] < means["pix2pix"]
+    assert data.loc[data.model == E.FLOOR_OUTLINE, "calibration"].str.contains("training split").all()
+    tt = pd.read_csv(out["ttests"], sep="\t")
+    assert (tt["n"] == 3).all() and set(tt["version"]) == {"whole slice (as S2)", "inside the brain"}
+    assert {f"pix2pix vs {E.FLOOR_OUTLINE}", f"pix2pix vs {E.FLOOR_BACKGROUND}"} <= set(tt["family"])
+    t4 = pd.read_csv(out["table4"], sep="\t")
+    assert {"ssim_brain", "ssim"} <= set(t4["metric"]) and E.FLOOR_OUTLINE in set(t4["model"])
+    v = pd.read_csv(out["verdicts"], sep="\t", keep_default_na=False)
+    assert list(v.columns) == __import__("spectsynth.verdicts", fromlist=["COLUMNS"]).COLUMNS
+    assert v["finding"].str.startswith("native space better").sum() == 3
+    assert set(v["verdict"]) <= {"reproduced", "not reproduced", "reversed", "not testable"}
+    assert (v["n"] == 3).all()
+
+
+def test_s3_slice_metrics_hold_every_series_with_both_versions(tmp_path):
+    import test_evaluate as T
+    from spectsynth.studies.s3 import evaluate as S3E
+
+    rng = np.random.default_rng(8)
+    train, _ = T._s3_train(tmp_path, rng)
+    n = 6
+    target_raw = T._blob(rng, n).clip(0) * 50
+    t_n, g_t, b_t = T._s3_norm(target_raw)
+    i_n, g_i, b_i = T._s3_norm(0.8 * target_raw + 2 * rng.random(target_raw.shape))
+    table = pd.DataFrame({"subject": ["01"] * 3 + ["02"] * 3, "slice_index": [1, 2, 3] * 2,
+                          "gain_spect_cbf": g_i, "bias_spect_cbf": b_i, "gain_pet_cbf": g_t, "bias_pet_cbf": b_t})
+    yy, xx = np.mgrid[0:T.H, 0:T.W]
+    brain = np.broadcast_to(((yy - 8) ** 2 + (xx - 8) ** 2 <= 36).astype(float), t_n.shape)
+    pred = t_n + 0.05 * rng.standard_normal(t_n.shape)
+    for with_brain in (True, False):
+        files = T._paired_files(tmp_path / str(with_brain), "s3", t_n, pred, table, inp=i_n,
+                                brain=brain if with_brain else None)
+        out = T._outs(tmp_path / str(with_brain) / "out", T.S3_KEYS, {"scatter"})
+        S3E.evaluate_s3("s3", files, T.S3_SPEC, out, cfg=T.CFG, scale_label="demo scale", train=train)
+        d = pd.read_csv(out["slice_metrics"], sep="\t", dtype={"subject": str})
+        assert set(d["model"]) == set(S3E.S3_SIMILARITY.values()) and len(d) == 5 * n
+        assert {"subject", "ssim", "ssim_brain", "rmse_brain", "psnr_brain", "mean_target"} <= set(d.columns)
+        assert d["mask"].str.startswith("T1w brain mask" if with_brain else "input SPECT").all()
+        m = d.groupby("model")["ssim_brain"].mean()
+        assert m[E.FLOOR_BACKGROUND] < m[E.FLOOR_OUTLINE] < m["pix2pix prediction"]
+        summ = pd.read_csv(out["summary"], sep="\t")
+        assert {"inside the brain", "whole slice (as S3)"} == set(summ["version"])
+        assert E.FLOOR_OUTLINE in set(summ["model"])
