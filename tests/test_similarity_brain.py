@@ -13,6 +13,7 @@ from statsmodels.stats.power import TTestPower
 from spectsynth import evaluate as E
 from spectsynth import metrics as M
 from spectsynth import stats as S
+from spectsynth import verdicts as V
 from spectsynth.datasets import BRAIN_CHANNEL, input_slice_range, paired_slices
 from spectsynth.errors import EvaluationError
 from spectsynth.studies import get as get_study
@@ -236,7 +237,7 @@ def test_s2_tables_carry_both_versions_the_floors_and_the_verdicts(tmp_path):
     t4 = pd.read_csv(out["table4"], sep="\t")
     assert {"ssim_brain", "ssim"} <= set(t4["metric"]) and E.FLOOR_OUTLINE in set(t4["model"])
     v = pd.read_csv(out["verdicts"], sep="\t", keep_default_na=False)
-    assert list(v.columns) == __import__("spectsynth.verdicts", fromlist=["COLUMNS"]).COLUMNS
+    assert list(v.columns) == V.COLUMNS
     assert v["finding"].str.startswith("native space better").sum() == 3
     assert set(v["verdict"]) <= {"reproduced", "not reproduced", "reversed", "not testable"}
     assert (v["n"] == 3).all()
@@ -244,6 +245,7 @@ def test_s2_tables_carry_both_versions_the_floors_and_the_verdicts(tmp_path):
 
 def test_s3_slice_metrics_hold_every_series_with_both_versions(tmp_path):
     import test_evaluate as T
+
     from spectsynth.studies.s3 import evaluate as S3E
 
     rng = np.random.default_rng(8)
