@@ -313,7 +313,9 @@ def test_s3_regressions_and_ssim_match_scipy(tmp_path):
     assert data["ssim_null_vs_target"].iat[0] == pytest.approx(
         structural_similarity(t0, null_img.astype(np.float32).astype(float), data_range=2.0), rel=1e-5)
     tt = pd.read_csv(out["ttest"], sep="\t")
-    assert len(tt) == 6 and set(tt["baseline"]) == {S3E.S3_SERIES_TEXT["input"], S3E.S3_SERIES_TEXT["null"]}
+    assert len(tt) == 3 * 6 and set(tt["baseline"]) == {S3E.S3_SERIES_TEXT["input"], S3E.S3_SERIES_TEXT["null"],
+                                                         E.FLOOR_OUTLINE}
+    assert set(tt["version"]) == {"whole slice (as S3)", "inside the brain"}
     ssim_t = tt[tt["label"] == "SSIM prediction vs target against input vs target"]
     ref_t = sps.ttest_rel(data["ssim_prediction_vs_target"], data["ssim_input_vs_target"])
     assert ssim_t["p"].iat[0] == pytest.approx(ref_t.pvalue)

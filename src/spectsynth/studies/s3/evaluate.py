@@ -277,8 +277,8 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
       the null model with :class:`spectsynth.calibration.ScaleCalibration` fitted on the
       training split (the target's scale from the input's), never with the test target's
       constants; the ``calibration`` column names it;
-    * summary of the metrics and paired t-tests of the prediction against the input baseline
-      and against the null model (one family, corrected);
+    * summary of the metrics and paired t-tests of the prediction against the input baseline,
+      the null model and the outline floor, whole slice and in the brain (one family, corrected);
     * atlas-region means (``labels``: subject -> label volume, ``label_names``: value ->
       region; default the vascular territories) of every series (:func:`s3_roi_means`);
     * linear regression + Pearson r (input vs target, prediction vs target, prediction vs
@@ -354,13 +354,16 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
         summ["published"] = [pub.get(v, "not reported") for v in summ["value"]]
     comps = [{"label": f"{m.upper()} prediction vs target against {base} vs target", "a": data[f"{m}_prediction_vs_target"],
               "b": data[f"{m}_{base}_vs_target"], "names": ("prediction", "baseline"), "base": base}
-             for base in ("input", "null") for m in ("ssim", "rmse", "psnr")]
+             for base in ("input", "null", "floor_outline") for m in ("ssim", "rmse", "psnr", *BRAIN_METRICS)]
     with context(experiment=experiment):
         ttest = attempt(notes, "S3", "paired t-tests against the baselines", S.paired_t_tests, comps,
                          alpha=float(cfg["alpha"]), corrections=tuple(cfg["corrections"]))
     if ttest is not None:
         ttest = with_columns(ttest, experiment=experiment)
-        ttest.insert(0, "baseline", [S3_SERIES_TEXT[c["base"]] for c in comps])
+        ttest.insert(0, "baseline", [S3_SIMILARITY[c["base"]] for c in comps])
+        ttest.insert(1, "version", ["inside the brain" if c["label"].split(" ")[0].lower() in BRAIN_METRICS
+                                    else "whole slice (as S3)" for c in comps])
+        ttest["n_counts"] = "test slices"
     summary = summ if summ is not None else pd.DataFrame(columns=["experiment", "value"])
     write_table(summary, out["summary"], what="S3 summary")
     ttest = ttest if ttest is not None else pd.DataFrame(columns=["experiment", "label"])
