@@ -352,7 +352,9 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
         summ["n_counts"] = "test slices"
         pub = {f"ssim_{r['name']}": f"{r['value']:.2f}" for r in published_records("S3", "ssim")}
         summ["published"] = [pub.get(v, "not reported") for v in summ["value"]]
-    comps = [{"label": f"{m.upper()} prediction vs target against {base} vs target", "a": data[f"{m}_prediction_vs_target"],
+    names = {"floor_outline": "outline floor"}
+    comps = [{"label": f"{m.upper()} prediction vs target against {names.get(base, base)} vs target",
+              "a": data[f"{m}_prediction_vs_target"],
               "b": data[f"{m}_{base}_vs_target"], "names": ("prediction", "baseline"), "base": base}
              for base in ("input", "null", "floor_outline") for m in ("ssim", "rmse", "psnr", *BRAIN_METRICS)]
     with context(experiment=experiment):
