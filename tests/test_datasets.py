@@ -46,7 +46,8 @@ def s0_records(n_subjects=6, degradations=(0.2, 0.5, 0.8), validation=(0.35, 0.6
 
 def s2_records(n_subjects=6, space="native"):
     return [{"subject": f"{i:02d}", "space": space,
-             "volumes": {"mri": phantom(i), "pet": phantom(i + 50), "spect": phantom(i + 99)}}
+             "volumes": {"mri": phantom(i), "pet": phantom(i + 50), "spect": phantom(i + 99),
+                         "brain": (phantom(i) > 0.05 * phantom(i).max()).astype(np.float32)}}
             for i in range(n_subjects)]
 
 
@@ -133,9 +134,14 @@ def test_build_s2_native_scales_to_pm1(tmp_path):
     recs = s2_records() + s2_records(space="template")
     idx = build_dataset("s2_native", recs, CFG, tmp_path)
     assert (idx["space"] == "native").all() and len(idx) == 6 * 8
-    imgs = SliceShard(tmp_path / "train.h5").all_images()
-    assert imgs.min() == pytest.approx(-1.0) and imgs.max() == pytest.approx(1.0)
-    assert np.allclose(imgs.reshape(len(imgs), 3, -1).min(-1), -1)
+    shard = SliceShard(tmp_path / "train.h5")
+    assert shard.channels == ["mri", "pet", "spect", "brain"]
+    imgs = shard.all_images()
+    assert imgs[:, :3].min() == pytest.approx(-1.0) and imgs[:, :3].max() == pytest.approx(1.0)
+    assert np.allclose(imgs[:, :3].reshape(len(imgs), 3, -1).min(-1), -1)
+    # the brain mask is stored as a mask (0..1, gain 1), and every slice holds brain
+    assert imgs[:, 3].min() >= 0 and imgs[:, 3].max() <= 1 and (idx["gain_brain"] == 1).all()
+    assert ((imgs[:, 3] > 0.5).reshape(len(imgs), -1).mean(1) > 0).all()
 
 
 def test_missing_volume_names_subject(tmp_path):
@@ -414,7 +420,8 @@ def test_demo_and_tiny_designs_keep_their_proportions(repo):
     got = _counts(d)
     # the demo: Table 1 x 0.1 for training (rounded half up), no bilateral CER
     assert [got[("train", "BG", p)] for p in PATTERNS] == [17, 12, 4]
-    assert got[("train", "CER", "bilateral")] == 0 and got[("val", "COR", "normal")] == 3
+    # val: 13 x 2 / 6 (6 training and 2 validation MRIs: the 2 post-surgical subjects are left out)
+    assert got[("train", "CER", "bilateral")] == 0 and got[("val", "COR", "normal")] == 4
 
 
 @pytest.mark.parametrize("study_cfg", [None, "tiny"])
@@ -442,7 +449,8 @@ def test_builder_builds_exactly_what_plan_predicts(repo, tmp_path, study_cfg):
             "s1": [r | {"subject": f"{int(r['subject']) + 1:02d}"} for r in s1_records(8)],
             "s2_native": [r | {"subject": f"{int(r['subject']) + 1:02d}"} for r in s2_records(8)],
             "s2_template": [r | {"subject": f"{int(r['subject']) + 1:02d}"} for r in s2_records(8, "template")],
-            "s3": [{"subject": f"{i:02d}", "volumes": {"spect_cbf": phantom(i), "pet_cbf": phantom(i + 7)}}
+            "s3": [{"subject": f"{i:02d}", "volumes": {"spect_cbf": phantom(i), "pet_cbf": phantom(i + 7),
+                                                   "brain": (phantom(i) > 0).astype(np.float32)}}
                    for i in range(1, 9)]}
     for name, design in p["designs"].items():
         idx = build_dataset(name, recs[name], cfg, tmp_path / name)

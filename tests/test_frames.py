@@ -186,13 +186,18 @@ def test_similarity_is_measured_on_the_dataset_slices_next_to_the_published_valu
     from spectsynth.simulate.scan_qc import similarity_table
 
     pet = _emission(t1w_4mm)
+    brain = np.asanyarray(t1w_4mm.dataobj) > 0
     files = {}
     for name, data in (("pet", pet), ("same", pet), ("blurred", ndimage.gaussian_filter(pet, 2.5))):
         files[name] = tmp_path / f"{name}.nii.gz"
         nib.save(image_on_grid(data.astype(np.float32), Grid.of(t1w_4mm)), files[name])
+    files["brain"] = tmp_path / "brain.nii.gz"
+    nib.save(image_on_grid(brain.astype(np.uint8), Grid.of(t1w_4mm)), files["brain"])
     cfg = {"s3": {"size": 32, "n_slices": 4}}
-    same = similarity_table({"s3": {"01": {"spect_cbf": files["same"], "pet_cbf": files["pet"]}}}, cfg)
-    blur = similarity_table({"s3": {"01": {"spect_cbf": files["blurred"], "pet_cbf": files["pet"]}}}, cfg)
+    same = similarity_table({"s3": {"01": {"spect_cbf": files["same"], "pet_cbf": files["pet"],
+                                           "brain": files["brain"]}}}, cfg)
+    blur = similarity_table({"s3": {"01": {"spect_cbf": files["blurred"], "pet_cbf": files["pet"],
+                                           "brain": files["brain"]}}}, cfg)
     assert len(same) == 4 and (same["input"] == "spect_cbf").all()
     assert same["ssim"].min() > 0.999 and blur["ssim"].mean() < 0.95
     summary = qc_summary(pd.DataFrame(columns=["scan", "modality", "mean_mm", "p95_mm", "pose_displacement_mm",

@@ -49,7 +49,8 @@ def trained(tmp_path_factory):
            "params": {"pbr": s, "cbr": s, "slr": 1.0, "design_set": ds}} for i in range(6)
           for s, ds in ((0.2, "main"), (0.5, "validation"))]
     s2 = [{"subject": f"{i:02d}", "space": "native",
-           "volumes": {"mri": phantom(i), "pet": phantom(i + 50), "spect": phantom(i + 99)}} for i in range(6)]
+           "volumes": {"mri": phantom(i), "pet": phantom(i + 50), "spect": phantom(i + 99),
+                       "brain": (phantom(i) > 0).astype(np.float32)}} for i in range(6)]
     for name, recs in (("s1", s1), ("s0", s0), ("s2_native", s2)):
         build_dataset(name, recs, cfg, root / "datasets" / name)
     specs = {}
@@ -85,6 +86,11 @@ def test_paired_predictions_match_the_network_in_eval_mode(trained, key, tmp_pat
                                           experiment=spec["experiment"])
     assert attrs["model"] == spec["model"]
     assert arrays["prediction"].shape == arrays["target"].shape == (len(test), 1, 32, 32)
+    # S2's shards hold the T1w brain mask: it travels into the prediction file, never into the network
+    if spec["dataset"].startswith("s2"):
+        assert arrays["brain"].shape == (len(test), 1, 32, 32) and arrays["input"].shape[1] == 1
+    else:
+        assert "brain" not in arrays
     # the same network, rebuilt independently, in eval mode gives the same predictions
     nets, _ = load_for_inference(root / "experiments" / spec["experiment"] / "best.pt")
     net = nets["G"] if "G" in nets else nets["vae"]

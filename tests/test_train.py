@@ -55,7 +55,8 @@ def shards(tmp_path_factory):
            "params": {"pbr": s, "cbr": s, "slr": 1.0, "design_set": ds}} for i in range(6)
           for s, ds in ((0.2, "main"), (0.5, "main"), (0.8, "validation"))]
     s2 = [{"subject": f"{i:02d}", "space": "native",
-           "volumes": {"mri": phantom(i), "pet": phantom(i + 50), "spect": phantom(i + 99)}} for i in range(6)]
+           "volumes": {"mri": phantom(i), "pet": phantom(i + 50), "spect": phantom(i + 99),
+                       "brain": (phantom(i) > 0).astype(np.float32)}} for i in range(6)]
     for name, recs in (("s1", s1), ("s0", s0), ("s2_native", s2)):
         build_dataset(name, recs, cfg, root / name)
     return root

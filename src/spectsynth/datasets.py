@@ -89,7 +89,8 @@ NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
 # 2: S0 index columns sbr_<region> / orig_sbr_<region> (known SBR of damaged slice and original).
 # 3: the published designs (spectsynth.design): S0 splits by degradation set, S1 sampled to
 #    datasets.s1.counts, S2 reads the brain-extracted T1w.
-INDEX_VERSION = 3
+# 4: S2 and S3 store the T1w brain mask as channel ``brain`` and choose their slices from it.
+INDEX_VERSION = 4
 
 # Each dataset's defaults are its study's (``spectsynth.studies.<key>``: ``dataset_defaults``).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {s.key: s.dataset_defaults for s in REGISTRY.values()}
@@ -270,7 +271,7 @@ def extract_slices(study: str, records: Iterable[Mapping], spec: Mapping) -> tup
         nz = next(iter(vols.values())).shape[2]
         base = {"subject": subject, "record": rec_i, "pattern": rec.get("pattern") or "",
                 "level": "", "space": rec.get("space") or spec.get("space") or "",
-                "source": _source_of(rec, st.roles[-1]), "n_z": nz, **_params_of(rec)}
+                "source": _source_of(rec, target_role(st)), "n_z": nz, **_params_of(rec)}
         for image, row in st.extract(rec, vols, base, spec):
             images.append(image)
             rows.append(row)
@@ -279,25 +280,60 @@ def extract_slices(study: str, records: Iterable[Mapping], spec: Mapping) -> tup
     return arr, rows
 
 
+BRAIN_CHANNEL = "brain"   # a paired study's T1w brain mask: chooses slices, masks metrics, never a model input
+
+
+def target_role(study) -> str:
+    """The target role of a paired study: its last role that is not the brain mask."""
+    return [r for r in study.roles if r != BRAIN_CHANNEL][-1]
+
+
+def brain_profile(mask: np.ndarray) -> np.ndarray:
+    """Brain cross-section of every axial slice of a 3-D mask, as a fraction of the slice's pixels."""
+    m = np.asarray(mask, dtype=np.float64) > 0.5
+    return m.reshape(-1, m.shape[2]).mean(axis=0)
+
+
+def input_slice_range(vols: Mapping[str, np.ndarray], inputs: Sequence[str], threshold: float) -> tuple[int, int]:
+    """The z range from which a paired dataset draws its slices, chosen from the input side only.
+
+    With a brain mask (:data:`BRAIN_CHANNEL`): the slices whose brain cross-section is at least
+    ``threshold`` of the largest one; without one: the slices where every input channel's
+    maximum exceeds ``threshold`` of that channel's volume maximum.  The target never takes
+    part, so a model is never scored on slices picked by what it must predict.
+    """
+    if BRAIN_CHANNEL in vols:
+        prof = brain_profile(vols[BRAIN_CHANNEL])
+        mx = float(prof.max())
+        idx = np.flatnonzero(prof >= threshold * mx) if mx > 0 else np.array([], int)
+        return (int(idx[0]), int(idx[-1])) if idx.size else (0, -1)
+    ranges = [_extent(vols[r], threshold) for r in inputs]
+    return max(r[0] for r in ranges), min(r[1] for r in ranges)
+
+
 def paired_slices(study, rec: Mapping, vols: Mapping[str, np.ndarray], base: Mapping, spec: Mapping):
     """Slices of a paired record (input and target volumes on one grid): ``n_slices`` axial slices
-    evenly spaced over the target's extent with signal, every channel normalised on its own."""
+    evenly spaced over the input's brain extent (:func:`input_slice_range`), every image channel
+    normalised on its own; the brain mask channel, when the study has one, is stored as its
+    resized mask (0..1, gain 1, bias 0)."""
     size, method, name = int(spec["size"]), spec["normalise"], spec.get("name", study.key)
-    ref_vol = vols[study.roles[-1]]
-    lo, hi = _extent(ref_vol, float(spec["extent_threshold"]))
+    target = target_role(study)
+    inputs = [r for r in study.roles if r not in (target, BRAIN_CHANNEL)]
+    threshold = float(spec["extent_threshold"])
+    lo, hi = input_slice_range(vols, inputs, threshold)
     zs = _evenly(lo, hi, int(spec["n_slices"]))
     if len(zs) < int(spec["n_slices"]):
         raise InputDataError(
-            f"dataset {name}: {len(zs)} axial slices have signal (above "
-            f"{float(spec['extent_threshold']):g} of the maximum), fewer than the "
-            f"{int(spec['n_slices'])} of datasets.{spec['key']}.n_slices", subject=base["subject"],
+            f"dataset {name}: {len(zs)} axial slices hold enough brain (at least {threshold:g} of the "
+            f"largest cross-section of the input side), fewer than the {int(spec['n_slices'])} of "
+            f"datasets.{spec['key']}.n_slices", subject=base["subject"],
             path=base["source"], hint=f"Lower datasets.{spec['key']}.n_slices or extent_threshold, or "
                                       "check this subject's images")
     for z in zs:
         chans, gains = [], []
         for role in study.roles:
             sl = resize_slice(axial_slice(vols[role], z), size)
-            g, b = normalise_gain_bias(sl, method)
+            g, b = (1.0, 0.0) if role == BRAIN_CHANNEL else normalise_gain_bias(sl, method)
             chans.append(sl * g + b)
             gains.append((g, b))
         yield np.stack(chans), {**base, "slice_index": z, **_gain_cols(study.channels, gains)}

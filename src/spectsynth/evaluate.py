@@ -35,6 +35,11 @@ from .infer import load_predictions
 log = logging.getLogger(__name__)
 
 PAIRED_METRICS = ("rmse", "ssim", "psnr")
+# the same inside the brain (the T1w brain mask, zero padding cropped): what verdicts use
+BRAIN_METRICS = ("rmse_brain", "ssim_brain", "psnr_brain")
+FLOOR_BACKGROUND = "floor: all background"
+FLOOR_OUTLINE = "floor: outline only"
+BACKGROUND_VALUE = -1.0   # the lower bound of the (-1, 1) slices: the value of empty space
 NOT_COMPUTED_COLUMNS = ["study", "what", "reason"]
 
 
@@ -115,15 +120,21 @@ def paired_slice_metrics(experiment: str, arrays: Mapping[str, np.ndarray], tabl
                          data_range: float, win_size: int | None = None,
                          against: str = "prediction") -> pd.DataFrame:
     """RMSE/SSIM/PSNR per slice of ``arrays[against]`` vs ``arrays['target']`` (channel 0),
-    with subject and slice_index from the prediction table."""
+    with subject and slice_index from the prediction table.
+
+    When ``arrays`` holds ``brain`` (the T1w brain mask the dataset stores beside the slices and
+    inference carries into the prediction file), also the in-brain ``rmse_brain, ssim_brain,
+    psnr_brain`` and ``brain_fraction`` (:func:`spectsynth.metrics.masked_metrics`)."""
     src = np.asarray(arrays[against], dtype=np.float64)[:, 0]
     tgt = np.asarray(arrays["target"], dtype=np.float64)[:, 0]
+    brain = np.asarray(arrays["brain"], dtype=np.float64)[:, 0] if "brain" in arrays else None
     parts = []
     for subject, sub in table.groupby("subject", sort=True):
         idx = sub.index.to_numpy()
         with context(experiment=experiment, subject=str(subject)):
             part = M.slice_metrics(src[idx], tgt[idx], data_range=data_range,
-                                   slice_ids=sub["slice_index"].tolist(), win_size=win_size)
+                                   slice_ids=sub["slice_index"].tolist(), win_size=win_size,
+                                   masks=None if brain is None else brain[idx])
         part = with_columns(part, experiment=experiment, subject=str(subject)).rename(columns={"slice": "slice_index"})
         part["pred_row"] = idx
         parts.append(part)
@@ -181,3 +192,81 @@ def apply_pixel_linear_map(coef: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return coef[0][None] + np.einsum("chw,nchw->nhw", coef[1:], x)
 
 
+
+
+# ----------------------------------------------------------------------------- floors
+def background_floor(shape: Sequence[int], value: float = BACKGROUND_VALUE) -> np.ndarray:
+    """The all-background floor: every pixel at the background value (``(N, H, W)``)."""
+    return np.full(tuple(shape), float(value), dtype=np.float64)
+
+
+def outline_sigmas(size: int) -> tuple[float, ...]:
+    """Candidate blur widths (px) of the outline floor for ``size``-px slices (1/128 .. 1/16 of the side)."""
+    return tuple(float(size) * f for f in (1 / 128, 1 / 64, 1 / 32, 1 / 16))
+
+
+def _blur(masks: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy import ndimage
+
+    m = M.brain_mask(masks).astype(np.float64)
+    return ndimage.gaussian_filter(m, sigma=(0, float(sigma), float(sigma)), mode="constant")
+
+
+def fit_outline_floor(chunks, *, size: int, experiment: str = "") -> dict[str, float]:
+    """The outline floor's rule, fitted on the training split only.
+
+    ``chunks`` yields ``(n, 2, H, W)`` training arrays: the brain mask, then the target.  The
+    floor is ``a + b * blur(mask, sigma)``: the input's brain outline, blurred, with no
+    perfusion information; ``sigma`` (from :func:`outline_sigmas`), ``a`` and ``b`` are the
+    least-squares choice over every training pixel.  Returns ``{"sigma", "a", "b"}``.
+    """
+    sigmas = outline_sigmas(size)
+    acc = {s: np.zeros(6) for s in sigmas}   # n, sum x, sum y, sum xx, sum xy, sum yy
+    for arr in chunks:
+        y = np.asarray(arr[:, 1], dtype=np.float64)
+        for s in sigmas:
+            x = _blur(arr[:, 0], s)
+            acc[s] += [x.size, x.sum(), y.sum(), (x * x).sum(), (x * y).sum(), (y * y).sum()]
+    best = None
+    for s, (n, sx, sy, sxx, sxy, syy) in acc.items():
+        var = n * sxx - sx * sx
+        if n < 2 or var <= 0:
+            continue
+        b = (n * sxy - sx * sy) / var
+        a = (sy - b * sx) / n
+        sse = syy - a * sy - b * sxy
+        if best is None or sse < best[0]:
+            best = (sse, {"sigma": float(s), "a": float(a), "b": float(b)})
+    if best is None:
+        raise EvaluationError("the outline floor needs training slices with a brain mask",
+                              experiment=experiment, hint="Rebuild the dataset (its shards need the brain channel)")
+    return best[1]
+
+
+def outline_floor(masks: np.ndarray, rule: Mapping[str, float]) -> np.ndarray:
+    """The outline floor of ``(N, H, W)`` masks with the rule :func:`fit_outline_floor` fitted."""
+    return rule["a"] + rule["b"] * _blur(np.asarray(masks, dtype=np.float64), rule["sigma"])
+
+
+def describe_outline(rule: Mapping[str, float]) -> str:
+    return (f"{rule['a']:.3f} + {rule['b']:.3f} x brain mask blurred with sigma {rule['sigma']:.2g} px "
+            "(least squares on the training split)")
+
+
+def floor_metrics(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.DataFrame,
+                  rule: Mapping[str, float], *, data_range: float,
+                  win_size: int | None = None) -> dict[str, pd.DataFrame]:
+    """Per-slice metrics of the two floors on a run's test slices: :data:`FLOOR_BACKGROUND`
+    (every pixel at the background value) and :data:`FLOOR_OUTLINE` (:func:`outline_floor`
+    of the input's brain mask).  ``arrays`` needs ``target`` and ``brain``."""
+    if "brain" not in arrays:
+        raise EvaluationError("the prediction file holds no brain mask", experiment=experiment,
+                              hint="Rebuild the dataset and rerun predict_experiment")
+    tgt = np.asarray(arrays["target"], dtype=np.float64)
+    masks = np.asarray(arrays["brain"], dtype=np.float64)[:, 0]
+    series = {FLOOR_BACKGROUND: background_floor(tgt.shape), FLOOR_OUTLINE: outline_floor(masks, rule)[:, None]}
+    out = {}
+    for name, img in series.items():
+        out[name] = paired_slice_metrics(experiment, {**arrays, "floor": img}, table, data_range=data_range,
+                                         win_size=win_size, against="floor")
+    return out

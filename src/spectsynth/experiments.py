@@ -22,8 +22,8 @@ from .studies import REGISTRY
 from .studies.base import fail
 
 # preset: original = the pix2pix paper (Isola et al. 2017): lr 2e-4, beta1 0.5, lambda 100, batch 1.
-# preset: paper_weights = the loss weights lambda_L1 = 100, lambda_SSIM = 1 (S2's L1+SSIM runs as
-# first reproduced), under which the SSIM term is only ~1-3 % of the generator loss.
+# preset: paper_weights = the pix2pix default weights with lambda_SSIM = 1 (lambda_L1 = 100; not a
+# value S2 publishes), under which the SSIM term is only ~1-3 % of the generator loss.
 PRESETS: dict[str, dict[str, Any]] = {
     "study": {},
     "original": {"lr": 2e-4, "betas": [0.5, 0.999], "lambda_l1": 100.0, "batch_size": 1},

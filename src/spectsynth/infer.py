@@ -161,7 +161,7 @@ def load_predictions(h5_path: str | Path, tsv_path: str | Path, *,
     if len(table) != n:
         raise EvaluationError(f"{h5_path} holds {n} predictions but {tsv_path} lists {len(table)}",
                               experiment=exp, hint="Rerun predict_experiment")
-    for key in ("input", "target"):
+    for key in ("input", "target", "brain"):
         if key in arrays and arrays[key].shape[0] != n:
             raise EvaluationError(f"{key} and prediction counts differ in {h5_path}", experiment=exp)
     return arrays, table, attrs

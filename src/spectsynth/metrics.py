@@ -3,7 +3,8 @@
 One implementation each; the workflow's evaluation rules and the tests call these.
 
 * S2/S3 image similarity per slice: :func:`rmse`, :func:`ssim`, :func:`psnr` and the table
-  builders :func:`slice_metrics` / :func:`volume_slice_metrics`.  scikit-image is the
+  builders :func:`slice_metrics` / :func:`volume_slice_metrics`; the same inside a brain mask,
+  with the zero padding cropped away: :func:`brain_box`, :func:`masked_metrics`.  scikit-image is the
   reference implementation; the data range is always an explicit argument and is written
   into every table row, so a reader knows what a PSNR of 26 dB was measured against.
 * S0 anatomy: :func:`segment_basal_ganglia` (method below), :func:`anatomy_shape`
@@ -175,13 +176,76 @@ def ssim(prediction, target, *, data_range: float,
     return float(skm.structural_similarity(b, a, data_range=dr, win_size=win_size))
 
 
+MASK_LEVEL = 0.5   # a resized brain mask (0..1) counts a pixel as brain above this
+
+
+def brain_mask(mask) -> np.ndarray:
+    """Boolean brain mask of a (possibly resized, fractional) mask image: pixels above :data:`MASK_LEVEL`."""
+    return np.asarray(mask, dtype=np.float64) > MASK_LEVEL
+
+
+def brain_box(mask, *, margin: int) -> tuple[slice, ...]:
+    """The bounding box of a 2-D mask grown by ``margin`` pixels on every side (clipped to the image).
+
+    Raises :class:`EvaluationError` for an empty mask.
+    """
+    m = np.asarray(mask).astype(bool)
+    if not m.any():
+        raise EvaluationError("the brain mask of this slice is empty",
+                              hint="Choose slices through the brain (the dataset's extent_threshold)")
+    box = []
+    for axis in range(m.ndim):
+        other = tuple(a for a in range(m.ndim) if a != axis)
+        idx = np.flatnonzero(m.any(axis=other))
+        box.append(slice(max(int(idx[0]) - margin, 0), min(int(idx[-1]) + margin + 1, m.shape[axis])))
+    return tuple(box)
+
+
+def masked_metrics(prediction, target, mask, *, data_range: float,
+                   win_size: int | None = None) -> dict[str, float]:
+    """RMSE, SSIM and PSNR of one 2-D slice inside a brain mask.
+
+    ``mask``: boolean (or a 0..1 image, thresholded by :func:`brain_mask`), never taken from
+    the target.  RMSE and PSNR use the mask's pixels only.  SSIM is computed on the mask's
+    bounding box grown by the SSIM window (:func:`brain_box`), so the zero padding around the
+    head drops out, and its SSIM map is averaged over the mask's pixels only: the shared
+    background and the shared outline do not count.  Returns ``rmse_brain, ssim_brain,
+    psnr_brain, brain_fraction`` (the mask's share of the slice); identical images inside the
+    mask give ``psnr_brain`` inf, which :func:`slice_metrics` refuses to tabulate.
+    """
+    dr = _check_data_range(data_range)
+    a, b = check_same_shape(prediction, target)
+    m = np.asarray(mask)
+    m = m if m.dtype == bool else brain_mask(m)
+    if m.shape != a.shape or a.ndim != 2:
+        raise EvaluationError(f"masked metrics need 2-D slices and a mask of the same shape, got "
+                              f"{a.shape} and {m.shape}")
+    win = 7 if win_size is None else int(win_size)
+    box = brain_box(m, margin=win)
+    pa, pb, pm = a[box], b[box], m[box]
+    smallest = min(pa.shape)
+    fits = smallest if smallest % 2 else smallest - 1
+    win = min(win, fits)
+    if win < 3:
+        raise EvaluationError(f"the brain box {pa.shape} is too small for an SSIM window",
+                              hint="Choose slices through the brain (the dataset's extent_threshold)")
+    _, smap = skm.structural_similarity(pb, pa, data_range=dr, win_size=win, full=True)
+    mse = float(np.mean((a[m] - b[m]) ** 2))
+    return {"rmse_brain": math.sqrt(mse), "ssim_brain": float(smap[pm].mean()),
+            "psnr_brain": float(10.0 * math.log10(dr ** 2 / mse)) if mse > 0 else math.inf,
+            "brain_fraction": float(m.mean())}
+
+
 def slice_metrics(prediction, target, *, data_range: float, slice_ids: Sequence | None = None,
-                  win_size: int | None = None) -> pd.DataFrame:
+                  win_size: int | None = None, masks=None) -> pd.DataFrame:
     """RMSE, SSIM and PSNR per slice of a stack (``(n, H, W)`` or one ``(H, W)`` slice).
 
     Returns one row per slice with columns ``slice, rmse, ssim, psnr, data_range`` (the
-    caller adds experiment and subject).  A slice whose prediction equals its target exactly
-    (PSNR infinite) is an error: blank slices belong out of the evaluation set, not in a mean.
+    caller adds experiment and subject): the whole slice, as S2 and S3 computed them.  With
+    ``masks`` (brain masks of the same shape, from the input side), also ``rmse_brain,
+    ssim_brain, psnr_brain, brain_fraction`` (:func:`masked_metrics`).  A slice whose
+    prediction equals its target exactly (PSNR infinite) is an error: blank slices belong out
+    of the evaluation set, not in a mean.
     """
     dr = _check_data_range(data_range)
     a, b = check_same_shape(prediction, target)
@@ -189,23 +253,34 @@ def slice_metrics(prediction, target, *, data_range: float, slice_ids: Sequence 
         a, b = a[None], b[None]
     if a.ndim != 3:
         raise EvaluationError(f"expected slices of shape (n, H, W) or (H, W), got {a.shape}")
+    if masks is not None:
+        masks = np.asarray(masks)
+        masks = masks[None] if masks.ndim == 2 else masks
+        if masks.shape != a.shape:
+            raise EvaluationError(f"brain masks have shape {masks.shape} but the slices {a.shape}")
     ids = list(range(a.shape[0])) if slice_ids is None else list(slice_ids)
     if len(ids) != a.shape[0]:
         raise EvaluationError(f"{len(ids)} slice ids for {a.shape[0]} slices")
     rows = []
-    for sid, p, t in zip(ids, a, b, strict=True):
+    for i, (sid, p, t) in enumerate(zip(ids, a, b, strict=True)):
         value = psnr(p, t, data_range=dr)
         if not math.isfinite(value):
             raise EvaluationError(
                 f"slice {sid}: prediction equals target exactly, PSNR is infinite",
                 hint="Exclude blank (constant) slices from the evaluation set")
-        rows.append({
+        row = {
             "slice": sid,
             "rmse": rmse(p, t),
             "ssim": ssim(p, t, data_range=dr,
                          win_size=win_size),
             "psnr": value, "data_range": dr,
-        })
+        }
+        if masks is not None:
+            row.update(masked_metrics(p, t, masks[i], data_range=dr, win_size=win_size))
+            if not math.isfinite(row["psnr_brain"]):
+                raise EvaluationError(f"slice {sid}: prediction equals target inside the brain, PSNR is infinite",
+                                      hint="Exclude blank (constant) slices from the evaluation set")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -96,7 +96,7 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
                 "subjects (inputs.demo.n_resected for the demo's resections)")
         by_participant.update(dict.fromkeys(fixed, k))
     order = [s for s in subjects if s not in forced]
-    np.random.default_rng(int(cfg["seed"])).shuffle(order)
+    np.random.default_rng(int(cfg["seed"]) if cfg["seed"] is not None else 0).shuffle(order)
     i = 0
     for k in SPLITS:
         free = counts[k] - sum(1 for v in forced.values() if v == k)

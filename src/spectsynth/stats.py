@@ -649,3 +649,52 @@ def two_sample_power(n1: int, n2: int, *, effect_d: float, alpha: float = 0.05) 
         raise EvaluationError(f"effect size must be > 0, got {effect_d}")
     return float(TTestIndPower().power(effect_size=float(effect_d), nobs1=int(n1), alpha=alpha,
                                        ratio=int(n2) / int(n1), alternative="two-sided"))
+
+
+# ------------------------------------------------------------------ the patient as the unit
+SUBJECT_UNIT = "test subjects (each the mean of its slices)"
+
+
+def subject_means(data: pd.DataFrame, values: Sequence[str], *, by: Sequence[str] = (),
+                  subject: str = "subject") -> pd.DataFrame:
+    """Mean of ``values`` per subject (and per ``by`` group): one row per subject, so a test on
+    it counts patients, not slices.  Adds ``n_slices`` (slices averaged per row)."""
+    missing = [c for c in [*values, *by, subject] if c not in data.columns]
+    if missing:
+        raise EvaluationError(f"columns {missing} are missing (have {list(data.columns)})")
+    keys = [*by, subject]
+    grouped = data.groupby(keys, sort=True)
+    out = grouped[list(values)].mean().reset_index()
+    out["n_slices"] = grouped.size().to_numpy()
+    return out
+
+
+def subject_pairs(a: pd.DataFrame, b: pd.DataFrame, value: str, *,
+                  subject: str = "subject") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per-subject means of ``value`` in ``a`` and in ``b``, paired by subject (subjects in both
+    only): ``(a_means, b_means, subjects)``.  Slices of different grids (S2's native and
+    template spaces) are compared this way, never slice by slice."""
+    ma = a.groupby(subject, sort=True)[value].mean()
+    mb = b.groupby(subject, sort=True)[value].mean()
+    common = sorted(set(ma.index) & set(mb.index))
+    return ma.loc[common].to_numpy(float), mb.loc[common].to_numpy(float), [str(s) for s in common]
+
+
+def paired_power(a, b, effect: float, *, alpha: float) -> float | None:
+    """Power of a two-tailed paired t-test on these pairs to detect a mean difference ``effect``
+    (in the data's units, scaled by the pairs' SD of differences): the noncentral t with
+    ``n - 1`` degrees of freedom and noncentrality ``effect / sd * sqrt(n)``.  None when it cannot
+    be said (fewer than 2 pairs, no spread of the differences)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.size < 2:
+        return None
+    sd = float(d.std(ddof=1))
+    if not np.isfinite(sd) or sd == 0:
+        return None
+    df = d.size - 1
+    nc = abs(float(effect)) / sd * math.sqrt(d.size)
+    crit = float(sps.t.ppf(1 - float(alpha) / 2, df))
+    power = float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    if not math.isfinite(power):   # scipy's noncentral t fails far in the tail: the power is one there
+        return 1.0 if nc > crit else None
+    return min(max(power, 0.0), 1.0)

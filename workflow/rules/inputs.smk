@@ -1,5 +1,6 @@
 # Inputs: the demo cohort or DICOM conversion, then one validation per subject and image.
 
+
 rule make_demo_subject:
     output:
         **{

@@ -59,7 +59,8 @@ def predict_paired(nets, spec: Mapping, shard_path: str | Path, index: pd.DataFr
     """Predict every slice of a test shard with a paired network (pix2pix G or (c)VAE).
 
     Returns ``input``, ``target``, ``prediction`` arrays ``(N, C, H, W)`` (float32, the
-    shard's normalised units) and ``row`` (the shard rows).
+    shard's normalised units), ``row`` (the shard rows) and, when the shard has it, ``brain``
+    (the T1w brain mask, ``(N, 1, H, W)``).
     """
     from ..datasets import SliceShard
 
@@ -93,7 +94,10 @@ def predict_paired(nets, spec: Mapping, shard_path: str | Path, index: pd.DataFr
     if not np.all(np.isfinite(pred)):
         raise EvaluationError(f"{int((~np.isfinite(pred)).sum())} predicted pixels are NaN or Inf",
                               experiment=name, hint="The trained weights are broken; retrain the experiment")
-    return {"input": inp, "target": tgt, "prediction": pred, "row": np.asarray(shard.rows)}
+    out = {"input": inp, "target": tgt, "prediction": pred, "row": np.asarray(shard.rows)}
+    if "brain" in shard.channels:   # the T1w brain mask travels with the slices for the in-brain metrics
+        out["brain"] = np.ascontiguousarray(images[:, shard.channel_index(["brain"])], dtype=np.float32)
+    return out
 
 
 def predict_paired_table(nets, spec: Mapping, test_shard: str | Path, index: pd.DataFrame, *,

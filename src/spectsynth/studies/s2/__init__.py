@@ -3,7 +3,9 @@
 The experiment grid is inputs (mri, pet, mri+pet) x spaces (native, template) x losses
 (l1, l1+ssim): 12 runs from one compact entry; one dataset per space (``s2_native``,
 ``s2_template``); the evaluation compares the whole grid at once (Table 4, paired t-tests,
-violin plots) with two baselines (input as SPECT, per-pixel linear map of the training split).
+violin plots, verdicts) with two baselines (input as SPECT, per-pixel linear map of the training
+split) and two floors (all background, the blurred brain outline), whole slice as S2 computed it
+and inside the brain (the T1w brain mask, channel ``brain`` of the shards).
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from ..base import SPLIT_DEFAULT, Context, Output, Similarity, Study, as_list, f
 
 INPUTS = {"mri": ["mri"], "pet": ["pet"], "mri+pet": ["mri", "pet"]}
 SPACES = ("native", "template")
-# loss token -> default lambda_ssim.  With lambda_L1 = 100 the two pixel terms start at about
-# 100 x 0.7 (L1 of an untrained generator on (-1, 1) slices) and lambda_SSIM x 1 (1 - SSIM):
-# lambda_SSIM = 50 gives the SSIM term about 40 % of the generator loss at the start and about
-# half near S2's published end point (L1 ~ 0.05, SSIM ~ 0.87), so the SSIM arm can matter.
-# The shares are measured in every run's history.csv (G_share_*); preset paper_weights keeps 1.
+# loss token -> default lambda_ssim.  S2 publishes the loss formula, not its weights.  With
+# lambda_L1 = 100 the two pixel terms start at about 100 x 0.7 (L1 of an untrained generator on
+# (-1, 1) slices) and lambda_SSIM x 1 (1 - SSIM): lambda_SSIM = 50 gives the SSIM term about 40 %
+# of the generator loss at the start, so the SSIM arm can matter.  The shares are measured in
+# every run's history.csv (G_share_*).  Preset paper_weights is the pix2pix default weights with
+# lambda_SSIM = 1, not a published value.
 SSIM_WEIGHT = 50.0
 LOSSES = {"l1": 0.0, "l1+ssim": SSIM_WEIGHT}
-# lambda_SSIM of the l1+ssim runs under a preset (the l1 runs always have 0)
+# lambda_SSIM of the l1+ssim runs under a preset (the l1 runs always have 0); paper_weights: the
+# pix2pix default weights with lambda_SSIM = 1 (not a value S2 publishes)
 PRESET_SSIM_WEIGHT: dict[str, float] = {"paper_weights": 1.0}
 TOKEN = {"mri+pet": "mripet", "l1+ssim": "l1ssim"}
 
@@ -41,8 +45,10 @@ class S2(Study):
     # reference S2 says it started from (S2 reports only the changed batch size and rate).
     training_defaults = {"epochs": 1000, "batch_size": 8, "lr": 1e-4, "betas": [0.5, 0.999],
                          "selection_metric": "ssim"}
-    channels = ("mri", "pet", "spect")
-    roles = ("mri", "pet", "spect")
+    # "brain": the T1w brain mask of the space; it chooses the slices and masks the in-brain
+    # metrics, never a model input (spectsynth.datasets.BRAIN_CHANNEL)
+    channels = ("mri", "pet", "spect", "brain")
+    roles = ("mri", "pet", "spect", "brain")
     condition_columns = ()
     report_category = "7. Results S2"
     per_experiment = False
@@ -60,6 +66,8 @@ class S2(Study):
         "table4": Output("table4.tsv", "evaluate_s2.rst", "Tables",
                          ("table", "Table 4 (mean, CV) with baselines and published rows")),
         "published": Output("published.tsv", "evaluate_s2.rst", "Tables", ("table", "ours next to the published values")),
+        "verdicts": Output("verdicts.tsv", "evaluate_s2.rst", "Statistics",
+                           ("table", "verdicts on the published findings")),
         "violin": Output("violin_metrics.png", "evaluate_s2.rst", "Figures",
                          ("figure", "violin plots per metric, with baselines")),
         "not_computed": Output("not_computed.tsv", "evaluate_not_computed.rst", "Statistics",
@@ -68,7 +76,7 @@ class S2(Study):
 
     # 30 / 6 / 12 of S2's 48 patients (spectsynth.design checks it at paper scale)
     dataset_defaults = {"size": 64, "spaces": list(SPACES), "n_slices": 20, "normalise": "minmax_pm1",
-                        "extent_threshold": 0.05,
+                        "extent_threshold": 0.25,
                         "split": {**SPLIT_DEFAULT, "fractions": {"train": 0.625, "val": 0.125, "test": 0.25}},
                         "augment": {"shift_px": 0, "flip": False}}
 
@@ -112,9 +120,9 @@ class S2(Study):
         scans = sim_paths.scans(out, subject, sim)   # registered by register_modality
         anat = f"{out}/sub-{subject}/anat/sub-{subject}"
         # S2 ran FSL BET on the MRI: its input is the brain-extracted T1w.
-        mri = f"{anat}_desc-brain_T1w.nii.gz" if space == "native" else \
-            f"{anat}_space-MNI152_desc-brain_T1w.nii.gz"
-        return {"mri": mri, "pet": scans["fdg"][space], "spect": scans["perfusion"][space]}
+        prefix = anat if space == "native" else f"{anat}_space-MNI152"
+        return {"mri": f"{prefix}_desc-brain_T1w.nii.gz", "pet": scans["fdg"][space],
+                "spect": scans["perfusion"][space], "brain": f"{prefix}_desc-brain_mask.nii.gz"}
 
     def keeps_record(self, rec: Mapping, spec: Mapping) -> bool:
         return rec.get("space") in (None, spec.get("space"))

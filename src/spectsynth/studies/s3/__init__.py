@@ -26,11 +26,13 @@ class S3(Study):
     # S3 names no settings: S2's batch size and rate, the pix2pix reference's 200 epochs.
     training_defaults = {"epochs": 200, "batch_size": 8, "lr": 1e-4, "betas": [0.5, 0.999],
                          "selection_metric": "ssim"}
-    dataset_defaults = {"size": 64, "n_slices": 20, "normalise": "max_pm1", "extent_threshold": 0.05,
+    dataset_defaults = {"size": 64, "n_slices": 20, "normalise": "max_pm1", "extent_threshold": 0.25,
                         "split": {**SPLIT_DEFAULT, "fractions": {"train": 0.6, "val": 0.15, "test": 0.25}},
                         "augment": {"shift_px": 0, "flip": False}}
-    channels = ("spect_cbf", "pet_cbf")
-    roles = ("spect_cbf", "pet_cbf")
+    # "brain": the T1w brain mask; it chooses the slices and masks the in-brain metrics, never a
+    # model input (spectsynth.datasets.BRAIN_CHANNEL)
+    channels = ("spect_cbf", "pet_cbf", "brain")
+    roles = ("spect_cbf", "pet_cbf", "brain")
     condition_columns = ()
     report_category = "8. Results S3"
     per_experiment = True
@@ -63,7 +65,8 @@ class S3(Study):
         from ...simulate import paths as sim_paths
 
         scans = sim_paths.scans(out, subject, sim)   # registered by register_modality
-        return {"spect_cbf": scans["cbf_spect"]["native"], "pet_cbf": scans["cbf_pet"]["native"]}
+        return {"spect_cbf": scans["cbf_spect"]["native"], "pet_cbf": scans["cbf_pet"]["native"],
+                "brain": f"{out}/sub-{subject}/anat/sub-{subject}_desc-brain_mask.nii.gz"}
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:

@@ -18,13 +18,21 @@ from ... import stats as S
 from ... import verdicts as V
 from ...errors import EvaluationError, context
 from ...evaluate import (
+    BRAIN_METRICS,
+    FLOOR_BACKGROUND,
+    FLOOR_OUTLINE,
     PAIRED_METRICS,
     attempt,
+    background_floor,
+    describe_outline,
     figure_label,
+    fit_outline_floor,
     load_paired,
     message_figure,
     notes_frame,
+    outline_floor,
     paired_slice_metrics,
+    train_chunks,
     with_columns,
 )
 from ...infer import read_index
@@ -139,6 +147,83 @@ def s3_roi_means(experiment: str, raw: Mapping[str, np.ndarray], table: pd.DataF
             rows.append(rec)
     return pd.DataFrame(rows, columns=["experiment", "subject", "region", "n_pixels", "n_pixels_brain", *series,
                                        *(f"{k}{SCALE_FREE}" for k in series)])
+
+
+# series whose similarity to the target PET the tables report: model, baselines, floors
+S3_SIMILARITY = {"prediction": "pix2pix prediction", "input": S3_SERIES_TEXT["input"], "null": S3_SERIES_TEXT["null"],
+                 "floor_background": FLOOR_BACKGROUND, "floor_outline": FLOOR_OUTLINE}
+
+
+def s3_brain_masks(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
+    """Brain masks ``(N, H, W)`` of the test slices and where they come from: the T1w brain mask
+    the dataset stores (channel ``brain``) or, for datasets without it, the input SPECT above
+    :data:`BRAIN_FRACTION` of its slice's range -- never the target."""
+    if "brain" in arrays:
+        return M.brain_mask(np.asarray(arrays["brain"], dtype=np.float64)[:, 0]), "T1w brain mask"
+    x = np.asarray(arrays["input"], dtype=np.float64)[:, 0]
+    lo = x.reshape(len(x), -1).min(1)[:, None, None]
+    hi = x.reshape(len(x), -1).max(1)[:, None, None]
+    return (x - lo) > BRAIN_FRACTION * (hi - lo), f"input SPECT above {BRAIN_FRACTION:g} of its range"
+
+
+def _outline_training(train: Mapping[str, str], cout: str, *, experiment: str):
+    """(mask, target) chunks of the training split for the outline floor (nothing from the test)."""
+    from ...datasets import SliceShard
+
+    channels = SliceShard(train["h5"], preload_max_mb=0).channels
+    if "brain" in channels:
+        yield from train_chunks(train["h5"], ["brain", cout], experiment=experiment)
+        return
+    cin = next(c for c in channels if c not in (cout, "brain"))
+    for arr in train_chunks(train["h5"], [cin, cout], experiment=experiment):
+        mask, _ = s3_brain_masks({"input": arr[:, :1]})
+        yield np.stack([mask.astype(np.float64), arr[:, 1]], 1)
+
+
+def s3_similarity(experiment: str, arrays: Mapping[str, np.ndarray], table: pd.DataFrame,
+                  norm: Mapping[str, np.ndarray], train: Mapping[str, str], *, target_channel: str,
+                  data_range: float, win_size) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """S3's per-slice similarity to the target PET of the prediction, its baselines and two floors.
+
+    Series (:data:`S3_SIMILARITY`, column ``model``): the prediction, the input SPECT as the PET,
+    the training split's mean PET slice, ``floor: all background`` (every pixel -1) and ``floor:
+    outline only`` (the brain mask blurred and scaled to the PET by a rule fitted on the training
+    split, :func:`spectsynth.evaluate.fit_outline_floor`).  Each with the whole-slice ``rmse,
+    ssim, psnr`` (as S3) and the in-brain ``rmse_brain, ssim_brain, psnr_brain``
+    (:func:`s3_brain_masks`; :func:`spectsynth.metrics.masked_metrics`).
+
+    Returns ``(long, wide)``: one row per series and slice (``experiment, model, subject,
+    slice_index, pred_row``, the metrics, ``brain_fraction``, ``mask``, ``data_range``) and one
+    row per slice with ``<metric>_<series>_vs_target`` columns.
+    """
+    masks, mask_source = s3_brain_masks(arrays)
+    rule = fit_outline_floor(_outline_training(train, target_channel, experiment=experiment),
+                             size=int(norm["target"].shape[-1]), experiment=experiment)
+    series = {"prediction": norm["prediction"], "input": norm["input"], "null": norm["null"],
+              "floor_background": background_floor(norm["target"].shape),
+              "floor_outline": outline_floor(masks.astype(np.float64), rule)}
+    metric_arrays = {"target": norm["target"][:, None], "brain": masks.astype(np.float64)[:, None],
+                     **{k: np.asarray(v)[:, None] for k, v in series.items()}}
+    per = {k: paired_slice_metrics(experiment, metric_arrays, table, data_range=data_range, win_size=win_size,
+                                   against=k) for k in series}
+    long = []
+    for k, part in per.items():
+        part = part.copy()
+        part.insert(1, "model", S3_SIMILARITY[k])
+        part["mask"] = mask_source
+        if k == "floor_outline":
+            part["mask"] = f"{mask_source}; floor {describe_outline(rule)}"
+        long.append(part)
+    cols = ["experiment", "model", "subject", "slice_index", "pred_row", *PAIRED_METRICS, *BRAIN_METRICS,
+            "brain_fraction", "mask", "data_range"]
+    long = pd.concat(long, ignore_index=True)[cols]
+    wide = per["prediction"][["experiment", "subject", "slice_index", "pred_row"]].copy()
+    for m in (*PAIRED_METRICS, *BRAIN_METRICS):
+        for k in series:
+            wide[f"{m}_{k}_vs_target"] = per[k][m].to_numpy()
+    wide["brain_fraction"] = per["prediction"]["brain_fraction"].to_numpy()
+    wide["data_range"] = data_range
+    return long, wide
 
 
 def _s3_train(train: Mapping[str, str], cin: str, cout: str, *, experiment: str):
@@ -467,15 +552,19 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     subject's flow level) and at the training split's scale (the mean of the training PET
     slices in their own units: nothing from the test input).
 
-    * per slice: SSIM/RMSE/PSNR of input, prediction and null vs target (normalised units,
-      data range ``cfg['data_range']``) and the mean CBF inside the brain (input pixels above
+    * per slice (:func:`s3_similarity`; the written table has one row per series and slice,
+      column ``model``): SSIM/RMSE/PSNR of prediction, input, null and the two floors (``floor:
+      all background``, ``floor: outline only``) vs target (normalised units, data range
+      ``cfg['data_range']``), whole slice as S3 and inside the brain (``*_brain``, the T1w brain
+      mask the dataset stores), and the mean CBF inside the brain (input pixels above
       :data:`BRAIN_FRACTION` of the input slice's maximum) of every series in physical units;
     * physical units: the input and the target with their own constants; the prediction and
       the null model with :class:`spectsynth.calibration.ScaleCalibration` fitted on the
       training split (the target's scale from the input's), never with the test target's
       constants; the ``calibration`` column names it;
     * summary of the metrics over slices, and paired t-tests of the prediction against the
-      input baseline and against the null model on *subject means* (one family, corrected);
+      input baseline, the null model and the outline floor, whole slice and inside the brain, on
+      *subject means* (one family, corrected);
     * atlas-region means (``labels``: subject -> label volume, ``label_names``: value ->
       region; default the vascular territories) of every series, absolute and scale-free
       (:func:`s3_roi_means`);
@@ -514,15 +603,8 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
             "null": np.broadcast_to(null_img, (n, *null_img.shape)),
             "target": np.asarray(arrays["target"], dtype=np.float64)[:, 0]}
     win = cfg["ssim_win_size"]
-    metric_arrays = {"target": norm["target"][:, None]}
-    metric_arrays.update({k: norm[k][:, None] for k in ("input", "prediction", "null")})
-    per = {k: paired_slice_metrics(experiment, metric_arrays, table, data_range=dr, win_size=win, against=k)
-           for k in ("input", "prediction", "null")}
-    data = per["prediction"][["experiment", "subject", "slice_index", "pred_row"]].copy()
-    for m in PAIRED_METRICS:
-        for k in ("input", "prediction", "null"):
-            data[f"{m}_{k}_vs_target"] = per[k][m].to_numpy()
-    data["data_range"] = dr
+    sim, data = s3_similarity(experiment, arrays, table, norm, train, target_channel=cout, data_range=dr,
+                              win_size=win)
 
     g_in, b_in = table[f"gain_{cin}"].to_numpy(float), table[f"bias_{cin}"].to_numpy(float)
     g_t, b_t = table[f"gain_{cout}"].to_numpy(float), table[f"bias_{cout}"].to_numpy(float)
@@ -543,30 +625,44 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     for k in S3_SERIES:
         data[f"mean_{k}"] = _brain_means(raw[k], mask)[rows]
     data["calibration"] = cal.describe()
-    write_table(data, out["slice_metrics"], what="S3 per-slice metrics")
+    means = data[["pred_row", *(f"mean_{k}" for k in S3_SERIES), "calibration"]]
+    write_table(sim.merge(means, on="pred_row", how="left", validate="many_to_one"), out["slice_metrics"],
+                what="S3 per-slice metrics")
 
-    metric_cols = [f"{m}_{k}_vs_target" for m in ("ssim", "rmse", "psnr") for k in ("input", "prediction", "null")]
+    metric_cols = [f"{m}_{k}_vs_target" for m in ("ssim", "rmse", "psnr", *BRAIN_METRICS)
+                   for k in S3_SIMILARITY]
     with context(experiment=experiment):
         summ = attempt(notes, "S3", "summary (mean ± sd)", S.summary_table, data, metric_cols)
     if summ is not None:
         summ = with_columns(summ, experiment=experiment)
+        keys = {f"{m}_{k}_vs_target": (m, k) for m in (*PAIRED_METRICS, *BRAIN_METRICS) for k in S3_SIMILARITY}
+        summ.insert(1, "model", [S3_SIMILARITY[keys[v][1]] for v in summ["value"]])
+        summ.insert(2, "metric", [keys[v][0] for v in summ["value"]])
+        summ.insert(3, "version", ["inside the brain" if keys[v][0] in BRAIN_METRICS else "whole slice (as S3)"
+                                   for v in summ["value"]])
+        summ["n_counts"] = "test slices"
         pub = {f"ssim_{r['name']}": f"{r['value']:.2f}" for r in published_records("S3", "ssim")}
         summ["published"] = [pub.get(v, "not reported") for v in summ["value"]]
         summ["n_counts"] = f"test slices of {data['subject'].nunique()} subjects"
     # the patient is the unit: every metric is averaged over a subject's slices before the test
-    tested = [m for m in dict.fromkeys(("ssim", "ssim_brain", "rmse", "rmse_brain", "psnr", "psnr_brain", *PAIRED_METRICS))
-              if all(f"{m}_{k}_vs_target" in data.columns for k in ("input", "prediction", "null"))]
-    subj = subject_means(data, [f"{m}_{k}_vs_target" for m in tested for k in ("input", "prediction", "null")])
-    comps = [{"label": f"{m.upper()} prediction vs target against {base} vs target (subject means)",
+    names = {"floor_outline": "outline floor"}
+    bases = ("input", "null", "floor_outline")
+    tested = [m for m in (*PAIRED_METRICS, *BRAIN_METRICS)
+              if all(f"{m}_{k}_vs_target" in data.columns for k in ("prediction", *bases))]
+    subj = subject_means(data, [f"{m}_{k}_vs_target" for m in tested for k in ("prediction", *bases)])
+    comps = [{"label": f"{m.upper()} prediction vs target against {names.get(base, base)} vs target "
+                       "(subject means)",
               "a": subj[f"{m}_prediction_vs_target"], "b": subj[f"{m}_{base}_vs_target"],
               "names": ("prediction", "baseline"), "base": base}
-             for base in ("input", "null") for m in tested]
+             for base in bases for m in tested]
     with context(experiment=experiment):
         ttest = attempt(notes, "S3", "paired t-tests against the baselines (subject means)", S.paired_t_tests,
                         comps, alpha=float(cfg["alpha"]), corrections=tuple(cfg["corrections"]))
     if ttest is not None:
         ttest = with_columns(ttest, experiment=experiment)
-        ttest.insert(0, "baseline", [S3_SERIES_TEXT[c["base"]] for c in comps])
+        ttest.insert(0, "baseline", [S3_SIMILARITY[c["base"]] for c in comps])
+        ttest.insert(1, "version", ["inside the brain" if c["label"].split(" ")[0].lower() in BRAIN_METRICS
+                                    else "whole slice (as S3)" for c in comps])
         ttest["n_counts"] = f"test subjects (means of their slices; {len(data)} slices)"
     summary = summ if summ is not None else pd.DataFrame(columns=["experiment", "value"])
     write_table(summary, out["summary"], what="S3 summary")
