@@ -37,6 +37,8 @@ rule build_dataset:
         subject_files=lambda wc: dataset_subject_files(wc.dataset),
         datasets=config["datasets"],
         simulate=config.get("simulate", {}),
+        # the cohort's post-surgical subjects (spectsynth.studies.cohort_resected) are read from it
+        inputs=config["inputs"],
         out_dir=lambda wc, output: str(Path(output.index).parent),
         index_version=INDEX_VERSION,
     script:

@@ -10,7 +10,7 @@ def main(smk):
     with rule_log(smk):
         entries = dataset_entries(smk.wildcards.dataset, smk.params.subject_files)
         build_dataset(smk.wildcards.dataset, records_from_files(entries),
-                      {"datasets": smk.params.datasets, "simulate": smk.params.simulate}, smk.params.out_dir)
+                      {"datasets": smk.params.datasets, "simulate": smk.params.simulate, "inputs": smk.params.inputs}, smk.params.out_dir)
         stamp_outputs(smk, "index")
 
 
