@@ -94,7 +94,7 @@ def test_until_stops_after_the_rule(clean, baseline, forced, until, expected):
     """README: ``--until <rule>`` runs what leads to that rule and stops there."""
     jobs = plan(clean, f"--forcerun={forced}", f"--until={until}") - baseline
     assert {j.split("[")[0] for j in jobs} == expected, jobs
-    assert sum(j.startswith(f"{forced}[") for j in jobs) == 4, jobs          # the 4 tiny subjects
+    assert sum(j.startswith(f"{forced}[") for j in jobs) == 5, jobs          # the 5 tiny subjects
 
 
 @pytest.mark.slow
@@ -116,13 +116,13 @@ def test_more_subjects_from_a_configfile(clean, baseline, tmp_path):
     values as strings, which the schema refuses). The new subject is made and goes through
     every stage; the datasets, the training and all that follows are redone."""
     more = tmp_path / "more.yaml"
-    more.write_text(yaml.safe_dump({"inputs": {"demo": {"n_subjects": 5}}}))
+    more.write_text(yaml.safe_dump({"inputs": {"demo": {"n_subjects": 6}}}))
     jobs = plan(clean, configfiles=(more,)) - baseline
     for rule in ("make_demo_subject", "validate_image", "extract_brain", "register_template", "propagate_labels",
                  "simulate_dat"):
-        assert any(j.startswith(f"{rule}[") and "subject=05" in j for j in jobs), (rule, jobs)
+        assert any(j.startswith(f"{rule}[") and "subject=06" in j for j in jobs), (rule, jobs)
     assert {"build_dataset[dataset=s0]", "train_sbr_regressor"} | downstream_of_training(KILLED) <= jobs
-    bad = clean.smk("-n", config=("inputs={demo: {n_subjects: 5}}",), check=False)
+    bad = clean.smk("-n", config=("inputs={demo: {n_subjects: 6}}",), check=False)
     assert bad.returncode != 0 and "n_subjects" in bad.stdout + bad.stderr
 
 
@@ -131,7 +131,7 @@ def test_more_subjects_from_a_configfile(clean, baseline, tmp_path):
                    "n_subjects included, so a larger cohort reruns the subjects that exist (same files)")
 def test_more_subjects_leave_the_existing_subjects_alone(clean, baseline, tmp_path):
     more = tmp_path / "more.yaml"
-    more.write_text(yaml.safe_dump({"inputs": {"demo": {"n_subjects": 5}}}))
+    more.write_text(yaml.safe_dump({"inputs": {"demo": {"n_subjects": 6}}}))
     jobs = plan(clean, configfiles=(more,)) - baseline
     assert not [j for j in jobs if "subject=01" in j], jobs
 

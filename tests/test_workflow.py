@@ -77,7 +77,7 @@ def test_tiny_end_to_end(tiny_run):
     import pandas as pd
     # every simulated PET/SPECT came in its own scanner frame and was registered back by the pipeline
     err = pd.read_csv(out / "qc/scan_registration_error.tsv", sep="\t", dtype={"subject": str})
-    assert len(err) == 4 * 4 and set(err["scan"]) == {"perfusion", "fdg", "cbf_spect", "cbf_pet"}
+    assert len(err) == 5 * 4 and set(err["scan"]) == {"perfusion", "fdg", "cbf_spect", "cbf_pet"}   # 5 subjects
     assert (err["pose_displacement_mm"] > 1.0).all() and (err["mean_mm"] < 3.0).all(), err
     qc = pd.read_csv(out / "qc/scan_qc.tsv", sep="\t")
     assert qc.loc[qc["scan"] == "S3 spect_cbf vs pet_cbf", "published"].tolist() == [0.79]
@@ -102,24 +102,30 @@ def test_tiny_end_to_end(tiny_run):
     # S2/S3: every table carries its baselines and the published values, and no test target's
     # constants reach the predictions (the calibration is named and fitted on the training split)
     s2 = pd.read_csv(out / "evaluate/s2/slice_metrics.tsv", sep="\t")
-    assert {"pix2pix", "baseline: input as SPECT", "baseline: per-pixel linear map (train)"} == set(s2["model"])
+    assert {"pix2pix", "baseline: input as SPECT", "baseline: per-pixel linear map (train)",
+            "floor: all background", "floor: outline only"} == set(s2["model"])
+    assert {"ssim", "ssim_brain", "rmse_brain", "psnr_brain"} <= set(s2.columns)   # the paper's and in-brain
     t4 = pd.read_csv(out / "evaluate/s2/table4.tsv", sep="\t")
     assert "published (S2 Table 4)" in set(t4["model"])
     assert (pd.read_csv(out / "evaluate/s2/published.tsv", sep="\t")["published"] > 0).all()
     s3 = out / "evaluate/s3/s3_pix2pix"
     reg = pd.read_csv(s3 / "regression.tsv", sep="\t")
-    assert {"input vs target", "null vs target"} <= set(reg.loc[reg["series"] == "baseline", "label"])
+    assert {"input vs target"} <= set(reg.loc[reg["series"] == "baseline", "label"])
+    assert {"null (input's scale) vs target", "null (training scale) vs target"} <= set(
+        reg.loc[reg["series"] == "null model", "label"])
     assert reg["calibration"].str.startswith("training-split fit").all()
     assert len(pd.read_csv(s3 / "published.tsv", sep="\t")) > 0
-    assert {"mean_null", "ssim_null_vs_target"} <= set(pd.read_csv(s3 / "slice_metrics.tsv", sep="\t").columns)
+    s3m = pd.read_csv(s3 / "slice_metrics.tsv", sep="\t")
+    assert {"mean_null_input_scale", "mean_null_train_scale", "ssim", "ssim_brain"} <= set(s3m.columns)
+    assert {"floor: all background", "floor: outline only"} <= set(s3m["model"])
     hist = pd.read_csv(out / "experiments/s3_pix2pix/history.csv")
     assert hist[["G_share_adv", "G_share_l1", "G_share_ssim"]].sum(axis=1).round(5).eq(1).all()
     # every S0 table carries its damaged-input baseline; S0/S1 summaries put the published values beside ours
     for f in ("asp", "dice_summary", "sbr_error", "bland_altman"):
         table = pd.read_csv(out / f"evaluate/s0/s0_restoration/{f}.tsv", sep="\t")
-        assert set(table["series"]) == {"prediction", "input"}, f
+        assert {"prediction", "input", "mean_normal"} <= set(table["series"]), f
     cnn = pd.read_csv(out / "evaluate/s0/s0_restoration/sbr_cnn_error.tsv", sep="\t")
-    assert set(cnn["series"]) == {"prediction", "input", "original"}
+    assert set(cnn["series"]) == {"prediction", "input", "original", "mean_normal", "constant"}
     s0sum = pd.read_csv(out / "evaluate/s0/s0_restoration/summary.tsv", sep="\t")
     assert {"78 ± 8 % (62-90 %)", "< 3 px", "52 %"} <= set(s0sum["published"])
     assert (s0sum["scale"] == "test scale (tiny)").all()
@@ -134,6 +140,23 @@ def test_tiny_end_to_end(tiny_run):
         assert {"min_detectable_f", "effect_f", "power_at_reference_f", "criterion", "comparison"} <= set(anova.columns)
     s1sum = pd.read_csv(out / "evaluate/s1/summary.tsv", sep="\t")
     assert {"published", "published_p", "ours", "criterion", "scale"} <= set(s1sum.columns)
+    # every study ends in computed verdicts, stacked in the run's headline
+    from spectsynth.verdicts import VERDICTS
+
+    heads = pd.read_csv(out / "headline.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert set(heads["study"]) == {"S0", "S1", "S2", "S3"} and set(heads["verdict"]) <= set(VERDICTS)
+    assert (heads["n_counts"].str.len() > 0).all()
+    # post-surgical brains: in S2's test split only; no other study sees one
+    from spectsynth.inputs.demo import truth_paths
+
+    subjects = sorted(p.name[4:] for p in (out / "demo-bids").glob("sub-*"))
+    resected = {s for s in subjects
+                if json.loads(truth_paths(out / "demo-bids", s)["truth"].read_text())["resection"]["resected"]}
+    assert len(resected) == 1
+    for d in ("s0", "s1", "s2_native", "s2_template", "s3"):
+        index = pd.read_csv(out / f"datasets/{d}/index.tsv", sep="\t", dtype={"subject": str})
+        where = set(index.loc[index["subject"].isin(resected), "split"])
+        assert where == ({"test"} if d.startswith("s2") else set()), (d, where)
     # S0's clinical outputs: deficit maps on the subject's SPECT grid, regional deficits with flags
     # against the predicted and the true normal, z-scores against both normal databases
     import nibabel as nib
@@ -150,9 +173,9 @@ def test_tiny_end_to_end(tiny_run):
     regional = pd.read_csv(clin / "regional_deficits.tsv", sep="\t")
     assert {"sbr_putamen_L", "ai_putamen", "pc_ratio"} <= set(regional["measure"])
     assert regional["flag"].dtype == bool and regional["truth_flag"].dtype == bool
-    assert set(regional["predictor"]) == {"model", "baseline"}            # the mean training normal beside the VAE
+    assert set(regional["predictor"]) == {"model", "baseline", "constant"}   # mean normal and constant ratio
     summ = pd.read_csv(clin / "deficit_summary.tsv", sep="\t")
-    assert set(summ["predictor"]) == {"model", "baseline"} and summ["striatal_loss_abs_error"].notna().all()
+    assert set(summ["predictor"]) == {"model", "baseline", "constant"} and summ["striatal_loss_abs_error"].notna().all()
     zs = pd.read_csv(clin / "zscores.tsv", sep="\t")
     assert set(zs["region"]) == {"sbr_L", "sbr_R"} and np.isfinite(zs[["synthetic_z", "real_z"]]).all().all()
     db = pd.read_csv(clin / "normal_database.tsv", sep="\t")
