@@ -263,8 +263,9 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
                 progress = epoch + state["step_in_epoch"] / max(1, steps_per_epoch)
                 losses = recipe.train_step(b, progress)
                 acc = state["accum"]
+                # accumulated where the losses are (float64): no host sync per step
                 for k, v in losses.items():
-                    acc[k] = acc.get(k, 0.0) + float(v)
+                    acc[k] = acc.get(k, 0.0) + (v.detach().double() if torch.is_tensor(v) else float(v))
                 acc["_n"] = acc.get("_n", 0) + 1
                 state["step_in_epoch"] += 1
                 state["global_step"] += 1
@@ -272,9 +273,11 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
                     bar.update(1)
                 if ck_steps and state["global_step"] % ck_steps == 0:
                     save()
-                for cb in callbacks:
-                    cb({"epoch": epoch, "step_in_epoch": state["step_in_epoch"],
-                        "global_step": state["global_step"], "losses": {k: float(v) for k, v in losses.items()}})
+                if callbacks:
+                    info = {"epoch": epoch, "step_in_epoch": state["step_in_epoch"],
+                            "global_step": state["global_step"], "losses": {k: float(v) for k, v in losses.items()}}
+                    for cb in callbacks:
+                        cb(info)
                 t_last = time.perf_counter()
             if bar is not None:
                 bar.close()
@@ -335,7 +338,7 @@ def _epoch_row(epoch: int, state: dict, recipe: Recipe, wall: float, n_images: i
     acc = dict(state["accum"])
     n = max(1, acc.pop("_n", 0))
     row: dict[str, Any] = {"epoch": epoch + 1, "global_step": state["global_step"]}
-    row.update({k: v / n for k, v in acc.items()})
+    row.update({k: float(v) / n for k, v in acc.items()})   # one host sync per epoch
     row["lr"] = float(next(iter(recipe.optim.values())).param_groups[0]["lr"])
     row["epoch_seconds"] = float(wall)
     row["images_per_second"] = float(n_images / wall) if wall > 0 else float("nan")

@@ -11,11 +11,14 @@ from ..paired import PairedRecipe
 from .losses import bce_adversarial
 
 
-def loss_shares(terms: Mapping[str, float]) -> dict[str, torch.Tensor]:
+def loss_shares(terms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each weighted loss term's share of their sum: ``{"G_share_<name>": term / total}`` for
-    the terms adv, l1 and ssim (0 for a term that is absent, i.e. weighted 0)."""
-    total = sum(abs(float(v)) for v in terms.values())
-    return {f"G_share_{k}": torch.tensor(abs(float(terms.get(k, 0.0))) / total if total > 0 else 0.0)
+    the terms adv, l1 and ssim (0 for a term that is absent, i.e. weighted 0).  Computed on the
+    terms' device in float64 (no host sync), returned as float32 scalars."""
+    parts = {k: torch.as_tensor(v).detach().double().abs() for k, v in terms.items()}
+    total = sum(parts.values())
+    zero = torch.zeros((), dtype=torch.float64, device=total.device)
+    return {f"G_share_{k}": torch.where(total > 0, parts[k] / total, zero).float() if k in parts else zero.float()
             for k in ("adv", "l1", "ssim")}
 
 
@@ -54,7 +57,7 @@ class Pix2PixRecipe(PairedRecipe):
         loss_g = sum(terms.values())
         out = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach(), "G_adv": g_adv.detach(),
                "G_l1": g_l1.detach(), "G_ssim": g_ssim.detach()}
-        out.update(loss_shares({k: float(v.detach()) for k, v in terms.items()}))
+        out.update(loss_shares(terms))
         self._step("G", loss_g)
         for p in D.parameters():
             p.requires_grad_(True)
