@@ -66,6 +66,9 @@ def test_resected_subjects_are_a_seeded_property_of_the_cohort():
     other = demo.DemoParams.from_config(dict(COARSE, n_subjects=12, n_resected=2, seed=COARSE.get("seed", 0) + 1))
     assert demo.resected_subjects(other) != chosen                          # drawn from the demo's seed
     assert demo.resected_subjects(demo.DemoParams.from_config(dict(COARSE, n_resected=0))) == set()
+    # the planner's light path (no image libraries) agrees with the demo builder, defaults included
+    assert cohort_resected({"inputs": {"demo": {"n_resected": 3}}}) == demo.resected_subjects(
+        demo.DemoParams.from_config({"n_resected": 3}))
     # no study's split settings enter the choice
     assert cohort_resected({"inputs": {"demo": dict(COARSE, n_subjects=12, n_resected=2)},
                             "datasets": {"s2": {"split": {"seed": 3}}}}) == chosen

@@ -128,6 +128,12 @@ def axial_slice(volume: np.ndarray, z: int) -> np.ndarray:
     return np.ascontiguousarray(volume[:, :, z].T[::-1, :])
 
 
+def shard_to_ras(images: np.ndarray) -> np.ndarray:
+    """Stored slices ``(..., H, W)`` (row 0 anterior, columns left -> right) -> RAS ``(..., x, y)``."""
+    arr = np.asarray(images)
+    return np.ascontiguousarray(np.swapaxes(arr[..., ::-1, :], -1, -2))
+
+
 def pad_square(image: np.ndarray) -> np.ndarray:
     """Zero-pad a 2-D image to a square, centred."""
     h, w = image.shape

@@ -29,6 +29,7 @@ import pandas as pd
 
 from . import metrics as M
 from . import plots as P
+from .datasets import shard_to_ras  # noqa: F401  (the studies' evaluations read it from here)
 from .errors import EvaluationError, context
 from .infer import load_predictions
 
@@ -47,12 +48,6 @@ NOT_COMPUTED_COLUMNS = ["study", "what", "reason"]
 def study_experiments(experiments: Mapping[str, Mapping], study: str) -> list[str]:
     """Names of the enabled experiments of one study (``S0`` .. ``S3``), sorted."""
     return sorted(name for name, spec in experiments.items() if spec.get("study") == study)
-
-
-def shard_to_ras(images: np.ndarray) -> np.ndarray:
-    """Stored slices ``(..., H, W)`` (row 0 anterior, columns left -> right) -> RAS ``(..., x, y)``."""
-    arr = np.asarray(images)
-    return np.ascontiguousarray(np.swapaxes(arr[..., ::-1, :], -1, -2))
 
 
 def with_columns(table: pd.DataFrame, *, at: int = 0, **columns) -> pd.DataFrame:

@@ -48,6 +48,7 @@ import SimpleITK as sitk
 from ..io import save_image, write_json
 from ..paths import bids
 from ..resources import resource_path
+from .cohort import DEFAULT_N_SUBJECTS, DEFAULT_SEED, resected_labels, subject_labels  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ log = logging.getLogger(__name__)
 class DemoParams:
     """Settings of the demo cohort (mirrors ``inputs.demo`` in the config schema)."""
 
-    n_subjects: int = 12
-    seed: int = 42
+    n_subjects: int = DEFAULT_N_SUBJECTS
+    seed: int = DEFAULT_SEED
     voxel_mm: tuple[float, float, float] = (1.0, 1.0, 1.2)  # A-P, S-I, L-R (sagittal slices)
     fov_mm: tuple[float, float, float] = (256.0, 256.0, 192.0)
     max_rotation_deg: float = 15.0
@@ -95,12 +96,6 @@ class DemoParams:
         keys = {f for f in cls.__dataclass_fields__ if f != "extra"}
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in keys}
         return cls(**kwargs)
-
-
-def subject_labels(n: int) -> list[str]:
-    """Labels ``01``, ``02``, ... (zero-padded to at least two digits)."""
-    width = max(2, len(str(n)))
-    return [f"{i + 1:0{width}d}" for i in range(n)]
 
 
 # Tissue layers added around the brain (outer distance from the brain surface in mm,
@@ -706,14 +701,7 @@ def resected_subjects(p: DemoParams) -> set[str]:
     these subjects into its unseen test set, every other study leaves them out
     (:attr:`spectsynth.studies.base.Study.resected_split`).
     """
-    labels = subject_labels(p.n_subjects)
-    n = int(p.n_resected)
-    if n <= 0:
-        return set()
-    if n > len(labels):
-        raise ValueError(f"inputs.demo.n_resected = {n} but the cohort has {len(labels)} subjects")
-    rng = np.random.default_rng([int(p.seed), 1_000_003])
-    return {str(s) for s in rng.choice(labels, size=n, replace=False)}
+    return resected_labels(p.n_subjects, p.seed, p.n_resected)
 
 
 def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | None]:

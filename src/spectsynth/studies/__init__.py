@@ -94,9 +94,11 @@ def cohort_resected(config: Mapping | None, subjects=None) -> set[str]:
     inputs = dict(config.get("inputs") or {})
     source = inputs.get("source", "demo")
     if source == "demo":
-        from ..inputs.demo import DemoParams, resected_subjects
+        from ..inputs.cohort import DEFAULT_N_SUBJECTS, DEFAULT_SEED, resected_labels
 
-        chosen = resected_subjects(DemoParams.from_config(dict(inputs.get("demo") or {})))
+        demo = dict(inputs.get("demo") or {})
+        chosen = resected_labels(demo.get("n_subjects", DEFAULT_N_SUBJECTS), demo.get("seed", DEFAULT_SEED),
+                                 demo.get("n_resected", 0))
     elif source == "bids":
         from pathlib import Path
 

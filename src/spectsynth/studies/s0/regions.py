@@ -72,7 +72,7 @@ def side_segmentation(labels_slice: np.ndarray) -> np.ndarray:
 def subject_label_slices(table, striatum: Mapping[str, str], size: int, *, experiment: str) -> list[np.ndarray]:
     """Per row of a dataset/prediction table: the side segmentation (RAS, ``size`` x ``size``)
     of the subject's striatum labels at the row's ``slice_index`` on the grid of its ``source``."""
-    from ...evaluate import shard_to_ras
+    from ...datasets import shard_to_ras
 
     cache: dict[str, np.ndarray] = {}
     out = []
