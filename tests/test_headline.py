@@ -30,7 +30,8 @@ def test_collect_and_render(tmp_path):
     assert table["experiment"].tolist() == ["exp_a", ""]
     text = H.render(table)
     assert "reproduced 1" in text and "not reproduced 1" in text and "3 test subjects" in text
-    assert "50 (input)" in text
+    assert "50 (input)" in text and "Why each verdict" not in text
+    assert "1. S9 exp_a Dice (left): **reproduced**, ours 80 reaches" in H.render(table, reasons=True)
 
 
 def test_readme_check_fails_when_the_numbers_differ(tmp_path, capsys):

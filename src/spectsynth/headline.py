@@ -48,8 +48,9 @@ def _num(x) -> str:
     return f"{v:.3g}" if s.strip() else ""
 
 
-def render(table: pd.DataFrame, *, title: str = "") -> str:
-    """The headline table as Markdown: one row per published finding, with n and the verdict."""
+def render(table: pd.DataFrame, *, title: str = "", reasons: bool = False) -> str:
+    """The headline table as Markdown: one row per published finding, with n and the verdict
+    (``reasons``: then each verdict's reason, numbered like the rows)."""
     lines = [title, ""] if title else []
     counts = table["verdict"].value_counts()
     lines.append("Verdicts: " + ", ".join(f"{k} {int(counts[k])}" for k in
@@ -65,6 +66,10 @@ def render(table: pd.DataFrame, *, title: str = "") -> str:
         cells = [r["study"], r["experiment"], finding, _num(r["ours"]), base, _num(r["published"]), n,
                  f"**{r['verdict']}**"]
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    if reasons:
+        lines += ["", "Why each verdict (the rule in spectsynth.verdicts applied to these numbers):", ""]
+        lines += [f"{i}. {r['study']} {r['experiment']} {r['finding']} ({r['measure']}): **{r['verdict']}**, {r['reason']}"
+                  .replace("  ", " ") for i, (_, r) in enumerate(table.iterrows(), start=1)]
     return "\n".join(lines) + "\n"
 
 

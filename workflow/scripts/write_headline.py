@@ -12,7 +12,7 @@ def main(smk):
         title = (f"Headline, {smk.params.scale_label}, {smk.params.n_subjects} subjects "
                  "(each row's n says what it counts)")
         with atomic_output(smk.output.markdown) as tmp:
-            tmp.write_text(render(table, title=title))
+            tmp.write_text(render(table, title=title, reasons=True))
 
 
 main(snakemake)  # noqa: F821
