@@ -60,7 +60,7 @@ def bidsignore(folders: Iterable[str] = NON_BIDS_FOLDERS,
                subject_folders: Iterable[str] = NON_BIDS_SUBJECT_FOLDERS) -> str:
     """``.bidsignore``: one pattern a line (gitignore syntax, as the BIDS validator reads it)."""
     lines = [f"/{f}/" for f in folders] + [f"sub-*/{f}/" for f in subject_folders]
-    lines += ["report.html"]
+    lines += ["report.html", "headline.tsv", "headline.md"]
     return "\n".join(lines) + "\n"
 
 
