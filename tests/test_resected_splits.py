@@ -90,3 +90,18 @@ def test_too_few_subjects_left_after_the_resected_says_so():
     cfg = deep_update(cfg, {"inputs": {"demo": {"n_resected": 2}}})
     with pytest.raises(ConfigError, match="post-surgical"):
         plan(cfg)
+
+
+def test_a_study_that_leaves_them_out_reads_nothing_of_theirs():
+    """The datasets' rule inputs: nothing is simulated or read for a post-surgical subject that
+    the study leaves out (S0, S1, S3); S2 reads every subject."""
+    from spectsynth.studies import dataset_subject_files
+
+    cfg = _config(CONFIGS["tiny"])
+    subjects = [f"{i:02d}" for i in range(1, 6)]
+    resected = cohort_resected(cfg, subjects)
+    assert len(resected) == 1
+    for dataset in ("s0", "s1", "s3", "s2_native"):
+        files = dataset_subject_files(dataset, "/out", subjects, {}, cfg)
+        expected = set(subjects) if for_dataset(dataset).resected_split else set(subjects) - resected
+        assert set(files) == expected, dataset

@@ -303,8 +303,9 @@ def report_targets():
 
 
 def dataset_subject_files(dataset):
-    """Per subject, the files one slice dataset reads (its study's subject_files)."""
-    return study_subject_files(dataset, OUT, SUBJECTS, SIM)
+    """Per subject, the files one slice dataset reads (its study's subject_files; a study that
+    leaves the post-surgical subjects out reads nothing of theirs)."""
+    return study_subject_files(dataset, OUT, SUBJECTS, SIM, config)
 
 
 def dataset_files(wildcards):

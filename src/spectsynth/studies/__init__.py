@@ -76,9 +76,16 @@ def dataset_entries(dataset: str, subject_files: Mapping[str, Mapping[str, str]]
     return out
 
 
-def dataset_subject_files(dataset: str, out: str, subjects, sim: Mapping) -> dict[str, dict[str, str]]:
-    """Per subject, the files one dataset reads (its study's :meth:`~.base.Study.subject_files`)."""
+def dataset_subject_files(dataset: str, out: str, subjects, sim: Mapping,
+                          config: Mapping | None = None) -> dict[str, dict[str, str]]:
+    """Per subject, the files one dataset reads (its study's :meth:`~.base.Study.subject_files`).
+
+    With ``config``, the subjects the study leaves out (post-surgical ones, unless its
+    ``resected_split`` takes them) are left out here too, so nothing is made for them."""
     study = for_dataset(dataset)
+    if config is not None and study.resected_split is None:
+        left_out = cohort_resected(config, subjects)
+        subjects = [s for s in subjects if s not in left_out]
     return {s: study.subject_files(dataset, out, s, sim) for s in subjects}
 
 
