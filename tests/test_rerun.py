@@ -94,7 +94,8 @@ def test_until_stops_after_the_rule(clean, baseline, forced, until, expected):
     """README: ``--until <rule>`` runs what leads to that rule and stops there."""
     jobs = plan(clean, f"--forcerun={forced}", f"--until={until}") - baseline
     assert {j.split("[")[0] for j in jobs} == expected, jobs
-    assert sum(j.startswith(f"{forced}[") for j in jobs) == 5, jobs          # the 5 tiny subjects
+    # every tiny subject is remade; the S0 dataset simulates only the 4 it uses (not the post-surgical one)
+    assert sum(j.startswith(f"{forced}[") for j in jobs) == (4 if forced == "simulate_dat" else 5), jobs
 
 
 @pytest.mark.slow
@@ -113,16 +114,25 @@ def test_one_file_as_target_makes_only_that_file(clean):
 @pytest.mark.slow
 def test_more_subjects_from_a_configfile(clean, baseline, tmp_path):
     """README: more demo subjects come from a small configfile (``--config`` reads nested
-    values as strings, which the schema refuses). The new subject is made and goes through
-    every stage; the datasets, the training and all that follows are redone."""
+    values as strings, which the schema refuses). A new subject is made and goes through every
+    stage; the datasets, the training and all that follows are redone. Two subjects are added:
+    the post-surgical one (drawn from the demo's seed) is not simulated for S0, which leaves it out."""
+    from spectsynth.studies import cohort_resected
+
     more = tmp_path / "more.yaml"
-    more.write_text(yaml.safe_dump({"inputs": {"demo": {"n_subjects": 6}}}))
+    more.write_text(yaml.safe_dump({"inputs": {"demo": {"n_subjects": 7}}}))
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    tiny["inputs"]["demo"]["n_subjects"] = 7
+    resected = cohort_resected(tiny)
+    new = [s for s in ("06", "07") if s not in resected]
+    assert len(new) == 1 and len(resected & {"06", "07"}) == 1
     jobs = plan(clean, configfiles=(more,)) - baseline
     for rule in ("make_demo_subject", "validate_image", "extract_brain", "register_template", "propagate_labels",
                  "simulate_dat"):
-        assert any(j.startswith(f"{rule}[") and "subject=06" in j for j in jobs), (rule, jobs)
+        assert any(j.startswith(f"{rule}[") and f"subject={new[0]}" in j for j in jobs), (rule, jobs)
+    assert not [j for j in jobs if j.startswith("simulate_dat[") and f"subject={(resected & {'06', '07'}).pop()}" in j]
     assert {"build_dataset[dataset=s0]", "train_sbr_regressor"} | downstream_of_training(KILLED) <= jobs
-    bad = clean.smk("-n", config=("inputs={demo: {n_subjects: 6}}",), check=False)
+    bad = clean.smk("-n", config=("inputs={demo: {n_subjects: 7}}",), check=False)
     assert bad.returncode != 0 and "n_subjects" in bad.stdout + bad.stderr
 
 
