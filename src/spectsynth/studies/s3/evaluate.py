@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -377,13 +377,6 @@ def s3_regression(x, y, subjects, *, label: str, unit: str, alpha: float = 0.05,
     return {c: row.get(c, "") for c in REGRESSION_COLUMNS}
 
 
-def subject_means(data: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """One row per subject: the mean of ``columns`` over the subject's slices (and ``n_slices``)."""
-    means = data.groupby("subject", sort=True)[list(columns)].mean()
-    means.insert(0, "n_slices", data.groupby("subject", sort=True).size())
-    return means.reset_index()
-
-
 def ssim_measure(data: pd.DataFrame) -> str:
     """The SSIM the verdict tests: the in-brain SSIM (``ssim_brain``) when the table has it,
     else the paper's whole-slice ``ssim``."""
@@ -411,7 +404,7 @@ def s3_ssim_verdict(data: pd.DataFrame, *, alpha: float) -> dict:
     m = ssim_measure(data)
     cols = sorted({f"{mm}_{k}_vs_target" for mm in (m, "ssim") for k in ("input", "prediction", "null")}
                   & set(data.columns))
-    subj = subject_means(data, cols)
+    subj = S.subject_means(data, cols)
     a, b = subj[f"{m}_prediction_vs_target"].to_numpy(float), subj[f"{m}_input_vs_target"].to_numpy(float)
     n = len(subj)
     stat, p, power, nc = "", None, None, None
@@ -649,7 +642,7 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
     bases = ("input", "null", "floor_outline")
     tested = [m for m in (*PAIRED_METRICS, *BRAIN_METRICS)
               if all(f"{m}_{k}_vs_target" in data.columns for k in ("prediction", *bases))]
-    subj = subject_means(data, [f"{m}_{k}_vs_target" for m in tested for k in ("prediction", *bases)])
+    subj = S.subject_means(data, [f"{m}_{k}_vs_target" for m in tested for k in ("prediction", *bases)])
     comps = [{"label": f"{m.upper()} prediction vs target against {names.get(base, base)} vs target "
                        "(subject means)",
               "a": subj[f"{m}_prediction_vs_target"], "b": subj[f"{m}_{base}_vs_target"],
