@@ -26,8 +26,8 @@ from spectsynth.simulate.config import DEFAULTS, resolve
 from spectsynth.simulate.scan_qc import qc_summary, scan_error_table
 
 SPECT = {"rotation_deg": 10.0, "shift_mm": 15.0,
-         "spect": {"matrix": [64, 64, 40], "voxel_mm": [4.0, 4.0, 4.0]},
-         "pet": {"matrix": [64, 64, 40], "voxel_mm": [4.0, 4.0, 4.0]}}
+         "spect": [{"matrix": [64, 64, 40], "voxel_mm": [4.0, 4.0, 4.0]}],
+         "pet": [{"matrix": [64, 64, 40], "voxel_mm": [4.0, 4.0, 4.0]}]}
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +70,16 @@ def test_pose_is_seeded_bounded_and_differs_between_scans():
 
 def test_frames_config_defaults_and_checks():
     cfg = resolve({})
-    assert cfg["frames"] == DEFAULTS["frames"] and cfg["frames"]["spect"]["matrix"] == [128, 128, 47]
-    with pytest.raises(ConfigError, match="simulate.frames.spect.matrix"):
-        resolve({"frames": {"spect": {"matrix": [128, 128]}}})
+    assert cfg["frames"] == DEFAULTS["frames"]
+    # S2's Table 1: three SPECT and two PET cameras
+    assert [c["matrix"] for c in cfg["frames"]["spect"]] == [[128, 128, 83], [128, 128, 47], [128, 128, 44]]
+    assert [c["voxel_mm"][0] for c in cfg["frames"]["spect"]] == [2.34, 3.89, 4.79] and len(cfg["frames"]["pet"]) == 2
+    with pytest.raises(ConfigError, match=r"simulate.frames.spect\[0\].matrix"):
+        resolve({"frames": {"spect": [{"matrix": [128, 128], "voxel_mm": [4, 4, 4]}]}})
+    with pytest.raises(ConfigError, match="non-empty list of cameras"):
+        resolve({"frames": {"spect": {"matrix": [128, 128, 47], "voxel_mm": [4, 4, 4]}}})
+    with pytest.raises(ConfigError, match="moved_fraction"):
+        resolve({"frames": {"motion": {"moved_fraction": [0.5, 0.2]}}})
     with pytest.raises(ConfigError, match="rotation_deg"):
         resolve({"frames": {"rotation_deg": 90}})
 
@@ -80,7 +87,7 @@ def test_frames_config_defaults_and_checks():
 def test_scan_lies_in_its_own_frame_and_its_truth_maps_it_back(t1w_4mm, tmp_path):
     act = _emission(t1w_4mm)
     brain = np.asanyarray(t1w_4mm.dataobj) > 0
-    cfg = SPECT | {"spect": {"matrix": [64, 64, 60], "voxel_mm": [4.0, 4.0, 4.0]}}  # no clipping here
+    cfg = SPECT | {"spect": [{"matrix": [64, 64, 60], "voxel_mm": [4.0, 4.0, 4.0]}]}  # no clipping here
     sc = frames.to_scanner_frame(act, t1w_4mm.affine, brain, t1w_4mm.affine, frames_cfg=cfg, modality="spect",
                                  seed=3, subject="01", scan="perfusion", centre_mm=_centre(t1w_4mm))
     assert sc.image.shape == (64, 64, 60) and np.allclose(sc.image.header.get_zooms(), 4.0)
@@ -204,3 +211,30 @@ def test_similarity_is_measured_on_the_dataset_slices_next_to_the_published_valu
                                                "brain_in_fov"]), blur)
     row = summary.iloc[0]
     assert row["published"] == 0.79 and row["difference"] == pytest.approx(row["mean"] - 0.79, abs=1e-4)
+
+
+def test_each_subject_gets_one_of_the_cameras_for_all_its_scans():
+    cams = DEFAULTS["frames"]
+    drawn = [frames.draw_camera(cams, "spect", 7, f"{i:02d}")["index"] for i in range(60)]
+    assert set(drawn) == {0, 1, 2}                      # all three of S2's SPECT cameras occur
+    assert drawn == [frames.draw_camera(cams, "spect", 7, f"{i:02d}")["index"] for i in range(60)]
+    assert {frames.draw_camera(cams, "pet", 7, f"{i:02d}")["index"] for i in range(60)} == {0, 1}
+
+
+def test_head_motion_blurs_the_scan_and_is_recorded(t1w_4mm, tmp_path):
+    act = _emission(t1w_4mm)
+    brain = np.asanyarray(t1w_4mm.dataobj) > 0
+    cam = [{"matrix": [64, 64, 60], "voxel_mm": [4.0, 4.0, 4.0]}]
+    still = SPECT | {"spect": cam}
+    moving = still | {"motion": {"rotation_deg": 3.0, "shift_mm": 4.0, "moved_fraction": [0.3, 0.5]}}
+    kw = dict(modality="spect", seed=3, subject="01", scan="perfusion", centre_mm=_centre(t1w_4mm))
+    a = frames.to_scanner_frame(act, t1w_4mm.affine, brain, t1w_4mm.affine, frames_cfg=still, **kw)
+    b = frames.to_scanner_frame(act, t1w_4mm.affine, brain, t1w_4mm.affine, frames_cfg=moving, **kw)
+    assert a.pose == b.pose and a.motion is None and 0.3 <= b.motion.fraction <= 0.5
+    x, y = np.asanyarray(a.image.dataobj), np.asanyarray(b.image.dataobj)
+    assert not np.allclose(x, y) and np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.8
+    assert abs(float(x.sum()) - float(y.sum())) / float(x.sum()) < 0.02   # counts kept
+    frames.write_scan(b, tmp_path / "scan.nii.gz", tmp_path / "scan.json", subject="01", scan="perfusion",
+                      modality="spect", tracer="ECD", units="counts")
+    truth = frames.read_truth(tmp_path / "scan.json")
+    assert truth["motion"]["moved_fraction"] == round(b.motion.fraction, 4) and truth["camera"] == 0

@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "physics": "image",
     "max_fine_voxel_mm": 2.0,
     "head": {"csf_mm": 2.0, "bone_mm": 7.0, "scalp_mm": 5.0},
-    "spect": {"matrix": 64, "voxel_mm": 4.0, "fwhm_mm": 9.0, "post_filter_fwhm_mm": 6.0},
+    "spect": {"matrix": 64, "voxel_mm": 4.0, "fwhm_mm": 10.0, "post_filter_fwhm_mm": 8.0,
+              "tail_fraction": {"I-123": 0.25, "Tc-99m": 0.1}, "tail_fwhm_mm": 60.0, "noise_gain": 20.0},
     "projection": {
         "collimator": "SY-LEHR",
         "intrinsic_fwhm_mm": 3.8,
@@ -53,9 +54,11 @@ DEFAULTS: dict[str, Any] = {
         "threads": 1,
         "calibration_refinements": 1,
     },
-    "pet": {"matrix": 128, "voxel_mm": 2.0, "fwhm_mm": 5.0, "post_filter_fwhm_mm": 0.0},
+    "pet": {"matrix": 128, "voxel_mm": 2.0, "fwhm_mm": 5.0, "post_filter_fwhm_mm": 4.0, "tail_fraction": 0.0,
+            "tail_fwhm_mm": 40.0, "noise_gain": 10.0},
     "dat": {
         "total_counts": 2.0e6,
+        "noise_gain": 2.0,
         "reference": "occipital",
         "normal_sbr": {"caudate": 3.2, "putamen": 1.85},
         "normal_sbr_sd": {"caudate": 0.12, "putamen": 0.08},
@@ -73,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "perfusion": {
         "tracer": "IMP",
         "total_counts": 4.0e6,
-        "gm_wm_ratio": 2.2,
+        "gm_wm_ratio": 1.9,
         "n_normal": 1,
         "n_unilateral": 4,
         "n_bilateral": 4,
@@ -86,6 +89,8 @@ DEFAULTS: dict[str, Any] = {
         "level_min_volume_ml": 5.0,
     },
     "fdg": {"ratios": {"gm": 5.0, "wm": 1.0, "csf": 0.0}, "total_counts": 5.0e7},
+    # S2's interictal SPECT: a 99mTc perfusion agent (S2 cites ECD, Gruenwald et al. 1994).
+    "interictal": {"tracer": "ECD", "gm_wm_ratio": 1.8, "total_counts": 4.0e6},
     "cbf": {
         "pattern": "random",
         "pet_total_counts": 2.0e7,
@@ -106,6 +111,10 @@ DEFAULTS: dict[str, Any] = {
                                 "slow_decay_min": 0.06},
             "cross_calibration_sd": 0.03,
         },
+        # The PET's own session (another day than the SPECT): global and territorial flow, and
+        # the PET's own quantification error.
+        "pet_session": {"global_sd": 0.09, "territory_sd": 0.05, "calibration_sd": 0.04,
+                        "flow_exponent_sd": 0.05},
     },
     # Scanner frames of the PET/SPECT that S2 and S3 read (spectsynth.simulate.frames). SPECT as
     # S2's Table 1 (128 x 128 x 47 at 3.89 mm); PET reconstructed at 2 mm (S2's scanners give
@@ -113,8 +122,12 @@ DEFAULTS: dict[str, Any] = {
     "frames": {
         "rotation_deg": 10.0,
         "shift_mm": 15.0,
-        "spect": {"matrix": [128, 128, 47], "voxel_mm": [3.89, 3.89, 3.89]},
-        "pet": {"matrix": [176, 176, 111], "voxel_mm": [2.0, 2.0, 2.0]},
+        "spect": [{"matrix": [128, 128, 83], "voxel_mm": [2.34, 2.34, 2.34]},
+                  {"matrix": [128, 128, 47], "voxel_mm": [3.89, 3.89, 3.89]},
+                  {"matrix": [128, 128, 44], "voxel_mm": [4.79, 4.79, 4.79]}],
+        "pet": [{"matrix": [180, 180, 132], "voxel_mm": [2.0, 2.0, 2.0]},
+                {"matrix": [202, 202, 111], "voxel_mm": [2.0, 2.0, 2.0]}],
+        "motion": {"rotation_deg": 3.0, "shift_mm": 4.0, "moved_fraction": [0.1, 0.5]},
     },
     "physiology": {
         "regional_sd": 0.06,
@@ -124,6 +137,9 @@ DEFAULTS: dict[str, Any] = {
         "global_sd": 0.12,
         "global_age_slope": -0.004,
         "reference_age": 60.0,
+        "sublobar_sd": 0.08,
+        "sublobar_fwhm_mm": 12.0,
+        "extracerebral": {"IMP": 0.15, "HMPAO": 0.3, "ECD": 0.1, "H2O": 0.4, "FDG": 0.5},
         "focus": {
             "enabled": True,
             "lobes": ["temporal", "frontal"],
@@ -234,6 +250,11 @@ def resolve(section: Mapping | None) -> dict:
         _num(c, "voxel_mm", 0.5, 16.0, f"{w}.{mod}")
         _num(c, "fwhm_mm", lo_fwhm, 40.0, f"{w}.{mod}")
         _num(c, "post_filter_fwhm_mm", 0.0, 40.0, f"{w}.{mod}")
+        _num(c, "tail_fwhm_mm", 0.0, 200.0, f"{w}.{mod}")
+        _num(c, "noise_gain", 1.0, 1000.0, f"{w}.{mod}")
+    for iso in ("I-123", "Tc-99m"):
+        _num(cfg["spect"]["tail_fraction"], iso, 0.0, 0.9, f"{w}.spect.tail_fraction")
+    _num(cfg["pet"], "tail_fraction", 0.0, 0.9, f"{w}.pet")
     p = cfg["projection"]
     for key, lo, hi, integer in (("intrinsic_fwhm_mm", 0, 10, False), ("views", 4, 360, True),
                                  ("radius_mm", 50, 400, False), ("iterations", 1, 100, True),
@@ -254,6 +275,7 @@ def resolve(section: Mapping | None) -> dict:
         check_collimator(p["collimator"])
     d = cfg["dat"]
     _num(d, "total_counts", 1e3, 1e10, f"{w}.dat")
+    _num(d, "noise_gain", 1.0, 1000.0, f"{w}.dat")
     if d["reference"] not in ("occipital", "cerebellum", "brain_minus_striatum"):
         raise ConfigError(f"simulate.dat.reference must be occipital, cerebellum or brain_minus_striatum, "
                           f"not {d['reference']!r}")
@@ -287,6 +309,11 @@ def resolve(section: Mapping | None) -> dict:
     for k in ("gm", "wm", "csf"):
         _num(cfg["fdg"]["ratios"], k, 0.0, 100.0, f"{w}.fdg.ratios")
     _num(cfg["fdg"], "total_counts", 1e3, 1e12, f"{w}.fdg")
+    ic = cfg["interictal"]
+    if ic["tracer"] not in ("IMP", "HMPAO", "ECD"):
+        raise ConfigError(f"simulate.interictal.tracer must be IMP, HMPAO or ECD, not {ic['tracer']!r}")
+    _num(ic, "gm_wm_ratio", 1.0, 6.0, f"{w}.interictal")
+    _num(ic, "total_counts", 1e3, 1e10, f"{w}.interictal")
     if cfg["cbf"]["pattern"] not in ("random", "normal", "unilateral", "bilateral"):
         raise ConfigError(f"simulate.cbf.pattern must be random, normal, unilateral or bilateral, "
                           f"not {cfg['cbf']['pattern']!r}")
@@ -306,6 +333,8 @@ def resolve(section: Mapping | None) -> dict:
     _num(kin, "scan_mid_min", 1.0, 600.0, f"{w}.cbf.kinetics")
     _num(kin, "sample_min", 0.5, 600.0, f"{w}.cbf.kinetics")
     _num(kin, "cross_calibration_sd", 0.0, 1.0, f"{w}.cbf.kinetics")
+    for k in ("global_sd", "territory_sd", "calibration_sd", "flow_exponent_sd"):
+        _num(cfg["cbf"]["pet_session"], k, 0.0, 1.0, f"{w}.cbf.pet_session")
     for k in kin["standard_input"]:
         _num(kin["standard_input"], k, 0.0 if k == "slow_fraction" else 1e-3, 1000.0, f"{w}.cbf.kinetics.standard_input")
     for k in kin["input_variation"]:
@@ -316,8 +345,11 @@ def resolve(section: Mapping | None) -> dict:
     ph, wp = cfg["physiology"], f"{w}.physiology"
     for key, lo, hi in (("regional_sd", 0.0, 0.5), ("regional_max", 0.0, 0.5), ("regional_fwhm_mm", 0.0, 60.0),
                         ("tracer_correlation", 0.0, 1.0), ("global_sd", 0.0, 1.0),
-                        ("global_age_slope", -0.02, 0.02), ("reference_age", 0.0, 120.0)):
+                        ("global_age_slope", -0.02, 0.02), ("reference_age", 0.0, 120.0),
+                        ("sublobar_sd", 0.0, 0.3), ("sublobar_fwhm_mm", 2.0, 60.0)):
         _num(ph, key, lo, hi, wp)
+    for trc in ("IMP", "HMPAO", "ECD", "H2O", "FDG"):
+        _num(ph["extracerebral"], trc, 0.0, 5.0, f"{wp}.extracerebral")
     fc = ph["focus"]
     if not isinstance(fc["enabled"], bool):
         raise ConfigError(f"{wp}.focus.enabled must be true or false, not {fc['enabled']!r}")

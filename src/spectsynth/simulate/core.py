@@ -18,21 +18,27 @@ from .anatomy import Anatomy, resample_to_grid
 from .config import ConfigError
 from .grid import Grid, PreparedAnatomy, prepare
 from .kinetics import CBFKinetics, reconstructed_to_activity
-from .physics import Physics, make_physics
+from .physics import Physics, image_properties, make_physics, measured_resolution
 from .tracers import (
     SUBJECT_STREAM,
     DatDegradation,
     DatModel,
     PerfusionModel,
+    PetSession,
     SubjectPhysiology,
     dat_design,
     draw_defects,
     fdg_activity,
+    region_field,
     rng_for,
 )
 from .truth import write_truth
 
 log = logging.getLogger(__name__)
+
+#: Columns of what a physicist measures on an image (:func:`measured_properties`); in a DaT or
+#: perfusion stack they are measured on its first (normal) image and empty for the others.
+MEASURED_KEYS = ("meas_fwhm_mm", "meas_fwtm_mm", "meas_noise_cv", "meas_wm_cv", "extracerebral_fraction")
 
 
 @dataclass
@@ -90,6 +96,20 @@ def prepare_grid(anat: Anatomy, cfg: dict, modality: str) -> PreparedAnatomy:
                    what=modality.upper())
 
 
+def measured_properties(img: np.ndarray, act: np.ndarray, prep: PreparedAnatomy, physics: Physics,
+                        total_counts: float, transform=None) -> dict:
+    """What a physicist measures on one image: resolution (line source through the same physics),
+    noise in the deep white matter against the noise-free image, signal outside the brain.
+
+    ``transform`` maps a camera image to the written one (e.g. counts to mL/100 g/min); the
+    noise-free image goes through it too.
+    """
+    expected = physics.image(act, prep, total_counts=float(total_counts), rng=None)
+    if transform is not None:
+        expected = transform(expected)
+    return measured_resolution(physics, prep) | image_properties(img, expected, prep)
+
+
 S2_SPECT_INDEX = 999_999  # random stream of the S2 perfusion SPECT (the subject's baseline with its focus)
 
 
@@ -115,7 +135,7 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
     cfg = sim_config.resolve(config)
     isotope, energy, _ = sim_config.TRACERS["DaT"]
     prep = prep or prepare_grid(anat, cfg, "spect")
-    physics = physics or make_physics(cfg, "spect", energy, threads=threads)
+    physics = physics or make_physics(cfg, "spect", energy, threads=threads, noise_gain=cfg["dat"]["noise_gain"])
     model = DatModel(prep, cfg, physics, seed=cfg["seed"], physiology=physiology)
     design = degradations if degradations is not None else dat_design(cfg["dat"], cfg["seed"])
     ref = cfg["dat"]["reference"]
@@ -130,6 +150,7 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
         seconds = time.perf_counter() - t0
         true = _true_dat(act, prep, ref)
         meas = quant.quantify_dat(img, prep.camera_weights, ref)
+        props = (measured_properties(img, act, prep, physics, counts) if index == 0 else {})
         volumes.append(img)
         records.append({
             "index": index, "subject": anat.subject, "tracer": "DaT", "modality": "spect",
@@ -141,6 +162,7 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
             "true": {k: v for k, v in true.items() if k != "reference_mean"},
             "meas": {k: v for k, v in meas.items() if k != "reference_mean"},
             "total_counts": physics.last_detected_counts, "image_sum": float(img.sum()), "physics": physics.name,
+            **{k: props.get(k) for k in MEASURED_KEYS},
         })
         log.info("subject %s DaT %d/%d %s: measured SBR caudate %.2f putamen %.2f (%.2f s)", anat.subject,
                  index + 1, len(design), deg.desc, meas["sbr_caudate"], meas["sbr_putamen"], seconds)
@@ -235,6 +257,8 @@ def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: in
         img = physics.image(act, prep, total_counts=float(pf["total_counts"]), rng=rng)
         rec = _perfusion_record(anat, tracer, index, pattern, defects, info, levels, img, act, prep, model,
                                 physics, cfg["seed"]) | phys.record(tracer, focus=False)
+        props = measured_properties(img, act, prep, physics, pf["total_counts"]) if index == 0 else {}
+        rec |= {k: props.get(k) for k in MEASURED_KEYS}
         volumes.append(img)
         records.append(rec)
         log.info("subject %s %s %d/%d %s: measured GM:WM %.2f (%.2f s)", anat.subject, tracer, index + 1,
@@ -245,12 +269,22 @@ def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: in
             "level_slices": prep.level_slices(), "levels_mm": prep.levels_mm,
             "settings": {k: pf[k] for k in ("defect_depth", "defect_radius_mm", "penumbra_fwhm_mm", "diaschisis",
                                             "level_min_reduction", "level_min_volume_ml", "territories")}}
-    # S2's SPECT: the subject's own perfusion (no territorial defect) with its epileptic focus.
-    rng = rng_for(cfg["seed"], anat.subject, tracer, S2_SPECT_INDEX)
-    act = model.normal_activity(focus=True)
-    img = physics.image(act, prep, total_counts=float(pf["total_counts"]), rng=rng)
-    meta["s2_spect"] = _pet_record(anat, tracer, S2_SPECT_INDEX, "interictal", img, act, prep, physics,
-                                   cfg["seed"], phys.record(tracer, focus=True))
+    # S2's SPECT: the subject's own perfusion (no territorial defect) with its epileptic focus,
+    # imaged with the interictal tracer (a 99mTc agent by default: its own contrast and camera tail).
+    ic = cfg["interictal"]
+    ic_tracer = ic["tracer"]
+    _, ic_energy, _ = sim_config.TRACERS[ic_tracer]
+    ic_physics = physics if ic_energy == energy else make_physics(cfg, "spect", ic_energy, threads=threads)
+    ic_model = PerfusionModel(prep, cfg, ic_physics, physiology=phys, tracer=ic_tracer,
+                              gm_wm_ratio=float(ic["gm_wm_ratio"]))
+    rng = rng_for(cfg["seed"], anat.subject, ic_tracer, S2_SPECT_INDEX)
+    act = ic_model.normal_activity(focus=True)
+    img = ic_physics.image(act, prep, total_counts=float(ic["total_counts"]), rng=rng)
+    meta["s2_spect"] = _pet_record(anat, ic_tracer, S2_SPECT_INDEX, "interictal", img, act, prep, ic_physics,
+                                   cfg["seed"], phys.record(ic_tracer, focus=True)
+                                   | measured_properties(img, act, prep, ic_physics, ic["total_counts"]))
+    meta["s2_spect"] |= {"true_gm_wm_tissue": ic_model.gm_to_wm, "target_gm_wm": ic_model.target}
+    meta["interictal"] = {"tracer": ic_tracer, "physics": ic_physics.describe()}
     meta["physiology"] = cfg["physiology"]
     return SimulatedStack(anat.subject, tracer, "spect", prep.camera, volumes, records, meta,
                           extra={"s2_spect": img})
@@ -297,16 +331,19 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
     fdg_meta = {"subject": anat.subject, "tracer": "FDG", "modality": "pet", "isotope": "F-18", "units": "counts",
                 "physics": pet_physics.describe(), "grid": _grid_meta(pet_prep.camera), "seed": seed,
                 "ratios": cfg["fdg"]["ratios"], "level_slices": pet_prep.level_slices()}
+    fdg_props = measured_properties(img, act, pet_prep, pet_physics, cfg["fdg"]["total_counts"])
     fdg = SimulatedStack(anat.subject, "FDG", "pet", pet_prep.camera, [img],
                          [_pet_record(anat, "FDG", 0, "interictal" if phys.focus else "normal", img, act, pet_prep,
-                                      pet_physics, seed, phys.record("FDG", focus=True))], fdg_meta)
+                                      pet_physics, seed, phys.record("FDG", focus=True) | fdg_props)], fdg_meta)
     # CBF pair: one perfusion map (true GM:WM from the SPECT calibration), two cameras.
     tracer = pf["tracer"]
     _, energy, _ = sim_config.TRACERS[tracer]
     spect_prep = prepare_grid(anat, cfg, "spect")
     spect_physics = make_physics(cfg, "spect", energy, threads=threads)
     spect_model = PerfusionModel(spect_prep, cfg, spect_physics, physiology=phys)
-    pet_model = PerfusionModel(pet_prep, cfg, pet_physics, gm_to_wm=spect_model.gm_to_wm, physiology=phys)
+    pet_model = PerfusionModel(pet_prep, cfg, pet_physics, gm_to_wm=spect_model.gm_to_wm, physiology=phys,
+                               tracer="H2O")
+    session = PetSession.draw(cfg["cbf"]["pet_session"], seed, anat.subject)
     rng = rng_for(seed, anat.subject, "CBF", 0)
     pattern = cfg["cbf"]["pattern"]
     if pattern == "random":
@@ -323,16 +360,25 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
         noise = rng_for(seed, anat.subject, f"CBF-{name}", 0)
         units, extra = "counts", {}
         if kin is None:
+            if name == "cbf_pet":  # the PET's own day: global and territorial flow differ
+                act = (act * session.global_factor
+                       * region_field(prep, session.territories, float(cfg["physiology"]["regional_fwhm_mm"])))
             img = physics.image(act, prep, total_counts=float(counts), rng=noise)
+            extra = measured_properties(img, act, prep, physics, counts)
         else:
             # One true flow map; each tracer's own uptake goes through the camera, and the
             # reconstructed image is quantified back to mL/100 g/min as that tracer's method does.
             flow = kin.flow_map(act, model.gm_to_wm)
+            if name == "cbf_pet":  # the PET's own day: global and territorial flow differ
+                flow = session.flow(flow, prep, float(cfg["physiology"]["regional_fwhm_mm"]))
             uptake = kin.imp_uptake(flow) if name == "cbf_spect" else kin.water_uptake(flow)
+
+            def to_flow(counts_img, uptake=uptake, name=name):
+                out = reconstructed_to_activity(counts_img, uptake, prep.factor)
+                return kin.imp_flow(out) if name == "cbf_spect" else session.quantify(out)
+
             counts_img = physics.image(uptake, prep, total_counts=float(counts), rng=noise)
-            img = reconstructed_to_activity(counts_img, uptake, prep.factor)
-            if name == "cbf_spect":
-                img = kin.imp_flow(img)
+            img = to_flow(counts_img)
             units = "mL/100g/min"
             cw = prep.camera_weights
             extra = kin.record() | {
@@ -340,6 +386,9 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
                 "true_wm_flow_map": quant.weighted_mean(flow, prep.fine_maps["wm_mask"], name="WM"),
                 "meas_gm_flow": quant.weighted_mean(img, cw["gm_mask"], name="GM"),
                 "meas_wm_flow": quant.weighted_mean(img, cw["wm_mask"], name="WM")}
+            extra |= measured_properties(img, uptake, prep, physics, counts, transform=to_flow)
+        if name == "cbf_pet":
+            extra |= session.record()
         rec = _perfusion_record(anat, trc, 0, pattern, defects, info, levels, img, act, prep, model, physics, seed)
         rec["pair"] = name
         rec["units"] = units
@@ -353,6 +402,7 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
         pair[name] = SimulatedStack(anat.subject, trc, physics_modality(physics), prep.camera, [img], [rec], meta)
     for stack in pair.values():
         stack.records[0] |= phys.record(stack.tracer, focus=False)
+    pair["cbf_pet"].meta["pet_session"] = session.record()
     return PetSimulation(fdg=fdg, cbf_spect=pair["cbf_spect"], cbf_pet=pair["cbf_pet"])
 
 

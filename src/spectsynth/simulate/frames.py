@@ -10,6 +10,11 @@ matrix and voxel size, and the axial field of view may cut off the vertex or the
   scan, so every scan of a subject lies differently and differently from the T1w;
 * the *scanner world* has its isocentre at the centre of the field of view; the head centre
   (the centre of the brain's bounding box) sits at the drawn shift from it;
+* the *camera* is one of ``frames.spect`` / ``frames.pet`` (S2's Table 1: three SPECT and two
+  PET reconstruction geometries), drawn once per subject and modality;
+* the head *moves* once during the scan (``frames.motion``): a small rigid motion for the last
+  part of the counts, so the image is the sum of two positions, as in a patient who shifts on
+  the table; the recorded pose is the position held for most of the scan;
 * the written affine is the scanner's own (axis-aligned voxels in scanner coordinates): it
   says nothing about where the T1w is, so the pipeline has to register the scan, as for real
   data.
@@ -43,13 +48,43 @@ def check(cfg: Mapping) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
             raise ConfigError(f"simulate.frames.{key} = {v!r} must be a number in [0, {hi:g}]")
     for mod in ("spect", "pet"):
-        m, v = cfg[mod]["matrix"], cfg[mod]["voxel_mm"]
-        if (not isinstance(m, (list, tuple)) or len(m) != 3
-                or any(isinstance(x, bool) or not isinstance(x, int) or not 4 <= x <= 1024 for x in m)):
-            raise ConfigError(f"simulate.frames.{mod}.matrix = {m!r} must be three integers in [4, 1024]")
-        if (not isinstance(v, (list, tuple)) or len(v) != 3
-                or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.2 <= x <= 20 for x in v)):
-            raise ConfigError(f"simulate.frames.{mod}.voxel_mm = {v!r} must be three numbers in [0.2, 20] mm")
+        cams = cfg[mod]
+        if not isinstance(cams, (list, tuple)) or not cams:
+            raise ConfigError(f"simulate.frames.{mod} must be a non-empty list of cameras, each "
+                              "{matrix: [nx, ny, nz], voxel_mm: [dx, dy, dz]}")
+        for i, cam in enumerate(cams):
+            where = f"simulate.frames.{mod}[{i}]"
+            if not isinstance(cam, Mapping) or set(cam) != {"matrix", "voxel_mm"}:
+                raise ConfigError(f"{where} must have exactly the keys matrix and voxel_mm, got {cam!r}")
+            m, v = cam["matrix"], cam["voxel_mm"]
+            if (not isinstance(m, (list, tuple)) or len(m) != 3
+                    or any(isinstance(x, bool) or not isinstance(x, int) or not 4 <= x <= 1024 for x in m)):
+                raise ConfigError(f"{where}.matrix = {m!r} must be three integers in [4, 1024]")
+            if (not isinstance(v, (list, tuple)) or len(v) != 3
+                    or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.2 <= x <= 20 for x in v)):
+                raise ConfigError(f"{where}.voxel_mm = {v!r} must be three numbers in [0.2, 20] mm")
+    mo = cfg["motion"]
+    for key, hi in (("rotation_deg", 20.0), ("shift_mm", 50.0)):
+        v = mo[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
+            raise ConfigError(f"simulate.frames.motion.{key} = {v!r} must be a number in [0, {hi:g}]")
+    fr = mo["moved_fraction"]
+    if (not isinstance(fr, (list, tuple)) or len(fr) != 2
+            or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in fr) or not 0 <= fr[0] <= fr[1] < 1):
+        raise ConfigError(f"simulate.frames.motion.moved_fraction = {fr!r} must be [min, max] with "
+                          "0 <= min <= max < 1 (the share of the scan after the head moved)")
+
+
+def draw_camera(frames_cfg: Mapping, modality: str, seed: int, subject: str) -> dict:
+    """The subject's camera of ``modality``: one of ``frames.<modality>``, drawn per subject.
+
+    Every scan of that modality of the subject uses it (its own stream: seed, subject,
+    ``camera-<modality>``), as a patient's scans come from the scanner of their centre and year.
+    """
+    cams = list(frames_cfg[modality])
+    i = int(rng_for(seed, subject, f"camera-{modality}", 0).integers(len(cams))) if len(cams) > 1 else 0
+    return {"index": i, "matrix": tuple(int(v) for v in cams[i]["matrix"]),
+            "voxel_mm": tuple(float(v) for v in cams[i]["voxel_mm"])}
 
 
 def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
@@ -148,6 +183,8 @@ class ScannerScan:
     fov: dict
     matrix: tuple[int, int, int]
     voxel_mm: tuple[float, float, float]
+    camera: int = 0
+    motion: Motion | None = None
 
     def sidecar(self, *, subject: str, scan: str, modality: str, tracer: str, units: str,
                 source_grid: dict | None = None) -> dict:
@@ -158,6 +195,8 @@ class ScannerScan:
             "FieldOfViewMM": [round(float(n * v), 2) for n, v in zip(self.matrix, self.voxel_mm)],
             "GeneratedBy": "spectsynth.simulate (scanner frame)",
             "SimulationTruth": {"subject": subject, "scan": scan, "pose": self.pose.record(),
+                                "camera": self.camera,
+                                "motion": self.motion.record() if self.motion is not None else None,
                                 "field_of_view": self.fov, "camera_grid": source_grid,
                                 "transform_convention": (
                                     "t1w_to_scanner maps T1w world points (RAS mm) to scanner world "
@@ -165,22 +204,62 @@ class ScannerScan:
                                     "perfect registration would find")}}
 
 
+@dataclass(frozen=True)
+class Motion:
+    """Head motion during the scan: the head at the scan's pose, then moved by a small rigid
+    motion for the last ``fraction`` of the counts."""
+
+    rotation_deg: tuple[float, float, float]
+    shift_mm: tuple[float, float, float]
+    fraction: float
+
+    def record(self) -> dict:
+        return {"rotation_deg": [round(float(v), 4) for v in self.rotation_deg],
+                "shift_mm": [round(float(v), 4) for v in self.shift_mm], "moved_fraction": round(self.fraction, 4)}
+
+
+def draw_motion(seed: int, subject: str, scan: str, motion_cfg: Mapping) -> Motion | None:
+    """The seeded head motion of one scan (stream: seed, subject, ``motion-<scan>``); None if off."""
+    rot, shift = float(motion_cfg["rotation_deg"]), float(motion_cfg["shift_mm"])
+    if rot <= 0 and shift <= 0:
+        return None
+    rng = rng_for(seed, subject, f"motion-{scan}", 0)
+    r = rng.uniform(-rot, rot, 3)
+    t = rng.uniform(-shift, shift, 3)
+    lo, hi = (float(v) for v in motion_cfg["moved_fraction"])
+    return Motion(tuple(float(v) for v in r), tuple(float(v) for v in t), float(rng.uniform(lo, hi)))
+
+
 def to_scanner_frame(volume: np.ndarray, affine: np.ndarray, brain: np.ndarray, brain_affine: np.ndarray,
                      *, frames_cfg: Mapping, modality: str, seed: int, subject: str, scan: str,
                      centre_mm: Sequence[float]) -> ScannerScan:
-    """Move a T1w-world volume (e.g. a camera-grid image) into a seeded random scanner frame."""
-    spec = frames_cfg[modality]
-    matrix = tuple(int(v) for v in spec["matrix"])
-    voxel = tuple(float(v) for v in spec["voxel_mm"])
+    """Move a T1w-world volume (e.g. a camera-grid image) into a seeded random scanner frame.
+
+    The frame is the subject's camera (:func:`draw_camera`); the head lies at the scan's pose
+    and, with ``frames.motion``, moves once during the scan: the image is the count-weighted
+    sum of the two positions.  The recorded pose (the truth a registration is measured
+    against) is the position the head held for most of the scan.
+    """
+    cam = draw_camera(frames_cfg, modality, seed, subject)
+    matrix, voxel = cam["matrix"], cam["voxel_mm"]
     pose = draw_pose(seed, subject, scan, centre_mm, float(frames_cfg["rotation_deg"]),
                      float(frames_cfg["shift_mm"]))
     data, aff = resample_into_frame(volume, affine, pose, matrix, voxel)
+    motion = draw_motion(seed, subject, scan, frames_cfg["motion"]) if "motion" in frames_cfg else None
+    if motion is not None:
+        # the second position: the pose's angles and shift changed by the motion's
+        moved_shift = tuple(float(v) for v in np.asarray(pose.shift_mm) + np.asarray(motion.shift_mm))
+        moved = Pose(tuple(float(v) for v in (np.asarray(pose.rotation_deg) + np.asarray(motion.rotation_deg))),
+                     moved_shift, pose.centre_mm)
+        after, _ = resample_into_frame(volume, affine, moved, matrix, voxel)
+        data = ((1.0 - motion.fraction) * data + motion.fraction * after).astype(np.float32)
     img = nib.Nifti1Image(data, aff)
     img.set_qform(aff, code=1)
     img.set_sform(aff, code=1)
     img.header.set_xyzt_units("mm")
     img.header["descrip"] = f"spectsynth {scan} scanner frame"[:80]
-    return ScannerScan(img, pose, brain_in_fov(brain, brain_affine, pose, matrix, voxel), matrix, voxel)
+    return ScannerScan(img, pose, brain_in_fov(brain, brain_affine, pose, matrix, voxel), matrix, voxel,
+                       camera=cam["index"], motion=motion)
 
 
 def write_scan(frame: ScannerScan, nifti_path: str | Path, json_path: str | Path, **sidecar) -> None:

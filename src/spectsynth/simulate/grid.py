@@ -200,6 +200,7 @@ class PreparedAnatomy:
     camera_weights: dict[str, np.ndarray]
     head: np.ndarray                      # fine-grid head mask (brain + shells)
     bone: np.ndarray                      # fine-grid skull fraction
+    scalp: np.ndarray                     # fine-grid scalp shell (extracerebral uptake)
     midline_x: float
     levels_mm: dict[str, tuple[float, float]]
     putamen_rank: dict[str, np.ndarray] = field(default_factory=dict)
@@ -281,10 +282,11 @@ def prepare(anat: Anatomy, matrix: int, voxel_mm: float, head_cfg: dict, *, max_
     csf, bone_t = float(head_cfg["csf_mm"]), float(head_cfg["bone_mm"])
     head = dist <= head_thickness_mm(head_cfg)
     bone = ((dist > csf) & (dist <= csf + bone_t)).astype(np.float32)
+    scalp = ((dist > csf + bone_t) & head).astype(np.float32)
     weights = {k: block_mean(v, factor).astype(np.float32) for k, v in maps.items()}
     midline = _midline_x(anat)
     prep = PreparedAnatomy(anatomy=anat, camera=camera, fine=fine, factor=factor, fine_maps=maps,
-                           camera_weights=weights, head=head, bone=bone, midline_x=midline,
+                           camera_weights=weights, head=head, bone=bone, scalp=scalp, midline_x=midline,
                            levels_mm=anat.level_z_mm())
     for side in ("L", "R"):
         prep.putamen_rank[side] = _putamen_rank(maps[f"putamen_{side}"], fine)

@@ -247,19 +247,29 @@ class PerfusionModel:
     """Perfusion activity of one subject on one camera grid, calibrated grey:white ratio."""
 
     def __init__(self, prep: PreparedAnatomy, cfg: dict, physics: Physics, *, gm_to_wm: float | None = None,
-                 physiology: SubjectPhysiology | None = None, tracer: str | None = None):
+                 physiology: SubjectPhysiology | None = None, tracer: str | None = None,
+                 gm_wm_ratio: float | None = None):
         self.prep = prep
         self.cfg = cfg["perfusion"]
         self.physics = physics
         self.tracer = tracer or self.cfg["tracer"]
-        self.target = float(self.cfg["gm_wm_ratio"])
+        self.target = float(self.cfg["gm_wm_ratio"] if gm_wm_ratio is None else gm_wm_ratio)
+        self.extracerebral = dict(cfg.get("physiology", {}).get("extracerebral", {}))
         self.physiology = physiology
         self.gm_to_wm = float(gm_to_wm) if gm_to_wm is not None else self.calibrate()
         self._modulation: dict[bool, np.ndarray] = {}
 
+    @property
+    def scalp_uptake(self) -> float:
+        """Uptake of the scalp relative to white matter (``physiology.extracerebral`` of the tracer)."""
+        return float(self.extracerebral.get(self.tracer, 0.0))
+
     def tissue_activity(self) -> np.ndarray:
-        """Perfusion of the tissue classes alone (the calibrated grey:white contrast)."""
-        return tissue_activity(self.prep, self.gm_to_wm, 1.0, 0.0)
+        """Perfusion of the tissue classes (the calibrated grey:white contrast) and of the scalp."""
+        act = tissue_activity(self.prep, self.gm_to_wm, 1.0, 0.0)
+        if self.scalp_uptake > 0:
+            act = act + self.scalp_uptake * self.prep.scalp
+        return act.astype(np.float32)
 
     def normal_activity(self, *, focus: bool = False) -> np.ndarray:
         """The subject's perfusion without defects: tissues times its physiology (with the focus if asked)."""
@@ -279,7 +289,8 @@ class PerfusionModel:
         w = self.prep.camera_weights
         m = self.prep.fine_maps
         yg = self.physics.linear_response(m["gm"], self.prep)
-        yw = self.physics.linear_response(m["wm"], self.prep)
+        # white matter and the scalp (fixed relative to white matter): the part c does not scale
+        yw = self.physics.linear_response(m["wm"] + self.scalp_uptake * self.prep.scalp, self.prep)
         g_g, g_w = (quant.weighted_mean(y, w["gm_mask"], name="GM") for y in (yg, yw))
         w_g, w_w = (quant.weighted_mean(y, w["wm_mask"], name="WM") for y in (yg, yw))
         denom = g_g - self.target * w_g
@@ -347,6 +358,9 @@ def fdg_activity(prep: PreparedAnatomy, cfg: dict, physiology: SubjectPhysiology
     """FDG uptake: the tissue ratios times the subject's metabolic physiology (with its focus)."""
     r = cfg["fdg"]["ratios"]
     act = tissue_activity(prep, r["gm"], r["wm"], r["csf"])
+    scalp = float(cfg.get("physiology", {}).get("extracerebral", {}).get("FDG", 0.0))
+    if scalp > 0:  # scalp and muscle glucose uptake, relative to white matter
+        act = (act + scalp * float(r["wm"]) * prep.scalp).astype(np.float32)
     if physiology is None:
         return act
     return (act * physiology.modulation(prep, "FDG", focus=focus)).astype(np.float32)
@@ -509,6 +523,7 @@ class SubjectPhysiology:
                                    for i, r in enumerate(VARIATION_REGIONS)}
             self.global_level[kind] = float(max(age_term, 0.1) * np.exp(self.cfg["global_sd"] * z[n]))
         self.focus = self._draw_focus() if self.cfg["focus"]["enabled"] else None
+        self._sublobar: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # --- the focus -----------------------------------------------------------------------
     def _draw_focus(self) -> Focus:
@@ -565,30 +580,46 @@ class SubjectPhysiology:
     # --- the fields ----------------------------------------------------------------------
     def regional_field(self, prep: PreparedAnatomy, kind: str) -> np.ndarray:
         """R_k on the fine grid of ``prep``: smooth, within 1 +- regional_max."""
-        m = prep.fine_maps
-        fwhm, vox = float(self.cfg["regional_fwhm_mm"]), prep.fine.voxel_mm
-        regions = {name: m[name] for name in VARIATION_REGIONS[:6]}
-        for side in ("L", "R"):
-            sm = prep.side_mask_fine(side)
-            regions[f"cerebellum_{side}"] = m["cerebellum"] * sm
-            regions[f"striatum_{side}"] = m["striatum_any"] * sm
-        num = np.zeros(prep.fine.shape, np.float32)
-        den = np.zeros(prep.fine.shape, np.float32)
-        covered = np.zeros(prep.fine.shape, np.float32)
-        for name, frac in regions.items():
-            w = gaussian(frac, fwhm, vox)
-            num += self.regional[kind][name] * w
-            den += w
-            covered += frac
-        den += gaussian(np.clip(m["brain"] - covered, 0.0, None), fwhm, vox)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
-        return (1.0 + r).astype(np.float32)
+        return region_field(prep, self.regional[kind], float(self.cfg["regional_fwhm_mm"]))
+
+    def sublobar_field(self, prep: PreparedAnatomy, kind: str) -> np.ndarray:
+        """S_k on the fine grid of ``prep``: 1 + a smooth random field of ``sublobar_fwhm_mm`` inside
+        the brain (SD ``sublobar_sd``, clipped at 3 SD), 1 outside.
+
+        Drawn once per subject on its anatomy grid (every second voxel) in world space, so that
+        every camera grid sees the same field; shared between perfusion and metabolism as the
+        regional factors are (``tracer_correlation``)."""
+        sd = float(self.cfg["sublobar_sd"])
+        if sd <= 0:
+            return np.ones(prep.fine.shape, np.float32)
+        if kind not in self._sublobar:
+            self._sublobar[kind] = self._draw_sublobar(kind)
+        field, aff = self._sublobar[kind]
+        s = resample_to_grid(field, aff, prep.fine.shape, prep.fine.affine, order=1)
+        return (1.0 + np.clip(s, -3 * sd, 3 * sd) * np.clip(prep.fine_maps["brain"], 0.0, 1.0)).astype(np.float32)
+
+    def _draw_sublobar(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        step = 2
+        a = self.anat
+        brain = np.asarray(a.brain[::step, ::step, ::step]) > 0.5
+        aff = np.asarray(a.affine) @ np.diag([step, step, step, 1.0])
+        vox = float(np.mean(a.voxel_mm)) * step
+        fwhm = float(self.cfg["sublobar_fwhm_mm"])
+
+        def unit_field(stream: str) -> np.ndarray:
+            z = rng_for(self.seed, self.subject, stream, SUBJECT_STREAM).standard_normal(brain.shape)
+            f = gaussian(z.astype(np.float32), fwhm, vox)
+            sd_in = float(f[brain].std()) if brain.any() else float(f.std())
+            return f / sd_in if sd_in > 0 else f
+
+        rho = float(self.cfg["tracer_correlation"])
+        field = np.sqrt(rho) * unit_field("sublobar") + np.sqrt(1.0 - rho) * unit_field(f"sublobar-{kind}")
+        return (float(self.cfg["sublobar_sd"]) * field).astype(np.float32), aff
 
     def modulation(self, prep: PreparedAnatomy, tracer: str, *, focus: bool = False) -> np.ndarray:
         """M_k of ``tracer`` on the fine grid of ``prep`` (multiplies the tissue activity)."""
         kind = PHYSIOLOGY_KIND[tracer]
-        m = self.global_level[kind] * self.regional_field(prep, kind)
+        m = self.global_level[kind] * self.regional_field(prep, kind) * self.sublobar_field(prep, kind)
         if focus:
             m = m * (1.0 - self.focus_reduction(prep, kind))
         return (m * (1.0 - self.cavity(prep))).astype(np.float32)
@@ -599,6 +630,8 @@ class SubjectPhysiology:
         rec: dict[str, object] = {"physiology_kind": kind, "global_level": round(self.global_level[kind], 5),
                                   "age": self.age, "tracer_correlation": float(self.cfg["tracer_correlation"])}
         rec |= {f"regional_{r}": round(v, 5) for r, v in self.regional[kind].items()}
+        rec["sublobar_sd"] = float(self.cfg["sublobar_sd"])
+        rec["sublobar_fwhm_mm"] = float(self.cfg["sublobar_fwhm_mm"])
         fc = self.focus if focus else None
         rec["focus"] = fc is not None
         keys = Focus("L", "temporal", (0.0, 0.0, 0.0), 0, 0, 0, 0).as_dict()
@@ -608,6 +641,71 @@ class SubjectPhysiology:
         rec["resection_ml"] = (round(float(np.sum(self.resection > 0.5)) * float(np.prod(self.anat.voxel_mm)) / 1000.0,
                                      2) if res else 0.0)
         return rec
+
+
+def region_field(prep: PreparedAnatomy, factors: dict[str, float], fwhm_mm: float) -> np.ndarray:
+    """``1 + sum_r d_r w_r / (sum_r w_r + w_0)`` on the fine grid: one factor ``d_r`` per region of
+    :data:`VARIATION_REGIONS` (missing ones 0), region fractions smoothed by ``fwhm_mm``."""
+    m = prep.fine_maps
+    vox = prep.fine.voxel_mm
+    regions = {name: m[name] for name in VARIATION_REGIONS[:6]}
+    for side in ("L", "R"):
+        sm = prep.side_mask_fine(side)
+        regions[f"cerebellum_{side}"] = m["cerebellum"] * sm
+        regions[f"striatum_{side}"] = m["striatum_any"] * sm
+    num = np.zeros(prep.fine.shape, np.float32)
+    den = np.zeros(prep.fine.shape, np.float32)
+    covered = np.zeros(prep.fine.shape, np.float32)
+    for name, frac in regions.items():
+        w = gaussian(frac, fwhm_mm, vox)
+        num += float(factors.get(name, 0.0)) * w
+        den += w
+        covered += frac
+    den += gaussian(np.clip(m["brain"] - covered, 0.0, None), fwhm_mm, vox)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
+    return (1.0 + r).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PetSession:
+    """The 15O-water PET's own session, on another day than the SPECT (S3's pair).
+
+    Flow differs between days globally (``global``: log-normal, ``pet_session.global_sd``) and
+    per vascular territory and cerebellar hemisphere (``territories``: ``territory_sd``); the
+    PET's quantification has its own error: a calibration factor (cross-calibration of scanner
+    and well counter, input-function scale: ``calibration_sd``) and a flow-dependent bias of
+    the input function's delay and dispersion, ``(F / 50)^exponent`` (``flow_exponent_sd``).
+    """
+
+    global_factor: float
+    territories: dict[str, float]
+    calibration: float
+    flow_exponent: float
+
+    @classmethod
+    def draw(cls, cfg: dict, seed: int, subject: str) -> PetSession:
+        rng = rng_for(seed, subject, "pet-session", SUBJECT_STREAM)
+        z = rng.standard_normal(len(VARIATION_REGIONS) + 3)
+        terr = {r: float(cfg["territory_sd"] * z[i]) for i, r in enumerate(VARIATION_REGIONS[:8])}
+        n = len(VARIATION_REGIONS)
+        return cls(float(np.exp(cfg["global_sd"] * z[n])), terr, float(np.exp(cfg["calibration_sd"] * z[n + 1])),
+                   float(cfg["flow_exponent_sd"] * z[n + 2]))
+
+    def flow(self, flow: np.ndarray, prep: PreparedAnatomy, fwhm_mm: float) -> np.ndarray:
+        """The true flow on the PET's day (global and territorial factors on the shared flow)."""
+        return (np.asarray(flow, np.float64) * self.global_factor * region_field(prep, self.territories, fwhm_mm))
+
+    def quantify(self, measured: np.ndarray) -> np.ndarray:
+        """The PET analysis's flow image from the ideal one (its calibration and input-function bias)."""
+        f = np.clip(np.asarray(measured, np.float64), 0.0, None)
+        return (self.calibration * f * (np.maximum(f, 1e-3) / 50.0) ** self.flow_exponent).astype(np.float32)
+
+    def record(self) -> dict:
+        return {"pet_session_global": round(self.global_factor, 5),
+                "pet_session_calibration": round(self.calibration, 5),
+                "pet_session_flow_exponent": round(self.flow_exponent, 5),
+                **{f"pet_session_{r}": round(v, 5) for r, v in self.territories.items()}}
 
 
 def load_resection(path: str | None, anat) -> np.ndarray | None:
