@@ -49,3 +49,10 @@ def test_changing_the_config_changes_the_methods(config):
     assert "p < 0.05 " in text
     labels = " ".join(render("preprocess_labels.rst", cfg, subject="01").split())
     assert "native grid (200 x 220 x 180, 1.0 mm)" in labels
+
+
+def test_dat_figure_text_gives_the_normal_spread_and_age_decline(config):
+    text = " ".join(render("simulate_sbr.rst", config).split())
+    assert "mean at age 60.0" in text and "less 0.055 of it per decade" in text
+    assert "SD of 0.45 (caudate) and 0.25 (putamen)" in text
+    assert "normal_age_term" in render("simulate_truth.rst", config)

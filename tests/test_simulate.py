@@ -117,6 +117,8 @@ def test_defaults_match_schema_fragment():
     ({"dat": {"speed": 1}}, "unknown config key simulate.dat.speed"),
     ({"projection": {"views": 100, "subsets": 8}}, "multiple of subsets"),
     ({"perfusion": {"defect_depth": [0.6, 0.2]}}, "min <= max"),
+    ({"dat": {"age_decline_per_decade": 0.5}}, r"simulate\.dat\.age_decline_per_decade = 0\.5 is outside"),
+    ({"dat": {"reference_age": "sixty"}}, r"simulate\.dat\.reference_age must be a number"),
 ])
 def test_bad_configuration_stops_with_a_clear_message(section, match):
     with pytest.raises(ConfigError, match=match):
@@ -196,6 +198,76 @@ def test_normal_cohort_asymmetry_matches_published_band(prep):
     finally:
         prep.anatomy.subject = saved
     assert _in(float(np.mean(ais)), "normal", "ai_putamen"), np.mean(ais)
+
+
+def _cohort_targets(dat_cfg, ages, seed=20250):
+    """Mean caudate/putamen target (over the sides) of synthetic subjects, from their own DaT streams."""
+    from spectsynth.simulate.tracers import SUBJECT_STREAM, normal_sbr_targets, rng_for
+
+    out = []
+    for i, age in enumerate(ages):
+        z = rng_for(seed, f"s{i}", "DaT", SUBJECT_STREAM).standard_normal(3)
+        t, info = normal_sbr_targets(z, dat_cfg, age)
+        out.append(((t["caudate_L"] + t["caudate_R"]) / 2, (t["putamen_L"] + t["putamen_R"]) / 2,
+                    info["age_term"]))
+    return np.array(out)
+
+
+def test_normal_targets_spread_as_configured_and_decline_with_age():
+    d = sim_config.DEFAULTS["dat"]
+    # The default spread is a normal database's: 10-20 % (Lange et al. 2014: caudate 17 %, putamen 14 %).
+    for r in ("caudate", "putamen"):
+        assert 0.10 <= d["normal_sbr_sd"][r] / d["normal_sbr"][r] <= 0.20, r
+    ages = np.random.default_rng(3).uniform(20.0, 85.0, 3000)
+    t = _cohort_targets(d, ages)
+    # Without the age term the CV is the configured SD over the mean.
+    flat = t[:, :2] / t[:, 2:3]
+    for j, r in enumerate(("caudate", "putamen")):
+        cv = flat[:, j].std(ddof=1) / flat[:, j].mean()
+        assert cv == pytest.approx(d["normal_sbr_sd"][r] / d["normal_sbr"][r], abs=0.008), r
+        # A regression on age recovers the decline per decade, relative to the mean at the reference age.
+        slope, intercept = np.polyfit(ages - d["reference_age"], t[:, j], 1)
+        assert intercept == pytest.approx(d["normal_sbr"][r], rel=0.02), r
+        assert -10 * slope / intercept == pytest.approx(d["age_decline_per_decade"], abs=0.008), r
+    # A cohort aged 45-80 (the demo's ages) measures a CV of at least 10 %, within the 10-20 % band.
+    demo = _cohort_targets(d, np.random.default_rng(4).uniform(45.0, 80.0, 3000))
+    cvs = demo[:, :2].std(axis=0, ddof=1) / demo[:, :2].mean(axis=0)
+    assert np.all((cvs >= 0.12) & (cvs <= 0.18)), cvs
+
+
+def test_normal_targets_without_age_have_no_age_term():
+    from spectsynth.simulate.tracers import MIN_TARGET_SBR, normal_sbr_targets
+
+    d = sim_config.DEFAULTS["dat"]
+    z = np.array([0.7, -1.2, 0.4])
+    none, info = normal_sbr_targets(z, d, None)
+    at_ref, _ = normal_sbr_targets(z, d, d["reference_age"])
+    assert info["age"] is None and info["age_term"] == 1.0 and none == at_ref
+    assert info["age_adjusted_mean"] == d["normal_sbr"]
+    assert none["caudate_L"] + none["caudate_R"] == pytest.approx(2 * (3.2 + 0.45 * 0.7))
+    old, info80 = normal_sbr_targets(z, d, 80.0)
+    assert info80["age_term"] == pytest.approx(1 - 0.055 * 2) and old["putamen_L"] / none["putamen_L"] == \
+        pytest.approx(info80["age_term"])
+    # The same draws, whatever the age: only the age term differs.
+    assert normal_sbr_targets(z, d | {"age_decline_per_decade": 0.0}, 80.0)[0] == none
+    # Far in the lower tail every target stays at the floor, so the calibration keeps a positive binding.
+    low, info_low = normal_sbr_targets(np.array([-9.0, -9.0, 0.0]), d, 85.0)
+    assert set(low.values()) == {MIN_TARGET_SBR} and len(info_low["floored"]) == 4
+
+
+def test_dat_model_takes_the_age_of_the_physiology(anat, prep):
+    from types import SimpleNamespace
+
+    from spectsynth.simulate.physics import ImageDomainPhysics
+
+    cfg = resolve({})
+    physics = ImageDomainPhysics(9, 6)
+    young = DatModel(prep, cfg, physics, seed=1, physiology=SimpleNamespace(age=40.0, cavity=lambda p: 0.0))
+    plain = DatModel(prep, cfg, physics, seed=1)
+    assert plain.age is None and plain.target_model["age_term"] == 1.0
+    assert young.target_model["age_term"] == pytest.approx(1 + 0.055 * 2)
+    for r in quant.STRIATAL_REGIONS:
+        assert young.targets[r] == pytest.approx(plain.targets[r] * 1.11) and young.specific[r] > 0
 
 
 def test_putamen_gradient_loses_posterior_first_and_keeps_the_mean():
@@ -404,7 +476,7 @@ def test_rule_entry_points_write_every_file(anat, tmp_path):
     pet = {k: out / f"{k}.nii.gz" for k in ("fdg", "cbf_pet", "cbf_spect")}
     pet |= {f"{k}_json": out / f"{k}.json" for k in ("fdg", "cbf_pet", "cbf_spect")}
     pet |= {"json": out / "pet.json", "truth": out / "pet.tsv"}
-    run_dat(paths, dat, cfg, anat.subject)
+    run_dat(paths, dat, cfg, anat.subject, age=70.0)
     run_perfusion(paths, perf, cfg, anat.subject)
     run_pet(paths, pet, cfg, anat.subject)
     img = nib.load(dat["nifti"])
@@ -417,6 +489,12 @@ def test_rule_entry_points_write_every_file(anat, tmp_path):
         assert col in table.columns, col
     meta = json.loads(dat["json"].read_text())
     assert len(meta["volumes"]) == 4 and meta["calibration"]["specific_binding"]["putamen_L"] > 0
+    # The age term of the normal targets (5.5 % per decade below the mean at 60) in the sidecar and table.
+    model = meta["calibration"]["normal_sbr_model"]
+    assert model["age"] == 70.0 and model["age_term"] == pytest.approx(0.945)
+    assert model["age_adjusted_mean"]["caudate"] == pytest.approx(3.2 * 0.945)
+    assert meta["calibration"]["target_normal_sbr"]["caudate_L"] == pytest.approx(3.2 * 0.945)
+    assert (table["age"] == 70.0).all() and table["normal_age_term"].to_numpy() == pytest.approx(0.945)
     scan = nib.load(perf["scan"])  # the scanner's own matrix and voxels, its true pose in the sidecar
     assert scan.shape in [tuple(c["matrix"]) for c in resolve(cfg)["frames"]["spect"]]
     truth = json.loads(perf["scan_json"].read_text())["SimulationTruth"]
@@ -439,7 +517,8 @@ def test_rule_entry_points_write_every_file(anat, tmp_path):
     assert pd.read_csv(summary["dat"], sep="\t", dtype=str)["subject"].iloc[0] == anat.subject
     for f in (png, summary["figure"]):
         assert f.stat().st_size > 10_000
-    assert json.loads(summary["summary"].read_text())["normal"]["meas_sbr_caudate"]["mean"] > 2.5
+    stats = json.loads(summary["summary"].read_text())["normal"]["meas_sbr_caudate"]
+    assert stats["mean"] > 2.5 and stats["cv"] == pytest.approx(0.0, abs=1e-9)  # one normal image
 
 
 # --- physiology beyond the T1w (regional/global variation, epileptic focus, resection) ---------

@@ -708,7 +708,7 @@ def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | 
     """Age of every subject: the demo's own demographics, or a BIDS dataset's participants.tsv.
 
     ``None`` where unknown (DICOM input, no table or no age column); the simulator then leaves
-    the age term of the global uptake level out.
+    the age terms out (of the global uptake level and of the DaT normal SBR).
     """
     from .participants import subject_age
 

@@ -61,8 +61,10 @@ DEFAULTS: dict[str, Any] = {
         "noise_gain": 2.0,
         "reference": "occipital",
         "normal_sbr": {"caudate": 3.2, "putamen": 1.85},
-        "normal_sbr_sd": {"caudate": 0.12, "putamen": 0.08},
+        "normal_sbr_sd": {"caudate": 0.45, "putamen": 0.25},
         "normal_asymmetry_sd": 0.10,
+        "age_decline_per_decade": 0.055,
+        "reference_age": 60.0,
         "nonspecific": {"gm": 1.0, "wm": 0.75, "csf": 0.0},
         "putamen_gradient": 0.6,
         "grid": {
@@ -283,6 +285,8 @@ def resolve(section: Mapping | None) -> dict:
         _num(d["normal_sbr"], k, 0.1, 20.0, f"{w}.dat.normal_sbr")
         _num(d["normal_sbr_sd"], k, 0.0, 2.0, f"{w}.dat.normal_sbr_sd")
     _num(d, "normal_asymmetry_sd", 0.0, 0.5, f"{w}.dat")
+    _num(d, "age_decline_per_decade", 0.0, 0.2, f"{w}.dat")
+    _num(d, "reference_age", 0.0, 120.0, f"{w}.dat")
     for k in ("gm", "wm", "csf"):
         _num(d["nonspecific"], k, 0.0, 10.0, f"{w}.dat.nonspecific")
     _num(d, "putamen_gradient", 0.0, 1.0, f"{w}.dat")

@@ -158,6 +158,7 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
             "desc": deg.desc, "pbr": deg.pbr, "cbr": deg.cbr, "slr": deg.slr,
             "affected_side": None if deg.is_normal else side,
             "putamen_gradient_L": info["gradient_applied"]["L"], "putamen_gradient_R": info["gradient_applied"]["R"],
+            "age": model.age, "normal_age_term": model.target_model.get("age_term"),
             "pair_index": 0, "seed": cfg["seed"], "reference": ref,
             "true": {k: v for k, v in true.items() if k != "reference_mean"},
             "meas": {k: v for k, v in meas.items() if k != "reference_mean"},
@@ -170,7 +171,8 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
             "energy_keV": energy, "units": "counts", "physics": physics.describe(), "grid": _grid_meta(prep.camera),
             "seed": cfg["seed"], "random_stream": "numpy SeedSequence(seed, crc32(subject), crc32('DaT'), index)",
             "reference": ref, "total_counts_setting": counts,
-            "calibration": {"target_normal_sbr": model.targets, "specific_binding": model.specific,
+            "calibration": {"target_normal_sbr": model.targets, "normal_sbr_model": model.target_model,
+                            "specific_binding": model.specific,
                             "nonspecific": cfg["dat"]["nonspecific"], "method": (
                                 "linear solve on the physics' noise-free response" if physics.calibration_is_exact else
                                 "linear solve at the collimator resolution, refined with noise-free reconstructions")},

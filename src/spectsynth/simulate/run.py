@@ -183,11 +183,14 @@ def run_summary(dat_truth: Sequence[str], outputs: Mapping[str, str], *, perfusi
 
 
 def summary_stats(table: pd.DataFrame) -> dict:
-    """Mean and SD of the measured SBR of the normal images and of the degraded ones by PBR."""
+    """Mean, SD and CV (SD / mean) of the measured SBR of the normal images; means of the degraded ones by PBR."""
     out: dict[str, dict] = {}
     normal = table[table["pattern"] == "normal"]
     cols = ["meas_sbr_caudate", "meas_sbr_putamen", "meas_ai_putamen", "meas_pc_ratio"]
-    out["normal"] = {c: {"mean": float(normal[c].mean()), "sd": float(normal[c].std(ddof=0))} for c in cols}
+    out["normal"] = {}
+    for c in cols:
+        mean, sd = float(normal[c].mean()), float(normal[c].std(ddof=0))
+        out["normal"][c] = {"mean": mean, "sd": sd, "cv": sd / mean if mean else None}
     out["by_pbr"] = {f"{p:g}": {c: float(g[c].mean()) for c in cols}
                      for p, g in table[table["pattern"] != "normal"].groupby("pbr")}
     return out

@@ -13,6 +13,14 @@ DaT (123I-ioflupane)
     ones by exactly the partial-volume loss of the chosen physics.  The image-domain
     physics is linear, so the solve is exact there; for the projection path the solve uses
     the collimator's resolution and is then refined with noise-free reconstructions.
+    The subject's normal target (:func:`normal_sbr_targets`) is the cohort mean
+    ``normal_sbr`` at ``reference_age`` times the age term
+    ``1 - age_decline_per_decade * (age - reference_age) / 10`` (none when the age is unknown),
+    plus a between-subject spread ``normal_sbr_sd`` and a left/right asymmetry, floored at
+    :data:`MIN_TARGET_SBR`.  Defaults from normal databases: 5.5 % per decade (ENC-DAT,
+    Varrone et al. 2013, 4-6.7 %; van Dyck et al. 2002, 6.6 %; Matsuda et al. 2018, 6.3 %) and
+    a spread of about 14 % (normal caudate 3.15 +- 0.54, putamen 1.89 +- 0.26 in Lange et al.
+    2014), so that a cohort aged 45-80 measures a CV of 14-16 %.
     Degradation: the less affected side keeps ``PBR`` of its putaminal and ``CBR`` of its
     caudate specific binding, the more affected side (random, seeded) keeps ``SLR`` times
     that.  Within each putamen the loss grows from anterior to posterior:
@@ -55,6 +63,9 @@ log = logging.getLogger(__name__)
 
 STRIATAL = quant.STRIATAL_REGIONS
 SUBJECT_STREAM = 1_000_000  # index of the random stream of per-subject (not per-image) draws
+# Lowest normal target SBR: a subject drawn far in the lower tail (or very old under a steep age
+# decline) keeps this much specific binding, so that the calibration still finds a positive solution.
+MIN_TARGET_SBR = 0.3
 
 
 def _opposite(side: str) -> str:
@@ -82,8 +93,48 @@ def putamen_retention(kept: float, rank: np.ndarray, gradient: float) -> tuple[n
     return np.clip(1.0 - loss * (1.0 + g * (1.0 - 2.0 * rank)), 0.0, 1.0).astype(np.float32), g
 
 
+def dat_age_term(dat_cfg: dict, age: float | None) -> float:
+    """Factor of the normal SBR at ``age``: ``1 - age_decline_per_decade * (age - reference_age) / 10``.
+
+    1 when the age is unknown; never below 0.1 (the target floor takes over long before).
+    """
+    if age is None:
+        return 1.0
+    decline = float(dat_cfg["age_decline_per_decade"])
+    return max(1.0 - decline * (float(age) - float(dat_cfg["reference_age"])) / 10.0, 0.1)
+
+
+def normal_sbr_targets(z: np.ndarray, dat_cfg: dict, age: float | None = None) -> tuple[dict[str, float], dict]:
+    """A subject's normal measured SBR from its three standard normal draws ``z``.
+
+    ``caudate = (mean_c + sd_c z0) * age_term``, ``putamen = (mean_p + sd_p z1) * age_term``, both
+    split between the sides by the asymmetry ``a = clip(normal_asymmetry_sd z2, +-0.6)`` as
+    ``x (1 +- a/2)``; every target is floored at :data:`MIN_TARGET_SBR`.  Returns the four targets
+    and a record of the model (age, age term, the age-adjusted cohort mean, the SDs, the floor).
+    """
+    z = np.asarray(z, dtype=float)
+    mean, sd = dat_cfg["normal_sbr"], dat_cfg["normal_sbr_sd"]
+    term = dat_age_term(dat_cfg, age)
+    caud = (mean["caudate"] + sd["caudate"] * z[0]) * term
+    put = (mean["putamen"] + sd["putamen"] * z[1]) * term
+    a = float(np.clip(dat_cfg["normal_asymmetry_sd"] * z[2], -0.6, 0.6))
+    raw = {"caudate_L": caud * (1 + a / 2), "caudate_R": caud * (1 - a / 2),
+           "putamen_L": put * (1 + a / 2), "putamen_R": put * (1 - a / 2)}
+    targets = {r: float(max(v, MIN_TARGET_SBR)) for r, v in raw.items()}
+    info = {"age": None if age is None else float(age), "reference_age": float(dat_cfg["reference_age"]),
+            "age_decline_per_decade": float(dat_cfg["age_decline_per_decade"]), "age_term": float(term),
+            "age_adjusted_mean": {k: float(mean[k] * term) for k in ("caudate", "putamen")},
+            "sd": {k: float(sd[k]) for k in ("caudate", "putamen")}, "asymmetry": a,
+            "floor": MIN_TARGET_SBR, "floored": sorted(r for r, v in raw.items() if v < MIN_TARGET_SBR)}
+    return targets, info
+
+
 class DatModel:
-    """DaT activity of one subject on one camera grid, calibrated to its physics."""
+    """DaT activity of one subject on one camera grid, calibrated to its physics.
+
+    The subject's age (``physiology.age``; none without a physiology) sets the age term of its
+    normal targets.
+    """
 
     tracer = "DaT"
 
@@ -97,19 +148,24 @@ class DatModel:
         self.nonspecific = tissue_activity(prep, ns["gm"], ns["wm"], ns["csf"])
         if physiology is not None:  # a resection cavity takes no tracer
             self.nonspecific = (self.nonspecific * (1.0 - physiology.cavity(prep))).astype(np.float32)
+        self.age = physiology.age if physiology is not None else None
+        self.target_model: dict = {"source": "given"}
         self.targets = targets if targets is not None else self.subject_targets(seed)
         self.specific = self.calibrate()
 
     def subject_targets(self, seed: int) -> dict[str, float]:
-        """The subject's own normal measured SBR: cohort mean + between-subject spread + asymmetry."""
+        """The subject's own normal measured SBR: age-adjusted cohort mean + spread + asymmetry.
+
+        Three standard normals from the subject's DaT stream, always drawn in the same order, so
+        the age term changes no draw (see :func:`normal_sbr_targets`).
+        """
         rng = rng_for(seed, self.prep.subject, self.tracer, SUBJECT_STREAM)
-        z = rng.standard_normal(3)
-        mean, sd = self.cfg["normal_sbr"], self.cfg["normal_sbr_sd"]
-        caud = mean["caudate"] + sd["caudate"] * z[0]
-        put = mean["putamen"] + sd["putamen"] * z[1]
-        a = float(np.clip(self.cfg["normal_asymmetry_sd"] * z[2], -0.6, 0.6))
-        return {"caudate_L": float(caud * (1 + a / 2)), "caudate_R": float(caud * (1 - a / 2)),
-                "putamen_L": float(put * (1 + a / 2)), "putamen_R": float(put * (1 - a / 2))}
+        targets, info = normal_sbr_targets(rng.standard_normal(3), self.cfg, self.age)
+        self.target_model = {"source": "drawn"} | info
+        if info["floored"]:
+            log.warning("subject %s: DaT normal target SBR of %s floored at %.2f", self.prep.subject,
+                        ", ".join(info["floored"]), MIN_TARGET_SBR)
+        return targets
 
     def _solve(self) -> dict[str, float]:
         w = self.prep.camera_weights
