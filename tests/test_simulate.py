@@ -750,3 +750,72 @@ def test_tissue_cores_are_computed_once_per_anatomy_and_equal_the_direct_call(mo
     csf, nothing = direct(anat.csf * anat.brain, np.zeros_like(anat.csf), tuple(anat.voxel_mm))
     assert np.array_equal(first[0], gm) and np.array_equal(first[1], wm) and np.array_equal(first[2], csf)
     assert not nothing.any()
+
+
+# --- clinical resolution and noise, the PET's own session, sub-lobar physiology -------------------
+def test_line_source_measures_the_psf_and_its_tail(prep):
+    from spectsynth.simulate.physics import ImageDomainPhysics, measured_resolution
+
+    plain = measured_resolution(ImageDomainPhysics(10.0, 8.0), prep)
+    tailed = measured_resolution(ImageDomainPhysics(10.0, 8.0, tail_fraction=0.25, tail_fwhm_mm=60.0), prep)
+    # Gaussian core: sqrt(10^2 + 8^2) = 12.8 mm, widened a little by the 4 mm voxels
+    assert 12.5 <= plain["meas_fwhm_mm"] <= 14.0
+    assert plain["meas_fwtm_mm"] == pytest.approx(1.82 * plain["meas_fwhm_mm"], rel=0.06)
+    # the broad tail barely moves the half maximum but puts counts far from the source
+    assert 0.07 < plain["meas_tail_fraction"] < 0.13 and tailed["meas_tail_fraction"] > plain["meas_tail_fraction"] + 0.1
+    assert abs(tailed["meas_fwhm_mm"] - plain["meas_fwhm_mm"]) < 1.0
+
+
+def test_noise_gain_scales_the_variance_and_keeps_the_mean(anat, prep):
+    from spectsynth.simulate.physics import ImageDomainPhysics, image_properties
+
+    act = prep.fine_maps["gm"] * 2.0 + prep.fine_maps["wm"]
+    cv = {}
+    for gain in (1.0, 16.0):
+        ph = ImageDomainPhysics(10.0, 8.0, noise_gain=gain)
+        img = ph.image(act, prep, total_counts=4e6, rng=np.random.default_rng(1))
+        expected = ph.image(act, prep, total_counts=4e6, rng=None)
+        assert float(img.sum()) == pytest.approx(float(expected.sum()), rel=0.01)
+        cv[gain] = image_properties(img, expected, prep)["meas_noise_cv"]
+    assert cv[16.0] / cv[1.0] == pytest.approx(4.0, rel=0.15)   # SD grows with sqrt(gain)
+    with pytest.raises(ConfigError, match="noise gain"):
+        ImageDomainPhysics(10.0, noise_gain=0.5)
+
+
+def test_pet_session_is_its_own_day(prep):
+    from spectsynth.simulate.tracers import PetSession, region_field
+
+    cfg = sim_config.DEFAULTS["cbf"]["pet_session"]
+    a, b = PetSession.draw(cfg, 1, "01"), PetSession.draw(cfg, 1, "02")
+    assert a == PetSession.draw(cfg, 1, "01") and a != b
+    draws = [PetSession.draw(cfg, 1, f"{i:03d}").global_factor for i in range(300)]
+    assert float(np.std(np.log(draws))) == pytest.approx(cfg["global_sd"], rel=0.15)
+    assert np.allclose(region_field(prep, {}, 16.0), 1.0)
+    none = PetSession(1.0, {}, 1.0, 0.0)
+    flow = np.array([10.0, 50.0, 90.0])
+    assert np.allclose(none.quantify(flow), flow)
+    biased = PetSession(1.0, {}, 1.0, 0.1)
+    q = biased.quantify(flow)
+    assert q[1] == pytest.approx(50.0) and q[2] > 90.0 and q[0] < 10.0
+
+
+def test_sublobar_field_is_one_field_on_every_grid(anat):
+    from spectsynth.simulate.core import subject_physiology
+
+    cfg = resolve({"physiology": {"sublobar_sd": 0.1, "regional_sd": 0.0, "global_sd": 0.0}})
+    phys = subject_physiology(anat, cfg)
+    spect, pet = prepare_grid(anat, cfg, "spect"), prepare_grid(anat, cfg, "pet")
+    s = phys.sublobar_field(spect, "perfusion")
+    p = phys.sublobar_field(pet, "perfusion")
+    inside = spect.fine_maps["brain"] > 0.99
+    assert float(np.std(s[inside])) == pytest.approx(0.1, rel=0.3)
+    assert np.all(s[spect.fine_maps["brain"] == 0] == 1.0)
+    # the same world-space field: sampled on the SPECT's fine grid, the PET's matches it
+    from spectsynth.simulate.anatomy import resample_to_grid
+
+    p_on_s = resample_to_grid(p, pet.fine.affine, spect.fine.shape, spect.fine.affine, order=1)
+    assert np.corrcoef(s[inside], p_on_s[inside])[0, 1] > 0.9
+    # perfusion and metabolism share part of it (tracer_correlation 0.5)
+    m = phys.sublobar_field(spect, "metabolism")
+    r = np.corrcoef(s[inside], m[inside])[0, 1]
+    assert 0.2 < r < 0.8, r

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Columns of what a physicist measures on an image (:func:`measured_properties`); in a DaT or
 #: perfusion stack they are measured on its first (normal) image and empty for the others.
-MEASURED_KEYS = ("meas_fwhm_mm", "meas_fwtm_mm", "meas_noise_cv", "meas_wm_cv", "extracerebral_fraction")
+MEASURED_KEYS = ("meas_fwhm_mm", "meas_fwtm_mm", "meas_tail_fraction", "meas_noise_cv", "meas_wm_cv",
+                 "extracerebral_fraction")
 
 
 @dataclass
