@@ -10,6 +10,8 @@
                                                           their key: mean scores, comparison, agreement
     spectsynth plan [CONFIG ...]                          every experiment's dataset design (subjects and
                                                           images per split and condition), without running
+    spectsynth realism REALISM_TSV [--readme README.md [--update]]   a run's realism table as Markdown;
+                                                          check (or rewrite) the README's generated block
 """
 
 from __future__ import annotations
@@ -160,6 +162,26 @@ def _headline(args) -> int:
     return 0
 
 
+def _realism(args) -> int:
+    from .simulate.realism import read, readme_block, render, update_readme
+
+    block = render(read(args.table), title=args.title)
+    if args.readme is None:
+        print(block, end="")
+        return 0
+    text = args.readme.read_text()
+    if args.update:
+        args.readme.write_text(update_readme(text, block))
+        print(f"{args.readme}: realism block rewritten from {args.table}")
+        return 0
+    if readme_block(text) != block:
+        print(f"{args.readme}'s realism block differs from what {args.table} gives; run "
+              f"spectsynth realism {args.table} --readme {args.readme} --update", file=sys.stderr)
+        return 1
+    print(f"{args.readme}: realism block matches {args.table}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spectsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,6 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--update", action="store_true")
     p.add_argument("--title", default="")
     p.set_defaults(func=_headline)
+    p = sub.add_parser("realism", help="the realism table of a run as Markdown; check or rewrite the README's block",
+                       description="Render a run's qc/realism.tsv (rule realism: each measured property of the "
+                                   "simulated data beside its target band and source) as Markdown; with --readme, "
+                                   "check that the README's realism block is exactly that (exit status 1 when "
+                                   "not), or rewrite it with --update.")
+    p.add_argument("table", type=Path, metavar="REALISM_TSV")
+    p.add_argument("--readme", type=Path, default=None)
+    p.add_argument("--update", action="store_true")
+    p.add_argument("--title", default="")
+    p.set_defaults(func=_realism)
     args = parser.parse_args(argv)
     setup_logging()
     try:

@@ -18,6 +18,10 @@ from spectsynth.studies import dataset_subject_files as study_subject_files
 from spectsynth.inputs.demo import subject_labels, truth_paths as demo_truth_paths
 from spectsynth.paths import bids, entity_wildcard
 from spectsynth.preprocess import paths as pp_paths
+from spectsynth.simulate import paths as sim_paths
+from spectsynth.simulate.config import resolve as resolve_simulation
+from spectsynth.simulate.realism import paired_datasets as realism_paired_datasets
+from spectsynth.simulate.realism import roi_datasets as realism_roi_datasets
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -400,3 +404,45 @@ def all_targets():
         + report_targets()
         + [f for stage in TARGETS for f in stage()]
     )
+
+
+# What the realism table reads (spectsynth.simulate.realism; simulate.smk runs it). The paired
+# studies' datasets this run builds, the labels of their ROI lines, and every other file.
+REALISM_NORMAL_SBR = resolve_simulation(SIM)["dat"]["normal_sbr"]
+
+
+def realism_shards():
+    """The paired studies' datasets this run builds: dataset -> its shards and index."""
+    return {
+        d: dataset_shards(d) for d in realism_paired_datasets() if d in used_datasets()
+    }
+
+
+def realism_labels():
+    """Per subject of a dataset with an ROI line of the data, its label volume (e.g. territories)."""
+    shards = realism_shards()
+    out = {}
+    for dataset, labels in realism_roi_datasets().items():
+        if dataset in shards:
+            out |= {
+                s: f"{OUT}/sub-{s}/anat/sub-{s}_desc-{labels}_dseg.nii.gz"
+                for s in dataset_subject_files(dataset)
+            }
+    return out
+
+
+def realism_inputs(wildcards):
+    tracers = resolve_simulation(SIM)["tracers"]
+    summary = sim_paths.summary_files(OUT, SIM)
+    files = {}
+    if "DaT" in tracers:
+        files |= {k: summary[k] for k in ("dat", "perfusion", "pet") if k in summary}
+    if "perfusion" in tracers:
+        files["perfusion_json"] = [
+            sim_paths.perfusion_files(OUT, s, SIM)["json"] for s in SUBJECTS
+        ]
+    if SUBJECTS and sim_paths.scans(OUT, SUBJECTS[0], SIM):
+        files["errors"] = f"{OUT}/qc/scan_registration_error.tsv"
+    files["shards"] = sorted(f for sh in realism_shards().values() for f in sh.values())
+    files["territories"] = sorted(realism_labels().values())
+    return files

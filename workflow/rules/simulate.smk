@@ -154,3 +154,53 @@ rule summarize_simulation:
         runtime=5,
     script:
         "../scripts/simulate_summary.py"
+
+
+# Realism: every measured property of the simulated data beside its target band and source
+# (spectsynth.simulate.realism): resolution, noise, grey/white contrast, extracerebral signal and
+# registration error per scan kind; the paired studies' input-vs-target SSIM and S3's ROI line on
+# the built datasets; the DaT normal SBR spread.
+rule realism:
+    input:
+        unpack(realism_inputs),
+    output:
+        table=report(
+            f"{OUT}/qc/realism.tsv",
+            caption="../report/realism.rst",
+            category="3. Simulation",
+            subcategory="Realism",
+            labels={
+                "table": "simulated data vs patients' scans: properties and target bands"
+            },
+        ),
+        figure=report(
+            f"{OUT}/figures/realism.png",
+            caption="../report/realism.rst",
+            category="3. Simulation",
+            subcategory="Realism",
+            labels={
+                "figure": "simulated data vs patients' scans: position in each band"
+            },
+        ),
+    log:
+        f"{OUT}/logs/realism/realism.log",
+    benchmark:
+        f"{OUT}/benchmarks/realism/realism.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        shards=lambda wc: realism_shards(),
+        territories=lambda wc: realism_labels(),
+        normal_sbr=REALISM_NORMAL_SBR,
+        data_range=EVAL_CFG.get("data_range", 2.0),
+        win_size=EVAL_CFG.get("ssim_win_size", 7),
+        subtitle=f"{SCALE_LABEL}, {len(SUBJECTS)} subjects",
+    script:
+        "../scripts/realism.py"
+
+
+TARGETS.append(lambda: [f"{OUT}/qc/realism.tsv"] if SUBJECTS else [])

@@ -89,6 +89,12 @@ class Similarity:
     label: str
     published: float | None
     note: str
+    # the band of real data for the whole-slice SSIM (spectsynth.simulate.realism; None: open side),
+    # its source (short citation) and why
+    band_low: float | None = None
+    band_high: float | None = None
+    band_source: str = ""
+    band_note: str = ""
 
 
 def truth_table(path, subject: str):
@@ -157,6 +163,9 @@ class Study:
     val_within_train = False               # the study's validation images may come from training subjects
     input_similarity: tuple[Similarity, ...] = ()   # input-vs-target SSIM the scan QC measures
     similarity_dataset: str = ""          # ... on this dataset's slices
+    # the realism table's ROI line of the data itself on similarity_dataset (spectsynth.simulate.realism):
+    # input/target channels, the labels, the published line and the band of r, with their source
+    realism_roi: Mapping[str, Any] | None = None
     # Where the cohort's post-surgical (resected) subjects go: None = nowhere (left out of every
     # split: none of the papers but S2 had post-surgical brains); S2: "test" (its unseen set).
     resected_split: str | None = None
