@@ -96,7 +96,7 @@ def test_dat_rows_mean_and_cv_across_subjects():
     assert cau["value"] == pytest.approx(3.2) and cau["within_band"] == "True" and "3.2" in cau["note"]
     cv = _by(rows, "normal SBR caudate, CV across subjects")
     assert cv["value"] == pytest.approx(100 * 0.2 / 3.2) and cv["within_band"] == "False"
-    assert cv["target_low"] == 10.0 and cv["source"] == "Varrone 2013"
+    assert cv["target_low"] == 10.0 and cv["source"] == "Lange 2014; Varrone 2013"
 
 
 def test_registration_rows_per_scan_kind():

@@ -74,6 +74,9 @@ SOURCES = {
                     "effects, gender differences and evaluation of different methods of analysis. Eur J Nucl "
                     "Med Mol Imaging 2013;40(2):213-227. doi:10.1007/s00259-012-2276-8 (139 controls aged "
                     "20-83; SBR falls 4-6.7 % per decade).",
+    "Lange 2014": "Lange C, Seese A, Schwarzenböck S, Steinhoff K, Umland-Seidler B, Krause BJ, Brenner W, Sabri O, "
+                  "Kurth J, Hesse S, Buchert R. CT-based attenuation correction in I-123-ioflupane SPECT. PLoS One "
+                  "2014;9(9):e108328 (normal scans: caudate SBR 3.15 +/- 0.54, putamen 1.89 +/- 0.26).",
     "S2 Table 4": "Shokraei Fard et al., Front Neurol 2024, Table 4 (spectsynth.studies.s2.published).",
     "S3 (Ann Nucl Med 2025)": "S3, Ann Nucl Med 2025: SPECT-CBF vs PET-CBF SSIM 0.79, ROI line y = 0.13 + 0.63x, "
                               "r = 0.77 (spectsynth.studies.s3.published).",
@@ -108,11 +111,14 @@ BANDS: dict[tuple[str, str], Band] = {
                              "which names no paper"),
     ("gm_wm", "FDG"): Band(2.5, 4.0, NO_SOURCE, "FDG PET"),
     ("gm_wm", "H2O"): Band(2.0, 3.0, "Bäck 2025; Turku PET Centre", "15O-water PET CBF"),
+    ("tail", "any"): Band(None, None, "Gaussian", "reported only: a Gaussian gives 0.10; 123I's septal "
+                          "penetration and scatter give more"),
     ("extracerebral_fraction", "any"): Band(None, None, NO_SOURCE, "reported only: no sourced band"),
     ("registration_error", "any"): Band(1.5, 3.0, "West 1997",
                                         "rigid PET/SPECT-to-MRI registration on patients (West et al. evaluated "
                                         "PET and CT to MR; no SPECT)"),
-    ("sbr_cv", "DaT"): Band(10.0, None, "Varrone 2013", "between-subject spread of normal databases"),
+    ("sbr_cv", "DaT"): Band(10.0, None, "Lange 2014; Varrone 2013",
+                            "between-subject spread of normal DaT scans (Lange: caudate 17 %, putamen 14 %)"),
 }
 
 # The paired studies' bands (input-vs-target SSIM, the ROI line) live with the studies
@@ -198,6 +204,8 @@ def truth_rows(kind: str, records: pd.DataFrame) -> list[dict]:
     props = [("effective FWHM", "mm", "fwhm", fwhm, (modality,)),
              ("FWTM/FWHM", "ratio", "fwtm_fwhm", fwtm / fwhm if fwhm is not None and fwtm is not None else None,
               ()),
+             ("PSF tail (share of a line source's counts beyond half its FWTM)", "fraction", "tail",
+              col("meas_tail_fraction"), ()),
              ("noise CV (white-matter core)", "%", "noise_cv", col("meas_noise_cv", 100.0),
               (tracer, modality) if modality == "pet" else (modality,))]
     if kind != "dat":
