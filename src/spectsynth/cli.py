@@ -12,6 +12,10 @@
                                                           images per split and condition), without running
     spectsynth realism REALISM_TSV [--readme README.md [--update]]   a run's realism table as Markdown;
                                                           check (or rewrite) the README's generated block
+    spectsynth results [--check]                          docs/results.md and the README's status block from the
+                                                          reference runs kept in docs/results/ (--check: compare)
+    spectsynth results collect RESULTS --study KEY --into DIR [--wall-s S]   keep a reference run's small outputs
+    spectsynth results power CONFIG ... [--update FILE]   power of the reference design's subject-level tests
 """
 
 from __future__ import annotations
@@ -182,6 +186,61 @@ def _realism(args) -> int:
     return 0
 
 
+def _results(args) -> int:
+    from .results_page import (
+        PAGE_END,
+        PAGE_START,
+        POWER_END,
+        POWER_START,
+        block_of,
+        collect,
+        merged_config,
+        power_block,
+        readme_block,
+        render_page,
+        replace_block,
+    )
+
+    if args.action == "collect":
+        files = collect(args.results_dir, args.study, args.into, wall_s=args.wall_s)
+        print(f"{len(files)} files of {args.study} kept in {args.into}: " + ", ".join(files))
+        return 0
+    if args.action == "power":
+        block = power_block(merged_config(args.configs, args.schema))
+        if args.update is None:
+            print(block, end="")
+            return 0
+        text = args.update.read_text()
+        args.update.write_text(replace_block(text, block, POWER_START, POWER_END))
+        print(f"{args.update}: power block rewritten")
+        return 0
+    page, status = render_page(args.root), readme_block(args.root)
+    readme = args.readme.read_text() if args.readme.is_file() else None
+    if args.check:
+        stale = []
+        if not args.out.is_file() or args.out.read_text() != page:
+            stale.append(str(args.out))
+        if readme is not None and block_of(readme) != status:
+            stale.append(f"{args.readme}'s status block")
+        if stale:
+            print(f"{' and '.join(stale)} differ from what {args.root} gives; run spectsynth results",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.out} and {args.readme}'s status block match {args.root}")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(page)
+    print(f"{args.out} written from {args.root}")
+    if readme is not None:
+        if block_of(readme) is None:
+            print(f"{args.readme} has no status block; put {PAGE_START!r} and {PAGE_END!r} where it goes",
+                  file=sys.stderr)
+            return 1
+        args.readme.write_text(replace_block(readme, status))
+        print(f"{args.readme}: status block rewritten")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spectsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,6 +312,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--update", action="store_true")
     p.add_argument("--title", default="")
     p.set_defaults(func=_realism)
+    p = sub.add_parser("results", help="docs/results.md from the kept reference runs; keep a run; power",
+                       description="Without an action: write docs/results.md and the README's status block from "
+                                   "the reference runs kept under docs/results/<study>/ (--check: exit status 1 "
+                                   "when either differs instead). collect: copy a run's small outputs of one "
+                                   "study into docs/results/<study>/. power: the power of the reference design's "
+                                   "subject-level tests (spectsynth.results_page).")
+    p.add_argument("--root", type=Path, default=Path("docs/results"))
+    p.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--check", action="store_true")
+    p.set_defaults(func=_results, action=None)
+    acts = p.add_subparsers(dest="action")
+    q = acts.add_parser("collect", help="keep a reference run's small outputs of one study")
+    q.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
+    q.add_argument("--study", required=True, choices=["s0", "s1", "s2", "s3"])
+    q.add_argument("--into", type=Path, required=True)
+    q.add_argument("--wall-s", type=float, default=None, help="the run's measured wall time in seconds")
+    q = acts.add_parser("power", help="power of the reference design's subject-level tests")
+    q.add_argument("configs", type=Path, nargs="+", metavar="CONFIG")
+    q.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))
+    q.add_argument("--update", type=Path, default=None, help="rewrite this file's power block")
     args = parser.parse_args(argv)
     setup_logging()
     try:
