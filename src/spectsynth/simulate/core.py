@@ -376,7 +376,7 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
                 flow = session.flow(flow, prep, float(cfg["physiology"]["regional_fwhm_mm"]))
             uptake = kin.imp_uptake(flow) if name == "cbf_spect" else kin.water_uptake(flow)
 
-            def to_flow(counts_img, uptake=uptake, name=name):
+            def to_flow(counts_img, uptake=uptake, name=name, prep=prep):
                 out = reconstructed_to_activity(counts_img, uptake, prep.factor)
                 return kin.imp_flow(out) if name == "cbf_spect" else session.quantify(out)
 
