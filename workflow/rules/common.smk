@@ -18,6 +18,7 @@ from spectsynth.studies import dataset_subject_files as study_subject_files
 from spectsynth.inputs.demo import subject_labels, truth_paths as demo_truth_paths
 from spectsynth.paths import bids, entity_wildcard
 from spectsynth.preprocess import paths as pp_paths
+from spectsynth.simulate import paths as sim_paths
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -242,6 +243,28 @@ def pp_xfm(**entities):
         mode="image",
         suffix="xfm",
         extension=".tfm",
+    )
+
+
+def registered_scan(wc, space):
+    """register_modality's output that extract_scan_brain reads ({bdesc}: the scan's desc
+    followed by "brain")."""
+    desc = "" if wc.bdesc == "brain" else f"_desc-{wc.bdesc[: -len('brain')]}"
+    return sim_paths.scan_file(OUT, wc.subject, wc.modality, wc.trc, desc, space)
+
+
+def pp_scan_brain(space, suffix, extension=".nii.gz"):
+    """An output of extract_scan_brain: {trc} an optional entity, {bdesc} desc-brain or
+    desc-<desc>brain; ``space`` None for the QC JSON of both grids."""
+    return bids(
+        OUT,
+        subject="{subject}",
+        datatype="{modality}",
+        trc=entity_wildcard("{trc}"),
+        space=space,
+        desc="{bdesc}",
+        suffix=suffix,
+        extension=extension,
     )
 
 
