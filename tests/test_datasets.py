@@ -407,6 +407,23 @@ def test_s2_reads_the_brain_extracted_mri():
         files = dataset_subject_files(dataset, "/out", ["01"], {})["01"]
         assert files["mri"] == f"/out/sub-01/anat/{name}"
         assert "_space-" in files["pet"] and "_space-" in files["spect"]   # registered, not the scanner frame
+        # the brain channel stays the T1w brain mask (slice choice, in-brain metrics)
+        assert files["brain"] == f"/out/sub-01/anat/{name.replace('_T1w', '_mask')}"
+
+
+def test_s2_reads_each_modality_brain_extracted_by_its_own_method():
+    """S2 ran BET on the PET and a histogram threshold on the SPECT: its PET and SPECT are
+    extract_scan_brain's desc-brain scans on the dataset's grid; S3 (no extraction in its paper)
+    reads the registered scans."""
+    from spectsynth.studies import dataset_subject_files
+
+    for dataset, space in (("s2_native", "T1w"), ("s2_template", "MNI152")):
+        files = dataset_subject_files(dataset, "/out", ["01"], {})["01"]
+        assert files["pet"] == f"/out/sub-01/pet/sub-01_trc-FDG_space-{space}_desc-brain_pet.nii.gz"
+        assert files["spect"].startswith("/out/sub-01/spect/sub-01_trc-")
+        assert files["spect"].endswith(f"_space-{space}_desc-brain_spect.nii.gz")
+    s3 = dataset_subject_files("s3", "/out", ["01"], {})["01"]
+    assert "brain" not in s3["spect_cbf"] and "brain" not in s3["pet_cbf"]
 
 
 def test_demo_and_tiny_designs_keep_their_proportions(repo):

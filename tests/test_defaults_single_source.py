@@ -5,7 +5,8 @@ Sources, block by block:
 * ``inputs``, ``report``, ``compute``, ``simulate``, ``datasets``, ``training``, ``preprocess``,
   ``anatomy``, ``evaluate``: the schema (``config/schema.yaml``). The Python copies
   (``spectsynth.simulate.config.DEFAULTS``, ``spectsynth.datasets.DATASET_DEFAULTS``,
-  ``spectsynth.experiments.TRAINING_DEFAULTS``, ``spectsynth.studies.s0.sbr_regressor.DEFAULTS``) must equal what
+  ``spectsynth.experiments.TRAINING_DEFAULTS``, ``spectsynth.studies.s0.sbr_regressor.DEFAULTS``,
+  ``spectsynth.preprocess.scan_brain.ScanBrainSettings``) must equal what
   the schema fills in (``inputs.demo`` is held to ``DemoParams`` in test_demo_anatomy.py).
 * ``experiments``: the settings of a model family and a study's published settings live in
   Python (``FAMILY_DEFAULTS``, ``STUDY_DEFAULTS``); the schema gives those keys ``null``
@@ -78,6 +79,13 @@ def test_sbr_regressor_defaults_are_the_schemas(schema):
     from spectsynth.studies.s0.sbr_regressor import DEFAULTS as SBR_DEFAULTS
 
     assert drift(SBR_DEFAULTS, schema_defaults(schema, "evaluate.sbr_regressor"), "evaluate.sbr_regressor") == []
+
+
+def test_scan_brain_extraction_defaults_are_the_schemas(schema):
+    from spectsynth.preprocess.scan_brain import ScanBrainSettings
+
+    assert drift(ScanBrainSettings().as_dict(), schema_defaults(schema, "preprocess.scan_brain_extraction"),
+                 "preprocess.scan_brain_extraction") == []
 
 
 def test_training_defaults_are_the_schemas(schema):

@@ -94,7 +94,8 @@ def test_every_per_subject_name_the_workflow_builds_reads_as_built():
              + pp_paths.anatomy_targets("res", ["01"])
              + pp_paths.registration_qc_files("res", ["01"], lambda s, m: True)
              + [v for sc in sim_paths.scans("res", "01", cfg).values() for k, v in sc.items()
-                if k in ("frame", "frame_json", "native", "template", "xfm", "qc")])
+                if k in ("frame", "frame_json", "native", "template", "xfm", "qc", "native_brain",
+                         "template_brain", "native_mask", "template_mask", "brain_qc")])
     rel = sorted({f.removeprefix("res/") for f in files if f.startswith("res/sub-")})
     patterns = derivatives.bidsignore().split()
     checked = [r for r in rel if not ignored(r, patterns)]

@@ -17,7 +17,7 @@ from test_reproducibility import KILLED, S0_EXPERIMENTS, Run, finished_run, sche
 # Rules upstream of training: none of them may rerun when only a training setting changes.
 UPSTREAM = {"make_demo_dataset", "make_demo_subject", "validate_image", "extract_brain", "register_native",
             "register_template", "propagate_labels", "simulate_dat", "simulate_perfusion", "simulate_pet",
-            "register_modality", "build_dataset", "summarize_inputs", "plot_input_qc"}
+            "register_modality", "extract_scan_brain", "build_dataset", "summarize_inputs", "plot_input_qc"}
 CHANGED = "s0_clinical"           # the experiment whose training parameter the tests change
 
 

@@ -433,6 +433,10 @@ def test_file_names_and_targets():
     assert scans["cbf_pet"]["native"] == "res/sub-02/pet/sub-02_trc-H2O_space-T1w_desc-cbf_pet.nii.gz"
     assert scans["perfusion"]["template"] == "res/sub-02/spect/sub-02_trc-HMPAO_space-MNI152_spect.nii.gz"
     assert scans["fdg"]["xfm"] == "res/sub-02/xfm/sub-02_trc-FDG_from-pet_to-T1w_mode-image_xfm.tfm"
+    # extract_scan_brain's outputs: desc + "brain", as desc-ras -> desc-rasbrain for the T1w
+    assert scans["perfusion"]["native_brain"] == "res/sub-02/spect/sub-02_trc-HMPAO_space-T1w_desc-brain_spect.nii.gz"
+    assert scans["fdg"]["template_mask"] == "res/sub-02/pet/sub-02_trc-FDG_space-MNI152_desc-brain_mask.nii.gz"
+    assert scans["cbf_spect"]["brain_qc"] == "res/sub-02/spect/sub-02_trc-HMPAO_desc-cbfbrain_qc.json"
     assert "res/figures/simulation_sbr_distribution.png" in t
     only_dat = paths.targets("res", ["01"], {"tracers": ["DaT"]})
     assert not [f for f in only_dat if "/pet/" in f or "IMP" in f]

@@ -46,6 +46,7 @@ def test_dry_run_default_config(tmp_path):
                  "plot_simulation"):
         assert counts.get(rule) == 12, rule
     assert counts.get("register_modality") == 48         # 4 scanner-frame scans per subject (S2, S3)
+    assert counts.get("extract_scan_brain") == 24        # S2's PET and SPECT per subject (S3 reads none)
     assert counts.get("measure_scan_registration_error") == 1
     assert "warp_to_template" not in counts             # template arm from register_modality
     assert counts.get("build_dataset") == 5               # s0, s1, s2_native, s2_template, s3

@@ -249,6 +249,28 @@ def pp_xfm(**entities):
     )
 
 
+def registered_scan(wc, space):
+    """register_modality's output that extract_scan_brain reads ({bdesc}: the scan's desc
+    followed by "brain")."""
+    desc = "" if wc.bdesc == "brain" else f"_desc-{wc.bdesc[: -len('brain')]}"
+    return sim_paths.scan_file(OUT, wc.subject, wc.modality, wc.trc, desc, space)
+
+
+def pp_scan_brain(space, suffix, extension=".nii.gz"):
+    """An output of extract_scan_brain: {trc} an optional entity, {bdesc} desc-brain or
+    desc-<desc>brain; ``space`` None for the QC JSON of both grids."""
+    return bids(
+        OUT,
+        subject="{subject}",
+        datatype="{modality}",
+        trc=entity_wildcard("{trc}"),
+        space=space,
+        desc="{bdesc}",
+        suffix=suffix,
+        extension=extension,
+    )
+
+
 def pp_scan(space, extension=".nii.gz"):
     """A PET/SPECT scan of register_modality: {trc} and {desc} hold optional entities."""
     return bids(

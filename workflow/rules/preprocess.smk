@@ -136,7 +136,8 @@ rule register_modality:
     wildcard_constraints:
         modality="pet|spect",
         trc="(_trc-[A-Za-z0-9]+)?",
-        desc="(_desc-[A-Za-z0-9]+)?",
+        # not a desc ending in "brain": those are extract_scan_brain's outputs
+        desc="(_desc-[A-Za-z0-9]+(?<!brain))?",
     group:
         "subject"
     conda:
@@ -152,6 +153,43 @@ rule register_modality:
         scan=lambda wc: f"{wc.modality}{wc.trc}{wc.desc}" if wc.trc else None,
     script:
         "../scripts/preprocess_register_modality.py"
+
+
+# S2 extracted the brain of each modality by its own method (BET on the MRI and the PET, a
+# histogram threshold on the SPECT): each registered scan a study reads, brain-extracted on both
+# grids (spectsynth.preprocess.scan_brain). {bdesc} is the scan's desc followed by "brain"
+# (desc-brain, desc-cbfbrain), as desc-ras gives desc-rasbrain for the T1w.
+rule extract_scan_brain:
+    input:
+        native=lambda wc: registered_scan(wc, "T1w"),
+        template=lambda wc: registered_scan(wc, "MNI152"),
+    output:
+        native_brain=pp_scan_brain("T1w", "{modality}"),
+        native_mask=pp_scan_brain("T1w", "mask"),
+        template_brain=pp_scan_brain("MNI152", "{modality}"),
+        template_mask=pp_scan_brain("MNI152", "mask"),
+        qc=pp_scan_brain(None, "qc", ".json"),
+    log:
+        f"{OUT}/logs/extract_scan_brain/sub-{{subject}}{{trc}}_desc-{{bdesc}}_{{modality}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/extract_scan_brain/sub-{{subject}}{{trc}}_desc-{{bdesc}}_{{modality}}.tsv"
+    wildcard_constraints:
+        modality="pet|spect",
+        trc="(_trc-[A-Za-z0-9]+)?",
+        bdesc="[A-Za-z0-9]*brain",
+    group:
+        "subject"
+    conda:
+        "../../envs/preproc.yaml"
+    # one thread: smoothing, a threshold and distance maps, a few seconds per grid
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        cfg=PP_CFG,
+    script:
+        "../scripts/preprocess_extract_scan_brain.py"
 
 
 rule plot_preprocess_qc:

@@ -1,6 +1,8 @@
 """Preprocessing: brain extraction, rigid/affine registration, resampling and QC.
 
 * :mod:`.brain` - deepbet (default) or FSL BET brain extraction;
+* :mod:`.scan_brain` - brain extraction of the registered PET (BET-like) and SPECT (histogram
+  threshold), each by its own method as S2 did;
 * :mod:`.register` - SimpleITK (or FSL FLIRT) registration, ITK transform files, grids and
   one-interpolation resampling through composed transforms;
 * :mod:`.steps` - one function per workflow rule (file in, files out);
@@ -22,6 +24,7 @@ from .register import (
     save_transform,
     save_transform_pair,
 )
+from .scan_brain import ScanBrainSettings, extract_pet_brain, extract_spect_brain
 
 __all__ = [
     "BrainSettings",
@@ -37,4 +40,7 @@ __all__ = [
     "resample",
     "save_transform",
     "save_transform_pair",
+    "ScanBrainSettings",
+    "extract_pet_brain",
+    "extract_spect_brain",
 ]

@@ -267,6 +267,35 @@ def run_register_modality(image_path: str | Path, t1_brain_path: str | Path, mas
 
 
 # --------------------------------------------------------------------------------------------
+def run_extract_scan_brain(images: dict[str, str | Path], outputs: dict[str, str | Path], *,
+                           modality: str, subject: str | None = None, config: dict | None = None) -> dict:
+    """Brain-extract one registered PET/SPECT on each grid by the modality's own method.
+
+    ``images`` keys: ``native`` and ``template`` (register_modality's outputs); ``outputs`` keys:
+    ``<grid>_brain`` (the scan with zeros outside the brain), ``<grid>_mask`` and ``qc`` (one JSON:
+    the settings and, per grid, the threshold and the volume).  See :mod:`.scan_brain`.
+    """
+    from .scan_brain import ScanBrainSettings, extract_scan_brain
+
+    settings = ScanBrainSettings.from_config(_section(config, "scan_brain_extraction"))
+    qc: dict = {"subject": subject, "modality": modality, "settings": settings.as_dict()}
+    for grid_name, path in images.items():
+        img = load_image(path, subject=subject, check_values=False)
+        data = np.asanyarray(img.dataobj).astype(np.float32)
+        mask, record = extract_scan_brain(data, img.header.get_zooms()[:3], modality, settings=settings,
+                                          subject=subject, path=path)
+        grid = Grid.of(img)
+        save_image(image_on_grid(np.where(mask, data, 0).astype(np.float32), grid),
+                   outputs[f"{grid_name}_brain"], subject=subject)
+        save_image(image_on_grid(mask.astype(np.uint8), grid), outputs[f"{grid_name}_mask"], subject=subject)
+        qc[grid_name] = record
+        log.info("subject %s: %s brain extraction on the %s grid (%s): threshold %s, %.0f mL", subject,
+                 modality, grid_name, record["method"], record.get("threshold"), record["volume_ml"])
+    write_json(qc, outputs["qc"])
+    return qc
+
+
+# --------------------------------------------------------------------------------------------
 def run_plot_qc(*, t1_path: str | Path, mask_path: str | Path, t1_template_path: str | Path,
                 t1_native_path: str | Path, striatum_path: str | Path, territories_path: str | Path,
                 reference_path: str | Path, levels_path: str | Path | None,

@@ -66,6 +66,26 @@ def scan_file(out: str, subject: str, modality: str, trc: str, desc: str, space:
                 **entities_of(desc), suffix=modality, extension=ext)
 
 
+def brain_desc(desc: str) -> str:
+    """The desc entity string of a scan's brain-extracted version: ``""`` -> ``"_desc-brain"``,
+    ``"_desc-cbf"`` -> ``"_desc-cbfbrain"`` (as the T1w's ``desc-ras`` -> ``desc-rasbrain``)."""
+    return f"{desc or '_desc-'}brain"
+
+
+def scan_brain_files(out: str, subject: str, modality: str, trc: str, desc: str) -> dict[str, str]:
+    """What extract_scan_brain writes for one registered scan: the brain-extracted scan and its
+    mask on the native (``space-T1w``) and template (``space-MNI152``) grids, and one QC JSON."""
+    bdesc = brain_desc(desc)
+    files = {}
+    for key, space in (("native", "T1w"), ("template", "MNI152")):
+        files[f"{key}_brain"] = scan_file(out, subject, modality, trc, bdesc, space)
+        files[f"{key}_mask"] = bids(out, subject=subject, datatype=modality, **entities_of(trc), space=space,
+                                    **entities_of(bdesc), suffix="mask")
+    files["brain_qc"] = bids(out, subject=subject, datatype=modality, **entities_of(trc), **entities_of(bdesc),
+                             suffix="qc", extension=".json")
+    return files
+
+
 def perfusion_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
     """Perfusion stack, sidecar, truth table, and the normal volume in its scanner frame (S2's SPECT)."""
     tracer = _sim(cfg)["perfusion_tracer"]
@@ -93,7 +113,9 @@ def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[
     Keys: ``perfusion`` (S2's SPECT), ``fdg`` (S2's PET), ``cbf_spect`` and ``cbf_pet`` (S3), as
     the configured tracers produce them.  Each entry: ``modality``, ``trc``, ``desc``,
     ``frame`` and ``frame_json`` (simulation outputs), ``native`` (``space-T1w``, S2's native
-    grid) and ``template`` (``space-MNI152``) from register_modality, its ``xfm`` and ``qc``.
+    grid) and ``template`` (``space-MNI152``) from register_modality, its ``xfm`` and ``qc``;
+    ``native_brain``, ``template_brain``, ``native_mask``, ``template_mask`` and ``brain_qc``
+    from extract_scan_brain (:func:`scan_brain_files`).
     """
     sim = _sim(cfg)
     tracer = sim["perfusion_tracer"]
@@ -114,6 +136,7 @@ def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[
             "xfm": bids(out, subject=subject, datatype="xfm", **entities_of(trc), **entities_of(desc),
                         from_=mod, to="T1w", mode="image", suffix="xfm", extension=".tfm"),
             "qc": scan_file(out, subject, mod, trc, desc, "T1w", ".json"),
+            **scan_brain_files(out, subject, mod, trc, desc),
         }
     return out_scans
 

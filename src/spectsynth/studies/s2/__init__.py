@@ -128,10 +128,12 @@ class S2(Study):
         space = dataset.split("_", 1)[1]
         scans = sim_paths.scans(out, subject, sim)   # registered by register_modality
         anat = f"{out}/sub-{subject}/anat/sub-{subject}"
-        # S2 ran FSL BET on the MRI: its input is the brain-extracted T1w.
+        # S2 extracted each modality's brain by its own method: FSL BET on the MRI and the PET, a
+        # histogram threshold on the SPECT. The MRI is the brain-extracted T1w; the PET and SPECT
+        # are extract_scan_brain's outputs; "brain" stays the T1w brain mask.
         prefix = anat if space == "native" else f"{anat}_space-MNI152"
-        return {"mri": f"{prefix}_desc-brain_T1w.nii.gz", "pet": scans["fdg"][space],
-                "spect": scans["perfusion"][space], "brain": f"{prefix}_desc-brain_mask.nii.gz"}
+        return {"mri": f"{prefix}_desc-brain_T1w.nii.gz", "pet": scans["fdg"][f"{space}_brain"],
+                "spect": scans["perfusion"][f"{space}_brain"], "brain": f"{prefix}_desc-brain_mask.nii.gz"}
 
     def keeps_record(self, rec: Mapping, spec: Mapping) -> bool:
         return rec.get("space") in (None, spec.get("space"))
