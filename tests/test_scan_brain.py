@@ -158,3 +158,19 @@ def test_run_extract_scan_brain_writes_brain_mask_and_qc(tmp_path):
     assert (written[~mask] == 0).all() and np.allclose(written[mask], img[mask])
     assert json.loads(outputs["qc"].read_text())["template"]["volume_ml"] == qc["template"]["volume_ml"]
     assert qc["native"]["method"] == "otsu" and qc["settings"]["spect_method"] == "otsu"
+
+
+def test_work_grid_gives_the_mask_of_the_scans_own_grid():
+    """On a 1 mm grid the mask is made at 2 mm and brought back: it matches the 1 mm mask."""
+    img, brain, _ = pet_head(0.5)
+    fine = np.repeat(np.repeat(np.repeat(img[:, :, 15:45], 2, 0), 2, 1), 2, 2)   # 1 mm voxels
+    slab = {"min_volume_ml": 100}  # a 60 mm slab of the head
+    coarse_mask, rec = extract_pet_brain(fine, (1.0, 1.0, 1.0), settings=slab | {"work_voxel_mm": 2.0})
+    own_mask, rec_own = extract_pet_brain(fine, (1.0, 1.0, 1.0), settings=slab | {"work_voxel_mm": 0.0})
+    assert coarse_mask.shape == own_mask.shape == fine.shape
+    dice = 2 * (coarse_mask & own_mask).sum() / (coarse_mask.sum() + own_mask.sum())
+    assert dice > 0.97 and rec["volume_ml"] == pytest.approx(rec_own["volume_ml"], rel=0.03)
+    spect = spect_head()[0][:, :, 15:45]
+    s_mask, _ = extract_spect_brain(spect.repeat(2, 0).repeat(2, 1).repeat(2, 2), (1.0, 1.0, 1.0),
+                                    settings={"min_volume_ml": 100})
+    assert s_mask.shape == tuple(2 * n for n in spect.shape)

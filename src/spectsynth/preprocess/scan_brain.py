@@ -54,6 +54,7 @@ class ScanBrainSettings:
     spect_percentile: float = 99.0
     spect_fraction: float = 0.35
     spect_close_mm: float = 6.0
+    work_voxel_mm: float = 2.0
     min_volume_ml: float = 500.0
     max_volume_ml: float = 2500.0
 
@@ -126,6 +127,33 @@ def _brightest_component(mask: np.ndarray, weight: np.ndarray) -> tuple[np.ndarr
     return labels == int(np.argmax(sums)) + 1, n
 
 
+# ------------------------------------------------------------------------------ work grid
+def _to_work_grid(image: np.ndarray, voxel_mm: Sequence[float], work_mm: float):
+    """Block means of ``image`` on a grid of about ``work_mm`` voxels: (data, voxel_mm, undo), where
+    ``undo(mask)`` brings a mask of the coarse grid back to the image's grid (None: no change)."""
+    data = np.asarray(image, dtype=np.float32)
+    voxel_mm = tuple(float(v) for v in voxel_mm)
+    f = tuple(max(1, int(round(work_mm / v))) if work_mm > 0 else 1 for v in voxel_mm)
+    if data.ndim != 3 or f == (1, 1, 1):
+        return data, voxel_mm, None
+    shape = data.shape
+    c = tuple(n // k * k for n, k in zip(shape, f))
+    coarse = data[: c[0], : c[1], : c[2]].reshape(c[0] // f[0], f[0], c[1] // f[1], f[1], c[2] // f[2], f[2])
+    coarse = coarse.mean(axis=(1, 3, 5))
+
+    def undo(mask: np.ndarray) -> np.ndarray:
+        up = np.asarray(mask, np.float32)
+        for axis, k in enumerate(f):
+            up = np.repeat(up, k, axis=axis)
+        # smooth the block edges back to the image's grid, then threshold at half
+        up = ndimage.gaussian_filter(up, [k / 2.0 for k in f]) > 0.5
+        out = np.zeros(shape, bool)
+        out[: c[0], : c[1], : c[2]] = up
+        return out
+
+    return coarse, tuple(v * k for v, k in zip(voxel_mm, f)), undo
+
+
 # ------------------------------------------------------------------------------ shared steps
 def _prepare(image: np.ndarray, voxel_mm: Sequence[float], smooth_mm: float, what: str,
              subject: str | None, path: str | Path | None) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -184,14 +212,18 @@ def extract_pet_brain(image: np.ndarray, voxel_mm: Sequence[float], *,
     if settings.pet_method == "fsl":
         mask, record = _fsl_pet_mask(image, voxel_mm, settings, subject, path)
     else:
-        smooth, fov, voxel_mm = _prepare(image, voxel_mm, settings.pet_smooth_mm, "PET", subject, path)
+        full_voxel = tuple(float(v) for v in voxel_mm)
+        work, voxel_mm, undo = _to_work_grid(image, voxel_mm, settings.work_voxel_mm)
+        smooth, fov, voxel_mm = _prepare(work, voxel_mm, settings.pet_smooth_mm, "PET", subject, path)
         reference = float(np.percentile(smooth[fov], settings.pet_percentile))
         threshold = settings.pet_fraction * reference
         mask = open_mm(smooth > threshold, settings.pet_open_mm, voxel_mm)
         mask, n = _brightest_component(mask, smooth)
         mask = ndimage.binary_fill_holes(close_mm(mask, settings.pet_close_mm, voxel_mm))
         mask = erode_mm(mask, settings.pet_erode_mm, voxel_mm)
-        record = _record("threshold", mask, voxel_mm, threshold=threshold, reference=reference,
+        if undo is not None:
+            mask = undo(mask)
+        record = _record("threshold", mask, full_voxel, threshold=threshold, reference=reference,
                          reference_percentile=settings.pet_percentile, fraction=settings.pet_fraction,
                          components=n)
     record["seconds"] = round(time.perf_counter() - t0, 2)
@@ -227,7 +259,9 @@ def extract_spect_brain(image: np.ndarray, voxel_mm: Sequence[float], *,
     if not isinstance(settings, ScanBrainSettings):
         settings = ScanBrainSettings.from_config(settings)
     t0 = time.perf_counter()
-    smooth, fov, voxel_mm = _prepare(image, voxel_mm, settings.spect_smooth_mm, "SPECT", subject, path)
+    full_voxel = tuple(float(v) for v in voxel_mm)
+    work, voxel_mm, undo = _to_work_grid(image, voxel_mm, settings.work_voxel_mm)
+    smooth, fov, voxel_mm = _prepare(work, voxel_mm, settings.spect_smooth_mm, "SPECT", subject, path)
     values = smooth[fov]
     reference = float(np.percentile(values, settings.spect_percentile))
     if settings.spect_method == "otsu":
@@ -236,7 +270,9 @@ def extract_spect_brain(image: np.ndarray, voxel_mm: Sequence[float], *,
         threshold = settings.spect_fraction * reference
     mask, n = _brightest_component(smooth > threshold, smooth)
     mask = ndimage.binary_fill_holes(close_mm(mask, settings.spect_close_mm, voxel_mm))
-    record = _record(settings.spect_method, mask, voxel_mm, threshold=threshold, reference=reference,
+    if undo is not None:
+        mask = undo(mask)
+    record = _record(settings.spect_method, mask, full_voxel, threshold=threshold, reference=reference,
                      reference_percentile=settings.spect_percentile,
                      threshold_fraction_of_reference=threshold / reference if reference > 0 else None,
                      components=n)
