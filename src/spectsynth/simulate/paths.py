@@ -17,6 +17,7 @@ def _sim(cfg: Mapping | None) -> dict:
     return {
         "tracers": list(cfg.get("tracers", DEFAULTS["tracers"])),
         "perfusion_tracer": dict(cfg.get("perfusion", {})).get("tracer", DEFAULTS["perfusion"]["tracer"]),
+        "interictal_tracer": dict(cfg.get("interictal", {})).get("tracer", DEFAULTS["interictal"]["tracer"]),
     }
 
 
@@ -87,11 +88,13 @@ def scan_brain_files(out: str, subject: str, modality: str, trc: str, desc: str)
 
 
 def perfusion_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
-    """Perfusion stack, sidecar, truth table, and the normal volume in its scanner frame (S2's SPECT)."""
-    tracer = _sim(cfg)["perfusion_tracer"]
+    """Perfusion stack, sidecar, truth table, and S2's interictal SPECT in its scanner frame (named
+    by its own tracer, ``simulate.interictal.tracer``)."""
+    sim = _sim(cfg)
+    tracer, ictal = sim["perfusion_tracer"], sim["interictal_tracer"]
     return _stack_files(out, subject, tracer) | {
-            "scan": scan_file(out, subject, "spect", f"_trc-{tracer}", "", "scanner"),
-            "scan_json": scan_file(out, subject, "spect", f"_trc-{tracer}", "", "scanner", ".json")}
+            "scan": scan_file(out, subject, "spect", f"_trc-{ictal}", "", "scanner"),
+            "scan_json": scan_file(out, subject, "spect", f"_trc-{ictal}", "", "scanner", ".json")}
 
 
 def pet_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
@@ -121,7 +124,7 @@ def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[
     tracer = sim["perfusion_tracer"]
     todo = []
     if "perfusion" in sim["tracers"]:
-        todo.append(("perfusion", "spect", f"_trc-{tracer}", ""))
+        todo.append(("perfusion", "spect", f"_trc-{sim['interictal_tracer']}", ""))
     if "pet" in sim["tracers"]:
         todo += [("fdg", "pet", "_trc-FDG", ""), ("cbf_spect", "spect", f"_trc-{tracer}", "_desc-cbf"),
                  ("cbf_pet", "pet", "_trc-H2O", "_desc-cbf")]

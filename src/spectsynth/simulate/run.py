@@ -59,12 +59,13 @@ def run_dat(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapp
 
 
 def _scan(stack, volume: np.ndarray, anat, cfg: dict, scan: str, nifti: str, sidecar: str,
-          units: str = "counts") -> dict:
+          units: str = "counts", tracer: str | None = None) -> dict:
     """Write ``volume`` (on ``stack``'s camera grid) in its own scanner frame; return its pose/FOV record."""
     sc = to_scanner_frame(volume, stack.grid.affine, anat.brain, anat.affine, frames_cfg=cfg["frames"],
                           modality=stack.modality, seed=cfg["seed"], subject=anat.subject, scan=scan,
                           centre_mm=stack.grid.centre)
-    write_scan(sc, nifti, sidecar, subject=anat.subject, scan=scan, modality=stack.modality, tracer=stack.tracer,
+    write_scan(sc, nifti, sidecar, subject=anat.subject, scan=scan, modality=stack.modality,
+               tracer=tracer or stack.tracer,
                units=units, source_grid=stack.meta.get("grid"))
     log.info("subject %s %s: scanner frame %s at %s mm, pose %s deg / %s mm, brain in FOV %.3f", anat.subject,
              scan, "x".join(map(str, sc.matrix)), "x".join(f"{v:g}" for v in sc.voxel_mm),
@@ -82,7 +83,8 @@ def run_perfusion(anatomy: Mapping[str, str], outputs: Mapping[str, str], config
     anat = _anatomy(anatomy, subject)
     stack = simulate_perfusion(anat, cfg, threads=threads, physiology=_physiology(anat, cfg, anatomy, age))
     stack.write(outputs["nifti"], outputs["truth"], outputs["json"])
-    _scan(stack, stack.extra["s2_spect"], anat, cfg, "perfusion", outputs["scan"], outputs["scan_json"])
+    _scan(stack, stack.extra["s2_spect"], anat, cfg, "perfusion", outputs["scan"], outputs["scan_json"],
+          tracer=cfg["interictal"]["tracer"])
 
 
 def run_pet(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
