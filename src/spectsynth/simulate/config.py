@@ -129,7 +129,7 @@ DEFAULTS: dict[str, Any] = {
                   {"matrix": [128, 128, 44], "voxel_mm": [4.79, 4.79, 4.79]}],
         "pet": [{"matrix": [180, 180, 132], "voxel_mm": [2.0, 2.0, 2.0]},
                 {"matrix": [202, 202, 111], "voxel_mm": [2.0, 2.0, 2.0]}],
-        "motion": {"rotation_deg": 3.0, "shift_mm": 4.0, "moved_fraction": [0.1, 0.5]},
+        "motion": {"rotation_deg": 4.0, "shift_mm": 6.0, "moved_fraction": [0.2, 0.5]},
     },
     "physiology": {
         "regional_sd": 0.06,
