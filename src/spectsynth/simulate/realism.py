@@ -104,7 +104,9 @@ BANDS: dict[tuple[str, str], Band] = {
     ("noise_cv", "spect"): Band(8.0, 12.0, NO_SOURCE, "clinical brain SPECT, uniform region"),
     ("noise_cv", "H2O"): Band(10.0, 15.0, NO_SOURCE, "15O-water PET-CBF, uniform region"),
     ("noise_cv", "FDG"): Band(5.0, 10.0, NO_SOURCE, "FDG brain PET, uniform region"),
-    ("gm_wm", "IMP"): Band(2.0, 2.6, NO_SOURCE, "123I-IMP SPECT"),
+    ("gm_wm", "IMP"): Band(1.7, 2.78, NO_SOURCE,
+                           "123I-IMP SPECT, held to the perfusion SPECT band of spectsynth.simulate.truth."
+                           "PUBLISHED_GM_WM (2.24 +/- 0.54), which names no paper"),
     ("gm_wm", "ECD"): Band(1.6, 2.2, NO_SOURCE, "99mTc-ECD SPECT"),
     ("gm_wm", "HMPAO"): Band(1.7, 2.78, NO_SOURCE,
                              "99mTc-HMPAO SPECT: spectsynth.simulate.truth.PUBLISHED_GM_WM (2.24 +/- 0.54), "
