@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "max_fine_voxel_mm": 2.0,
     "head": {"csf_mm": 2.0, "bone_mm": 7.0, "scalp_mm": 5.0},
     "spect": {"matrix": 64, "voxel_mm": 4.0, "fwhm_mm": 10.0, "post_filter_fwhm_mm": 8.0,
-              "tail_fraction": {"I-123": 0.25, "Tc-99m": 0.1}, "tail_fwhm_mm": 60.0, "noise_gain": 20.0},
+              "tail_fraction": {"I-123": 0.15, "Tc-99m": 0.1}, "tail_fwhm_mm": 60.0, "noise_gain": 20.0},
     "projection": {
         "collimator": "SY-LEHR",
         "intrinsic_fwhm_mm": 3.8,
@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "calibration_refinements": 1,
     },
     "pet": {"matrix": 128, "voxel_mm": 2.0, "fwhm_mm": 5.0, "post_filter_fwhm_mm": 4.0, "tail_fraction": 0.0,
-            "tail_fwhm_mm": 40.0, "noise_gain": 10.0},
+            "tail_fwhm_mm": 40.0, "noise_gain": 16.0},
     "dat": {
         "total_counts": 2.0e6,
         "noise_gain": 2.0,
@@ -92,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "fdg": {"ratios": {"gm": 5.0, "wm": 1.0, "csf": 0.0}, "total_counts": 5.0e7},
     # S2's interictal SPECT: a 99mTc perfusion agent (S2 cites ECD, Gruenwald et al. 1994).
-    "interictal": {"tracer": "ECD", "gm_wm_ratio": 1.8, "total_counts": 4.0e6},
+    "interictal": {"tracer": "ECD", "gm_wm_ratio": 1.8, "total_counts": 2.5e6},
     "cbf": {
         "pattern": "random",
         "pet_total_counts": 2.0e7,
