@@ -102,6 +102,9 @@ BANDS: dict[tuple[str, str], Band] = {
     ("fwhm", "pet"): Band(5.0, 8.0, NO_SOURCE, "clinical brain PET as reconstructed"),
     ("fwtm_fwhm", "any"): Band(1.82, None, "Gaussian", "a Gaussian gives 1.82; a broad tail gives more"),
     ("noise_cv", "spect"): Band(8.0, 12.0, NO_SOURCE, "clinical brain SPECT, uniform region"),
+    ("noise_cv", "DaT"): Band(None, None, NO_SOURCE,
+                              "reported only: the DaT protocol's noise (simulate.dat.noise_gain) is set so the "
+                              "striatal binding ratios and the PD asymmetry keep their published bands"),
     ("noise_cv", "H2O"): Band(10.0, 15.0, NO_SOURCE, "15O-water PET-CBF, uniform region"),
     ("noise_cv", "FDG"): Band(5.0, 10.0, NO_SOURCE, "FDG brain PET, uniform region"),
     ("gm_wm", "IMP"): Band(1.7, 2.78, NO_SOURCE,
@@ -209,7 +212,7 @@ def truth_rows(kind: str, records: pd.DataFrame) -> list[dict]:
              ("PSF tail (share of a line source's counts beyond half its FWTM)", "fraction", "tail",
               col("meas_tail_fraction"), ()),
              ("noise CV (white-matter core)", "%", "noise_cv", col("meas_noise_cv", 100.0),
-              (tracer, modality) if modality == "pet" else (modality,))]
+              (tracer, modality))]
     if kind != "dat":
         props.append(("grey/white ratio", "ratio", "gm_wm", col("meas_gm_wm"), (tracer,)))
     props.append(("extracerebral signal fraction", "fraction", "extracerebral_fraction",
