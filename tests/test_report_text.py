@@ -32,6 +32,8 @@ def test_methods_state_this_runs_grid_slices_augmentation_and_threshold(config):
     text = " ".join(render("workflow.rst", config).split())
     assert "native grid (256 x 256 x 192 at 1.0 mm" in text
     assert "*FDG*: GM:WM:CSF 5:1:0." in text
+    assert "*S2's interictal SPECT*: ECD with a measured grey:white ratio of 1.8." in text
+    assert "that day's whole-brain flow (SD 0.09," in text
     assert f"S2: {config['datasets']['s2']['n_slices']} axial slices per patient in this run" in text
     assert "shifts of up to 2 pixels, left-right flips of normal and bilateral slices" in text
     assert "paired t-tests at p < 0.01 " in text
