@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     acts = p.add_subparsers(dest="action")
     q = acts.add_parser("collect", help="keep a reference run's small outputs of one study")
     q.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
-    q.add_argument("--study", required=True, choices=["s0", "s1", "s2", "s3"])
+    q.add_argument("--study", required=True, metavar="KEY", help="the study's key (s0 ... s3: datasets.<key>)")
     q.add_argument("--into", type=Path, required=True)
     q.add_argument("--wall-s", type=float, default=None, help="the run's measured wall time in seconds")
     q = acts.add_parser("power", help="power of the reference design's subject-level tests")
