@@ -326,7 +326,7 @@ def test_perfusion_contrast_defects_and_levels(anat, prep):
     s2 = st.meta["s2_spect"]
     assert s2["tracer"] == "ECD" and s2["meas_gm_wm"] == pytest.approx(cfg["interictal"]["gm_wm_ratio"], abs=0.1)
     assert 12.0 <= s2["meas_fwhm_mm"] <= 14.5 and s2["meas_fwtm_mm"] > 1.82 * s2["meas_fwhm_mm"]
-    assert 0.07 <= s2["meas_noise_cv"] <= 0.13 and s2["extracerebral_fraction"] > 0.05
+    assert 0.07 <= s2["meas_noise_cv"] <= 0.16 and s2["extracerebral_fraction"] > 0.05  # demo: qc/realism.tsv
     assert 12.0 <= recs[0]["meas_fwhm_mm"] <= 14.5 and recs[1]["meas_fwhm_mm"] is None  # measured on the normal
     for r in recs[1:3]:
         side = r["territories"][0][-1]
@@ -426,15 +426,16 @@ def test_file_names_and_targets():
     assert set(paths.anatomy_files("res")) == set(ANATOMY_KEYS)
     t = paths.targets("res", ["01", "02"], {"perfusion": {"tracer": "HMPAO"}})
     assert "res/sub-01/spect/sub-01_trc-DaT_spect.nii.gz" in t
-    assert "res/sub-02/spect/sub-02_trc-HMPAO_space-scanner_spect.nii.gz" in t
+    # S2's interictal SPECT is named by its own tracer (simulate.interictal.tracer, ECD by default)
+    assert "res/sub-02/spect/sub-02_trc-ECD_space-scanner_spect.nii.gz" in t
     assert "res/sub-02/pet/sub-02_trc-H2O_space-scanner_desc-cbf_pet.nii.gz" in t
     assert not [f for f in t if "space-T1w" in f or "space-MNI152" in f]  # registration makes those
     scans = paths.scans("res", "02", {"perfusion": {"tracer": "HMPAO"}})
     assert scans["cbf_pet"]["native"] == "res/sub-02/pet/sub-02_trc-H2O_space-T1w_desc-cbf_pet.nii.gz"
-    assert scans["perfusion"]["template"] == "res/sub-02/spect/sub-02_trc-HMPAO_space-MNI152_spect.nii.gz"
+    assert scans["perfusion"]["template"] == "res/sub-02/spect/sub-02_trc-ECD_space-MNI152_spect.nii.gz"
     assert scans["fdg"]["xfm"] == "res/sub-02/xfm/sub-02_trc-FDG_from-pet_to-T1w_mode-image_xfm.tfm"
     # extract_scan_brain's outputs: desc + "brain", as desc-ras -> desc-rasbrain for the T1w
-    assert scans["perfusion"]["native_brain"] == "res/sub-02/spect/sub-02_trc-HMPAO_space-T1w_desc-brain_spect.nii.gz"
+    assert scans["perfusion"]["native_brain"] == "res/sub-02/spect/sub-02_trc-ECD_space-T1w_desc-brain_spect.nii.gz"
     assert scans["fdg"]["template_mask"] == "res/sub-02/pet/sub-02_trc-FDG_space-MNI152_desc-brain_mask.nii.gz"
     assert scans["cbf_spect"]["brain_qc"] == "res/sub-02/spect/sub-02_trc-HMPAO_desc-cbfbrain_qc.json"
     assert "res/figures/simulation_sbr_distribution.png" in t

@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "dat": {
         "total_counts": 2.0e6,
         "noise_gain": 2.0,
+        "tail_fraction": 0.25,
         "reference": "occipital",
         "normal_sbr": {"caudate": 3.2, "putamen": 1.85},
         "normal_sbr_sd": {"caudate": 0.45, "putamen": 0.25},
@@ -278,6 +279,7 @@ def resolve(section: Mapping | None) -> dict:
     d = cfg["dat"]
     _num(d, "total_counts", 1e3, 1e10, f"{w}.dat")
     _num(d, "noise_gain", 1.0, 1000.0, f"{w}.dat")
+    _num(d, "tail_fraction", 0.0, 0.9, f"{w}.dat")
     if d["reference"] not in ("occipital", "cerebellum", "brain_minus_striatum"):
         raise ConfigError(f"simulate.dat.reference must be occipital, cerebellum or brain_minus_striatum, "
                           f"not {d['reference']!r}")

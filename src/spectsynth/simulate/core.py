@@ -136,7 +136,8 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
     cfg = sim_config.resolve(config)
     isotope, energy, _ = sim_config.TRACERS["DaT"]
     prep = prep or prepare_grid(anat, cfg, "spect")
-    physics = physics or make_physics(cfg, "spect", energy, threads=threads, noise_gain=cfg["dat"]["noise_gain"])
+    physics = physics or make_physics(cfg, "spect", energy, threads=threads, noise_gain=cfg["dat"]["noise_gain"],
+                                      tail_fraction=cfg["dat"]["tail_fraction"])
     model = DatModel(prep, cfg, physics, seed=cfg["seed"], physiology=physiology)
     design = degradations if degradations is not None else dat_design(cfg["dat"], cfg["seed"])
     ref = cfg["dat"]["reference"]

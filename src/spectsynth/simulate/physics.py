@@ -365,13 +365,13 @@ class ProjectionPhysics(Physics):
 
 
 def make_physics(cfg: dict, modality: str, energy_keV: float, *, threads: int | None = None,
-                 noise_gain: float | None = None) -> Physics:
+                 noise_gain: float | None = None, tail_fraction: float | None = None) -> Physics:
     """The physics of a resolved ``simulate`` config for ``modality`` ("spect" or "pet").
 
     PET always uses the image-domain model (no PET projector is part of the pipeline).  The
     SPECT tail (scatter and septal penetration) is the isotope's: 123I's high-energy photons
-    penetrate a low-energy collimator's septa, 99mTc has scatter only.  ``noise_gain`` overrides
-    the modality's reconstruction noise gain (an acquisition protocol of its own, e.g. DaT's).
+    penetrate a low-energy collimator's septa, 99mTc has scatter only.  ``noise_gain`` and
+    ``tail_fraction`` override the modality's (a protocol of its own, e.g. DaT's).
     """
     if modality == "pet":
         c = cfg["pet"]
@@ -383,7 +383,7 @@ def make_physics(cfg: dict, modality: str, energy_keV: float, *, threads: int | 
     if cfg["physics"] == "projection":
         return ProjectionPhysics(cfg["projection"], energy_keV, threads=threads)
     c = cfg["spect"]
-    tail = c["tail_fraction"]["I-123" if energy_keV > 150.0 else "Tc-99m"]
+    tail = c["tail_fraction"]["I-123" if energy_keV > 150.0 else "Tc-99m"] if tail_fraction is None else tail_fraction
     return ImageDomainPhysics(c["fwhm_mm"], c["post_filter_fwhm_mm"], modality="spect", tail_fraction=tail,
                               tail_fwhm_mm=c["tail_fwhm_mm"],
                               noise_gain=c["noise_gain"] if noise_gain is None else noise_gain)
