@@ -79,7 +79,10 @@ def test_tiny_end_to_end(tiny_run):
     # every simulated PET/SPECT came in its own scanner frame and was registered back by the pipeline
     err = pd.read_csv(out / "qc/scan_registration_error.tsv", sep="\t", dtype={"subject": str})
     assert len(err) == 5 * 4 and set(err["scan"]) == {"perfusion", "fdg", "cbf_spect", "cbf_pet"}   # 5 subjects
-    assert (err["pose_displacement_mm"] > 1.0).all() and (err["mean_mm"] < 3.0).all(), err
+    # registered with a patient-like error (head motion, scalp signal, noise): a failed registration
+    # would leave the pose's 10-20 mm
+    assert (err["pose_displacement_mm"] > 1.0).all() and (err["mean_mm"] < 8.0).all(), err
+    assert err["mean_mm"].median() < 3.5, err
     qc = pd.read_csv(out / "qc/scan_qc.tsv", sep="\t")
     assert qc.loc[qc["scan"] == "S3 spect_cbf vs pet_cbf", "published"].tolist() == [0.79]
     for d in ("s0", "s1", "s2_native", "s2_template", "s3"):
