@@ -149,40 +149,32 @@ def _headline(args) -> int:
     from .headline import readme_block, render, update_readme
 
     table = pd.read_csv(args.table, sep="\t", dtype=str, keep_default_na=False)
-    block = render(table, title=args.title)
-    if args.readme is None:
-        print(block, end="")
-        return 0
-    text = args.readme.read_text()
-    if args.update:
-        args.readme.write_text(update_readme(text, block))
-        print(f"{args.readme}: generated block rewritten from {args.table}")
-        return 0
-    if readme_block(text) != block:
-        print(f"{args.readme}'s generated block differs from what {args.table} gives; run "
-              f"spectsynth headline {args.table} --readme {args.readme} --update", file=sys.stderr)
-        return 1
-    print(f"{args.readme}: generated block matches {args.table}")
-    return 0
+    return _readme_block(args, render(table, title=args.title), readme_block, update_readme,
+                         "generated block", "headline")
 
 
 def _realism(args) -> int:
     from .simulate.realism import read, readme_block, render, update_readme
 
-    block = render(read(args.table), title=args.title)
+    return _readme_block(args, render(read(args.table), title=args.title), readme_block, update_readme,
+                         "realism block", "realism")
+
+
+def _readme_block(args, block: str, read_block, write_block, what: str, command: str) -> int:
+    """Print ``block``, or check (``--readme``) or rewrite (``--update``) the README's copy of it."""
     if args.readme is None:
         print(block, end="")
         return 0
     text = args.readme.read_text()
     if args.update:
-        args.readme.write_text(update_readme(text, block))
-        print(f"{args.readme}: realism block rewritten from {args.table}")
+        args.readme.write_text(write_block(text, block))
+        print(f"{args.readme}: {what} rewritten from {args.table}")
         return 0
-    if readme_block(text) != block:
-        print(f"{args.readme}'s realism block differs from what {args.table} gives; run "
-              f"spectsynth realism {args.table} --readme {args.readme} --update", file=sys.stderr)
+    if read_block(text) != block:
+        print(f"{args.readme}'s {what} differs from what {args.table} gives; run "
+              f"spectsynth {command} {args.table} --readme {args.readme} --update", file=sys.stderr)
         return 1
-    print(f"{args.readme}: realism block matches {args.table}")
+    print(f"{args.readme}: {what} matches {args.table}")
     return 0
 
 

@@ -73,20 +73,22 @@ def render(table: pd.DataFrame, *, title: str = "", reasons: bool = False) -> st
     return "\n".join(lines) + "\n"
 
 
-def readme_block(text: str) -> str | None:
-    """The generated block of a README (between the markers), or None when it has none."""
-    if START not in text or END not in text:
+def readme_block(text: str, start: str = START, end: str = END) -> str | None:
+    """The generated block of a README (between the markers ``start`` and ``end``), or None when it
+    has none.  Every generated README block (headline, realism) goes through this and
+    :func:`update_readme`."""
+    if start not in text or end not in text:
         return None
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
 
 
-def update_readme(text: str, block: str) -> str:
-    """``text`` with its generated block replaced by ``block``."""
-    if readme_block(text) is None:
-        raise ValueError(f"the README has no generated block; put {START!r} and {END!r} where it goes")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    return f"{head}{START}\n{block.rstrip()}\n{END}{tail}"
+def update_readme(text: str, block: str, start: str = START, end: str = END) -> str:
+    """``text`` with its generated block (between ``start`` and ``end``) replaced by ``block``."""
+    if readme_block(text, start, end) is None:
+        raise ValueError(f"the README has no generated block; put {start!r} and {end!r} where it goes")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    return f"{head}{start}\n{block.rstrip()}\n{end}{tail}"
 
 
 def verdict_files(ctx) -> dict[str, str]:

@@ -611,14 +611,12 @@ def run_realism(inputs: Mapping[str, object], outputs: Mapping[str, str], *, sha
 
 def readme_block(text: str) -> str | None:
     """The README's generated realism block (between the markers), or None."""
-    if START not in text or END not in text:
-        return None
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    from ..headline import readme_block as block_between
+
+    return block_between(text, START, END)
 
 
 def update_readme(text: str, block: str) -> str:
-    if readme_block(text) is None:
-        raise ValueError(f"the README has no realism block; put {START!r} and {END!r} where it goes")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    return f"{head}{START}\n{block.rstrip()}\n{END}{tail}"
+    from ..headline import update_readme as replace_between
+
+    return replace_between(text, block, START, END)
