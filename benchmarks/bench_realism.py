@@ -1,6 +1,6 @@
 """Do the simulated scans behave like patients' scans? The realism table of a run, with its bands.
 
-Prints ``qc/realism.tsv`` (rule ``realism``, :mod:`spectsynth.simulate.realism`): every measured
+Prints ``qc/realism.tsv`` (rule ``realism``, :mod:`spectsynth.realism`): every measured
 property of the simulated data (resolution, noise, grey/white ratio, extracerebral signal,
 registration error per scan kind; the paired studies' input-vs-target SSIM and S3's ROI line on
 the built datasets; the DaT normal SBR spread) beside its target band and source, with the
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("extra", nargs="*", help="after --: more Snakemake arguments for --run")
     args = p.parse_args(argv)
 
-    from spectsynth.simulate.realism import SOURCES, read, render
+    from spectsynth.realism import SOURCES, read, render
 
     results = args.results
     if args.run:

@@ -39,12 +39,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from spectsynth.datasets import EpochSampler, GANSliceDataset, PairedSliceDataset, SliceShard, write_shards
+from spectsynth.datasets import EpochSampler, PairedSliceDataset, SliceShard, write_shards
 from spectsynth.device import select_device
 from spectsynth.experiments import expand_experiments
 from spectsynth.labels import LEVELS, PATTERNS
 from spectsynth.models import build_model, get_family, init_weights
+from spectsynth.models.fastgan.data import GANSliceDataset
 from spectsynth.recipe import move_batch
+from spectsynth.studies import get as get_study
 
 FAMILIES = ("vae", "cvae", "fastgan", "pix2pix")
 ENTRY = {"vae": {"study": "S0", "model": "vae"}, "cvae": {"study": "S0", "model": "cvae"},
@@ -60,7 +62,8 @@ PAPER_WIDTH = {"vae": {"base_channels": 32}, "cvae": {"base_channels": 32}, "fas
 def _shard(family: str, size: int, n: int, root: Path) -> Path:
     rng = np.random.default_rng(0)
     study = ENTRY[family]["study"]
-    ch = {"S0": 2, "S1": 3, "S2": 3}[study]
+    channels = get_study(study).channels
+    ch = len(channels)
     images = rng.random((n, ch, size, size), dtype=np.float32)
     if study == "S2":
         images = images * 2 - 1
@@ -69,7 +72,7 @@ def _shard(family: str, size: int, n: int, root: Path) -> Path:
                           "pattern": [PATTERNS[(i // 3) % 3] for i in range(n)], "space": "",
                           "source": "", "slice_index": 0, "n_z": 1, "record": range(n)})
     spec = {"study": study, "size": size, "normalise": "max"}
-    write_shards(family, images, table, spec, root)
+    write_shards(family, images, table, spec, root, channels=channels)
     return root / "train.h5"
 
 

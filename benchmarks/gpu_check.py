@@ -213,7 +213,8 @@ def make_shard(root: Path, study: str, size: int, n_train: int, n_val: int, *, s
                           "split": split, "level": [LEVELS[i % 3] for i in idx],
                           "pattern": [PATTERNS[(i // 3) % 3] for i in idx], "space": "",
                           "source": "", "slice_index": 0, "n_z": 1, "record": range(n)})
-    write_shards(name, images, table, {"study": study, "size": size, "normalise": "max"}, out)
+    write_shards(name, images, table, {"study": study, "size": size, "normalise": "max"}, out,
+                 channels=get(study).channels)
     return out
 
 
@@ -237,7 +238,8 @@ def make_spec(case: str, size: int, batch: int, width: dict, *, epochs: int = 1,
 
 
 def _dataset(spec: dict, shard_dir: Path, split: str = "train"):
-    from spectsynth.datasets import GANSliceDataset, PairedSliceDataset, SliceShard
+    from spectsynth.datasets import PairedSliceDataset, SliceShard
+    from spectsynth.models.fastgan.data import GANSliceDataset
 
     shard = SliceShard(shard_dir / f"{split}.h5")
     if spec["model"] == "fastgan":
@@ -247,10 +249,12 @@ def _dataset(spec: dict, shard_dir: Path, split: str = "train"):
 
 
 def _train(spec: dict, shard_dir: Path, out: Path, size: int, callbacks=()) -> dict:
+    from spectsynth.studies import dataset_spec
     from spectsynth.train import train_experiment
 
     return train_experiment(spec, {"train": shard_dir / "train.h5", "val": shard_dir / "val.h5"}, out,
-                            datasets_cfg=datasets_cfg(size), callbacks=callbacks)
+                            dataset=dataset_spec({"datasets": datasets_cfg(size)}, spec["dataset"]),
+                            callbacks=callbacks)
 
 
 def _kill_at(step: int):
@@ -448,7 +452,7 @@ def stage_kill_resume(ctx: dict) -> dict:
 
 def stage_inference_diff(ctx: dict) -> dict:
     torch = _torch()
-    from spectsynth.checkpoints import load_for_inference
+    from spectsynth.models.inference import load_for_inference
 
     size = ctx["kr_size"]
     results = {}
@@ -784,7 +788,7 @@ def study_plan(study: str) -> list[dict]:
     name, family, training images per epoch, configured and published epochs."""
     import yaml
 
-    from spectsynth.config import deep_update
+    from spectsynth.config import merge
     from spectsynth.design import experiment_counts
     from spectsynth.experiments import expand_experiments
     from spectsynth.planner import plan
@@ -792,7 +796,7 @@ def study_plan(study: str) -> list[dict]:
 
     cfg: dict = {}
     for path in (REPO / "config" / "config.yaml", REPO / "config" / "studies" / f"{study.lower()}.yaml"):
-        cfg = deep_update(cfg, yaml.safe_load(path.read_text()) or {})
+        cfg = merge(cfg, yaml.safe_load(path.read_text()) or {})
     p = plan(cfg)
     specs = expand_experiments(cfg)
     published_epochs = int(get(study).training_defaults["epochs"])

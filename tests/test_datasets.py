@@ -10,21 +10,19 @@ from conftest import phantom
 
 from spectsynth.datasets import (
     EpochSampler,
-    GANSliceDataset,
     PairedSliceDataset,
     SliceShard,
     assign_splits,
     axial_slice,
-    build_dataset,
     check_split_leak,
-    dataset_names,
     paired_augment,
     records_from_files,
     resize_slice,
-    s1_augment,
 )
 from spectsynth.errors import ConfigError, InputDataError
 from spectsynth.labels import PATTERNS
+from spectsynth.models.fastgan.data import GANSliceDataset, s1_augment
+from spectsynth.studies import build_dataset, dataset_names
 
 SHAPE = (40, 48, 36)
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}
@@ -315,7 +313,7 @@ def test_records_from_files_reads_nifti_and_levels(tmp_path):
     recs = records_from_files(rows)
     assert recs[1]["levels"]["CER"] is None and recs[0]["levels"]["BG"] == (14, 22)
     assert np.allclose(recs[0]["volumes"]["spect"](), phantom(1, "normal"), atol=1e-5)
-    from spectsynth.datasets import dataset_spec, extract_slices
+    from spectsynth.studies import dataset_spec, extract_slices
     imgs, meta = extract_slices("S1", recs, dataset_spec({"datasets": {"s1": {"size": 32, "slices_per_level": 1}}},
                                                          "s1"))
     assert [(m["level"], m["pattern"]) for m in meta] == [("CER", "normal"), ("BG", "normal"), ("COR", "normal"),
@@ -355,10 +353,10 @@ def test_split_counts_are_exact_and_checked_against_the_cohort():
 def _paper(repo, study):
     import yaml
 
-    from spectsynth.config import deep_update, validate_config
+    from spectsynth.config import merge, validate_config
     cfg = {}
     for path in (repo / "config" / "config.yaml", repo / "config" / "studies" / f"{study}.yaml"):
-        cfg = deep_update(cfg, yaml.safe_load(path.read_text()))
+        cfg = merge(cfg, yaml.safe_load(path.read_text()))
     return validate_config(cfg, repo / "config" / "schema.yaml")
 
 
@@ -429,9 +427,9 @@ def test_s2_reads_each_modality_brain_extracted_by_its_own_method():
 def test_demo_and_tiny_designs_keep_their_proportions(repo):
     import yaml
 
-    from spectsynth.config import deep_update, validate_config
+    from spectsynth.config import merge, validate_config
     from spectsynth.planner import plan
-    cfg = validate_config(deep_update(yaml.safe_load((repo / "config/config.yaml").read_text()), {}),
+    cfg = validate_config(merge(yaml.safe_load((repo / "config/config.yaml").read_text()), {}),
                           repo / "config/schema.yaml")
     d = plan(cfg)["designs"]["s1"]
     got = _counts(d)
@@ -447,13 +445,13 @@ def test_builder_builds_exactly_what_plan_predicts(repo, tmp_path, study_cfg):
     images per split and condition and the plan's subjects."""
     import yaml
 
-    from spectsynth.config import deep_update, validate_config
+    from spectsynth.config import merge, validate_config
     from spectsynth.design import count_table
     from spectsynth.planner import plan
     cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
     if study_cfg:
-        cfg = deep_update(cfg, yaml.safe_load((repo / "tests/configs/tiny.yaml").read_text()))
-    cfg = deep_update(cfg, {"inputs": {"demo": {"n_subjects": 8}},
+        cfg = merge(cfg, yaml.safe_load((repo / "tests/configs/tiny.yaml").read_text()))
+    cfg = merge(cfg, {"inputs": {"demo": {"n_subjects": 8}},
                             "simulate": {"dat": {"n_main": 3, "n_validation": 2}},
                             "datasets": {"s0": {"size": 32}, "s1": {"size": 32, "slices_per_level": 1,
                                                                      "counts": UNIFORM, "counts_scale": 1.0},
@@ -471,7 +469,7 @@ def test_builder_builds_exactly_what_plan_predicts(repo, tmp_path, study_cfg):
                    for i in range(1, 9)]}
     for name, design in p["designs"].items():
         idx = build_dataset(name, recs[name], cfg, tmp_path / name)
-        got = count_table(idx, design.study, design.expected)
+        got = count_table(idx, design.owner.condition_columns, design.expected)
         assert got.equals(design.expected[got.columns]), name
         for split in ("train", "val", "test"):
             have = sorted(set(idx.loc[idx["split"] == split, "subject"]))

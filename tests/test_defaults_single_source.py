@@ -4,7 +4,7 @@ Sources, block by block:
 
 * ``inputs``, ``report``, ``compute``, ``simulate``, ``datasets``, ``training``, ``preprocess``,
   ``anatomy``, ``evaluate``: the schema (``config/schema.yaml``). The Python copies
-  (``spectsynth.simulate.config.DEFAULTS``, ``spectsynth.datasets.DATASET_DEFAULTS``,
+  (``spectsynth.simulate.config.DEFAULTS``, ``spectsynth.studies.DATASET_DEFAULTS``,
   ``spectsynth.experiments.TRAINING_DEFAULTS``, ``spectsynth.studies.s0.sbr_regressor.DEFAULTS``,
   ``spectsynth.preprocess.scan_brain.ScanBrainSettings``) must equal what
   the schema fills in (``inputs.demo`` is held to ``DemoParams`` in test_demo_anatomy.py).
@@ -24,11 +24,10 @@ import re
 import pytest
 
 from spectsynth.config import load_schema, schema_defaults
-from spectsynth.datasets import DATASET_DEFAULTS
 from spectsynth.experiments import COMMON_DEFAULTS, EXPERIMENT_KEYS, TRAINING_DEFAULTS
 from spectsynth.models import FAMILY_DEFAULTS
 from spectsynth.simulate.config import DEFAULTS as SIMULATE_DEFAULTS
-from spectsynth.studies import REGISTRY
+from spectsynth.studies import DATASET_DEFAULTS, REGISTRY
 
 STUDY_DEFAULTS = {s.name: s.training_defaults for s in REGISTRY.values()}
 STUDY_FAMILIES = {s.name: s.families for s in REGISTRY.values()}

@@ -17,6 +17,7 @@ from spectsynth import io as sio
 from spectsynth.errors import EvaluationError
 from spectsynth.infer import write_predictions
 from spectsynth.labels import LEVELS, PATTERNS
+from spectsynth.studies import get as get_study
 from spectsynth.studies import study_experiments
 from spectsynth.studies.s0 import SBR_REGIONS as CNN_REGIONS
 from spectsynth.studies.s0 import evaluate as S0E
@@ -65,7 +66,8 @@ def _dataset(tmp, name, study, images, table, normalise):
     if "slice_index" not in table:
         table["slice_index"] = table.groupby("subject").cumcount()
     index = write_shards(name, images.astype(np.float32), table,
-                         {"study": study, "size": images.shape[-1], "normalise": normalise}, tmp / name)
+                         {"study": study, "size": images.shape[-1], "normalise": normalise}, tmp / name,
+                         channels=get_study(study).channels)
     return index, {"h5": str(tmp / name / "train.h5"), "index": str(tmp / name / "index.tsv")}
 
 

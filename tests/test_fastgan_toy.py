@@ -36,11 +36,11 @@ import torch
 import torch.nn as nn
 
 from spectsynth.checkpoints import seed_everything
-from spectsynth.datasets import condition_vector
 from spectsynth.device import select_device
 from spectsynth.experiments import expand_experiments
 from spectsynth.labels import PATTERNS
 from spectsynth.models import build_model, get_family, init_weights
+from spectsynth.models.fastgan.data import condition_vector
 from spectsynth.models.fastgan.scoring import condition_label, train_feature_net
 
 SIZE = 32

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from spectsynth import scan_qc
 from spectsynth.errors import ConfigError, ProcessingError
 from spectsynth.preprocess.register import (
     Grid,
@@ -21,9 +22,9 @@ from spectsynth.preprocess.register import (
     to_sitk,
 )
 from spectsynth.preprocess.steps import register_modality, template_image
-from spectsynth.simulate import frames, scan_qc
+from spectsynth.scan_qc import qc_summary, scan_error_table
+from spectsynth.simulate import frames
 from spectsynth.simulate.config import DEFAULTS, resolve
-from spectsynth.simulate.scan_qc import qc_summary, scan_error_table
 
 SPECT = {"rotation_deg": 10.0, "shift_mm": 15.0,
          "spect": [{"matrix": [64, 64, 40], "voxel_mm": [4.0, 4.0, 4.0]}],
@@ -190,7 +191,7 @@ def test_a_failed_scan_registration_is_caught(t1w_4mm):
 def test_similarity_is_measured_on_the_dataset_slices_next_to_the_published_value(t1w_4mm, tmp_path):
     from scipy import ndimage
 
-    from spectsynth.simulate.scan_qc import similarity_table
+    from spectsynth.scan_qc import similarity_table
 
     pet = _emission(t1w_4mm)
     brain = np.asanyarray(t1w_4mm.dataobj) > 0

@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import phantom
 
-from spectsynth.checkpoints import load_for_inference
-from spectsynth.datasets import build_dataset
 from spectsynth.errors import EvaluationError
 from spectsynth.experiments import expand_experiments
 from spectsynth.infer import load_predictions, predict_experiment, write_predictions
 from spectsynth.labels import PATTERNS
+from spectsynth.models.inference import load_for_inference
+from spectsynth.studies import build_dataset, dataset_spec
 from spectsynth.train import train_experiment
 
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}
@@ -60,7 +60,7 @@ def trained(tmp_path_factory):
             spec = expand_experiments(full)[NAMES[key]]
             ds = root / "datasets" / spec["dataset"]
             train_experiment(spec, {"train": ds / "train.h5", "val": ds / "val.h5"},
-                             root / "experiments" / spec["experiment"], datasets_cfg=DATASETS, threads=1)
+                             root / "experiments" / spec["experiment"], dataset=dataset_spec({"datasets": DATASETS}, spec["dataset"]), threads=1)
             specs[key] = spec
     return root, specs
 

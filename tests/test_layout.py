@@ -84,9 +84,8 @@ def toy_study(monkeypatch):
 
 
 def test_a_new_study_needs_only_its_registry_entry(toy_study):
-    from spectsynth.datasets import dataset_spec
     from spectsynth.experiments import expand_experiments
-    from spectsynth.studies import Context, dataset_subject_files
+    from spectsynth.studies import Context, dataset_spec, dataset_subject_files
 
     assert "s9" in dataset_names({})
     spec = dataset_spec({}, "s9")

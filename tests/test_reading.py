@@ -9,6 +9,7 @@ import pytest
 from spectsynth.cli import main
 from spectsynth.errors import EvaluationError
 from spectsynth.reading import score_reading, similarity_packet
+from spectsynth.studies.published import reading_scores
 
 
 @pytest.fixture()
@@ -41,7 +42,7 @@ def test_score_reading_summary_comparison_agreement(packet, tmp_path):
     a = fill(packet, "blind", "A", lambda s, i: 4 if s == "prediction" else 2)
     b = fill(packet, "blind", "B", lambda s, i: (5 if i == "001" else 4) if s == "prediction" else 2)
     o = fill(packet, "open", "A", lambda s, i: 5 if s == "prediction" else 3)
-    t = score_reading([a, b, o], packet / "key" / "key.csv")
+    t = score_reading([a, b, o], packet / "key" / "key.csv", published=reading_scores())
     summ = t["summary"].set_index(["reading", "source"])
     assert summ.loc[("blind", "spect"), "mean"] == 2.0 and summ.loc[("blind", "spect"), "n_readers"] == 2
     assert summ.loc[("blind", "prediction"), "n_scores"] == 12

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spectsynth import realism as R
 from spectsynth.cli import main
-from spectsynth.simulate import realism as R
 from spectsynth.studies import get
 
 REPO = Path(__file__).resolve().parents[1]

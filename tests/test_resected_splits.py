@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spectsynth.config import deep_update, validate_config
+from spectsynth.config import merge, validate_config
 from spectsynth.errors import ConfigError
 from spectsynth.planner import plan
 from spectsynth.splits import assign_splits, study_split_seed
@@ -27,7 +27,7 @@ CONFIGS = {
 def _config(files):
     cfg: dict = {}
     for f in files:
-        cfg = deep_update(cfg, yaml.safe_load((REPO / f).read_text()) or {})
+        cfg = merge(cfg, yaml.safe_load((REPO / f).read_text()) or {})
     validate_config(cfg)
     return cfg
 
@@ -70,7 +70,7 @@ def test_study_splits_do_not_follow_each_other():
     seeds = {study_split_seed(s.key) for s in REGISTRY.values()}
     assert len(seeds) == len(REGISTRY)
     # S3's split does not move when S2's split settings change
-    other = deep_update(cfg, {"datasets": {"s2": {"split": {"seed": 99}}}})
+    other = merge(cfg, {"datasets": {"s2": {"split": {"seed": 99}}}})
     s3 = next(n for n in p["designs"] if for_dataset(n).key == "s3")
     assert plan(other)["designs"][s3].splits == p["designs"][s3].splits
 
@@ -87,7 +87,7 @@ def test_forced_subjects_fill_their_split_first():
 
 def test_too_few_subjects_left_after_the_resected_says_so():
     cfg = _config(CONFIGS["paper s3"])
-    cfg = deep_update(cfg, {"inputs": {"demo": {"n_resected": 2}}})
+    cfg = merge(cfg, {"inputs": {"demo": {"n_resected": 2}}})
     with pytest.raises(ConfigError, match="post-surgical"):
         plan(cfg)
 

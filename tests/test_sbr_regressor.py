@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from spectsynth.datasets import build_dataset, write_shards
+from spectsynth.datasets import write_shards
 from spectsynth.errors import EvaluationError
-from spectsynth.studies import dataset_entries
+from spectsynth.studies import build_dataset, dataset_entries
 from spectsynth.studies.s0 import sbr_regressor as R
 
 SIZE = 16
@@ -46,7 +46,7 @@ def make_s0_shards(out: Path, n=(64, 16, 8), seed: int = 0, sbr_columns: bool = 
                 row |= {f"sbr_{r}": dam[r] for r in R.REGIONS} | {f"orig_sbr_{r}": orig[r] for r in R.REGIONS}
             rows.append(row)
     write_shards("s0", np.stack(images).astype(np.float32), pd.DataFrame(rows),
-                 {"study": "S0", "size": SIZE, "normalise": "background"}, out)
+                 {"study": "S0", "size": SIZE, "normalise": "background"}, out, channels=("damaged", "original"))
     return out
 
 

@@ -13,11 +13,12 @@ import torch
 import yaml
 from conftest import phantom
 
-from spectsynth.checkpoints import CheckpointError, load_checkpoint, load_for_inference
-from spectsynth.datasets import build_dataset
+from spectsynth.checkpoints import CheckpointError, load_checkpoint
 from spectsynth.errors import ConfigError, TrainingError
 from spectsynth.experiments import expand_experiments
 from spectsynth.labels import PATTERNS
+from spectsynth.models.inference import load_for_inference
+from spectsynth.studies import build_dataset, dataset_spec
 from spectsynth.train import train_experiment
 
 LEVELS_TABLE = {"CER": (5, 12), "BG": (14, 22), "COR": (24, 32)}
@@ -70,7 +71,7 @@ def _spec(key: str, **override) -> dict:
 def _run(spec: dict, shards, out, **kw):
     ds = shards / spec["dataset"]
     return train_experiment(spec, {"train": ds / "train.h5", "val": ds / "val.h5"}, out,
-                            datasets_cfg=DATASETS, threads=1, **kw)
+                            dataset=dataset_spec({"datasets": DATASETS}, spec["dataset"]), threads=1, **kw)
 
 
 class _Kill(Exception):

@@ -14,7 +14,8 @@ Three kinds are written:
   step, the Python/NumPy/torch RNG states (:func:`rng_state`), history and best scores;
   built by :func:`training_checkpoint`;
 * ``kind: best`` (``best.pt``): the inference networks of the selected epoch with the resolved
-  spec, built by :func:`best_checkpoint` and rebuilt into networks by :func:`load_for_inference`;
+  spec, built by :func:`best_checkpoint` and rebuilt into networks by
+  :func:`spectsynth.models.inference.load_for_inference` (this module knows no model family);
 * ``kind: sbr_regressor``: S0's binding-ratio CNN (:mod:`spectsynth.studies.s0.sbr_regressor`).
 
 :func:`config_hash` fingerprints what determines the learnt weights, so a checkpoint written
@@ -43,7 +44,7 @@ CHECKPOINT_VERSION = 1
 BEST_KIND = "best"
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "BEST_KIND", "CheckpointError", "config_hash",
-           "save_checkpoint", "load_checkpoint", "load_for_inference", "training_checkpoint",
+           "save_checkpoint", "load_checkpoint", "training_checkpoint",
            "best_checkpoint", "rng_state", "set_rng_state", "restore_cuda_rng", "load_scaler_state", "seed_everything", "digest"]
 
 log = logging.getLogger(__name__)
@@ -146,26 +147,6 @@ def load_checkpoint(path: str | Path, *, experiment: str = "", map_location: str
         raise CheckpointError(f"{who}checkpoint {path} is corrupt (its SHA-256 does not match its "
                               f"content). {hint}")
     return obj
-
-
-def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
-                       experiment: str = "") -> tuple[torch.nn.ModuleDict, dict]:
-    """Rebuild the inference networks of a ``best.pt`` (eval mode) and return them with the spec.
-
-    Keys: ``vae`` (S0) or ``G`` (pix2pix U-Net, FastGAN EMA generator).
-    """
-    from .models import build_model
-
-    ck = load_checkpoint(path, experiment=experiment, map_location="cpu")
-    if ck.get("kind") != BEST_KIND:
-        raise CheckpointError(f"{path} is a training checkpoint, not a best.pt; use the experiment's best.pt")
-    spec = json.loads(ck["spec"])
-    nets = build_model(ck["family"], spec)
-    keep = torch.nn.ModuleDict({k: nets[k] for k in ck["nets"]})
-    for k, m in keep.items():
-        m.load_state_dict(ck["nets"][k])
-        m.to(device).eval()
-    return keep, spec
 
 
 # --------------------------------------------------------------------------- content

@@ -111,8 +111,9 @@ def _checksum(args) -> int:
 
 def _score_reading(args) -> int:
     from .reading import score_reading, write_scores
+    from .studies.published import reading_scores
 
-    tables = score_reading(args.sheets, args.key)
+    tables = score_reading(args.sheets, args.key, published=reading_scores())
     for name, table in tables.items():
         print(f"== {name}")
         print(table.to_string(index=False) if len(table) else "(none: needs two or more readers)")
@@ -125,7 +126,7 @@ def _score_reading(args) -> int:
 def _plan(args) -> int:
     import yaml
 
-    from .config import deep_update, validate_config
+    from .config import merge, validate_config
     from .planner import format_plan, plan
 
     configs = args.configs or [Path("config/config.yaml")]
@@ -133,7 +134,7 @@ def _plan(args) -> int:
     for path in configs:
         try:
             with open(path) as fh:
-                cfg = deep_update(cfg, yaml.safe_load(fh) or {})
+                cfg = merge(cfg, yaml.safe_load(fh) or {})
         except OSError as exc:
             from .errors import ConfigError
             raise ConfigError(f"cannot read config file {path} ({exc.strerror}); give existing YAML files, "
@@ -154,7 +155,7 @@ def _headline(args) -> int:
 
 
 def _realism(args) -> int:
-    from .simulate.realism import read, readme_block, render, update_readme
+    from .realism import read, readme_block, render, update_readme
 
     return _readme_block(args, render(read(args.table), title=args.title), readme_block, update_readme,
                          "realism block", "realism")

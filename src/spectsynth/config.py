@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -221,15 +221,16 @@ def load_config(path: str | Path, overrides: dict | None = None,
     with open(path) as fh:
         cfg: dict[str, Any] = yaml.safe_load(fh) or {}
     if overrides:
-        cfg = deep_update(cfg, overrides)
+        cfg = merge(cfg, overrides)
     return validate_config(cfg, schema)
 
 
-def deep_update(base: dict, new: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_update(out[k], v)
+def merge(default: Mapping, given: Mapping | None) -> dict:
+    """``given`` merged over a deep copy of ``default`` (nested mappings merged key by key)."""
+    out = copy.deepcopy(dict(default))
+    for k, v in (given or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out

@@ -67,22 +67,17 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from .design import NORMALISATIONS, check_built, dataset_design, dataset_spec, sample_cells  # noqa: F401
 from .errors import ConfigError, InputDataError
 from .io import atomic_output
 from .labels import LEVELS, PATTERNS
 from .splits import SPLITS, assign_splits, check_split_leak, participant, study_split_seed  # noqa: F401  (re-exported)
-from .studies import REGISTRY, dataset_names, for_dataset
-from .studies import get as get_study
-from .studies.base import merge
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 LEFT_HALF = "image[..., :W // 2] is the subject's left hemisphere (neurological convention)"
 
-# Channels stored in each study's shards and the roles of its records: the study's ``channels``
-# and ``roles`` (spectsynth.studies).
-NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
 # Layout of the shards and index tables this code writes. The workflow passes it to
 # build_dataset as a param, so raising it (when a column or a shard field is added or changes
 # meaning) makes Snakemake rebuild existing datasets and rerun what reads them.
@@ -92,32 +87,9 @@ NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
 # 4: S2 and S3 store the T1w brain mask as channel ``brain`` and choose their slices from it.
 INDEX_VERSION = 4
 
-# Each dataset's defaults are its study's (``spectsynth.studies.<key>``: ``dataset_defaults``).
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {s.key: s.dataset_defaults for s in REGISTRY.values()}
 
 
 # --------------------------------------------------------------------------- config
-
-
-def dataset_spec(cfg: Mapping, name: str) -> dict[str, Any]:
-    """Resolved settings of one dataset (``datasets.<study key>`` merged over the study's defaults)."""
-    try:
-        study = for_dataset(name)
-    except ConfigError:
-        raise ConfigError(f"dataset {name}: unknown; datasets are {', '.join(dataset_names(cfg))}") from None
-    key = study.key
-    spec = merge(study.dataset_defaults, (cfg.get("datasets") or {}).get(key))
-    spec.update(name=name, key=key, study=study.name)
-    study.resolve_dataset(spec, name)
-    if spec["split"].get("seed") is None:
-        spec["split"] = {**spec["split"], "seed": study_split_seed(key)}
-    size = int(spec["size"])
-    if size < 8 or size & (size - 1):
-        raise ConfigError(f"dataset {name}: datasets.{key}.size = {size}; use a power of two (32, 64, 128, 256)")
-    if spec["normalise"] not in NORMALISATIONS:
-        raise ConfigError(f"dataset {name}: unknown normalise {spec['normalise']!r}; use one of "
-                          f"{', '.join(NORMALISATIONS)}")
-    return spec
 
 
 # --------------------------------------------------------------------------- slices
@@ -219,7 +191,7 @@ def _source_of(rec: Mapping, role: str) -> str:
     return str(src or "")
 
 
-def _evenly(lo: int, hi: int, n: int) -> list[int]:
+def evenly(lo: int, hi: int, n: int) -> list[int]:
     """``n`` evenly spaced integers in [lo, hi] (fewer if the range is shorter)."""
     if hi < lo:
         return []
@@ -228,7 +200,7 @@ def _evenly(lo: int, hi: int, n: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(lo, hi, n)})
 
 
-def _level_range(rec: Mapping, level: str, nz: int, dataset: str) -> tuple[int, int]:
+def level_range(rec: Mapping, level: str, nz: int, dataset: str) -> tuple[int, int]:
     levels = rec.get("levels") or {}
     if level not in levels:
         raise InputDataError(f"no {level} level in the levels table (has {sorted(levels)})",
@@ -253,17 +225,17 @@ def _params_of(rec: Mapping) -> dict[str, Any]:
     return {str(k): v for k, v in (rec.get("params") or {}).items()}
 
 
-def extract_slices(study: str, records: Iterable[Mapping], spec: Mapping) -> tuple[np.ndarray, list[dict]]:
+def extract_slices(study, records: Iterable[Mapping], spec: Mapping) -> tuple[np.ndarray, list[dict]]:
     """Cut, resize and normalise the slices of one dataset.
 
     Returns ``images`` (N, C, size, size) float32 with the study's ``channels`` and one metadata
     dict per slice (subject, level, pattern, params, source, slice index, gain and bias per
     channel). How slices are cut from a record is the study's (:meth:`Study.extract`; S2 and S3
-    use :func:`paired_slices`).
+    use :func:`paired_slices`).  ``study``: the dataset's :class:`~spectsynth.studies.base.Study`.
     """
-    st = get_study(study)
+    st = study
     size = int(spec["size"])
-    name = spec.get("name", study)
+    name = spec.get("name", study.key)
     images: list[np.ndarray] = []
     rows: list[dict] = []
     for rec_i, rec in enumerate(records):
@@ -327,7 +299,7 @@ def paired_slices(study, rec: Mapping, vols: Mapping[str, np.ndarray], base: Map
     inputs = [r for r in study.roles if r not in (target, BRAIN_CHANNEL)]
     threshold = float(spec["extent_threshold"])
     lo, hi = input_slice_range(vols, inputs, threshold)
-    zs = _evenly(lo, hi, int(spec["n_slices"]))
+    zs = evenly(lo, hi, int(spec["n_slices"]))
     if len(zs) < int(spec["n_slices"]):
         raise InputDataError(
             f"dataset {name}: {len(zs)} axial slices hold enough brain (at least {threshold:g} of the "
@@ -342,10 +314,10 @@ def paired_slices(study, rec: Mapping, vols: Mapping[str, np.ndarray], base: Map
             g, b = (1.0, 0.0) if role == BRAIN_CHANNEL else normalise_gain_bias(sl, method)
             chans.append(sl * g + b)
             gains.append((g, b))
-        yield np.stack(chans), {**base, "slice_index": z, **_gain_cols(study.channels, gains)}
+        yield np.stack(chans), {**base, "slice_index": z, **gain_columns(study.channels, gains)}
 
 
-def _gain_cols(channels: Sequence[str], gains: Sequence[tuple[float, float]]) -> dict[str, float]:
+def gain_columns(channels: Sequence[str], gains: Sequence[tuple[float, float]]) -> dict[str, float]:
     out = {}
     for ch, (g, b) in zip(channels, gains):
         out[f"gain_{ch}"] = float(g)
@@ -356,9 +328,10 @@ def _gain_cols(channels: Sequence[str], gains: Sequence[tuple[float, float]]) ->
 # --------------------------------------------------------------------------- build
 
 
-def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: str | Path
+def build_dataset(study, name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: str | Path
                   ) -> pd.DataFrame:
-    """Extract, split, check and write one dataset as its design says; returns its index table.
+    """Extract, split, check and write one of ``study``'s datasets as its design says; returns its
+    index table (:func:`spectsynth.studies.build_dataset` finds the study of a dataset name).
 
     ``records`` is an iterable of dicts ``{subject, volumes: {role: array (x, y, z) RAS or a
     zero-argument callable returning one}, source: {role: path} | path, pattern, params,
@@ -370,21 +343,18 @@ def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: 
     ``spectsynth plan`` prints); a result that differs from it stops the run.  Writes
     ``out_dir/{train,val,test}.h5`` and ``out_dir/index.tsv``.
     """
-    from .design import check_built, dataset_design, sample_cells
-
-    spec = dataset_spec(cfg, name)
-    study = spec["study"]
+    spec = dataset_spec(study, cfg, name)
     records = list(records)
     for rec_i, rec in enumerate(records):
         if not str(rec.get("subject", "")):
             raise InputDataError(f"record {rec_i} of dataset {name} has no subject id",
                                  hint="Give every record a 'subject' key")
-    records = [r for r in records if get_study(study).keeps_record(r, spec)]
+    records = [r for r in records if study.keeps_record(r, spec)]
     if not records:
         raise InputDataError(f"dataset {name}: no records"
                              f"{' for space ' + str(spec.get('space')) if spec.get('space') else ''}",
                              hint="Check the subject list and that the simulation ran")
-    design = dataset_design(cfg, name, sorted({str(r["subject"]) for r in records}))
+    design = dataset_design(study, cfg, name, sorted({str(r["subject"]) for r in records}))
     chosen = [(r, design.record_split(r)) for r in records]
     chosen = [(r, sp) for r, sp in chosen if sp is not None]
     images, rows = extract_slices(study, [r for r, _ in chosen], spec)
@@ -399,11 +369,12 @@ def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: 
     within = bool(spec["split"].get("val_within_train"))
     table = pd.DataFrame(rows)
     table.insert(0, "dataset", name)
-    table.insert(1, "study", study)
+    table.insert(1, "study", study.name)
     check_split_leak(table, dataset=name, val_within_train=within)
     check_built(design, table)
     _check_nonempty(table, spec)
-    return write_shards(name, images, table, spec, out_dir)
+    study.check_dataset(table, spec)
+    return write_shards(name, images, table, spec, out_dir, channels=study.channels)
 
 
 def required_conditions(spec: Mapping) -> list[tuple[str, str]]:
@@ -421,7 +392,6 @@ def _check_nonempty(table: pd.DataFrame, spec: Mapping) -> None:
                 "add subjects or change datasets." f"{spec['key']}.split (fractions or lists)")
     if not (table["split"] == "test").any():
         log.warning("dataset %s: the test split is empty; evaluation will have no unseen subjects", name)
-    get_study(spec["study"]).check_dataset(table, spec)
 
 
 def _sha256(arr: np.ndarray) -> str:
@@ -429,15 +399,17 @@ def _sha256(arr: np.ndarray) -> str:
 
 
 def write_shards(name: str, images: np.ndarray, table: pd.DataFrame, spec: Mapping,
-                 out_dir: str | Path) -> pd.DataFrame:
-    """Write ``{split}.h5`` and ``index.tsv`` atomically; return the index with shard columns."""
+                 out_dir: str | Path, *, channels: Sequence[str]) -> pd.DataFrame:
+    """Write ``{split}.h5`` and ``index.tsv`` atomically; return the index with shard columns.
+
+    ``channels``: the names of the images' channels (the study's ``channels``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = table.reset_index(drop=True).copy()
     table.insert(0, "row", np.arange(len(table)))
     table["shard"] = ""
     table["shard_row"] = -1
-    channels = list(get_study(spec["study"]).channels)
+    channels = list(channels)
     for split in SPLITS:
         sel = np.flatnonzero(table["split"].to_numpy() == split)
         table.loc[sel, "shard"] = f"{split}.h5"
@@ -599,7 +571,7 @@ class SliceShard:
         return state
 
 
-def _shift_rows(img: np.ndarray, t: int) -> np.ndarray:
+def shift_rows(img: np.ndarray, t: int) -> np.ndarray:
     """Shift (…, H, W) by ``t`` rows (positive = towards posterior), zero fill."""
     if t == 0:
         return img
@@ -611,7 +583,7 @@ def _shift_rows(img: np.ndarray, t: int) -> np.ndarray:
     return out
 
 
-def _shift_cols(img: np.ndarray, t: int) -> np.ndarray:
+def shift_cols(img: np.ndarray, t: int) -> np.ndarray:
     if t == 0:
         return img
     out = np.zeros_like(img)
@@ -622,28 +594,6 @@ def _shift_cols(img: np.ndarray, t: int) -> np.ndarray:
     return out
 
 
-def s1_augment(stack: np.ndarray, pattern: str, rng: np.random.Generator, *,
-               neighbour_average: bool = True, shift_px: int = 2,
-               flip_patterns: Sequence[str] = ("normal", "bilateral")) -> np.ndarray:
-    """S1's augmentation of one (3, H, W) stack [slice, inferior, superior] -> (1, H, W).
-
-    Weighted average with a random craniocaudal neighbour (Eq. 6, ``w ~ U(0, 1)``), then an
-    anterior-posterior shift by ``t`` in -shift_px..shift_px rows (zero fill), then a
-    horizontal flip with probability 1/2 for the patterns in ``flip_patterns`` only (a flip
-    would turn a left-sided defect into a right-sided one, which unilateral labels do not say).
-    """
-    img = stack[0]
-    if neighbour_average:
-        nb = stack[1 + int(rng.integers(0, 2))]
-        w = float(rng.uniform(0.0, 1.0))
-        img = w * img + (1.0 - w) * nb
-    if shift_px:
-        img = _shift_rows(img, int(rng.integers(-shift_px, shift_px + 1)))
-    if pattern in flip_patterns and rng.random() < 0.5:
-        img = img[:, ::-1]
-    return np.ascontiguousarray(img[None], dtype=np.float32)
-
-
 def paired_augment(inp: np.ndarray, target: np.ndarray, rng: np.random.Generator, *,
                    shift_px: int = 0, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The same random shift (rows and columns, zero fill in normalised units of the lower
@@ -652,76 +602,17 @@ def paired_augment(inp: np.ndarray, target: np.ndarray, rng: np.random.Generator
     lo = both.reshape(both.shape[0], -1).min(1)[:, None, None]
     if shift_px:
         tr, tc = (int(v) for v in rng.integers(-shift_px, shift_px + 1, size=2))
-        both = _shift_cols(_shift_rows(both - lo, tr), tc) + lo
+        both = shift_cols(shift_rows(both - lo, tr), tc) + lo
     if flip and rng.random() < 0.5:
         both = both[..., ::-1]
     both = np.ascontiguousarray(both, dtype=np.float32)
     return both[:inp.shape[0]], both[inp.shape[0]:]
 
 
-def _item_index(key) -> tuple[int, int | None]:
+def item_index(key) -> tuple[int, int | None]:
     if isinstance(key, (tuple, list)):
         return int(key[0]), int(key[1])
     return int(key), None
-
-
-def condition_vector(level: str | None, pattern: str, use_level: bool = True) -> np.ndarray:
-    """S1's condition vector (Table 2): one-hot level (CER, BG, COR) then one-hot pattern
-    (normal, unilateral, bilateral) for dataset A (``use_level``), the pattern alone for B."""
-    p = np.eye(len(PATTERNS), dtype=np.float32)[PATTERNS.index(pattern)]
-    if not use_level:
-        return p
-    lv = np.eye(len(LEVELS), dtype=np.float32)[LEVELS.index(level)]
-    return np.concatenate([lv, p])
-
-
-class GANSliceDataset:
-    """S1 slices for the conditional GAN.
-
-    ``ds[i]`` gives the un-augmented slice; ``ds[(i, epoch)]`` the augmented one (what the
-    training sampler asks for).  Items are dicts ``image`` (1, H, W) in [-1, 1] (``2 x - 1``
-    of the max-normalised slice), ``cond`` (K,) float32 one-hot (level x pattern for variant
-    A, pattern for B), ``index``.  Only rows at ``condition['levels']`` are used.
-    """
-
-    def __init__(self, shard: SliceShard, condition: Mapping, *, augment: Mapping | None = None,
-                 seed: int = 0):
-        self.shard = shard
-        self.levels = list(condition.get("levels") or LEVELS)
-        self.use_level = bool(condition.get("use_level", True))
-        keep = np.isin(shard.level, [LEVELS.index(lv) for lv in self.levels])
-        self.items = np.flatnonzero(keep)
-        self.augment = dict(augment or {})
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def cond_vector(self, level: str, pattern: str) -> np.ndarray:
-        """One-hot condition vector of (level, pattern) as S1's Table 2 (level first)."""
-        return condition_vector(level, pattern, self.use_level)
-
-    def conditions(self) -> list[tuple[str, str]]:
-        """(level, pattern) pairs present in this dataset, in LEVELS x PATTERNS order."""
-        have = set(zip(self.shard.level[self.items], self.shard.pattern[self.items]))
-        return [(LEVELS[a], PATTERNS[b]) for a in range(len(LEVELS)) for b in range(len(PATTERNS))
-                if (a, b) in have]
-
-    def labels(self, i: int) -> tuple[str, str]:
-        j = self.items[i]
-        return LEVELS[self.shard.level[j]], PATTERNS[self.shard.pattern[j]]
-
-    def __getitem__(self, key) -> dict[str, Any]:
-        i, epoch = _item_index(key)
-        j = int(self.items[i])
-        level, pattern = LEVELS[self.shard.level[j]], PATTERNS[self.shard.pattern[j]]
-        stack = self.shard.images(j)
-        if epoch is None:
-            img = stack[:1].astype(np.float32)
-        else:
-            rng = np.random.default_rng([self.seed, epoch, j])
-            img = s1_augment(stack, pattern, rng, **self.augment)
-        return {"image": img * 2.0 - 1.0, "cond": self.cond_vector(level, pattern), "index": j}
 
 
 class PairedSliceDataset:
@@ -743,7 +634,7 @@ class PairedSliceDataset:
         return len(self.shard)
 
     def __getitem__(self, key) -> dict[str, Any]:
-        i, epoch = _item_index(key)
+        i, epoch = item_index(key)
         stack = self.shard.images(i)
         inp = stack[self.cin].astype(np.float32)
         tgt = stack[self.cout].astype(np.float32)

@@ -22,10 +22,10 @@ Designs
   whose pattern at that level matches (:func:`sample_cells`).
 * **S2 / S3**: ``n_slices`` axial slices of every subject.
 
-Splits are by subject (:func:`spectsynth.datasets.assign_splits`): explicit numbers
+Splits are by subject (:func:`spectsynth.splits.assign_splits`): explicit numbers
 (``split.method: counts``, checked against the cohort size), fractions or lists.  Each study
 shuffles with its own seed (``split.seed``, derived from the study's key when not set), so no
-study's test set follows another's.  Post-surgical subjects (:func:`spectsynth.studies.cohort_resected`)
+study's test set follows another's.  Post-surgical subjects (:func:`spectsynth.inputs.cohort.cohort_resected`)
 go where the study's ``resected_split`` says: S2's unseen test set; every other study leaves
 them out (its counts add up to the cohort without them).
 """
@@ -40,17 +40,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .config import merge
 from .errors import ConfigError, InputDataError
+from .inputs.cohort import cohort_resected
 from .labels import LEVELS, PATTERNS
+from .splits import SPLITS, assign_splits, study_split_seed
 
-SPLITS = ("train", "val", "test")
+NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
 
 
-def condition_columns(study: str) -> list[str]:
-    """Columns that name a condition in the count tables of a study (its ``condition_columns``)."""
-    from .studies import get
-
-    return list(get(study).condition_columns)
+def dataset_spec(study, cfg: Mapping, name: str) -> dict[str, Any]:
+    """Resolved settings of ``study``'s dataset ``name`` (``datasets.<study key>`` merged over the
+    study's ``dataset_defaults``).  ``study`` is a :class:`spectsynth.studies.base.Study`: the data
+    layer is handed its study, it never looks one up (:func:`spectsynth.studies.dataset_spec`
+    finds the study of a dataset name)."""
+    key = study.key
+    spec = merge(study.dataset_defaults, (cfg.get("datasets") or {}).get(key))
+    spec.update(name=name, key=key, study=study.name)
+    study.resolve_dataset(spec, name)
+    if spec["split"].get("seed") is None:
+        spec["split"] = {**spec["split"], "seed": study_split_seed(key)}
+    size = int(spec["size"])
+    if size < 8 or size & (size - 1):
+        raise ConfigError(f"dataset {name}: datasets.{key}.size = {size}; use a power of two (32, 64, 128, 256)")
+    if spec["normalise"] not in NORMALISATIONS:
+        raise ConfigError(f"dataset {name}: unknown normalise {spec['normalise']!r}; use one of "
+                          f"{', '.join(NORMALISATIONS)}")
+    return spec
 
 
 def half_up(x: float) -> int:
@@ -71,6 +87,7 @@ class DatasetDesign:
     per_set: dict[str, int] = field(default_factory=dict)   # S0: degradations per design set
     cell_targets: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)   # S1
     notes: list[str] = field(default_factory=list)
+    owner: Any = None        # the Study whose design this is (spectsynth.studies.base.Study)
 
     def record_split(self, rec: Mapping) -> str | None:
         """The split a record's images go to, or None when the design leaves the record out."""
@@ -78,9 +95,7 @@ class DatasetDesign:
         split = self.splits.get(subject)
         if split is None:
             return None
-        from .studies import get
-
-        return get(self.study).record_split(self, rec, split)
+        return self.owner.record_split(self, rec, split)
 
 
 def first_source(rec: Mapping) -> str:
@@ -90,38 +105,13 @@ def first_source(rec: Mapping) -> str:
     return str(src or "")
 
 
-def s1_targets(spec: Mapping, n_subjects: Mapping[str, int]) -> dict[str, dict[tuple[str, str], int]]:
-    """Slices per (level, pattern) of each split (see the module docstring)."""
-    table = spec["counts"]
-    scale = float(spec["counts_scale"])
-    excl = {tuple(c) for c in spec.get("exclude_conditions") or []}
-    n_train = int(n_subjects.get("train", 0))
-    out: dict[str, dict[tuple[str, str], int]] = {}
-    for split in SPLITS:
-        cells = {}
-        for lv in spec["levels"]:
-            for p in PATTERNS:
-                base = 0.0 if (lv, p) in excl else float(table[lv][p]) * scale
-                if split == "train":
-                    n = max(1, half_up(base)) if base > 0 and n_train else 0
-                else:
-                    n = half_up(base * n_subjects.get(split, 0) / n_train) if n_train else 0
-                cells[(lv, p)] = n
-        out[split] = cells
-    return out
-
-
-def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetDesign:
-    """The design of dataset ``name`` for these subjects (``cfg``: the workflow config;
-    ``datasets:`` and, for S0, ``simulate:`` are read)."""
-    from .datasets import assign_splits, dataset_spec
-    from .studies import cohort_resected, get
-
-    spec = dataset_spec(cfg, name)
-    study = spec["study"]
+def dataset_design(study, cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetDesign:
+    """The design of ``study``'s dataset ``name`` for these subjects (``cfg``: the workflow
+    config; ``datasets:`` and, for S0, ``simulate:`` are read)."""
+    spec = dataset_spec(study, cfg, name)
     split_cfg = spec["split"]
     within = bool(split_cfg.get("val_within_train"))
-    st = get(study)
+    st = study
     if within and not st.val_within_train:
         raise ConfigError(f"dataset {name}: split.val_within_train is for studies whose validation images are "
                           "other images of the training subjects; set it to false for this dataset")
@@ -146,7 +136,7 @@ def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetD
         by_split["val"] = list(by_split["train"])
     n = {k: len(v) for k, v in by_split.items()}
     rows: list[dict] = []
-    design = DatasetDesign(name, study, spec, dict(splits), by_split, pd.DataFrame())
+    design = DatasetDesign(name, st.name, spec, dict(splits), by_split, pd.DataFrame(), owner=st)
     rows = st.design(design, spec, n, cfg)
     cols = ["split", *st.condition_columns, "images"]
     design.expected = pd.DataFrame(rows, columns=cols)
@@ -160,11 +150,11 @@ def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> DatasetD
     return design
 
 
-def count_table(index: pd.DataFrame, study: str, keys: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Images per split and condition of a built index, in the layout of
-    :attr:`DatasetDesign.expected` (rows of ``keys`` that the index lacks count 0)."""
-    cond = condition_columns(study)
-    by = ["split", *cond]
+def count_table(index: pd.DataFrame, condition_columns: Sequence[str],
+                keys: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Images per split and condition (the study's ``condition_columns``) of a built index, in the
+    layout of :attr:`DatasetDesign.expected` (rows of ``keys`` that the index lacks count 0)."""
+    by = ["split", *condition_columns]
     got = index.groupby(by).size().rename("images").reset_index() if len(index) else \
         pd.DataFrame(columns=[*by, "images"])
     if keys is None:
@@ -178,7 +168,7 @@ def count_table(index: pd.DataFrame, study: str, keys: pd.DataFrame | None = Non
 
 def check_built(design: DatasetDesign, index: pd.DataFrame) -> None:
     """Stop when a built index differs from its design (images per split and condition, subjects)."""
-    got = count_table(index, design.study, design.expected)
+    got = count_table(index, design.owner.condition_columns, design.expected)
     want = design.expected.merge(got, on=[c for c in design.expected.columns if c != "images"],
                                  how="outer", suffixes=("_design", "_built")).fillna(0)
     bad = want[want["images_design"] != want["images_built"]]

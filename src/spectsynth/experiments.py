@@ -140,12 +140,10 @@ def _check_spec(spec: dict) -> None:
     if spec["selection_metric"] not in metrics:
         raise fail(name, f"selection_metric {spec['selection_metric']!r} does not fit model {spec['model']}",
                    f"Use one of {', '.join(metrics)}")
-    if spec["model"] == "fastgan":
-        from .studies.s1 import SELECTION_CRITERIA as GAN_CRITERIA
-
-        if spec["selection_criterion"] not in GAN_CRITERIA:
-            raise fail(name, f"selection_criterion {spec['selection_criterion']!r} is unknown",
-                       f"Use one of {', '.join(GAN_CRITERIA)}")
+    criteria = get_family(spec["model"]).selection_criteria
+    if criteria and spec["selection_criterion"] not in criteria:
+        raise fail(name, f"selection_criterion {spec['selection_criterion']!r} is unknown",
+                   f"Use one of {', '.join(criteria)}")
     if spec["training"]["on_config_change"] not in ("restart", "error"):
         raise fail(name, f"training.on_config_change is {spec['training']['on_config_change']!r}",
                    "Use restart or error")

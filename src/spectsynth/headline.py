@@ -89,21 +89,3 @@ def update_readme(text: str, block: str, start: str = START, end: str = END) -> 
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
     return f"{head}{start}\n{block.rstrip()}\n{end}{tail}"
-
-
-def verdict_files(ctx) -> dict[str, str]:
-    """Every enabled study's ``verdicts.tsv`` (path -> experiment; empty for a study evaluated once
-    for all its experiments), for the rule ``headline``."""
-    from .studies import REGISTRY
-
-    out: dict[str, str] = {}
-    for st in REGISTRY.values():
-        exps = ctx.experiments_of(st.name)
-        if "verdicts" not in st.evaluation or not exps:
-            continue
-        path = st.evaluation_paths(ctx.out)["verdicts"]
-        if st.per_experiment:
-            out.update({path.format(experiment=e): e for e in exps})
-        else:
-            out[path] = ""
-    return out

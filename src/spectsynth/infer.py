@@ -20,7 +20,7 @@ This module holds the file handling (index, prediction files, volumes on the sub
 the predictions themselves are the model family's (``predict`` of its
 :class:`~spectsynth.models.registry.Family`: :mod:`spectsynth.models.paired` for the paired
 families, :mod:`spectsynth.models.fastgan.infer`).  Nothing here trains: the networks come from
-:func:`spectsynth.checkpoints.load_for_inference`.  The device is chosen at call time
+:func:`spectsynth.models.inference.load_for_inference`.  The device is chosen at call time
 (``auto``: CUDA when available, else CPU).
 """
 
@@ -61,19 +61,6 @@ def read_index(index_tsv: str | Path, *, split: str = "test", experiment: str = 
     return sub
 
 
-def batch_ranges(n: int, batch_size: int):
-    """``(start, stop)`` of consecutive batches of at most ``batch_size`` over ``n`` items."""
-    for start in range(0, n, batch_size):
-        yield start, min(n, start + batch_size)
-
-
-def inference_device(requested: str, experiment: str):
-    """The device setup of an inference (``auto``, ``cpu`` or ``cuda[:N]``; no mixed precision)."""
-    from .device import select_device
-
-    return select_device(requested, amp="off", context=f"experiment {experiment}")
-
-
 def predict_experiment(best_pt: str | Path, test_shard: str | Path, index_tsv: str | Path,
                        out_h5: str | Path, out_tsv: str | Path, *, experiment: str,
                        batch_size: int = 64, device: str = "auto", seed: int = 0) -> pd.DataFrame:
@@ -83,8 +70,8 @@ def predict_experiment(best_pt: str | Path, test_shard: str | Path, index_tsv: s
     prediction table.  The HDF5 attributes record the experiment, model, data range of the
     normalised slices, the device and the checkpoint's selected epoch.
     """
-    from .checkpoints import load_for_inference
     from .models import get_family
+    from .models.inference import inference_device, load_for_inference
 
     if int(batch_size) < 1:
         raise EvaluationError(f"batch size must be positive, got {batch_size}", experiment=experiment)

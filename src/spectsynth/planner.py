@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .design import SPLITS, condition_columns, dataset_design, experiment_counts
+from .design import SPLITS, experiment_counts
 from .errors import ConfigError
 from .labels import PATTERNS
 
@@ -45,6 +45,7 @@ def plan(cfg: Mapping, subjects: Sequence[str] | None = None) -> dict[str, Any]:
     """Every enabled experiment's dataset design: ``{"subjects", "designs": {dataset: design},
     "experiments": {experiment: {"dataset", "levels"}}}``."""
     from .experiments import expand_experiments
+    from .studies import dataset_design
 
     subjects = list(cohort_subjects(cfg) if subjects is None else subjects)
     exps = expand_experiments(dict(cfg))
@@ -82,7 +83,7 @@ def format_plan(p: Mapping[str, Any], title: str = "") -> str:
                 lines.append(f"  {split:<6} {len(d.subjects[split]):>8}  {'all':<5} "
                              + " ".join(f"{v:>10}" for v in vals) + f" {sum(vals):>7}")
         else:
-            cond = condition_columns(d.study)
+            cond = list(d.owner.condition_columns)
             head = f"  {'split':<6} {'subjects':>8} {'images':>7}"
             lines.append(head + ("  condition" if cond else ""))
             for _, r in exp.iterrows():

@@ -47,16 +47,6 @@ SCALE_TEXT = {
 }
 
 
-def _published_scores() -> dict[tuple[str, str], float]:
-    """The published mean similarity scores of the predicted images (S3's, the one study that
-    reports them: its ``reading`` group), by (reading, source)."""
-    from .published import published
-    from .studies import REGISTRY
-
-    return {(reading, "prediction"): float(v) for name in REGISTRY
-            for reading, v in (published(name).get("reading") or {}).items()}
-
-
 def scale_text(scale: int) -> str:
     """The written definition of the similarity scale handed to readers."""
     if scale == 5:
@@ -181,8 +171,12 @@ def _read_sheet(path: Path) -> pd.DataFrame:
     return sheet
 
 
-def score_reading(sheets: Sequence[str | Path], key: str | Path) -> dict[str, pd.DataFrame]:
-    """Filled scoring sheets + key -> ``summary``, ``comparison``, ``agreement`` tables."""
+def score_reading(sheets: Sequence[str | Path], key: str | Path, *,
+                  published: Mapping[tuple[str, str], float] | None = None) -> dict[str, pd.DataFrame]:
+    """Filled scoring sheets + key -> ``summary``, ``comparison``, ``agreement`` tables.
+
+    ``published``: the published mean score by (reading, source), written beside ours
+    (:func:`spectsynth.studies.published.reading_scores`)."""
     from scipy import stats
     from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
 
@@ -212,7 +206,7 @@ def score_reading(sheets: Sequence[str | Path], key: str | Path) -> dict[str, pd
     summary["sd"] = summary["sd"].fillna(0.0)
     summary["n_readers"] = [merged[(merged["reading"] == r) & (merged["source"] == s)]["reader"].nunique()
                             for r, s in zip(summary["reading"], summary["source"], strict=True)]
-    pub = _published_scores()
+    pub = dict(published or {})
     summary["published_mean"] = [pub.get((r, s), np.nan) for r, s in
                                  zip(summary["reading"], summary["source"], strict=True)]
     summary["published_mean"] = summary["published_mean"].astype(object).where(summary["published_mean"].notna(), "")

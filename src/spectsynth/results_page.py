@@ -35,7 +35,8 @@ import pandas as pd
 import yaml
 
 from .errors import InputDataError
-from .headline import HEADLINE_COLUMNS, _num
+from .headline import HEADLINE_COLUMNS, _num, update_readme
+from .headline import readme_block as headline_block
 from .studies import REGISTRY
 from .studies.results_sections import SUPPORT, md_table, power_lines  # noqa: F401  (re-exported)
 from .verdicts import VERDICTS
@@ -285,30 +286,30 @@ def readme_block(root: str | Path) -> str:
 
 
 def block_of(text: str, start: str = PAGE_START, end: str = PAGE_END) -> str | None:
-    if start not in text or end not in text:
-        return None
-    return text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+    """The block between ``start`` and ``end`` (the README's status block by default), or None;
+    the one mechanism of every generated block (:func:`spectsynth.headline.readme_block`)."""
+    return headline_block(text, start, end)
 
 
 def replace_block(text: str, block: str, start: str = PAGE_START, end: str = PAGE_END) -> str:
-    if block_of(text, start, end) is None:
-        raise ValueError(f"no generated block; put {start!r} and {end!r} where it goes")
-    head, rest = text.split(start, 1)
-    return f"{head}{start}\n{block.rstrip()}\n{end}{rest.split(end, 1)[1]}"
+    """``text`` with that block replaced (:func:`spectsynth.headline.update_readme`)."""
+    return update_readme(text, block, start, end)
 
 
 # ------------------------------------------------------------------ power of the reference design
 def power_block(cfg: Mapping) -> str:
-    return "\n".join(f"# {line}" for line in power_lines(cfg)) + "\n"
+    from .planner import plan
+
+    return "\n".join(f"# {line}" for line in power_lines(cfg, plan(cfg))) + "\n"
 
 
 def merged_config(paths: list[str | Path], schema: str | Path | None = None) -> dict:
     """``paths`` merged in order, as the workflow merges config/config.yaml and --configfile, and
     validated (defaults filled in)."""
-    from .config import deep_update, validate_config
+    from .config import merge, validate_config
 
     cfg: dict = {}
     for path in paths:
-        cfg = deep_update(cfg, yaml.safe_load(Path(path).read_text()) or {})
+        cfg = merge(cfg, yaml.safe_load(Path(path).read_text()) or {})
     validate_config(cfg, schema if schema is not None else REPO / "config" / "schema.yaml")
     return cfg

@@ -20,14 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .models.fastgan import GAN_CRITERIA
-
 if TYPE_CHECKING:
     import torch
 
 DIRECTION = {"ssim": "max", "l1": "min", "gan": "min"}
-# GAN_CRITERIA: the FastGAN selection criteria (spectsynth.models.fastgan.scoring); the first is the default.
-__all__ = ["DIRECTION", "GAN_CRITERIA", "is_better", "paired_scores"]
+__all__ = ["DIRECTION", "is_better", "paired_scores"]
 
 
 def is_better(metric: str, new: float, old: float | None) -> bool:
@@ -43,8 +40,8 @@ def paired_scores(pred: torch.Tensor, target: torch.Tensor, data_range: float) -
     """Per-image SSIM (:func:`~spectsynth.losses.gaussian_ssim`) and L1 of (N, C, H, W)
     predictions against targets (no gradients).
 
-    torch is imported here, not with the module: :data:`DIRECTION` and :data:`GAN_CRITERIA`
-    are read while the workflow's DAG is built.
+    torch is imported here, not with the module: :data:`DIRECTION` is read while the workflow's
+    DAG is built.
     """
     import torch
 

@@ -1,7 +1,8 @@
 """Splits by subject: deterministic assignment of subjects to train / val / test, and the leak check.
 
-Kept apart from :mod:`spectsynth.datasets` (and free of the study registry) so that the demo
-cohort's builder can use the same split as the datasets without importing them.
+Kept apart from :mod:`spectsynth.datasets` (and, like the whole data layer, free of the study
+registry) so that the demo cohort's builder can use the same split as the datasets without
+importing them.
 """
 
 from __future__ import annotations
@@ -9,16 +10,25 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .config import merge
 from .errors import ConfigError
-from .studies.base import SPLIT_DEFAULT, merge
+from .inputs.cohort import participant  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+# The split settings every dataset starts from (``datasets.<key>.split``; see
+# :func:`assign_splits`); each study overrides what its paper says.
+SPLIT_DEFAULT: dict[str, Any] = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
+                                 "counts": {"train": 0, "val": 0, "test": 0},
+                                 "lists": {"train": [], "val": [], "test": []}, "seed": None,
+                                 "val_within_train": False}
 
 
 def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str = "",
@@ -113,11 +123,6 @@ def study_split_seed(key: str) -> int:
     import hashlib
 
     return int.from_bytes(hashlib.sha256(f"spectsynth split {key}".encode()).digest()[:4], "big")
-
-
-def participant(unit: str) -> str:
-    """The participant of a processing unit (``01_ses-02`` -> ``01``; ``01`` -> ``01``)."""
-    return str(unit).split("_ses-")[0]
 
 
 def check_split_leak(splits: Mapping[str, Iterable] | pd.DataFrame, *, dataset: str = "",

@@ -70,7 +70,7 @@ from .checkpoints import (
     set_rng_state,
     training_checkpoint,
 )
-from .datasets import EpochSampler, SliceShard, dataset_spec
+from .datasets import EpochSampler, SliceShard
 from .device import select_device
 from .errors import ConfigError, TrainingError
 from .io import atomic_output, write_text
@@ -87,14 +87,13 @@ __all__ = ["train_experiment", "plot_history"]
 # --------------------------------------------------------------------------- data
 
 
-def _datasets(spec: dict, shards: Mapping[str, str | Path], cfg_datasets: Mapping | None):
+def _datasets(spec: dict, shards: Mapping[str, str | Path], dspec: Mapping):
     name = spec["experiment"]
     preload = float(spec["training"]["preload_max_mb"])
     missing = [s for s in ("train", "val") if s not in shards]
     if missing:
         raise TrainingError(f"experiment {name}: no shard given for split(s) {missing}")
     sh = {k: SliceShard(shards[k], preload_max_mb=preload) for k in ("train", "val")}
-    dspec = dataset_spec({"datasets": cfg_datasets or {}}, spec["dataset"])
     seed = int(spec["seed"])
     for s in sh.values():
         if int(s.attrs.get("size", spec["size"])) != int(spec["size"]):
@@ -166,7 +165,7 @@ def _write_yaml(obj: Any, path: Path) -> None:
 
 
 def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: str | Path, *,
-                     datasets_cfg: Mapping | None = None, threads: int | None = None,
+                     dataset: Mapping, threads: int | None = None,
                      callbacks: Sequence[Callable[[dict], None]] = ()) -> dict:
     """Train (or resume) one experiment and write its outputs (see the module docstring).
 
@@ -178,8 +177,9 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
         ``{"train": path, "val": path}`` of the experiment's dataset (``test`` is ignored).
     out_dir:
         ``results/experiments/<experiment>``.
-    datasets_cfg:
-        The config's ``datasets:`` section (augmentation and condition settings).
+    dataset:
+        The resolved settings of the experiment's dataset (augmentation and condition settings;
+        :func:`spectsynth.studies.dataset_spec`).
     threads:
         CPU threads for torch (the rule's ``threads``).
     callbacks:
@@ -201,7 +201,7 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
     setup = select_device(tcfg["device"], amp=tcfg["amp"], channels_last=tcfg["channels_last"],
                           context=f"experiment {name}")
     seed = int(spec["seed"])
-    train_ds, val_ds, fingerprints = _datasets(spec, shards, datasets_cfg)
+    train_ds, val_ds, fingerprints = _datasets(spec, shards, dataset)
     chash = config_hash(spec, fingerprints)
     log.info("experiment %s: %s on %s; %d training / %d validation slices; config hash %s", name, family,
              setup.describe(), len(train_ds), len(val_ds), chash)

@@ -20,8 +20,8 @@ from spectsynth.paths import bids, entity_wildcard
 from spectsynth.preprocess import paths as pp_paths
 from spectsynth.simulate import paths as sim_paths
 from spectsynth.simulate.config import resolve as resolve_simulation
-from spectsynth.simulate.realism import paired_datasets as realism_paired_datasets
-from spectsynth.simulate.realism import roi_datasets as realism_roi_datasets
+from spectsynth.realism import paired_datasets as realism_paired_datasets
+from spectsynth.realism import roi_datasets as realism_roi_datasets
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -428,7 +428,7 @@ def all_targets():
     )
 
 
-# What the realism table reads (spectsynth.simulate.realism; simulate.smk runs it). The paired
+# What the realism table reads (spectsynth.realism; simulate.smk runs it). The paired
 # studies' datasets this run builds, the labels of their ROI lines, and every other file.
 REALISM_NORMAL_SBR = resolve_simulation(SIM)["dat"]["normal_sbr"]
 

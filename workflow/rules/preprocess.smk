@@ -10,7 +10,7 @@
 
 from spectsynth.preprocess import paths as pp_paths
 from spectsynth.simulate import paths as sim_paths
-from spectsynth.simulate.scan_qc import similarity_pairs
+from spectsynth.scan_qc import similarity_pairs
 
 
 rule extract_brain:

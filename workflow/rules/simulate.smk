@@ -157,7 +157,7 @@ rule summarize_simulation:
 
 
 # Realism: every measured property of the simulated data beside its target band and source
-# (spectsynth.simulate.realism): resolution, noise, grey/white contrast, extracerebral signal and
+# (spectsynth.realism): resolution, noise, grey/white contrast, extracerebral signal and
 # registration error per scan kind; the paired studies' input-vs-target SSIM and S3's ROI line on
 # the built datasets; the DaT normal SBR spread.
 rule realism:

@@ -10,7 +10,7 @@
 # one), so S1's finding can be evaluated under both (infer.smk: predict_criterion).
 #
 # Needs from common.smk: OUT, EXPERIMENTS, experiment_shards, experiment_resource.
-from spectsynth.studies.s1 import SELECTION_CRITERIA as GAN_CRITERIA
+from spectsynth.models.fastgan import GAN_CRITERIA
 
 GAN_EXPERIMENTS = [e for e, s in EXPERIMENTS.items() if s["model"] == "fastgan"]
 one_of = lambda names: "|".join(names) if names else "NOEXPERIMENT"

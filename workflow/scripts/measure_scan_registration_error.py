@@ -1,7 +1,7 @@
 """Rule measure_scan_registration_error: simulated PET/SPECT registration error, FOV and SSIM QC."""
 
 from spectsynth.logs import rule_log
-from spectsynth.simulate.scan_qc import run_scan_qc
+from spectsynth.scan_qc import run_scan_qc
 
 
 def main(smk):

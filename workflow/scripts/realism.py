@@ -1,7 +1,7 @@
 """Rule realism: the simulated data's measured properties beside their target bands (qc/realism.tsv)."""
 
 from spectsynth.logs import rule_log
-from spectsynth.simulate.realism import run_realism
+from spectsynth.realism import run_realism
 
 
 def main(smk):

@@ -4,11 +4,12 @@ from pathlib import Path
 
 from spectsynth.logs import rule_log
 from spectsynth.reading import score_reading, write_scores
+from spectsynth.studies.published import reading_scores
 
 
 def main(smk):
     with rule_log(smk):
-        tables = score_reading(list(smk.input.sheets), smk.input.key)
+        tables = score_reading(list(smk.input.sheets), smk.input.key, published=reading_scores())
         write_scores(tables, Path(smk.output.summary).parent)
 
 

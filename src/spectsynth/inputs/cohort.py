@@ -6,11 +6,18 @@ the dataset designs and every rule environment can ask which subjects had a rese
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 # Defaults of inputs.demo (spectsynth.inputs.demo.DemoParams holds the same; tested).
 DEFAULT_N_SUBJECTS = 12
 DEFAULT_SEED = 42
+
+
+def participant(unit: str) -> str:
+    """The participant of a processing unit (``01_ses-02`` -> ``01``; ``01`` -> ``01``)."""
+    return str(unit).split("_ses-")[0]
 
 
 def subject_labels(n: int) -> list[str]:
@@ -29,3 +36,32 @@ def resected_labels(n_subjects: int, seed: int, n_resected: int) -> set[str]:
         raise ValueError(f"inputs.demo.n_resected = {n} but the cohort has {len(labels)} subjects")
     rng = np.random.default_rng([int(seed), 1_000_003])
     return {str(s) for s in rng.choice(labels, size=n, replace=False)}
+
+
+def cohort_resected(config: Mapping | None, subjects=None) -> set[str]:
+    """Participants of the cohort with a surgical resection (post-surgical brains).
+
+    The demo cohort resects ``inputs.demo.n_resected`` subjects, drawn from the demo's own seed
+    (:func:`spectsynth.inputs.demo.resected_subjects`); a BIDS cohort marks them in
+    ``participants.tsv`` (column ``resection``: yes/true/1).  A study's ``resected_split`` says
+    where they go: S2 puts them in its unseen test set, every other study leaves them out.
+    """
+    config = dict(config or {})
+    inputs = dict(config.get("inputs") or {})
+    source = inputs.get("source", "demo")
+    if source == "demo":
+        demo = dict(inputs.get("demo") or {})
+        chosen = resected_labels(demo.get("n_subjects", DEFAULT_N_SUBJECTS), demo.get("seed", DEFAULT_SEED),
+                                 demo.get("n_resected", 0))
+    elif source == "bids":
+        from pathlib import Path
+
+        from .participants import subjects_flagged
+
+        root = (inputs.get("bids") or {}).get("root")
+        chosen = subjects_flagged(str(Path(root) / "participants.tsv") if root else None, "resection")
+    else:
+        chosen = set()
+    if subjects is None:
+        return chosen
+    return {str(s) for s in subjects if participant(str(s)) in chosen}

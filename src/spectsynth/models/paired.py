@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 
 from ..datasets import PairedSliceDataset
 from ..errors import EvaluationError
-from ..infer import batch_ranges
 from ..recipe import Recipe, move_batch
 from ..selection import paired_scores
+from .inference import batch_ranges
 
 
 class PairedRecipe(Recipe):

@@ -30,6 +30,8 @@ class Family:
     ``paired``: whether it predicts one output per test slice (input -> target) rather than
     sampling images per condition; ``prediction_units``: what its predictions' pixel values
     mean (written into the prediction file);
+    ``selection_criteria``: the ``selection_criterion`` values it accepts (first = default;
+    empty when the family has none);
     ``networks``/``recipe``/``predict``: lazy accessors returning ``build(family, cfg)``, the
     training recipe class and ``predict(nets, spec, test_shard, index, *, batch_size,
     device, seed) -> (arrays, table)``.
@@ -44,6 +46,7 @@ class Family:
     networks: Callable[[], Callable]
     recipe: Callable[[], type]
     predict: Callable[[], Callable]
+    selection_criteria: tuple[str, ...] = ()
 
     def build(self, cfg: Mapping):
         """The family's networks for a resolved experiment spec (a ``torch.nn.ModuleDict``)."""

@@ -145,7 +145,7 @@ def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[
 
 
 def scan_qc_inputs(out: str, subjects: Sequence[str], cfg: Mapping | None = None) -> list[dict[str, str]]:
-    """One entry per simulated scan for the registration-error table (spectsynth.simulate.scan_qc)."""
+    """One entry per simulated scan for the registration-error table (spectsynth.scan_qc)."""
     return [{"subject": s, "scan": name, "label": sc["label"], "modality": sc["modality"], "xfm": sc["xfm"],
              "frame_json": sc["frame_json"], "mask": anatomy_files(out, s)["brain"]}
             for s in subjects for name, sc in scans(out, s, cfg).items()]

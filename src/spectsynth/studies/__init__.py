@@ -16,9 +16,15 @@ schema, and its report captions in workflow/report/. The rules loop over the reg
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
+from .. import datasets as _datasets
+from .. import design as _design
+from ..config import merge
 from ..errors import ConfigError
+from ..inputs.cohort import cohort_resected
 from .base import Context, Output, Study
 from .s0 import STUDY as _S0
 from .s1 import STUDY as _S1
@@ -28,9 +34,12 @@ from .s3 import STUDY as _S3
 REGISTRY: dict[str, Study] = {s.name: s for s in (_S0, _S1, _S2, _S3)}
 BY_KEY: dict[str, Study] = {s.key: s for s in REGISTRY.values()}
 
-__all__ = ["BY_KEY", "REGISTRY", "Context", "Output", "Study", "dataset_entries", "dataset_names",
-           "dataset_subject_files", "for_dataset", "get", "cohort_resected",
-           "study_experiments"]
+__all__ = ["BY_KEY", "DATASET_DEFAULTS", "REGISTRY", "Context", "Output", "Study", "build_dataset",
+           "cohort_resected", "dataset_design", "dataset_entries", "dataset_names", "dataset_spec",
+           "dataset_subject_files", "extract_slices", "for_dataset", "get", "study_experiments"]
+
+# Each dataset's defaults are its study's (``dataset_defaults`` of spectsynth.studies.<key>).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {s.key: s.dataset_defaults for s in REGISTRY.values()}
 
 
 def get(name: str) -> Study:
@@ -51,10 +60,37 @@ def for_dataset(dataset: str) -> Study:
 
 def dataset_names(cfg: Mapping) -> list[str]:
     """Every dataset the configuration defines (wildcard values of ``{dataset}``)."""
-    from .base import merge
-
     ds = cfg.get("datasets") or {}
     return [n for s in REGISTRY.values() for n in s.dataset_names(merge(s.dataset_defaults, ds.get(s.key)))]
+
+
+# The data layer (spectsynth.datasets, spectsynth.design) is handed its study; these find the
+# study of a dataset name and pass it on.
+def _owner(cfg: Mapping, name: str) -> Study:
+    try:
+        return for_dataset(name)
+    except ConfigError:
+        raise ConfigError(f"dataset {name}: unknown; datasets are {', '.join(dataset_names(cfg))}") from None
+
+
+def dataset_spec(cfg: Mapping, name: str) -> dict[str, Any]:
+    """Resolved settings of dataset ``name`` (:func:`spectsynth.design.dataset_spec` of its study)."""
+    return _design.dataset_spec(_owner(cfg, name), cfg, name)
+
+
+def dataset_design(cfg: Mapping, name: str, subjects: Sequence[str]) -> _design.DatasetDesign:
+    """The design of dataset ``name`` for these subjects (:func:`spectsynth.design.dataset_design`)."""
+    return _design.dataset_design(_owner(cfg, name), cfg, name, subjects)
+
+
+def build_dataset(name: str, records: Iterable[Mapping], cfg: Mapping, out_dir: str | Path):
+    """Build dataset ``name`` (:func:`spectsynth.datasets.build_dataset` of its study)."""
+    return _datasets.build_dataset(_owner(cfg, name), name, records, cfg, out_dir)
+
+
+def extract_slices(study: str, records: Iterable[Mapping], spec: Mapping):
+    """The slices of a dataset of study ``study`` (``S0`` .. ``S3``; :func:`spectsynth.datasets.extract_slices`)."""
+    return _datasets.extract_slices(get(study), records, spec)
 
 
 def study_experiments(experiments: Mapping[str, Mapping], study: str) -> list[str]:
@@ -89,34 +125,17 @@ def dataset_subject_files(dataset: str, out: str, subjects, sim: Mapping,
     return {s: study.subject_files(dataset, out, s, sim) for s in subjects}
 
 
-def cohort_resected(config: Mapping | None, subjects=None) -> set[str]:
-    """Participants of the cohort with a surgical resection (post-surgical brains).
-
-    The demo cohort resects ``inputs.demo.n_resected`` subjects, drawn from the demo's own seed
-    (:func:`spectsynth.inputs.demo.resected_subjects`); a BIDS cohort marks them in
-    ``participants.tsv`` (column ``resection``: yes/true/1).  A study's ``resected_split`` says
-    where they go: S2 puts them in its unseen test set, every other study leaves them out.
-    """
-    config = dict(config or {})
-    inputs = dict(config.get("inputs") or {})
-    source = inputs.get("source", "demo")
-    if source == "demo":
-        from ..inputs.cohort import DEFAULT_N_SUBJECTS, DEFAULT_SEED, resected_labels
-
-        demo = dict(inputs.get("demo") or {})
-        chosen = resected_labels(demo.get("n_subjects", DEFAULT_N_SUBJECTS), demo.get("seed", DEFAULT_SEED),
-                                 demo.get("n_resected", 0))
-    elif source == "bids":
-        from pathlib import Path
-
-        from ..inputs.participants import subjects_flagged
-
-        root = (inputs.get("bids") or {}).get("root")
-        chosen = subjects_flagged(str(Path(root) / "participants.tsv") if root else None, "resection")
-    else:
-        chosen = set()
-    if subjects is None:
-        return chosen
-    from ..splits import participant
-
-    return {str(s) for s in subjects if participant(str(s)) in chosen}
+def verdict_files(ctx) -> dict[str, str]:
+    """Every enabled study's ``verdicts.tsv`` (path -> experiment; empty for a study evaluated once
+    for all its experiments), for the rule ``headline``."""
+    out: dict[str, str] = {}
+    for st in REGISTRY.values():
+        exps = ctx.experiments_of(st.name)
+        if "verdicts" not in st.evaluation or not exps:
+            continue
+        path = st.evaluation_paths(ctx.out)["verdicts"]
+        if st.per_experiment:
+            out.update({path.format(experiment=e): e for e in exps})
+        else:
+            out[path] = ""
+    return out

@@ -16,7 +16,7 @@ A study (:class:`Study`) owns everything that makes it *that* study:
   imports by the study's key, so that planning never imports the evaluation code);
 * its blinded visual reading, if it has one (:attr:`Study.reading`; ``reading_packet`` in the
   study's ``evaluate.py``);
-* its published values (``published.py`` beside the study, read by :mod:`spectsynth.published`).
+* its published values (``published.py`` beside the study, read by :mod:`spectsynth.studies.published`).
 
 Generic code (:mod:`spectsynth.experiments`, :mod:`spectsynth.datasets`,
 :mod:`spectsynth.design`, the rules) asks the registry (:mod:`spectsynth.studies`) instead of
@@ -26,12 +26,13 @@ code: the workflow reads the registry while it builds the DAG.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import merge  # noqa: F401  (the studies merge their blocks with it)
 from ..errors import ConfigError
+from ..splits import SPLIT_DEFAULT  # noqa: F401  (each study overrides what its paper says)
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,6 @@ class Output:
     directory: bool = False
 
 
-# The split settings every dataset starts from (``datasets.<key>.split``; see
-# :func:`spectsynth.datasets.assign_splits`); each study overrides what its paper says.
-SPLIT_DEFAULT: dict[str, Any] = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
-                                 "counts": {"train": 0, "val": 0, "test": 0},
-                                 "lists": {"train": [], "val": [], "test": []}, "seed": None,
-                                 "val_within_train": False}
-
-
 def fail(name: str, problem: str, hint: str) -> ConfigError:
     """The error of an experiment entry that cannot be expanded."""
     return ConfigError(f"experiment {name}: {problem}. {hint}")
@@ -66,17 +59,6 @@ def as_list(value: Any, default: Sequence) -> list:
     if value is None:
         return list(default)
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def merge(default: Mapping, given: Mapping | None) -> dict:
-    """``given`` merged over a deep copy of ``default`` (nested mappings merged key by key)."""
-    out = copy.deepcopy(dict(default))
-    for k, v in (given or {}).items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 @dataclass(frozen=True)
@@ -89,7 +71,7 @@ class Similarity:
     label: str
     published: float | None
     note: str
-    # the band of real data for the whole-slice SSIM (spectsynth.simulate.realism; None: open side),
+    # the band of real data for the whole-slice SSIM (spectsynth.realism; None: open side),
     # its source (short citation) and why
     band_low: float | None = None
     band_high: float | None = None
@@ -137,7 +119,7 @@ class Context:
 
     def verdict_files(self) -> dict[str, str]:
         """Every enabled study's verdict table -> its experiment (see :mod:`spectsynth.headline`)."""
-        from ..headline import verdict_files
+        from . import verdict_files
 
         return verdict_files(self)
 
@@ -163,7 +145,7 @@ class Study:
     val_within_train = False               # the study's validation images may come from training subjects
     input_similarity: tuple[Similarity, ...] = ()   # input-vs-target SSIM the scan QC measures
     similarity_dataset: str = ""          # ... on this dataset's slices
-    # the realism table's ROI line of the data itself on similarity_dataset (spectsynth.simulate.realism):
+    # the realism table's ROI line of the data itself on similarity_dataset (spectsynth.realism):
     # input/target channels, the labels, the published line and the band of r, with their source
     realism_roi: Mapping[str, Any] | None = None
     # Where the cohort's post-surgical (resected) subjects go: None = nowhere (left out of every

@@ -127,16 +127,15 @@ def _unit_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return z / z.std(ddof=1), np.zeros(n)
 
 
-def power_lines(cfg: Mapping) -> list[str]:
+def power_lines(cfg: Mapping, p: Mapping) -> list[str]:
     """The reference design's test subjects and the power of its subject-level tests for the
-    published effects, one line each (without the comment sign)."""
+    published effects, one line each (without the comment sign); ``p`` is
+    :func:`spectsynth.planner.plan` of ``cfg``."""
     from scipy import stats as sps
 
     from .. import stats as S
     from ..labels import PATTERNS
-    from ..planner import plan
 
-    p = plan(cfg)
     ev = cfg.get("evaluate") or {}
     alpha = float(ev.get("alpha", 0.01))
     lines = []

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...studies.s1 import SELECTION_CRITERIA as GAN_CRITERIA
 from ..registry import Family
 
-# GAN_CRITERIA: the selection criteria (computed by spectsynth.models.fastgan.scoring.gan_score)
-# are S1's (spectsynth.studies.s1: one is S1's own tested quantities); the first is the default.
+# How a FastGAN checkpoint is selected (``selection_criterion``, computed by
+# spectsynth.models.fastgan.scoring.gan_score): the Frechet distance of a feature network's
+# embeddings, or the distance of the conditions' own quantities (mean counts, L/R ratio, which S1
+# tests); the first is the default. Both are evaluated and kept (best-<criterion>.pt).
+GAN_CRITERIA = ("feature_distance", "study_quantities")
 
 DEFAULTS: dict[str, Any] = {"latent_dim": 256, "embed_dim": 64, "base_channels": 16, "max_channels": 512,
                             "ema_decay": 0.999, "recon_norm": "l1", "spectral_norm": True,
@@ -42,4 +44,5 @@ def _predict():
 
 FAMILY = Family(name="fastgan", package=__name__, defaults=DEFAULTS, selection_metrics=SELECTION_METRICS,
                 paired=False, prediction_units="max-normalised [0, 1] (dataset s1 units)",
+                selection_criteria=GAN_CRITERIA,
                 networks=_networks, recipe=_recipe, predict=_predict)

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...datasets import condition_vector
 from ...errors import EvaluationError
-from ...infer import batch_ranges
 from ...labels import LEVELS, PATTERNS
+from ..inference import batch_ranges
+from .data import condition_vector
 from .network import sample_latent
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ...datasets import GANSliceDataset
 from ...device import DeviceSetup
 from ...errors import TrainingError
 from ...recipe import Recipe
 from . import GAN_CRITERIA
+from .data import GANSliceDataset
 from .losses import fastgan_recon_loss, hinge_d_fake, hinge_d_real, hinge_g
 from .network import crop_in_pixels, random_crop, sample_latent
 from .scoring import FeatureNet, condition_label, gan_score, train_feature_net

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...checkpoints import load_for_inference
 from ...errors import EvaluationError
-from ...infer import batch_ranges, inference_device
+from ..inference import batch_ranges, inference_device, load_for_inference
 
 
 def sample_vae(best_pt: str | Path, n: int, *, experiment: str, seed: int = 0, batch_size: int = 64,

@@ -167,10 +167,10 @@ class S0(Study):
         import numpy as np
 
         from ...datasets import (
-            _gain_cols,
-            _level_range,
             axial_slice,
             background_level,
+            gain_columns,
+            level_range,
             normalise_gain_bias,
             resize_slice,
         )
@@ -186,7 +186,7 @@ class S0(Study):
                                      hint="Check the anatomy's striatum labels and the DaT grid")
         else:
             if "BG" in (rec.get("levels") or {}):
-                z0, z1 = _level_range(rec, "BG", nz, name)
+                z0, z1 = level_range(rec, "BG", nz, name)
             else:
                 z0, z1 = 0, nz
             zc = z0 + int(np.argmax(dam[:, :, z0:z1].sum(axis=(0, 1))))
@@ -200,7 +200,7 @@ class S0(Study):
             go = normalise_gain_bias(so, method, reference=ref) if ref is not None else \
                 normalise_gain_bias(so, method)
             yield np.stack([sd * gd[0] + gd[1], so * go[0] + go[1]]), \
-                {**base, "level": "BG", "slice_index": z, **_gain_cols(self.channels, [gd, go])}
+                {**base, "level": "BG", "slice_index": z, **gain_columns(self.channels, [gd, go])}
 
     def design(self, design, spec: Mapping, n: Mapping[str, int], cfg: Mapping) -> list[dict]:
         """Images per split: the subjects' degradations of the split's design set (main or

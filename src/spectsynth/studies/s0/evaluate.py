@@ -355,7 +355,7 @@ def baseline_fail_threshold(model_abs_error, baseline_abs_error, *, grid: Sequen
 def s0_published_summary(experiment: str, *, asp: pd.DataFrame, dice: pd.DataFrame,
                          cnn: pd.DataFrame | None, scale_label: str, asp_limit_px: float = 3.0,
                          notes: list | None = None) -> pd.DataFrame:
-    """S0's headline numbers beside the published ones (:data:`spectsynth.published.S0`).
+    """S0's headline numbers beside the published ones (:data:`spectsynth.studies.published.S0`).
 
     One row per quantity, series and unit of ``n`` (``n_counts``: ``images`` = test slices,
     ``slice sides``, ``readings`` = slice x region, or ``subjects`` = the per-subject means
@@ -368,7 +368,7 @@ def s0_published_summary(experiment: str, *, asp: pd.DataFrame, dice: pd.DataFra
     the largest threshold at which the baseline still fails (:func:`baseline_fail_threshold`:
     below the model's fraction, and below the published 52 %), beside the paper's 0.75.
     """
-    from ...published import published
+    from ..published import published
 
     ref = published("S0")["values"]
     rows = []
@@ -449,7 +449,7 @@ def s0_verdicts(experiment: str, summary: pd.DataFrame, *, not_computed: Mapping
     slice and, for the binding ratio, the constant training-mean SBR); where that baseline also
     reaches the published level the verdict is "not testable"."""
     from ... import verdicts as V
-    from ...published import published
+    from ..published import published
 
     ref = published("S0")["values"]
     sub = summary[summary["n_counts"] == "subjects"]

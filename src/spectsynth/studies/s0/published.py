@@ -1,6 +1,6 @@
 """S0's published values.
 
-Every number is copied from the paper named in ``source`` (see :mod:`spectsynth.published`)."""
+Every number is copied from the paper named in ``source`` (see :mod:`spectsynth.studies.published`)."""
 
 from __future__ import annotations
 

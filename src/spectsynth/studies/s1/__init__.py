@@ -13,15 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...design import half_up
 from ...errors import ConfigError, InputDataError
 from ...labels import LEVELS, PATTERNS
+from ...models.fastgan import GAN_CRITERIA
+from ...splits import SPLITS
 from ..base import SPLIT_DEFAULT, Context, Output, Study, as_list, fail
 
 VARIANTS = {"A": list(LEVELS), "B": ["COR"]}
-# How a FastGAN checkpoint is selected (spectsynth.selection.gan_score, ``selection_criterion``):
+# How a FastGAN checkpoint is selected is the family's (spectsynth.models.fastgan.GAN_CRITERIA):
 # the Frechet distance of a feature network's embeddings, or the distance of S1's own tested
 # quantities (mean counts, L/R ratio), which then decide S1's finding too; both are evaluated.
-SELECTION_CRITERIA = ("feature_distance", "study_quantities")
+SELECTION_CRITERIA = GAN_CRITERIA
 # S1's Table 1: slices per level and pattern of its training dataset.
 TABLE1 = {"CER": {"normal": 248, "unilateral": 66, "bilateral": 0},
           "BG": {"normal": 174, "unilateral": 116, "bilateral": 44},
@@ -162,10 +165,10 @@ class S1(Study):
         import numpy as np
 
         from ...datasets import (
-            _evenly,
-            _gain_cols,
-            _level_range,
             axial_slice,
+            evenly,
+            gain_columns,
+            level_range,
             normalise_gain_bias,
             resize_slice,
         )
@@ -180,8 +183,8 @@ class S1(Study):
         for level in spec["levels"]:
             if level in (rec.get("levels") or {}) and rec["levels"][level] is None:
                 continue            # this scan has no slice at that level (as S1's CER bilateral)
-            z0, z1 = _level_range(rec, level, nz, name)
-            for z in _evenly(z0, z1 - 1, int(spec["slices_per_level"])):
+            z0, z1 = level_range(rec, level, nz, name)
+            for z in evenly(z0, z1 - 1, int(spec["slices_per_level"])):
                 chans, gains = [], []
                 for zz in (z, max(z - 1, 0), min(z + 1, nz - 1)):
                     sl = resize_slice(axial_slice(vol, zz), size)
@@ -189,10 +192,9 @@ class S1(Study):
                     chans.append(sl * g + b)
                     gains.append((g, b))
                 yield np.stack(chans), {**base, "level": level, "slice_index": z,
-                                        **_gain_cols(self.channels, gains)}
+                                        **gain_columns(self.channels, gains)}
 
     def design(self, design, spec: Mapping, n: Mapping[str, int], cfg: Mapping) -> list[dict]:
-        from ...design import s1_targets
         from ...simulate.config import resolve
 
         targets = s1_targets(spec, n)
@@ -237,5 +239,26 @@ class S1(Study):
     def reading_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
         sh = ctx.shards(self.key)
         return ctx.predictions(wildcards.experiment) | {"real_test": sh["test"], "real_index": sh["index"]}
+
+def s1_targets(spec: Mapping, n_subjects: Mapping[str, int]) -> dict[str, dict[tuple[str, str], int]]:
+    """Slices per (level, pattern) of each split (:mod:`spectsynth.design`: Table 1 x counts_scale for training, scaled by subjects for val and test)."""
+    table = spec["counts"]
+    scale = float(spec["counts_scale"])
+    excl = {tuple(c) for c in spec.get("exclude_conditions") or []}
+    n_train = int(n_subjects.get("train", 0))
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for split in SPLITS:
+        cells = {}
+        for lv in spec["levels"]:
+            for p in PATTERNS:
+                base = 0.0 if (lv, p) in excl else float(table[lv][p]) * scale
+                if split == "train":
+                    n = max(1, half_up(base)) if base > 0 and n_train else 0
+                else:
+                    n = half_up(base * n_subjects.get(split, 0) / n_train) if n_train else 0
+                cells[(lv, p)] = n
+        out[split] = cells
+    return out
+
 
 STUDY = S1()

@@ -300,10 +300,10 @@ def s1_verdicts(mixed: pd.DataFrame, *, variants: Sequence[str], criterion: str,
 
 
 def s1_published_columns(posthoc: pd.DataFrame, *, scale_label: str) -> pd.DataFrame:
-    """S1's published p-value (:data:`spectsynth.published.S1`, per quantity, variant and pattern,
+    """S1's published p-value (:data:`spectsynth.studies.published.S1`, per quantity, variant and pattern,
     levels pooled) beside every real-vs-variant post-hoc row: ``published_p`` (as printed),
     ``published_significant`` and ``scale``.  Rows the paper has no value for say so."""
-    from ...published import published
+    from ..published import published
     from .published import published_p as s1_published_p
 
     alpha = float(published("S1")["alpha"])

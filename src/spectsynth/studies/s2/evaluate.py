@@ -161,7 +161,7 @@ def _s2_baselines(name: str, spec: Mapping, arrays: Mapping[str, np.ndarray], ta
 def _s2_table4(data: pd.DataFrame, notes: list, *, scale_label: str) -> pd.DataFrame:
     """Table 4 (mean and CV over test slices, as S2) of the runs, baselines and floors, whole slice
     and inside the brain, with S2's published rows (whole slice)."""
-    from ...published import published, published_records
+    from ..published import published, published_records
 
     with context(experiment="S2 grid"):
         t4 = attempt(notes, "S2", "Table 4 (mean and CV)", S.table4, data, metrics=ALL_METRICS,
@@ -196,7 +196,7 @@ def s2_published_table(data: pd.DataFrame, ttests: pd.DataFrame, *, scale_label:
                        alpha: float) -> pd.DataFrame:
     """The runs' Table 4 means next to S2's published ones (``ours`` whole slice as S2, ``ours_brain``
     inside the brain) and the native-vs-template count (subject-level tests, Holm-corrected)."""
-    from ...published import published, published_records
+    from ..published import published, published_records
 
     ref = published("S2")
     pub = pd.DataFrame(published_records("S2", "table4"))
@@ -243,7 +243,7 @@ def s2_published_table(data: pd.DataFrame, ttests: pd.DataFrame, *, scale_label:
 
 
 def _published_mean(space: str | None, loss: str | None, inp: str | None, metric: str) -> float | None:
-    from ...published import published_records
+    from ..published import published_records
 
     vals = [r["mean"] for r in published_records("S2", "table4")
             if (space is None or r["space"] == space) and (loss is None or r["loss"] == loss)

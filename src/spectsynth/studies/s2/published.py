@@ -1,6 +1,6 @@
 """S2's published values (Table 4, the native-vs-template comparison).
 
-Every number is copied from the paper named in ``source`` (see :mod:`spectsynth.published`)."""
+Every number is copied from the paper named in ``source`` (see :mod:`spectsynth.studies.published`)."""
 
 from __future__ import annotations
 

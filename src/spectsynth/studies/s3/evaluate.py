@@ -398,7 +398,7 @@ def s3_ssim_verdict(data: pd.DataFrame, *, alpha: float) -> dict:
     """Verdict row on S3's SSIM gain (SPECT vs PET 0.79 -> prediction vs PET 0.86, significant):
     paired t-test of the prediction against the input baseline on *subject means* of the
     in-brain SSIM (whole-slice SSIM when no in-brain column exists; both in the reason)."""
-    from ...published import published
+    from ..published import published
 
     ref = published("S3")["ssim"]
     m = ssim_measure(data)
@@ -444,7 +444,7 @@ def s3_regression_verdicts(regression: pd.DataFrame, *, basis: str = "roi") -> l
     the published r and slope inside our subject-level intervals (absolute ROI CBF, as S3) ->
     reproduced; either outside -> not reproduced; both inside the input-free null's intervals
     too -> not testable.  The intercept is left out (ours in the simulation's CBF units)."""
-    from ...published import published_records
+    from ..published import published_records
 
     rows = []
     have = regression[regression["basis"] == basis] if "basis" in regression else regression.iloc[:0]
@@ -485,7 +485,7 @@ def s3_regression_verdicts(regression: pd.DataFrame, *, basis: str = "roi") -> l
 
 
 def _published_regression(label: str) -> str:
-    from ...published import published_records
+    from ..published import published_records
 
     for r in published_records("S3", "regressions"):
         if r["label"] == label:
@@ -496,7 +496,7 @@ def _published_regression(label: str) -> str:
 def s3_published_table(summary: pd.DataFrame, regression: pd.DataFrame, *, experiment: str,
                        scale_label: str) -> pd.DataFrame:
     """The run's SSIMs and ROI regressions next to S3's published values (one row per quantity)."""
-    from ...published import published, published_records
+    from ..published import published, published_records
 
     ref = published("S3")
     rows = []
@@ -566,13 +566,13 @@ def evaluate_s3(experiment: str, files: Mapping[str, str], spec: Mapping, out: M
       (``basis = roi``), the scale-free ROI values (``roi_scale_free``) and the slice means
       (``slice``), with intervals from resampling subjects and a mixed-model slope test
       (:func:`s3_regression`), and a scatter figure of the ROI means (slice means without labels);
-    * the run's numbers next to S3's published ones (:mod:`spectsynth.published`) and one
+    * the run's numbers next to S3's published ones (:mod:`spectsynth.studies.published`) and one
       verdict row per published finding (:func:`s3_ssim_verdict`, :func:`s3_regression_verdicts`).
 
     ``out``: ``slice_metrics``, ``roi_means``, ``summary``, ``ttest``, ``regression``,
     ``published``, ``scatter``, ``verdicts``, ``not_computed``.
     """
-    from ...published import published_records
+    from ..published import published_records
 
     dr = float(cfg["data_range"])
     notes: list[dict] = []

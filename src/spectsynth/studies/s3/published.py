@@ -1,6 +1,6 @@
 """S3's published values (SSIM against PET, ROI regressions, visual reading).
 
-Every number is copied from the paper named in ``source`` (see :mod:`spectsynth.published`)."""
+Every number is copied from the paper named in ``source`` (see :mod:`spectsynth.studies.published`)."""
 
 from __future__ import annotations
 

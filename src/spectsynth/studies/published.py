@@ -25,14 +25,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import EvaluationError
+from ..errors import EvaluationError
 
 
 def published(study: str) -> dict[str, Any]:
     """The published entry of ``study``; an :class:`EvaluationError` names the known studies."""
     from importlib import import_module
 
-    from .studies import REGISTRY
+    from . import REGISTRY
 
     if study not in REGISTRY:
         raise EvaluationError(f"no published values for study {study!r} (known: {', '.join(REGISTRY)})",
@@ -53,3 +53,10 @@ def published_records(study: str, group: str) -> list[dict]:
     return [dict(r) for r in value]
 
 
+def reading_scores() -> dict[tuple[str, str], float]:
+    """The published mean similarity scores of the predicted images, by (reading, source): the
+    ``reading`` group of every study that reports one (S3), for :func:`spectsynth.reading.score_reading`."""
+    from . import REGISTRY
+
+    return {(reading, "prediction"): float(v) for name in REGISTRY
+            for reading, v in (published(name).get("reading") or {}).items()}

@@ -22,8 +22,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ..errors import InputDataError, context
-from .frames import pose_magnitude, read_truth
+from .errors import InputDataError, context
+from .simulate.frames import pose_magnitude, read_truth
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def similarity_pairs() -> dict[str, tuple[str, list]]:
     """Dataset -> (study, [:class:`~spectsynth.studies.base.Similarity`]): the input-vs-target
     pairs each paired study measures on its first dataset, with the value the study reports."""
-    from ..studies import REGISTRY
+    from .studies import REGISTRY
 
     return {st.similarity_dataset: (st.name, list(st.input_similarity))
             for st in REGISTRY.values() if st.input_similarity}
@@ -110,9 +110,9 @@ def similarity_table(dataset_files: Mapping[str, Mapping[str, Mapping[str, str]]
     build_dataset reads).  Slices are those :func:`spectsynth.datasets.extract_slices` cuts
     (normalised to (-1, 1), so ``data_range`` 2 as in the evaluation).
     """
-    from .. import metrics
-    from ..datasets import dataset_spec, extract_slices, records_from_files
-    from ..studies import dataset_entries, get
+    from . import metrics
+    from .datasets import records_from_files
+    from .studies import dataset_entries, dataset_spec, extract_slices, get
 
     rows = []
     pairs_of = similarity_pairs()
@@ -210,7 +210,7 @@ def plot_errors(errors: pd.DataFrame, similarity: pd.DataFrame, out_png: str | P
                     title += f"; {study} {pair.label} SSIM {sel.mean():.2f} (paper {pair.published:.2f})"
     fig.suptitle(title)
     fig.tight_layout()
-    from ..io import atomic_output
+    from .io import atomic_output
 
     out = Path(out_png)
     with atomic_output(out) as tmp:  # the shared writer; plots.save_figure would pull seaborn into this rule

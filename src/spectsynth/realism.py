@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import EvaluationError
+from .errors import EvaluationError
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def truth_rows(kind: str, records: pd.DataFrame) -> list[dict]:
 def dat_rows(dat: pd.DataFrame, normal_sbr: Mapping[str, float] | None = None) -> list[dict]:
     """Normal DaT images' SBR: mean per region (band: the simulator's calibration range) and its
     CV across subjects (band: at least 10 %)."""
-    from .truth import PUBLISHED_RANGES
+    from .simulate.truth import PUBLISHED_RANGES
 
     normal = dat[dat["pattern"] == "normal"] if "pattern" in dat else dat.iloc[:0]
     rows = []
@@ -277,7 +277,7 @@ def registration_rows(errors: pd.DataFrame | None, kinds: Sequence[str] = ()) ->
 def read_shards(shards: Mapping[str, str | Path]) -> tuple[np.ndarray, pd.DataFrame, list[str]]:
     """All slices of a dataset's shards (train, val, test) with their index rows, aligned:
     images ``(N, C, H, W)``, the index table (RangeIndex) and the channel names."""
-    from ..datasets import SliceShard
+    from .datasets import SliceShard
 
     index = pd.read_csv(shards["index"], sep="\t", dtype={"subject": str})
     images, rows, channels = [], [], None
@@ -303,8 +303,8 @@ def slice_similarity(images: np.ndarray, table: pd.DataFrame, channels: Sequence
                      *, data_range: float = 2.0, win_size: int | None = None) -> pd.DataFrame:
     """Per slice and pair: input-vs-target SSIM whole slice and inside the brain (channel
     ``brain``), and the same of the outline floor fitted on the training split."""
-    from .. import evaluate as E
-    from .. import metrics as M
+    from . import evaluate as E
+    from . import metrics as M
 
     if "brain" not in channels:
         raise EvaluationError(f"the dataset has no brain channel (channels {list(channels)})",
@@ -368,9 +368,9 @@ def roi_regression(images: np.ndarray, table: pd.DataFrame, channels: Sequence[s
     SPECT-CBF and PET-CBF slices (physical units, from each slice's gain and bias) of every
     subject with a label volume (:func:`spectsynth.studies.s3.evaluate.s3_roi_means`), then
     least squares SPECT = intercept + slope x PET and Pearson r over the ROI values."""
-    from .. import stats as S
-    from ..labels import TERRITORIES
-    from ..studies.s3.evaluate import s3_roi_means
+    from . import stats as S
+    from .labels import TERRITORIES
+    from .studies.s3.evaluate import s3_roi_means
 
     keep = table["subject"].astype(str).isin(set(labels)).to_numpy()
     table = table[keep].reset_index(drop=True)
@@ -420,7 +420,7 @@ def finalize(rows: Sequence[Mapping]) -> pd.DataFrame:
 
 def write(table: pd.DataFrame, path: str | Path) -> Path:
     """Write the table atomically (:func:`spectsynth.io.write_table`); missing numbers as ``n/a``."""
-    from ..io import write_table
+    from .io import write_table
 
     return write_table(table.astype(object).where(table.notna(), "n/a"), path, what="realism table")
 
@@ -487,7 +487,7 @@ def realism_table(*, dat: pd.DataFrame | None = None, perfusion: pd.DataFrame | 
 
 def paired_datasets() -> dict[str, tuple[str, list]]:
     """Dataset -> (study, its input-vs-target pairs): the paired studies' datasets the table reads."""
-    from ..studies import REGISTRY
+    from .studies import REGISTRY
 
     return {st.similarity_dataset: (st.name, list(st.input_similarity))
             for st in REGISTRY.values() if st.input_similarity}
@@ -495,14 +495,14 @@ def paired_datasets() -> dict[str, tuple[str, list]]:
 
 def roi_datasets() -> dict[str, str]:
     """Dataset -> the label kind of its study's ROI line of the data (``Study.realism_roi``)."""
-    from ..studies import REGISTRY
+    from .studies import REGISTRY
 
     return {st.similarity_dataset: st.realism_roi["labels"] for st in REGISTRY.values()
             if st.input_similarity and st.realism_roi}
 
 
 def _s2_records(jsons: Sequence[str | Path]) -> pd.DataFrame:
-    from .truth import flatten
+    from .simulate.truth import flatten
 
     recs = []
     for p in jsons:
@@ -522,7 +522,7 @@ def plot(table: pd.DataFrame, out_png: str | Path, *, subtitle: str = "") -> Pat
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from ..plots import save_figure
+    from .plots import save_figure
 
     t = table[(table["target_low"].notna() | table["target_high"].notna())].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(9.5, 0.32 * max(len(t), 4) + 1.2))
@@ -570,8 +570,8 @@ def run_realism(inputs: Mapping[str, object], outputs: Mapping[str, str], *, sha
     ``territories``: subject -> vascular-territory labels (S3's ROI regression).
     ``outputs``: ``table`` (TSV), optional ``figure`` (PNG).
     """
-    from ..studies import get
-    from .truth import read_truth
+    from .simulate.truth import read_truth
+    from .studies import get
 
     def table_of(key: str) -> pd.DataFrame | None:
         p = inputs.get(key)
@@ -611,12 +611,12 @@ def run_realism(inputs: Mapping[str, object], outputs: Mapping[str, str], *, sha
 
 def readme_block(text: str) -> str | None:
     """The README's generated realism block (between the markers), or None."""
-    from ..headline import readme_block as block_between
+    from .headline import readme_block as block_between
 
     return block_between(text, START, END)
 
 
 def update_readme(text: str, block: str) -> str:
-    from ..headline import update_readme as replace_between
+    from .headline import update_readme as replace_between
 
     return replace_between(text, block, START, END)
