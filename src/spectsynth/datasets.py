@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, InputDataError
-from .io import atomic_output
+from .io import atomic_output, write_table
 from .labels import LEVELS, PATTERNS
 from .splits import SPLITS, assign_splits, check_split_leak, participant, study_split_seed  # noqa: F401  (re-exported)
 from .studies import REGISTRY, dataset_names, for_dataset
@@ -460,8 +460,8 @@ def write_shards(name: str, images: np.ndarray, table: pd.DataFrame, spec: Mappi
              "space", "source", "slice_index", "n_z", "record"]
     cols = front + [c for c in table.columns if c not in front]
     table = table[cols]
-    with atomic_output(out_dir / "index.tsv") as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+    write_table(table, out_dir / "index.tsv", what=f"dataset {name}'s slice index", float_format="%.8g",
+                allow_missing=True)
     counts = table.groupby("split").size().to_dict()
     log.info("dataset %s: %d slices (%s) from %d subjects -> %s", name, len(table),
              ", ".join(f"{k} {v}" for k, v in counts.items()), table["subject"].nunique(), out_dir)
