@@ -83,7 +83,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from .errors import ConfigError, ProcessingError
-from .io import save_image, write_json
+from .io import save_image, write_json, write_table, write_text
 from .labels import LEVELS, REFERENCE, STRIATUM, TERRITORIES, TISSUES, dseg_tsv
 from .preprocess.register import (
     Grid,
@@ -765,15 +765,14 @@ def write_anatomy(anatomy: Anatomy, paths: dict[str, str | Path]) -> None:
         raise ConfigError(f"write_anatomy: output paths missing for {missing}")
     g = anatomy.grid
     save_image(image_on_grid(anatomy.striatum.astype(np.uint8), g), paths["striatum"])
-    Path(paths["striatum_tsv"]).write_text(dseg_tsv(STRIATUM))
+    write_text(dseg_tsv(STRIATUM), paths["striatum_tsv"])
     save_image(image_on_grid(anatomy.reference.astype(np.uint8), g), paths["reference"])
-    Path(paths["reference_tsv"]).write_text(dseg_tsv(REFERENCE))
+    write_text(dseg_tsv(REFERENCE), paths["reference_tsv"])
     save_image(image_on_grid(anatomy.territories.astype(np.uint8), g), paths["territories"])
-    Path(paths["territories_tsv"]).write_text(dseg_tsv(TERRITORIES))
+    write_text(dseg_tsv(TERRITORIES), paths["territories_tsv"])
     for key, name in zip(("gm", "wm", "csf"), TISSUES):
         save_image(image_on_grid(anatomy.tissues[name].astype(np.float32), g), paths[key])
-    Path(paths["levels"]).parent.mkdir(parents=True, exist_ok=True)
-    anatomy.levels.to_csv(paths["levels"], sep="\t", index=False)
+    write_table(anatomy.levels, paths["levels"], what="anatomy level table", allow_missing=True)
     save_transform_pair(anatomy.atlas_global, paths["xfm_atlas"], paths["xfm_atlas_inverse"])
     for side in ("L", "R"):
         save_transform_pair(anatomy.atlas_local[side], paths[f"xfm_striatum_{side}"],

@@ -168,7 +168,9 @@ def _readme_block(args, block: str, read_block, write_block, what: str, command:
         return 0
     text = args.readme.read_text()
     if args.update:
-        args.readme.write_text(write_block(text, block))
+        from .io import write_text
+
+        write_text(write_block(text, block), args.readme)
         print(f"{args.readme}: {what} rewritten from {args.table}")
         return 0
     if read_block(text) != block:
@@ -180,6 +182,7 @@ def _readme_block(args, block: str, read_block, write_block, what: str, command:
 
 
 def _results(args) -> int:
+    from .io import write_text
     from .results_page import (
         PAGE_END,
         PAGE_START,
@@ -204,7 +207,7 @@ def _results(args) -> int:
             print(block, end="")
             return 0
         text = args.update.read_text()
-        args.update.write_text(replace_block(text, block, POWER_START, POWER_END))
+        write_text(replace_block(text, block, POWER_START, POWER_END), args.update)
         print(f"{args.update}: power block rewritten")
         return 0
     page, status = render_page(args.root), readme_block(args.root)
@@ -221,15 +224,14 @@ def _results(args) -> int:
             return 1
         print(f"{args.out} and {args.readme}'s status block match {args.root}")
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(page)
+    write_text(page, args.out)
     print(f"{args.out} written from {args.root}")
     if readme is not None:
         if block_of(readme) is None:
             print(f"{args.readme} has no status block; put {PAGE_START!r} and {PAGE_END!r} where it goes",
                   file=sys.stderr)
             return 1
-        args.readme.write_text(replace_block(readme, status))
+        write_text(replace_block(readme, status), args.readme)
         print(f"{args.readme}: status block rewritten")
     return 0
 

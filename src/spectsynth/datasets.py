@@ -69,7 +69,7 @@ import pandas as pd
 
 from .design import NORMALISATIONS, check_built, dataset_design, dataset_spec, sample_cells  # noqa: F401
 from .errors import ConfigError, InputDataError
-from .io import atomic_output
+from .io import atomic_output, write_table
 from .labels import LEVELS, PATTERNS
 from .splits import SPLITS, assign_splits, check_split_leak, participant, study_split_seed  # noqa: F401  (re-exported)
 
@@ -432,8 +432,8 @@ def write_shards(name: str, images: np.ndarray, table: pd.DataFrame, spec: Mappi
              "space", "source", "slice_index", "n_z", "record"]
     cols = front + [c for c in table.columns if c not in front]
     table = table[cols]
-    with atomic_output(out_dir / "index.tsv") as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+    write_table(table, out_dir / "index.tsv", what=f"dataset {name}'s slice index", float_format="%.8g",
+                allow_missing=True)
     counts = table.groupby("split").size().to_dict()
     log.info("dataset %s: %d slices (%s) from %d subjects -> %s", name, len(table),
              ", ".join(f"{k} {v}" for k, v in counts.items()), table["subject"].nunique(), out_dir)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, EvaluationError
-from .io import atomic_output, save_image
+from .io import atomic_output, save_image, write_table
 from .paths import bids_label, bids_name
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,7 @@ def write_predictions(arrays: Mapping[str, np.ndarray], table: pd.DataFrame, att
         f.attrs["format"] = PREDICTION_FORMAT
         for key, value in attrs.items():
             f.attrs[key] = value
-    with atomic_output(out_tsv) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
+    write_table(table, out_tsv, what=f"prediction table of {experiment or out_h5.name}", allow_missing=True)
 
 
 def load_predictions(h5_path: str | Path, tsv_path: str | Path, *,
@@ -262,5 +261,5 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
                      "slices": " ".join(str(int(z)) for z in sorted(sub["slice_index"])),
                      "calibration": cal.describe()})
     result = pd.DataFrame(rows)
-    result.to_csv(out_dir / "volumes.tsv", sep="\t", index=False)
+    write_table(result, out_dir / "volumes.tsv", what="predicted volumes", allow_missing=True)
     return result

@@ -7,7 +7,9 @@ orientation.  Every problem raises :class:`~spectsynth.errors.InputDataError` na
 subject, the file and what to do.
 
 :func:`atomic_output` is the one way outputs are written (:func:`write_table`, :func:`write_csv`,
-:func:`write_json`, :func:`write_text` and :func:`save_image` use it): a temporary file beside the
+:func:`write_json`, :func:`write_text`, :func:`save_figure` and :func:`save_image` use it, and every
+table, text and figure output of the package and its scripts goes through one of these writers;
+``tests/test_writers.py`` checks it): a temporary file beside the
 target (``.tmp-<token>-<name>``, created with the normal permissions, i.e. 0666 less the
 umask), renamed onto the target only when complete.  Temporaries a killed job left for the
 same target are removed when it is written again, and a full disk or quota raises
@@ -348,19 +350,26 @@ def write_text(text: str, path: str | Path) -> Path:
     return path
 
 
-def write_table(table, path: str | Path, *, what: str) -> Path:
-    """Write a pandas table as TSV (no index) atomically, refusing one that holds NaN.
+def write_table(table, path: str | Path, *, what: str, na_rep: str | None = None,
+                float_format: str | None = None, allow_missing: bool = False) -> Path:
+    """Write a pandas table as TSV (no index) atomically; by default refuse one that holds NaN.
 
-    A missing value in a results table is a statistic that failed silently: the error names
-    ``what`` (the table), its columns with missing values and the file.
+    A missing value in a results table is a statistic that failed silently: unless missing
+    values are allowed, the error names ``what`` (the table), its columns with missing values
+    and the file.  Tables whose empty cells are legitimate (a truth table's parameters that do
+    not apply to a volume) allow them with ``na_rep`` (how they are written, e.g. ``"n/a"``) or
+    ``allow_missing=True`` (written as empty cells, pandas' default).  ``float_format`` is
+    pandas' (e.g. ``"%.6g"``); ``None`` writes every float with full precision.
     """
-    bad = [c for c in table.columns if table[c].isna().any()]
-    if bad:
-        raise EvaluationError(f"{what}: columns {bad} hold missing values; refusing to write {path}",
-                              hint="Report the statistic as not computed instead of writing NaN")
+    if not (allow_missing or na_rep is not None):
+        bad = [c for c in table.columns if table[c].isna().any()]
+        if bad:
+            raise EvaluationError(f"{what}: columns {bad} hold missing values; refusing to write {path}",
+                                  hint="Report the statistic as not computed instead of writing NaN")
     path = Path(path)
     with atomic_output(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
+        table.to_csv(tmp, sep="\t", index=False, na_rep="" if na_rep is None else na_rep,
+                     float_format=float_format)
     return path
 
 
@@ -371,6 +380,23 @@ def write_csv(rows: list[dict], path: str | Path, fields) -> Path:
         w = csv.DictWriter(fh, fieldnames=list(fields))
         w.writeheader()
         w.writerows(rows)
+    return path
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 150, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure atomically (see :func:`atomic_output`) and return the path.
+
+    ``savefig_kwargs`` go to :meth:`~matplotlib.figure.Figure.savefig` as they are
+    (``metadata``, ``facecolor``, ``bbox_inches``, ...); ``format`` defaults to the suffix of
+    ``path`` (PNG without one), since the temporary's name must not decide it.  The figure is
+    left open: closing it (``plt.close``) stays with the caller that made it.  Lives here,
+    beside the other writers, so that saving a figure needs no more than matplotlib itself;
+    :mod:`spectsynth.plots` re-exports it.
+    """
+    path = Path(path)
+    savefig_kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, **savefig_kwargs)
     return path
 
 

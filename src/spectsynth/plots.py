@@ -18,13 +18,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import context
-from .io import atomic_output
+from .io import save_figure  # noqa: F401  (the shared figure writer, re-exported)
 from .metrics import CONVENTIONS, to_display
 from .stats import bland_altman, linear_regression, significance_stars
 
@@ -59,14 +58,6 @@ def data_label(scale: str, n_subjects: int, epochs: int | None = None, *, simula
     if extra:
         parts.append(extra)
     return " · ".join(parts)
-
-
-def save_figure(fig, path: str | Path, *, dpi: int = 150) -> Path:
-    """Save a figure (format from the suffix, PNG by default) and return the path."""
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    return path
 
 
 def _dodge_positions(n_x: int, n_hue: int, width: float = 0.8) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import write_json
+from .io import write_json, write_text
 
 PACKAGES = (
     "spectsynth", "snakemake", "snakemake-executor-plugin-slurm", "torch", "numpy", "scipy",
@@ -48,13 +48,10 @@ def git_commit(repo: str | Path) -> dict[str, str | bool]:
 def write_provenance(config: dict, repo: str | Path, config_out: str | Path,
                      versions_out: str | Path, info_out: str | Path) -> None:
     """Write the resolved config (YAML), package versions (TSV) and run info (JSON)."""
-    config_out = Path(config_out)
-    config_out.parent.mkdir(parents=True, exist_ok=True)
-    config_out.write_text("# resolved configuration (defaults filled in from config/schema.yaml)\n"
-                          + yaml.safe_dump(config, sort_keys=True))
+    write_text("# resolved configuration (defaults filled in from config/schema.yaml)\n"
+               + yaml.safe_dump(config, sort_keys=True), config_out)
     versions = package_versions()
-    Path(versions_out).write_text("package\tversion\n"
-                                  + "".join(f"{k}\t{v}\n" for k, v in versions.items()))
+    write_text("package\tversion\n" + "".join(f"{k}\t{v}\n" for k, v in versions.items()), versions_out)
     write_json({
         "git": git_commit(repo),
         "python": platform.python_version(),

@@ -7,6 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .io import save_figure
+
 
 def orthogonal_slices(img: nib.Nifti1Image) -> dict[str, tuple[np.ndarray, tuple[float, float]]]:
     """Mid-slices of a RAS+ image, as (2-D array in display order, (dx, dy) in mm).
@@ -58,8 +60,6 @@ def plot_orthogonal(path_or_img, out_png: str | Path, title: str, subtitle: str 
     codes = "".join(nib.aff2axcodes(img.affine))
     fig.suptitle(f"{title}\nshape {img.shape[:3]}, voxel {zooms} mm, stored {codes}"
                  + (f" - {subtitle}" if subtitle else ""), fontsize=10)
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
+    out_png = save_figure(fig, out_png, dpi=90)
     plt.close(fig)
     return out_png

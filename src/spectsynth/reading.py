@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import EvaluationError
+from .io import save_figure, write_text
 from .io import write_csv as _write_csv
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,7 @@ def _panel_png(reference: np.ndarray, candidate: np.ndarray, title: str, path: P
     fig.text(0.5, 0.95, title, ha="center", va="center", fontsize=12)
     if footer:
         fig.text(0.5, 0.03, footer, ha="center", va="center", fontsize=7, color="0.4")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90, metadata={"Software": None})
+    save_figure(fig, path, dpi=90, metadata={"Software": None})
 
 
 def similarity_packet(reference: Sequence[np.ndarray], candidates: Mapping[str, Sequence[np.ndarray]], *,
@@ -130,7 +130,7 @@ def similarity_packet(reference: Sequence[np.ndarray], candidates: Mapping[str, 
             key.append({"image": num, "file": fname, "reading": reading, "source": src, "original_id": ids[i],
                         "condition": ""})
         _write_csv(sheet, folder / "scoring_sheet.csv", ["reader", "reading", "image", "file", score_col, "comment"])
-        (folder / "scale.txt").write_text(scale_text(score_scale))
+        write_text(scale_text(score_scale), folder / "scale.txt")
     _write_csv(key, key_path, ["image", "file", "reading", "source", "original_id", "condition"])
     log.info("experiment %s: similarity packet of %d panels per reading in %s, key in %s", experiment,
              len(items), out_dir, key_path)
@@ -286,8 +286,7 @@ def _packet_png(img: np.ndarray, number: str, path: Path, *, convention: str, cm
     fig.text(0.5, 0.95, f"image {number}", ha="center", va="center", fontsize=12)
     if footer:
         fig.text(0.5, 0.03, footer, ha="center", va="center", fontsize=7, color="0.4")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    save_figure(fig, path, dpi=100, metadata={"Software": None})
 
 
 def reading_packet(real: Sequence[np.ndarray], generated: Sequence[np.ndarray], *,

@@ -37,6 +37,7 @@ import yaml
 from .errors import InputDataError
 from .headline import HEADLINE_COLUMNS, _num, update_readme
 from .headline import readme_block as headline_block
+from .io import write_json, write_table
 from .studies import REGISTRY
 from .studies.results_sections import SUPPORT, md_table, power_lines  # noqa: F401  (re-exported)
 from .verdicts import VERDICTS
@@ -150,12 +151,14 @@ def collect(results_dir: str | Path, key: str, into: str | Path, *, wall_s: floa
         if Path(rel).name == "verdicts.tsv" and rel != "verdicts.tsv":
             verdict_files[str(dst)] = Path(rel).parent.name
     if verdict_files:
-        stack(sorted(verdict_files), verdict_files).to_csv(into / "verdicts.tsv", sep="\t", index=False)
+        write_table(stack(sorted(verdict_files), verdict_files), into / "verdicts.tsv",
+                    what=f"{st.name}'s stacked verdicts", allow_missing=True)
         written.append("verdicts.tsv")
     elif (into / "verdicts.tsv").exists():
         t = _read(into / "verdicts.tsv")
         t.insert(0, "experiment", "")
-        t.reindex(columns=HEADLINE_COLUMNS, fill_value="").to_csv(into / "verdicts.tsv", sep="\t", index=False)
+        write_table(t.reindex(columns=HEADLINE_COLUMNS, fill_value=""), into / "verdicts.tsv",
+                    what=f"{st.name}'s verdicts", allow_missing=True)
     optional = {"qc/realism.tsv": "realism.tsv", "provenance/config.resolved.yaml": "config.resolved.yaml"}
     for src, rel in optional.items():
         if (results_dir / src).is_file():
@@ -169,7 +172,7 @@ def collect(results_dir: str | Path, key: str, into: str | Path, *, wall_s: floa
            "dirty": bool(git.get("dirty", False)), "written_at": info.get("written_at", ""),
            "wall_s": None if wall_s is None else float(wall_s),
            "stages": stage_times(results_dir / "benchmarks"), "files": sorted(written)}
-    (into / "run.json").write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
+    write_json(run, into / "run.json")
     return sorted([*written, "run.json"])
 
 

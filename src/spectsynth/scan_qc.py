@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputDataError, context
+from .io import save_figure, write_table
 from .simulate.frames import pose_magnitude, read_truth
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ def scan_error_table(scans: Sequence[Mapping[str, str]], out_tsv: str | Path | N
                      **truth["field_of_view"]})
     df = pd.DataFrame(rows)
     if out_tsv is not None:
-        Path(out_tsv).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out_tsv, sep="\t", index=False, na_rep="n/a")
+        write_table(df, out_tsv, what="scan registration errors", na_rep="n/a")
     if len(df):
         log.info("scan registration error over %d scans: mean %.2f mm, worst p95 %.2f mm", len(df),
                  df["mean_mm"].mean(), df["p95_mm"].max())
@@ -165,8 +165,7 @@ def qc_summary(errors: pd.DataFrame, similarity: pd.DataFrame, out_tsv: str | Pa
     df = pd.DataFrame(rows, columns=["scan", "modality", "measure", "n", "mean", "sd", "min", "max", "published",
                                      "difference", "note"])
     if out_tsv is not None:
-        Path(out_tsv).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out_tsv, sep="\t", index=False, na_rep="n/a")
+        write_table(df, out_tsv, what="scan similarity against the published values", na_rep="n/a")
     return df
 
 
@@ -210,11 +209,7 @@ def plot_errors(errors: pd.DataFrame, similarity: pd.DataFrame, out_png: str | P
                     title += f"; {study} {pair.label} SSIM {sel.mean():.2f} (paper {pair.published:.2f})"
     fig.suptitle(title)
     fig.tight_layout()
-    from .io import atomic_output
-
-    out = Path(out_png)
-    with atomic_output(out) as tmp:  # the shared writer; plots.save_figure would pull seaborn into this rule
-        fig.savefig(tmp, dpi=90, format="png")
+    out = save_figure(fig, out_png, dpi=90, format="png")
     plt.close(fig)
     return out
 

@@ -42,7 +42,6 @@ and training starts afresh (``training.on_config_change: restart``) or stops
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -73,7 +72,7 @@ from .checkpoints import (
 from .datasets import EpochSampler, SliceShard
 from .device import select_device
 from .errors import ConfigError, TrainingError
-from .io import atomic_output, write_text
+from .io import atomic_output, save_figure, write_csv, write_text
 from .models import FAMILIES, build_model, get_family, init_weights
 from .progress import progress_bar
 from .recipe import Recipe, move_batch
@@ -120,11 +119,7 @@ def _write_history(rows: Sequence[Mapping], path: Path) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in keys})
+    write_csv([{k: r.get(k, "") for k in keys} for r in rows], path, keys)
 
 
 def plot_history(rows: Sequence[Mapping], path: Path, *, experiment: str, metric: str,
@@ -152,8 +147,7 @@ def plot_history(rows: Sequence[Mapping], path: Path, *, experiment: str, metric
         ax.axis("off")
     fig.suptitle(f"{experiment}: training history (red: selected epoch {best_epoch})", fontsize=10)
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_figure(fig, path, dpi=110, format="png")
     plt.close(fig)
 
 

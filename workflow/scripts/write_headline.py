@@ -1,7 +1,7 @@
 """The run's headline table and its Markdown (see spectsynth.headline)."""
 
 from spectsynth.headline import collect, render
-from spectsynth.io import atomic_output, write_table
+from spectsynth.io import write_table, write_text
 from spectsynth.logs import rule_log
 
 
@@ -11,8 +11,7 @@ def main(smk):
         write_table(table, smk.output.table, what="headline (every study's verdict rows)")
         title = (f"Headline, {smk.params.scale_label}, {smk.params.n_subjects} subjects "
                  "(each row's n says what it counts)")
-        with atomic_output(smk.output.markdown) as tmp:
-            tmp.write_text(render(table, title=title, reasons=True))
+        write_text(render(table, title=title, reasons=True), smk.output.markdown)
 
 
 main(snakemake)  # noqa: F821

@@ -45,7 +45,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from ..io import save_image, write_json
+from ..io import save_image, write_json, write_table, write_text
 from ..paths import bids
 from ..resources import resource_path
 from .cohort import DEFAULT_N_SUBJECTS, DEFAULT_SEED, resected_labels, subject_labels  # noqa: F401
@@ -684,7 +684,7 @@ def write_dataset_files(p: DemoParams, bids_root: str | Path) -> dict[str, Path]
         age, sex = demographics(i, p)
         rows.append(f"sub-{label}\t{age}\t{sex}")
     tsv = root / "participants.tsv"
-    tsv.write_text("\n".join(rows) + "\n")
+    write_text("\n".join(rows) + "\n", tsv)
     pj = write_json({
         "age": {"Description": "age of the simulated participant", "Units": "years"},
         "sex": {"Description": "sex of the simulated participant",
@@ -780,9 +780,7 @@ def registration_error_table(bids_root: str | Path, labels: list[str], xfms: lis
 
     rows = [registration_error(bids_root, s, x, m) for s, x, m in zip(labels, xfms, masks)]
     df = pd.DataFrame(rows)
-    out_tsv = Path(out_tsv)
-    out_tsv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_tsv, sep="\t", index=False)
+    out_tsv = write_table(df, out_tsv, what="registration error of the demo subjects", allow_missing=True)
     log.info("registration error over %d demo subjects: mean %.2f mm (per subject %s)", len(df),
              df["mean_mm"].mean(), ", ".join(f"{v:.2f}" for v in df["mean_mm"]))
     return out_tsv

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputDataError
+from ..io import write_json, write_text
 from ..paths import bids
 from .bids import MODALITIES
 
@@ -130,9 +131,7 @@ def convert_subject(dicom_dir: str | Path, subject: str, bids_root: str | Path,
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(nii, dest)
             meta = dict(meta, SourceSeriesNumber=num)
-            Path(bids(bids_root, subject=subject, datatype=datatype, suffix=suffix,
-                      extension=".json")).write_text(
-                json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            write_json(meta, bids(bids_root, subject=subject, datatype=datatype, suffix=suffix, extension=".json"))
             written[mod] = dest
     return written
 
@@ -141,6 +140,6 @@ def write_dataset_description(bids_root: str | Path) -> Path:
     root = Path(bids_root)
     root.mkdir(parents=True, exist_ok=True)
     p = root / "dataset_description.json"
-    p.write_text(json.dumps({"Name": "converted from DICOM by spectsynth (dcm2niix)",
-                             "BIDSVersion": "1.9.0", "DatasetType": "raw"}, indent=2) + "\n")
-    return p
+    # the keys in this order, not sorted as write_json would
+    return write_text(json.dumps({"Name": "converted from DICOM by spectsynth (dcm2niix)",
+                                  "BIDSVersion": "1.9.0", "DatasetType": "raw"}, indent=2) + "\n", p)

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputDataError
-from ..io import load_image, save_image, write_json, write_text
+from ..io import load_image, save_image, write_json, write_table
 
 log = logging.getLogger(__name__)
 
@@ -167,4 +167,4 @@ def summarize(records: list[str | Path], out_tsv: str | Path,
         if col in df:
             df[col] = df[col].map(lambda v: "x".join(str(x) for x in v) if isinstance(v, list) else v)
     df = df.sort_values(["subject", "modality"]).reset_index(drop=True)
-    return write_text(df.to_csv(sep="\t", index=False), out_tsv)
+    return write_table(df, out_tsv, what="input validation summary", allow_missing=True)

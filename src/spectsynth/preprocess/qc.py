@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from ..io import save_figure, write_table  # noqa: E402
 from ..labels import STRIATUM, TERRITORIES  # noqa: E402
 from .register import Grid, resample  # noqa: E402
 
@@ -152,9 +153,7 @@ def plot_labels(t1: nib.Nifti1Image, striatum: nib.Nifti1Image, territories: nib
 
 
 def _save(fig, out_png: str | Path) -> Path:
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90, facecolor=fig.get_facecolor(), bbox_inches="tight")
+    out = save_figure(fig, out_png, dpi=90, facecolor=fig.get_facecolor(), bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -196,7 +195,5 @@ def registration_table(json_files: Iterable[str | Path]) -> pd.DataFrame:
 def write_registration_table(json_files: Iterable[str | Path], out_tsv: str | Path) -> pd.DataFrame:
     """Write :func:`registration_table` as a TSV."""
     df = registration_table(json_files)
-    out = Path(out_tsv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, sep="\t", index=False, na_rep="n/a")
+    write_table(df, out_tsv, what="registration quality table", na_rep="n/a")
     return df

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import ndimage
 
 from ..errors import InputDataError
-from ..io import image_like, load_image, save_image
+from ..io import image_like, load_image, save_image, write_table, write_text
 from ..labels import REFERENCE, STRIATUM, TERRITORIES, dseg_tsv, lookup
 from ..paths import bids_name
 from ..resources import resource_path
@@ -284,11 +284,12 @@ def write_anatomy(anat: Anatomy, folder: str | Path) -> dict[str, Path]:
     save_image(image_like(anat.brain.astype(np.uint8), ref), paths["brain"])
     for key, table in (("striatum", STRIATUM), ("reference", REFERENCE), ("territories", TERRITORIES)):
         save_image(image_like(getattr(anat, key).astype(np.int16), ref), paths[key])
-        (Path(folder) / anatomy_names(anat.subject, ".tsv")[key]).write_text(dseg_tsv(table))
+        write_text(dseg_tsv(table), Path(folder) / anatomy_names(anat.subject, ".tsv")[key])
     for key in ("gm", "wm", "csf"):
         save_image(image_like(getattr(anat, key).astype(np.float32), ref), paths[key])
     rows = [{"level": k, "z_start": v[0], "z_stop": v[1]} for k, v in anat.levels.items()]
-    pd.DataFrame(rows, columns=["level", "z_start", "z_stop"]).to_csv(paths["levels"], sep="\t", index=False)
+    write_table(pd.DataFrame(rows, columns=["level", "z_start", "z_stop"]), paths["levels"],
+                what=f"sub-{anat.subject}'s level table", allow_missing=True)
     if anat.t1 is not None:
         t1_path = Path(folder) / bids_name(subject=anat.subject, desc="preproc", suffix="T1w")
         save_image(image_like(anat.t1.astype(np.float32), ref), t1_path)

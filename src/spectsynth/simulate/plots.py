@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ..io import save_figure
 from .truth import PUBLISHED_RANGES
 
 
@@ -86,9 +87,7 @@ def montage(t1: np.ndarray, t1_affine: np.ndarray, panels: Sequence[Panel], path
     if subject:
         fig.suptitle(f"sub-{subject}: simulated images next to the T1w", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (2.5 * n)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    path = save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -148,8 +147,6 @@ def sbr_distribution(table: pd.DataFrame, path: str | Path) -> Path:
     n_sub = table["subject"].nunique() if "subject" in table else 0
     fig.suptitle(f"Simulated DaT SPECT: {len(table)} volumes of {n_sub} subjects", fontsize=11)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    path = save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError
-from ..io import load_image, write_json
+from ..io import load_image, write_json, write_table
 from . import config as sim_config
 from .anatomy import ANATOMY_KEYS, load_anatomy
 from .core import simulate_dat, simulate_perfusion, simulate_pet, subject_physiology
@@ -177,8 +177,7 @@ def run_summary(dat_truth: Sequence[str], outputs: Mapping[str, str], *, perfusi
     for key, paths in (("dat", dat_truth), ("perfusion", perfusion_truth), ("pet", pet_truth)):
         if key in outputs:
             t = table if key == "dat" else read_truth(paths)
-            Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
-            t.to_csv(outputs[key], sep="\t", index=False, na_rep="n/a")
+            write_table(t, outputs[key], what=f"cohort {key} truth table", na_rep="n/a")
     sbr_distribution(table, outputs["figure"])
     if "summary" in outputs:
         write_json(summary_stats(table), outputs["summary"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_output, write_json
+from ..io import write_json, write_table
 
 # Clinical reference ranges of 123I-ioflupane SPECT (occipital reference) that the DaT
 # simulation is calibrated to reproduce; asymmetry in percent.
@@ -66,8 +66,7 @@ def records_table(records: Iterable[dict]) -> pd.DataFrame:
 def write_truth(records: list[dict], meta: dict, tsv_path: str | Path, json_path: str | Path) -> None:
     """Write the TSV (one row per volume) and the JSON sidecar (meta + all records)."""
     table = records_table(records)
-    with atomic_output(tsv_path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
+    write_table(table, tsv_path, what="simulation truth table", na_rep="n/a")
     write_json(clean(meta | {"volumes": records}), json_path)
 
 

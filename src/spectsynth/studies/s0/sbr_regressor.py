@@ -68,7 +68,7 @@ import torch
 import torch.nn as nn
 
 from ...errors import EvaluationError
-from ...io import atomic_output
+from ...io import save_figure, write_table
 from . import ORIG_SBR_PREFIX, SBR_PREFIX, SBR_REGIONS
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,8 @@ def _predict(model: nn.Module, x: np.ndarray, batch_size: int, device) -> np.nda
 
 
 def _write_tsv(table: pd.DataFrame, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    write_table(table, path, what=f"SBR regressor table {Path(path).name}", float_format="%.6g",
+                allow_missing=True)
 
 
 def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str | Path, out_dir: str | Path, *,
@@ -414,10 +414,7 @@ def plot_learning_curve(history: pd.DataFrame, path: str | Path, *, experiment: 
     fig.suptitle(title, fontsize=12)
     fig.text(0.01, 0.0, label, fontsize=8, color="0.35", ha="left", va="bottom")
     fig.get_layout_engine().set(rect=(0, 0.035, 1, 0.965))
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    return path
+    return save_figure(fig, path, dpi=dpi, format="png")
 
 
 # --------------------------------------------------------------------------- inference
