@@ -21,7 +21,7 @@ PKG = SRC / "spectsynth"
 
 # Lowest first. A part may import its own layer's parts (without a circle) and lower layers.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "logs", "progress", "io", "paths", "labels", "resources", "outputlock",
+    ("foundation", {"errors", "mapping", "logs", "progress", "io", "paths", "labels", "resources", "outputlock",
                     "device", "config", "qc", "verdicts", "stats", "metrics", "losses", "quant",
                     "calibration", "checksums", "provenance", "derivatives", "plots", "headline"}),
     ("images: inputs, preprocessing, anatomy, simulation", {"inputs", "preprocess", "anatomy", "simulate"}),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .errors import ConfigError
+from .mapping import merge  # noqa: F401  (the config merges with it; re-exported)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
@@ -223,17 +224,6 @@ def load_config(path: str | Path, overrides: dict | None = None,
     if overrides:
         cfg = merge(cfg, overrides)
     return validate_config(cfg, schema)
-
-
-def merge(default: Mapping, given: Mapping | None) -> dict:
-    """``given`` merged over a deep copy of ``default`` (nested mappings merged key by key)."""
-    out = copy.deepcopy(dict(default))
-    for k, v in (given or {}).items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def alternation(words: Iterable[str]) -> str:

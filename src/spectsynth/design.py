@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import merge
 from .errors import ConfigError, InputDataError
 from .inputs.cohort import cohort_resected
 from .labels import LEVELS, PATTERNS
+from .mapping import merge
 from .splits import SPLITS, assign_splits, study_split_seed
 
 NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")

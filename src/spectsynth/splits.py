@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import merge
 from .errors import ConfigError
 from .inputs.cohort import participant  # noqa: F401  (re-exported)
+from .mapping import merge
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from .. import datasets as _datasets
 from .. import design as _design
-from ..config import merge
 from ..errors import ConfigError
 from ..inputs.cohort import cohort_resected
+from ..mapping import merge
 from .base import Context, Output, Study
 from .s0 import STUDY as _S0
 from .s1 import STUDY as _S1

@@ -30,8 +30,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import merge  # noqa: F401  (the studies merge their blocks with it)
 from ..errors import ConfigError
+from ..mapping import merge  # noqa: F401  (the studies merge their blocks with it)
 from ..splits import SPLIT_DEFAULT  # noqa: F401  (each study overrides what its paper says)
 
 
