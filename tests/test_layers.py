@@ -129,6 +129,14 @@ def test_no_circle_of_imports_across_the_package_parts():
     assert not cycles, f"import circles across parts {cycles}:\n" + "\n".join(detail)
 
 
+def test_the_architecture_page_shows_these_layers():
+    text = (SRC.parent / "docs" / "architecture.md").read_text()
+    table = text.split("<!-- layers:start", 1)[1].split("<!-- layers:end", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()[1:]
+            if line.startswith("|") and not line.startswith("|---") and not line.startswith("| layer |")]
+    assert [(name, set(map(str.strip, parts.split(",")))) for name, parts in rows] == LAYERS
+
+
 def test_every_part_has_a_layer():
     parts = {_part(_module(p)) for p in PKG.rglob("*.py")} - {""}
     assert parts - set(RANK) == set(), "give these parts a layer in LAYERS (docs/architecture.md)"
