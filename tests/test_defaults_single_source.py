@@ -156,3 +156,22 @@ def test_study_families_are_the_schemas(schema):
 def test_study_settings_belong_to_their_study(schema):
     assert _owners(schema, "study") == {"variants": {"S1"}, "inputs": {"S2"}, "spaces": {"S2"},
                                         "losses": {"S2"}}
+
+
+def test_every_study_enum_is_the_registry(schema):
+    """``studies:`` and an experiment's ``study:`` name exactly the registered studies."""
+    from spectsynth.studies import REGISTRY
+
+    assert schema["properties"]["studies"]["items"]["enum"] == list(REGISTRY)
+    assert schema["$defs"]["experiment"]["properties"]["study"]["enum"] == list(REGISTRY)
+
+
+def test_studies_selects_which_studies_run():
+    from spectsynth.errors import ConfigError
+    from spectsynth.experiments import expand_experiments
+
+    entries = {"a": {"study": "S3", "model": "pix2pix"}, "b": {"study": "S0", "model": "vae"}}
+    assert set(expand_experiments({"experiments": entries})) == {"a", "b"}
+    assert set(expand_experiments({"experiments": entries, "studies": ["S0"]})) == {"b"}
+    with pytest.raises(ConfigError, match="unknown study 'S7'"):
+        expand_experiments({"experiments": entries, "studies": ["S7"]})

@@ -72,15 +72,30 @@ def training_settings(cfg: dict) -> dict[str, Any]:
     return training
 
 
+def selected_studies(cfg: dict) -> list[str]:
+    """The studies a configuration runs: its ``studies:`` list, or every registered study."""
+    chosen = cfg.get("studies")
+    if chosen is None:
+        return list(REGISTRY)
+    unknown = [s for s in chosen if s not in REGISTRY]
+    if unknown:
+        raise ConfigError(f"studies: unknown study {', '.join(map(repr, unknown))}; the studies are "
+                          f"{', '.join(REGISTRY)}")
+    return [s for s in REGISTRY if s in chosen]
+
+
 def expand_experiments(cfg: dict) -> dict[str, dict[str, Any]]:
     """Expand the compact ``experiments:`` entries into one resolved spec per run (see the module
-    docstring). Entries with ``enabled: false`` are skipped.  Unknown studies, models or keys raise
+    docstring). Entries with ``enabled: false`` are skipped, and so are the entries of a study the
+    top-level ``studies:`` list leaves out.  Unknown studies, models or keys raise
     :class:`~spectsynth.errors.ConfigError` naming the entry."""
     training = training_settings(cfg)
+    selected = selected_studies(cfg)
     out: dict[str, dict[str, Any]] = {}
     for name, entry in (cfg.get("experiments") or {}).items():
         entry = dict(entry or {})
-        if not entry.get("enabled", True):
+        if not entry.get("enabled", True) or (str(entry.get("study", "")) not in selected
+                                              and str(entry.get("study", "")) in REGISTRY):
             continue
         unknown = set(entry) - EXPERIMENT_KEYS
         if unknown:
