@@ -311,7 +311,7 @@ rule measure_scan_registration_error:
             | {
                 f
                 for d in similarity_pairs()
-                if d in DATASETS
+                if d in used_datasets()
                 for fs in dataset_subject_files(d).values()
                 for f in fs.values()
             }
@@ -351,7 +351,9 @@ rule measure_scan_registration_error:
     params:
         scans=lambda wc: sim_paths.scan_qc_inputs(OUT, SUBJECTS, SIM),
         datasets=lambda wc: {
-            d: dataset_subject_files(d) for d in similarity_pairs() if d in DATASETS
+            d: dataset_subject_files(d)
+            for d in similarity_pairs()
+            if d in used_datasets()
         },
         datasets_cfg=config.get("datasets", {}),
         data_range=(config.get("evaluate") or {}).get("data_range", 2.0),
