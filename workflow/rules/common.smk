@@ -447,7 +447,7 @@ def realism_labels():
     for dataset, labels in realism_roi_datasets().items():
         if dataset in shards:
             out |= {
-                s: f"{OUT}/sub-{s}/anat/sub-{s}_desc-{labels}_dseg.nii.gz"
+                s: bids(OUT, subject=s, datatype="anat", desc=labels, suffix="dseg")
                 for s in dataset_subject_files(dataset)
             }
     return out
