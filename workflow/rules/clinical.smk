@@ -9,7 +9,8 @@
 # with a scoring sheet; S3: the open and blind similarity packets); the key is written to a
 # separate folder (reading/<experiment>/key), so the packet folder can be handed out as is.
 #
-# Needs from common.smk: OUT, SUBJECTS, CTX, EXPERIMENTS, STUDIES, EVAL_CFG, SCALE_LABEL, TARGETS.
+# Needs from common.smk: OUT, SUBJECTS, CTX, EXPERIMENTS, STUDIES, EVAL_CFG, SCALE_LABEL, TARGETS,
+# EXPERIMENT_FILES, PREDICTION_FILES.
 from spectsynth.studies.s0 import STUDY as S0_STUDY
 
 CLIN = S0_STUDY.clinical_paths(OUT)
@@ -49,9 +50,9 @@ S0_SHARDS = CTX.shards(S0_STUDY.key)
 
 rule s0_clinical:
     input:
-        h5=f"{OUT}/predictions/{{experiment}}/predictions.h5",
-        tsv=f"{OUT}/predictions/{{experiment}}/predictions.tsv",
-        best=f"{OUT}/experiments/{{experiment}}/best.pt",
+        h5=PREDICTION_FILES.h5,
+        tsv=PREDICTION_FILES.tsv,
+        best=EXPERIMENT_FILES.best,
         train=S0_SHARDS["train"],
         val=S0_SHARDS["val"],
         index=S0_SHARDS["index"],

@@ -16,6 +16,7 @@ from spectsynth.studies import REGISTRY as STUDIES
 from spectsynth.studies import Context, dataset_names
 from spectsynth.studies import dataset_subject_files as study_subject_files
 from spectsynth.inputs.demo import subject_labels, truth_paths as demo_truth_paths
+from spectsynth.artifacts import experiment_files, prediction_files
 from spectsynth.paths import bids, entity_wildcard
 from spectsynth.preprocess import paths as pp_paths
 from spectsynth.simulate import paths as sim_paths
@@ -163,6 +164,10 @@ EVAL_CFG = config["evaluate"]
 SCALE_LABEL = config["report"]["scale_label"]
 # Each stage file appends a function giving its final targets (for rule all).
 TARGETS = []
+# The {experiment} patterns of an experiment's files and of its predictions (spectsynth.artifacts,
+# where every such path is spelled; the studies ask it through CTX for the same strings).
+EXPERIMENT_FILES = experiment_files(OUT)
+PREDICTION_FILES = prediction_files(OUT)
 
 
 wildcard_constraints:
@@ -358,14 +363,7 @@ def experiment_resource(key):
 
 def train_targets():
     """The declared outputs of every enabled experiment (for rule all)."""
-    files = (
-        "best.pt",
-        "selection.json",
-        "history.csv",
-        "config.resolved.yaml",
-        "loss_curve.png",
-    )
-    return [f"{OUT}/experiments/{e}/{f}" for e in EXPERIMENTS for f in files]
+    return [f for e in EXPERIMENTS for f in experiment_files(OUT, e).declared]
 
 
 def used_datasets():

@@ -9,7 +9,8 @@
 # checkpoint under each selection criterion (best-<criterion>.pt; best.pt is the configured
 # one), so S1's finding can be evaluated under both (infer.smk: predict_criterion).
 #
-# Needs from common.smk: OUT, EXPERIMENTS, experiment_shards, experiment_resource.
+# Needs from common.smk: OUT, EXPERIMENTS, EXPERIMENT_FILES, experiment_shards,
+# experiment_resource.
 from spectsynth.models.fastgan import GAN_CRITERIA
 
 GAN_EXPERIMENTS = [e for e, s in EXPERIMENTS.items() if s["model"] == "fastgan"]
@@ -25,12 +26,12 @@ rule train_model:
     input:
         unpack(experiment_shards),
     output:
-        best=f"{OUT}/experiments/{{experiment}}/best.pt",
-        selection=f"{OUT}/experiments/{{experiment}}/selection.json",
-        history=f"{OUT}/experiments/{{experiment}}/history.csv",
-        config=f"{OUT}/experiments/{{experiment}}/config.resolved.yaml",
+        best=EXPERIMENT_FILES.best,
+        selection=EXPERIMENT_FILES.selection,
+        history=EXPERIMENT_FILES.history,
+        config=EXPERIMENT_FILES.config,
         curve=report(
-            f"{OUT}/experiments/{{experiment}}/loss_curve.png",
+            EXPERIMENT_FILES.loss_curve,
             caption="../report/train_loss_curve.rst",
             category="4. Training",
             subcategory="{experiment}",
@@ -59,19 +60,17 @@ rule train_model:
 
 use rule train_model as train_fastgan with:
     output:
-        best=f"{OUT}/experiments/{{experiment}}/best.pt",
-        selection=f"{OUT}/experiments/{{experiment}}/selection.json",
-        history=f"{OUT}/experiments/{{experiment}}/history.csv",
-        config=f"{OUT}/experiments/{{experiment}}/config.resolved.yaml",
+        best=EXPERIMENT_FILES.best,
+        selection=EXPERIMENT_FILES.selection,
+        history=EXPERIMENT_FILES.history,
+        config=EXPERIMENT_FILES.config,
         curve=report(
-            f"{OUT}/experiments/{{experiment}}/loss_curve.png",
+            EXPERIMENT_FILES.loss_curve,
             caption="../report/train_loss_curve.rst",
             category="4. Training",
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "figure": "loss curves"},
         ),
-        by_criterion=[
-            f"{OUT}/experiments/{{experiment}}/best-{c}.pt" for c in GAN_CRITERIA
-        ],
+        by_criterion=[EXPERIMENT_FILES.best_by_criterion(c) for c in GAN_CRITERIA],
     wildcard_constraints:
         experiment=one_of(GAN_EXPERIMENTS),

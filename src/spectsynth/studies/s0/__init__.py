@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...artifacts import RegressorFiles, regressor_files
 from ...errors import InputDataError
 from ..base import SPLIT_DEFAULT, Context, Output, Study, truth_table
 
@@ -250,14 +251,15 @@ class S0(Study):
         return split if dset == sets[split] else None
 
     # ------------------------------------------------------------------ evaluation
-    def regressor_dir(self, out: str) -> str:
-        return f"{out}/experiments/{REGRESSOR}"
+    def regressor_files(self, out: str) -> RegressorFiles:
+        """The regression CNN's folder and files (train_sbr_regressor's outputs)."""
+        return regressor_files(out, REGRESSOR)
 
     def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
         """The predictions, the regression CNN, the training shard and index (the mean-normal and
         constant-SBR baselines) and every subject's striatum labels (slice SBR regions)."""
         shards = ctx.shards(self.key)
-        return {**ctx.predictions(wildcards.experiment), "regressor": f"{self.regressor_dir(ctx.out)}/best.pt",
+        return {**ctx.predictions(wildcards.experiment), "regressor": self.regressor_files(ctx.out).best,
                 "train": shards["train"], "index": shards["index"],
                 "anatomy": sorted(self.anatomy_files(ctx).values())}
 
