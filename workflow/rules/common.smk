@@ -17,6 +17,8 @@ from spectsynth.studies import Context, dataset_names
 from spectsynth.studies import dataset_subject_files as study_subject_files
 from spectsynth.inputs.demo import subject_labels, truth_paths as demo_truth_paths
 from spectsynth.artifacts import experiment_files, prediction_files
+from spectsynth.models import REGISTRY as MODEL_FAMILIES
+from spectsynth.models import get_family
 from spectsynth.paths import bids, entity_wildcard
 from spectsynth.preprocess import paths as pp_paths
 from spectsynth.simulate import paths as sim_paths
@@ -168,6 +170,11 @@ TARGETS = []
 # where every such path is spelled; the studies ask it through CTX for the same strings).
 EXPERIMENT_FILES = experiment_files(OUT)
 PREDICTION_FILES = prediction_files(OUT)
+# The selection criteria under which a model family keeps one best checkpoint each
+# (best-<criterion>.pt; Family.selection_criteria, first = default).
+SELECTION_CRITERIA = tuple(
+    dict.fromkeys(c for f in MODEL_FAMILIES.values() for c in f.selection_criteria)
+)
 
 
 wildcard_constraints:
@@ -359,6 +366,12 @@ def experiment_shards(wildcards):
 
 def experiment_resource(key):
     return lambda wildcards: EXPERIMENTS[wildcards.experiment]["resources"][key]
+
+
+def family_of(experiment):
+    """The model family of an experiment (spectsynth.models.registry.Family): the rules ask it
+    what the family does (paired, selection_criteria), never its name."""
+    return get_family(EXPERIMENTS[experiment]["model"])
 
 
 def train_targets():

@@ -1,6 +1,7 @@
 # Inference: predictions of every enabled experiment on its dataset's test split
-# (spectsynth.infer.predict_experiment). Paired experiments (pix2pix, VAE) predict every test
-# slice; FastGAN experiments draw, per condition, as many samples as the real test split has.
+# (spectsynth.infer.predict_experiment). Paired experiments (Family.paired: pix2pix, VAE)
+# predict every test slice; FastGAN experiments draw, per condition, as many samples as the real
+# test split has.
 # Paired predictions are also stacked back into NIfTI volumes on each test subject's grid, in
 # physical units from the input's constants and a training-split calibration (never the target's).
 # predict_criterion: S1's generated images from the best checkpoint under a selection criterion
@@ -8,18 +9,14 @@
 # the headline predictions (predictions/<experiment>/predictions.*) stay those of best.pt.
 #
 # Needs from common.smk: OUT, EXPERIMENTS, EXPERIMENT_FILES, PREDICTION_FILES, prediction_files,
-# dataset_shards, experiment_resource, TARGETS.
+# family_of, dataset_shards, experiment_resource, TARGETS.
 CRITERION_PREDICTION_FILES = prediction_files(OUT, criterion="{criterion}")
 
 TARGETS.append(
     lambda: [
         f for e in EXPERIMENTS for f in prediction_files(OUT, e).as_dict().values()
     ]
-    + [
-        prediction_files(OUT, e).volumes
-        for e, spec in EXPERIMENTS.items()
-        if spec["model"] != "fastgan"
-    ]
+    + [prediction_files(OUT, e).volumes for e in EXPERIMENTS if family_of(e).paired]
 )
 
 

@@ -24,7 +24,10 @@ SBR_REGIONS = ("caudate_L", "caudate_R", "putamen_L", "putamen_R")
 SBR_PREFIX = "sbr_"            # index column of the damaged (input) volume's SBR: sbr_<region>
 ORIG_SBR_PREFIX = "orig_sbr_"  # ... of the undegraded original it is paired with: orig_sbr_<region>
 DESIGN_SETS = ("main", "validation")
-TASKS = {"cvae": "restoration", "vae": "clinical"}
+# The task each family serves (an experiment's ``task``); the clinical outputs are the clinical
+# task's (a VAE trained on normal slices only).
+CLINICAL_TASK = "clinical"
+TASKS = {"cvae": "restoration", "vae": CLINICAL_TASK}
 # The binding-ratio regression CNN: trained once on the dataset, read by every evaluation.
 REGRESSOR = "sbr_regressor"
 # Index column: the axial slice chosen from the subject's striatum labels (never from the target).
@@ -274,7 +277,7 @@ class S0(Study):
 
     # ------------------------------------------------------------------ clinical outputs
     def clinical_experiments(self, ctx: Context) -> list[str]:
-        return [e for e in ctx.experiments_of(self.name) if ctx.experiments[e]["model"] == "vae"]
+        return [e for e in ctx.experiments_of(self.name) if ctx.experiments[e].get("task") == CLINICAL_TASK]
 
     def clinical_paths(self, out: str) -> dict[str, str]:
         return {k: f"{out}/evaluate/{self.key}/{o.path}" for k, o in self.clinical.items()}
