@@ -57,6 +57,7 @@ def test_wildcard_patterns_for_the_rules():
     assert (p.h5, p.tsv) == (f"{out}/predictions/{{experiment}}/predictions.h5",
                              f"{out}/predictions/{{experiment}}/predictions.tsv")
     assert p.volumes == f"{out}/predictions/{{experiment}}/volumes"
+    assert p.volumes_table == f"{out}/predictions/{{experiment}}/volumes/volumes.tsv"
     c = A.prediction_files(out, criterion="{criterion}")
     assert c.as_dict() == {"h5": f"{out}/predictions/{{experiment}}/criterion-{{criterion}}/predictions.h5",
                            "tsv": f"{out}/predictions/{{experiment}}/criterion-{{criterion}}/predictions.tsv"}

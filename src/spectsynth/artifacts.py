@@ -18,6 +18,7 @@ Under the output folder ``<out>``::
     predictions/<experiment>/              PredictionFiles (predict_experiment, stack_predictions)
         predictions.h5, predictions.tsv    the test split's predictions (of best.pt)
         volumes/                           paired predictions stacked onto each subject's grid
+            volumes.tsv                    ... and their table (subject, record, file, calibration)
         criterion-<criterion>/             the same from best-<criterion>.pt (predict_criterion)
             predictions.h5, predictions.tsv
 
@@ -56,6 +57,7 @@ LEARNING_CURVE = "learning_curve.png"
 PREDICTION_H5 = "predictions.h5"
 PREDICTION_TSV = "predictions.tsv"
 VOLUMES = "volumes"
+VOLUMES_TABLE = "volumes.tsv"
 
 WILDCARD_EXPERIMENT = "{experiment}"
 WILDCARD_CRITERION = "{criterion}"
@@ -204,6 +206,11 @@ class PredictionFiles:
         """The stacked volumes of a paired experiment (stack_predictions; the headline
         predictions' folder only)."""
         return _join(self.root, VOLUMES)
+
+    @property
+    def volumes_table(self) -> str:
+        """The table of the stacked volumes, inside :attr:`volumes`."""
+        return _join(self.volumes, VOLUMES_TABLE)
 
     def as_dict(self) -> dict[str, str]:
         """``{"h5": ..., "tsv": ...}``: the pair a rule's input or a study's evaluation reads."""
