@@ -21,8 +21,8 @@ PKG = SRC / "spectsynth"
 
 # Lowest first. A part may import its own layer's parts (without a circle) and lower layers.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "mapping", "logs", "progress", "io", "paths", "labels", "resources", "outputlock",
-                    "device", "config", "qc", "verdicts", "stats", "metrics", "losses", "quant",
+    ("foundation", {"errors", "mapping", "logs", "progress", "io", "paths", "artifacts", "labels", "resources",
+                    "outputlock", "device", "config", "qc", "verdicts", "stats", "metrics", "losses", "quant",
                     "calibration", "checksums", "provenance", "derivatives", "plots", "headline"}),
     ("images: inputs, preprocessing, anatomy, simulation", {"inputs", "preprocess", "anatomy", "simulate"}),
     ("data: splits, designs, slice datasets", {"splits", "design", "datasets"}),

@@ -60,3 +60,30 @@ def test_a_stage_file_reads_no_other_stage_files_names():
                 if re.search(rf"(?<![\w.]){re.escape(n)}\b", code):
                     problems.append(f"{name} uses {n} from {other}")
     assert not problems, "move these to common.smk:\n" + "\n".join(problems)
+
+
+def test_no_model_family_name_outside_the_families_and_studies():
+    """The rules and the generic code ask a family (spectsynth.models.get_family: paired,
+    selection_criteria) what it does instead of testing its name; only the families themselves
+    and the studies (which name the families that serve them) spell the names."""
+    from test_layout import _string_literals
+
+    from spectsynth.models import FAMILIES
+
+    pkg = REPO / "src" / "spectsynth"
+    files = [p for p in pkg.rglob("*.py")
+             if not {pkg / "models", pkg / "studies"} & set(p.parents)]
+    files += sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    files += sorted((REPO / "workflow" / "rules").glob("*.smk")) + [REPO / "Snakefile"]
+    found = [f"{p.relative_to(REPO)}:{line}: {value!r}" for p in files
+             for line, value in _string_literals(p) if value in FAMILIES]
+    assert not found, "model family names as literals (ask the Family instead):\n" + "\n".join(found)
+
+
+def test_the_families_with_selection_criteria_share_one_set():
+    """train.smk declares best-<criterion>.pt of SELECTION_CRITERIA (every family's criteria, in
+    order) in one rule for every experiment whose family has criteria."""
+    from spectsynth.models import REGISTRY
+
+    sets = {f.selection_criteria for f in REGISTRY.values() if f.selection_criteria}
+    assert len(sets) == 1, f"one rule cannot declare the checkpoints of several criteria sets: {sets}"

@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from .artifacts import TENSORBOARD
 from .errors import InputDataError
 from .io import write_text
 
@@ -78,7 +79,7 @@ TIMING_NAME = re.compile(
 #: Left out of :func:`tree_digests` by default (fnmatch patterns matched against every part
 #: of a path relative to the root): records of how a run went, not of what it produced.
 DEFAULT_EXCLUDE: tuple[str, ...] = ("logs", "benchmarks", "provenance", "provenance.json", ".snakemake",
-                                    "tensorboard", "report.html", ".*")
+                                    TENSORBOARD, "report.html", ".*")
 
 # Entries of a torch checkpoint left out besides the timing ones.
 _PT_SKIP = {"integrity", "torch_version"}

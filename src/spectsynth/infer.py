@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from .artifacts import VOLUMES_TABLE
 from .errors import ConfigError, EvaluationError
 from .io import atomic_output, save_image, write_table
 from .paths import bids_label, bids_name
@@ -261,5 +262,5 @@ def stack_volumes(h5_path: str | Path, tsv_path: str | Path, out_dir: str | Path
                      "slices": " ".join(str(int(z)) for z in sorted(sub["slice_index"])),
                      "calibration": cal.describe()})
     result = pd.DataFrame(rows)
-    write_table(result, out_dir / "volumes.tsv", what="predicted volumes", allow_missing=True)
+    write_table(result, out_dir / VOLUMES_TABLE, what="predicted volumes", allow_missing=True)
     return result

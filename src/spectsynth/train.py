@@ -4,7 +4,8 @@ The family-specific steps are the family's recipe (``spectsynth.models.<family>.
 :class:`spectsynth.recipe.Recipe` found through the model registry): its datasets, optimisation
 step, validation and the networks that go into ``best.pt``.  This module owns what is the same
 for every family: data order, learning-rate schedule, resuming, checkpoint cadence, history,
-selection and the run's outputs.  Checkpoint content and files are :mod:`spectsynth.checkpoints`.
+selection and the run's outputs.  Checkpoint content and files are :mod:`spectsynth.checkpoints`;
+the outputs' paths are :mod:`spectsynth.artifacts`'s.
 
 :func:`train_experiment` takes a resolved experiment spec (from
 :func:`spectsynth.experiments.expand_experiments`) and the dataset shards, and writes under
@@ -58,6 +59,7 @@ import torch.nn as nn
 import yaml
 from torch.utils.data import DataLoader
 
+from .artifacts import EPOCH_GLOB, HISTORY, CheckpointFiles, ExperimentFiles, best_name, experiment_files_in
 from .checkpoints import (
     CheckpointError,
     best_checkpoint,
@@ -187,7 +189,8 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
     family = spec["model"]
     tcfg = spec["training"]
     out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
+    files = experiment_files_in(out_dir)
+    ckpts = files.checkpoints
     out_dir.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(int(threads))
@@ -219,7 +222,7 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best": {},
              "best_by": {}, "accum": {}, "data_wait": 0.0, "runtime": []}
-    resumed = _maybe_resume(ckpt_dir, name, family, chash, tcfg["on_config_change"], nets, recipe, scheds,
+    resumed = _maybe_resume(ckpts, name, family, chash, tcfg["on_config_change"], nets, recipe, scheds,
                             state)
     note_runtime(state, setup.record(), name=name)
     if not resumed:
@@ -228,7 +231,7 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
         recipe.resumed(train_ds, val_ds)
 
     metric = spec["selection_metric"]
-    writer = _tensorboard(out_dir / "tensorboard", state["global_step"])
+    writer = _tensorboard(Path(files.tensorboard), state["global_step"])
     bs = int(spec["batch_size"])
     steps_per_epoch = len(train_ds) // bs
     sampler = EpochSampler(len(train_ds), seed)
@@ -236,8 +239,8 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
     ck_steps = int(tcfg["checkpoint_every_steps"])
     val_every = max(1, int(tcfg["validate_every"]))
 
-    def save(path_name: str = "last.pt") -> None:
-        save_checkpoint(training_checkpoint(name, family, chash, nets, recipe, scheds, state), ckpt_dir / path_name)
+    def save() -> None:
+        save_checkpoint(training_checkpoint(name, family, chash, nets, recipe, scheds, state), Path(ckpts.last))
 
     try:
         for epoch in range(state["epoch"], epochs):
@@ -286,7 +289,7 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
                 if is_better(metric, v["score"], state["best"].get("score")):
                     state["best"] = {"epoch": epoch + 1, "score": float(v["score"])}
                     save_checkpoint(best_checkpoint(name, family, chash, spec, recipe, epoch + 1, v["score"],
-                                                    metric, spec.get("selection_criterion")), ckpt_dir / "best.pt")
+                                                    metric, spec.get("selection_criterion")), Path(ckpts.best()))
                 # the best epoch under every criterion is kept, so the finding can be checked under each
                 for crit in recipe.criteria():
                     val = float(v[f"score_{crit}"])
@@ -294,7 +297,7 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
                     if is_better(metric, val, state["best_by"].get(crit, {}).get("score")):
                         state["best_by"][crit] = {"epoch": epoch + 1, "score": val}
                         save_checkpoint(best_checkpoint(name, family, chash, spec, recipe, epoch + 1, val, metric,
-                                                        crit), ckpt_dir / f"best-{crit}.pt")
+                                                        crit), Path(ckpts.best(crit)))
             state["history"].append(row)
             state.update(epoch=epoch + 1, step_in_epoch=0, accum={}, data_wait=0.0)
             _log_epoch(writer, row)
@@ -302,12 +305,12 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
                      " ".join(f"{k}={row[k]:.4g}" for k in row if isinstance(row[k], float)))
             if (epoch + 1) % ck_every == 0 or epoch + 1 == epochs:
                 save()
-                _keep_epoch_copy(ckpt_dir, epoch + 1, int(tcfg["keep_checkpoints"]))
-            _write_history(state["history"], out_dir / "history.csv")
+                _keep_epoch_copy(ckpts, epoch + 1, int(tcfg["keep_checkpoints"]))
+            _write_history(state["history"], Path(files.history))
     finally:
         if writer is not None:
             writer.close()
-    return _finish(spec, out_dir, ckpt_dir, state, chash, metric)
+    return _finish(spec, files, state, chash, metric)
 
 
 def _tensorboard(path: Path, purge_step: int):
@@ -346,9 +349,10 @@ def _recipe_class(name: str, family: str) -> type[Recipe]:
     return get_family(family).recipe()
 
 
-def _maybe_resume(ckpt_dir: Path, name: str, family: str, chash: str, on_change: str, nets: nn.ModuleDict,
-                  recipe: Recipe, scheds: Mapping, state: dict) -> bool:
-    last = ckpt_dir / "last.pt"
+def _maybe_resume(ckpts: CheckpointFiles, name: str, family: str, chash: str, on_change: str,
+                  nets: nn.ModuleDict, recipe: Recipe, scheds: Mapping, state: dict) -> bool:
+    ckpt_dir = Path(ckpts.root)
+    last = Path(ckpts.last)
     if not last.exists():
         return False
     ck = load_checkpoint(last, experiment=name)
@@ -363,7 +367,7 @@ def _maybe_resume(ckpt_dir: Path, name: str, family: str, chash: str, on_change:
                 f"experiment {name}: {last} was written with another configuration (hash "
                 f"{ck['config_hash']}, now {chash}). Restore the old settings to resume, or set "
                 "training.on_config_change: restart to train afresh")
-        stale = ckpt_dir / f"stale-{ck['config_hash']}"
+        stale = Path(ckpts.stale(ck["config_hash"]))
         stale.mkdir(parents=True, exist_ok=True)
         for f in ckpt_dir.iterdir():
             if f.is_file():
@@ -408,40 +412,42 @@ def note_runtime(state: dict, record: dict, *, name: str = "") -> None:
     runs.append(now)
 
 
-def _keep_epoch_copy(ckpt_dir: Path, epoch: int, keep: int) -> None:
+def _keep_epoch_copy(ckpts: CheckpointFiles, epoch: int, keep: int) -> None:
     if keep <= 0:
         return
-    dst = ckpt_dir / f"epoch-{epoch:04d}.pt"
+    dst = Path(ckpts.epoch(epoch))
     with atomic_output(dst) as tmp:
-        shutil.copyfile(ckpt_dir / "last.pt", tmp)
-    old = sorted(ckpt_dir.glob("epoch-*.pt"))
+        shutil.copyfile(ckpts.last, tmp)
+    old = sorted(Path(ckpts.root).glob(EPOCH_GLOB))
     for f in old[:-keep]:
         f.unlink()
 
 
-def _finish(spec: Mapping, out_dir: Path, ckpt_dir: Path, state: Mapping, chash: str, metric: str) -> dict:
+def _finish(spec: Mapping, files: ExperimentFiles, state: Mapping, chash: str, metric: str) -> dict:
     name = spec["experiment"]
-    best_src = ckpt_dir / "best.pt"
+    out_dir, ckpts = Path(files.root), files.checkpoints
+    ckpt_dir = Path(ckpts.root)
+    best_src = Path(ckpts.best())
     if not best_src.exists():
         raise TrainingError(f"experiment {name}: no validation score was finite, so no best checkpoint "
-                            "exists; check the history.csv losses (NaN?) and lower lr")
-    copies = {"best.pt": best_src}
+                            f"exists; check the {HISTORY} losses (NaN?) and lower lr")
+    copies = {files.best: best_src}
     by_criterion = {}
     for crit, best_c in sorted(state.get("best_by", {}).items()):
-        src = ckpt_dir / f"best-{crit}.pt"
+        src = Path(ckpts.best(crit))
         if not src.exists():
             raise TrainingError(f"experiment {name}: {src} is missing although criterion {crit} scored epoch "
                                 f"{best_c.get('epoch')}; delete {ckpt_dir} to train afresh")
-        copies[f"best-{crit}.pt"] = src
+        copies[files.best_by_criterion(crit)] = src
         by_criterion[crit] = {"best_epoch": best_c.get("epoch"), "best_score": best_c.get("score"),
-                              "checkpoint": f"best-{crit}.pt", "definition": _CRITERION_TEXT.get(crit, crit),
+                              "checkpoint": best_name(crit), "definition": _CRITERION_TEXT.get(crit, crit),
                               "scores": [{"epoch": r["epoch"], "score": r[f"val_score_{crit}"]}
                                          for r in state["history"] if f"val_score_{crit}" in r]}
     for dst, src in copies.items():
-        with atomic_output(out_dir / dst) as tmp:
+        with atomic_output(Path(dst)) as tmp:
             shutil.copyfile(src, tmp)
     rows = state["history"]
-    _write_history(rows, out_dir / "history.csv")
+    _write_history(rows, Path(files.history))
     best = dict(state["best"])
     selection = {
         "experiment": name, "metric": metric, "direction": DIRECTION[metric],
@@ -455,13 +461,13 @@ def _finish(spec: Mapping, out_dir: Path, ckpt_dir: Path, state: Mapping, chash:
         selection["definition"] = _CRITERION_TEXT[spec["selection_criterion"]]
         selection["by_criterion"] = by_criterion
     from .io import write_json
-    write_json(selection, out_dir / "selection.json")
-    _write_yaml({**spec, "config_hash": chash}, out_dir / "config.resolved.yaml")
-    from .provenance import git_commit, package_versions
+    write_json(selection, Path(files.selection))
+    _write_yaml({**spec, "config_hash": chash}, Path(files.config))
+    from .provenance import PROVENANCE_FILE, git_commit, package_versions
     write_json({"experiment": name, "config_hash": chash, "runtime": state.get("runtime", []),
                 "versions": package_versions(),
-                "git": git_commit(Path(__file__).resolve().parents[2])}, out_dir / "provenance.json")
-    plot_history(rows, out_dir / "loss_curve.png", experiment=name, metric=metric, best_epoch=best.get("epoch"))
+                "git": git_commit(Path(__file__).resolve().parents[2])}, out_dir / PROVENANCE_FILE)
+    plot_history(rows, Path(files.loss_curve), experiment=name, metric=metric, best_epoch=best.get("epoch"))
     log.info("experiment %s: selected epoch %s (%s = %.4g)", name, best.get("epoch"), metric,
              best.get("score", float("nan")))
     return selection

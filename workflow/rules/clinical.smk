@@ -1,15 +1,17 @@
 # The clinical outputs S0 was aiming at (spectsynth.studies.s0.clinical), and blinded reading
 # packets (spectsynth.reading) of every study that has a visual reading.
-# s0_clinical: for every S0 experiment with model vae (trained on normal slices only), the
-# patients' deficit maps against their predicted pseudo-normal, regional deficits with flags,
-# and z-scores against a synthetic normal database drawn from the VAE next to those against
-# the real (simulated) normal cohort; the mean normal of the training subjects is the baseline
-# predicted normal beside the model's (deficit_summary). reading_packet: for every experiment of a
-# study with a reading (Study.reading; S1: real and generated slices shuffled into numbered PNGs
-# with a scoring sheet; S3: the open and blind similarity packets); the key is written to a
-# separate folder (reading/<experiment>/key), so the packet folder can be handed out as is.
+# s0_clinical: for every S0 experiment of the clinical task (model vae, trained on normal
+# slices only), the patients' deficit maps against their predicted pseudo-normal, regional
+# deficits with flags, and z-scores against a synthetic normal database drawn from the VAE next
+# to those against the real (simulated) normal cohort; the mean normal of the training subjects
+# is the baseline predicted normal beside the model's (deficit_summary). reading_packet: for
+# every experiment of a study with a reading (Study.reading; S1: real and generated slices
+# shuffled into numbered PNGs with a scoring sheet; S3: the open and blind similarity packets);
+# the key is written to a separate folder (reading/<experiment>/key), so the packet folder can
+# be handed out as is.
 #
-# Needs from common.smk: OUT, SUBJECTS, CTX, EXPERIMENTS, STUDIES, EVAL_CFG, SCALE_LABEL, TARGETS.
+# Needs from common.smk: OUT, SUBJECTS, CTX, EXPERIMENTS, STUDIES, EVAL_CFG, SCALE_LABEL, TARGETS,
+# EXPERIMENT_FILES, PREDICTION_FILES.
 from spectsynth.studies.s0 import STUDY as S0_STUDY
 
 CLIN = S0_STUDY.clinical_paths(OUT)
@@ -49,9 +51,9 @@ S0_SHARDS = CTX.shards(S0_STUDY.key)
 
 rule s0_clinical:
     input:
-        h5=f"{OUT}/predictions/{{experiment}}/predictions.h5",
-        tsv=f"{OUT}/predictions/{{experiment}}/predictions.tsv",
-        best=f"{OUT}/experiments/{{experiment}}/best.pt",
+        h5=PREDICTION_FILES.h5,
+        tsv=PREDICTION_FILES.tsv,
+        best=EXPERIMENT_FILES.best,
         train=S0_SHARDS["train"],
         val=S0_SHARDS["val"],
         index=S0_SHARDS["index"],

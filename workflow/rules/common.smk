@@ -16,6 +16,9 @@ from spectsynth.studies import REGISTRY as STUDIES
 from spectsynth.studies import Context, dataset_names
 from spectsynth.studies import dataset_subject_files as study_subject_files
 from spectsynth.inputs.demo import subject_labels, truth_paths as demo_truth_paths
+from spectsynth.artifacts import experiment_files, prediction_files
+from spectsynth.models import REGISTRY as MODEL_FAMILIES
+from spectsynth.models import get_family
 from spectsynth.paths import bids, entity_wildcard
 from spectsynth.preprocess import paths as pp_paths
 from spectsynth.simulate import paths as sim_paths
@@ -163,6 +166,15 @@ EVAL_CFG = config["evaluate"]
 SCALE_LABEL = config["report"]["scale_label"]
 # Each stage file appends a function giving its final targets (for rule all).
 TARGETS = []
+# The {experiment} patterns of an experiment's files and of its predictions (spectsynth.artifacts,
+# where every such path is spelled; the studies ask it through CTX for the same strings).
+EXPERIMENT_FILES = experiment_files(OUT)
+PREDICTION_FILES = prediction_files(OUT)
+# The selection criteria under which a model family keeps one best checkpoint each
+# (best-<criterion>.pt; Family.selection_criteria, first = default).
+SELECTION_CRITERIA = tuple(
+    dict.fromkeys(c for f in MODEL_FAMILIES.values() for c in f.selection_criteria)
+)
 
 
 wildcard_constraints:
@@ -356,16 +368,15 @@ def experiment_resource(key):
     return lambda wildcards: EXPERIMENTS[wildcards.experiment]["resources"][key]
 
 
+def family_of(experiment):
+    """The model family of an experiment (spectsynth.models.registry.Family): the rules ask it
+    what the family does (paired, selection_criteria), never its name."""
+    return get_family(EXPERIMENTS[experiment]["model"])
+
+
 def train_targets():
     """The declared outputs of every enabled experiment (for rule all)."""
-    files = (
-        "best.pt",
-        "selection.json",
-        "history.csv",
-        "config.resolved.yaml",
-        "loss_curve.png",
-    )
-    return [f"{OUT}/experiments/{e}/{f}" for e in EXPERIMENTS for f in files]
+    return [f for e in EXPERIMENTS for f in experiment_files(OUT, e).declared]
 
 
 def used_datasets():
@@ -447,7 +458,7 @@ def realism_labels():
     for dataset, labels in realism_roi_datasets().items():
         if dataset in shards:
             out |= {
-                s: f"{OUT}/sub-{s}/anat/sub-{s}_desc-{labels}_dseg.nii.gz"
+                s: bids(OUT, subject=s, datatype="anat", desc=labels, suffix="dseg")
                 for s in dataset_subject_files(dataset)
             }
     return out

@@ -7,7 +7,7 @@
 from spectsynth.experiments import TRAINING_DEFAULTS
 from spectsynth.studies.s0 import STUDY as S0_STUDY
 
-SBR_REGRESSOR_DIR = S0_STUDY.regressor_dir(OUT)
+SBR_REGRESSOR_FILES = S0_STUDY.regressor_files(OUT)
 SBR_REGRESSOR_SHARDS = dataset_shards(S0_STUDY.key)
 SBR_REGRESSOR_TRAINING = {**TRAINING_DEFAULTS, **(config.get("training") or {})}
 SBR_REGRESSOR_RESOURCES = {
@@ -28,10 +28,10 @@ rule train_sbr_regressor:
         val=SBR_REGRESSOR_SHARDS["val"],
         index=SBR_REGRESSOR_SHARDS["index"],
     output:
-        best=f"{SBR_REGRESSOR_DIR}/best.pt",
-        training=f"{SBR_REGRESSOR_DIR}/training.tsv",
+        best=SBR_REGRESSOR_FILES.best,
+        training=SBR_REGRESSOR_FILES.training,
         curve=report(
-            f"{SBR_REGRESSOR_DIR}/learning_curve.png",
+            SBR_REGRESSOR_FILES.learning_curve,
             caption="../report/sbr_regressor.rst",
             category=S0_STUDY.report_category,
             subcategory="SBR regression CNN",

@@ -5,32 +5,34 @@
 # away the state a rerun after a kill resumes from. A rerun of train_model continues from
 # checkpoints/last.pt (use --rerun-incomplete, set in the profiles).
 #
-# FastGAN experiments (S1) run in train_fastgan, the same job with one more output: the best
-# checkpoint under each selection criterion (best-<criterion>.pt; best.pt is the configured
-# one), so S1's finding can be evaluated under both (infer.smk: predict_criterion).
+# Experiments whose model family has selection criteria (Family.selection_criteria: FastGAN, S1)
+# run in train_fastgan, the same job with one more output: the best checkpoint under each
+# selection criterion (best-<criterion>.pt; best.pt is the configured one), so S1's finding can
+# be evaluated under each (infer.smk: predict_criterion). One rule declares the checkpoints of
+# them all, so the families with criteria share one set, SELECTION_CRITERIA (checked by
+# tests/test_workflow_static.py).
 #
-# Needs from common.smk: OUT, EXPERIMENTS, experiment_shards, experiment_resource.
-from spectsynth.models.fastgan import GAN_CRITERIA
-
-GAN_EXPERIMENTS = [e for e, s in EXPERIMENTS.items() if s["model"] == "fastgan"]
+# Needs from common.smk: OUT, EXPERIMENTS, EXPERIMENT_FILES, SELECTION_CRITERIA, family_of,
+# experiment_shards, experiment_resource.
+BY_CRITERION = [e for e in EXPERIMENTS if family_of(e).selection_criteria]
 one_of = lambda names: "|".join(names) if names else "NOEXPERIMENT"
 
 
 wildcard_constraints:
     experiment=one_of(list(EXPERIMENTS)),
-    criterion=one_of(list(GAN_CRITERIA)),
+    criterion=one_of(list(SELECTION_CRITERIA)),
 
 
 rule train_model:
     input:
         unpack(experiment_shards),
     output:
-        best=f"{OUT}/experiments/{{experiment}}/best.pt",
-        selection=f"{OUT}/experiments/{{experiment}}/selection.json",
-        history=f"{OUT}/experiments/{{experiment}}/history.csv",
-        config=f"{OUT}/experiments/{{experiment}}/config.resolved.yaml",
+        best=EXPERIMENT_FILES.best,
+        selection=EXPERIMENT_FILES.selection,
+        history=EXPERIMENT_FILES.history,
+        config=EXPERIMENT_FILES.config,
         curve=report(
-            f"{OUT}/experiments/{{experiment}}/loss_curve.png",
+            EXPERIMENT_FILES.loss_curve,
             caption="../report/train_loss_curve.rst",
             category="4. Training",
             subcategory="{experiment}",
@@ -41,7 +43,7 @@ rule train_model:
     benchmark:
         f"{OUT}/benchmarks/train_model/{{experiment}}.tsv"
     wildcard_constraints:
-        experiment=one_of([e for e in EXPERIMENTS if e not in GAN_EXPERIMENTS]),
+        experiment=one_of([e for e in EXPERIMENTS if e not in BY_CRITERION]),
     conda:
         "../../envs/torch.yaml"
     threads: experiment_resource("threads")
@@ -59,19 +61,17 @@ rule train_model:
 
 use rule train_model as train_fastgan with:
     output:
-        best=f"{OUT}/experiments/{{experiment}}/best.pt",
-        selection=f"{OUT}/experiments/{{experiment}}/selection.json",
-        history=f"{OUT}/experiments/{{experiment}}/history.csv",
-        config=f"{OUT}/experiments/{{experiment}}/config.resolved.yaml",
+        best=EXPERIMENT_FILES.best,
+        selection=EXPERIMENT_FILES.selection,
+        history=EXPERIMENT_FILES.history,
+        config=EXPERIMENT_FILES.config,
         curve=report(
-            f"{OUT}/experiments/{{experiment}}/loss_curve.png",
+            EXPERIMENT_FILES.loss_curve,
             caption="../report/train_loss_curve.rst",
             category="4. Training",
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "figure": "loss curves"},
         ),
-        by_criterion=[
-            f"{OUT}/experiments/{{experiment}}/best-{c}.pt" for c in GAN_CRITERIA
-        ],
+        by_criterion=[EXPERIMENT_FILES.best_by_criterion(c) for c in SELECTION_CRITERIA],
     wildcard_constraints:
-        experiment=one_of(GAN_EXPERIMENTS),
+        experiment=one_of(BY_CRITERION),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..artifacts import BEST
 from ..checkpoints import BEST_KIND, CheckpointError, load_checkpoint
 
 __all__ = ["batch_ranges", "inference_device", "load_for_inference"]
@@ -40,7 +41,7 @@ def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
 
     ck = load_checkpoint(path, experiment=experiment, map_location="cpu")
     if ck.get("kind") != BEST_KIND:
-        raise CheckpointError(f"{path} is a training checkpoint, not a best.pt; use the experiment's best.pt")
+        raise CheckpointError(f"{path} is a training checkpoint, not a {BEST}; use the experiment's {BEST}")
     spec = json.loads(ck["spec"])
     nets = build_model(ck["family"], spec)
     keep = torch.nn.ModuleDict({k: nets[k] for k in ck["nets"]})

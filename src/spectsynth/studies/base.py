@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..artifacts import prediction_files
 from ..errors import ConfigError
 from ..mapping import merge  # noqa: F401  (the studies merge their blocks with it)
 from ..splits import SPLIT_DEFAULT  # noqa: F401  (each study overrides what its paper says)
@@ -110,9 +111,10 @@ class Context:
         d = f"{self.out}/datasets/{dataset}"
         return {s: f"{d}/{s}.h5" for s in ("train", "val", "test")} | {"index": f"{d}/index.tsv"}
 
-    def predictions(self, experiment: str, sub: str = "") -> dict[str, str]:
-        d = f"{self.out}/predictions/{experiment}" + (f"/{sub}" if sub else "")
-        return {"h5": f"{d}/predictions.h5", "tsv": f"{d}/predictions.tsv"}
+    def predictions(self, experiment: str, criterion: str | None = None) -> dict[str, str]:
+        """``{"h5", "tsv"}`` of the predictions of ``experiment`` from its ``best.pt``, or from
+        the best checkpoint under ``criterion`` (:func:`spectsynth.artifacts.prediction_files`)."""
+        return prediction_files(self.out, experiment, criterion).as_dict()
 
     def experiments_of(self, study: str) -> list[str]:
         return sorted(e for e, s in self.experiments.items() if s.get("study") == study)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...artifacts import RegressorFiles, regressor_files
 from ...errors import InputDataError
 from ..base import SPLIT_DEFAULT, Context, Output, Study, truth_table
 
@@ -23,7 +24,10 @@ SBR_REGIONS = ("caudate_L", "caudate_R", "putamen_L", "putamen_R")
 SBR_PREFIX = "sbr_"            # index column of the damaged (input) volume's SBR: sbr_<region>
 ORIG_SBR_PREFIX = "orig_sbr_"  # ... of the undegraded original it is paired with: orig_sbr_<region>
 DESIGN_SETS = ("main", "validation")
-TASKS = {"cvae": "restoration", "vae": "clinical"}
+# The task each family serves (an experiment's ``task``); the clinical outputs are the clinical
+# task's (a VAE trained on normal slices only).
+CLINICAL_TASK = "clinical"
+TASKS = {"cvae": "restoration", "vae": CLINICAL_TASK}
 # The binding-ratio regression CNN: trained once on the dataset, read by every evaluation.
 REGRESSOR = "sbr_regressor"
 # Index column: the axial slice chosen from the subject's striatum labels (never from the target).
@@ -250,14 +254,15 @@ class S0(Study):
         return split if dset == sets[split] else None
 
     # ------------------------------------------------------------------ evaluation
-    def regressor_dir(self, out: str) -> str:
-        return f"{out}/experiments/{REGRESSOR}"
+    def regressor_files(self, out: str) -> RegressorFiles:
+        """The regression CNN's folder and files (train_sbr_regressor's outputs)."""
+        return regressor_files(out, REGRESSOR)
 
     def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
         """The predictions, the regression CNN, the training shard and index (the mean-normal and
         constant-SBR baselines) and every subject's striatum labels (slice SBR regions)."""
         shards = ctx.shards(self.key)
-        return {**ctx.predictions(wildcards.experiment), "regressor": f"{self.regressor_dir(ctx.out)}/best.pt",
+        return {**ctx.predictions(wildcards.experiment), "regressor": self.regressor_files(ctx.out).best,
                 "train": shards["train"], "index": shards["index"],
                 "anatomy": sorted(self.anatomy_files(ctx).values())}
 
@@ -272,7 +277,7 @@ class S0(Study):
 
     # ------------------------------------------------------------------ clinical outputs
     def clinical_experiments(self, ctx: Context) -> list[str]:
-        return [e for e in ctx.experiments_of(self.name) if ctx.experiments[e]["model"] == "vae"]
+        return [e for e in ctx.experiments_of(self.name) if ctx.experiments[e].get("task") == CLINICAL_TASK]
 
     def clinical_paths(self, out: str) -> dict[str, str]:
         return {k: f"{out}/evaluate/{self.key}/{o.path}" for k, o in self.clinical.items()}

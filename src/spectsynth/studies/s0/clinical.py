@@ -31,6 +31,7 @@ from ...errors import EvaluationError, context
 from ...io import image_like, save_image
 from ...metrics import check_same_grid, check_same_shape
 from ...paths import bids_label, bids_name
+from . import CLINICAL_TASK
 
 log = logging.getLogger(__name__)
 
@@ -543,9 +544,10 @@ def s0_clinical_outputs(experiment: str, *, predictions: Mapping[str, str], best
     from ...io import write_table
     from ...models.vae.infer import sample_vae
 
-    if spec.get("model") != "vae":
-        raise EvaluationError(f"the clinical outputs need a VAE trained on normal slices, not a "
-                              f"{spec.get('model')!r}", experiment=experiment)
+    if spec.get("task") != CLINICAL_TASK:
+        raise EvaluationError(f"the clinical outputs need a VAE trained on normal slices (task "
+                              f"{CLINICAL_TASK}), not a {spec.get('model')!r} of task {spec.get('task')!r}",
+                              experiment=experiment)
     notes: list[dict] = []
     arrays, table, attrs = load_predictions(predictions["h5"], predictions["tsv"], experiment=experiment)
     target = (json.loads(attrs.get("spec", "{}")).get("target_channels") or ["original"])[0]

@@ -67,6 +67,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from ...artifacts import regressor_files, regressor_files_in
 from ...errors import EvaluationError
 from ...io import save_figure, write_table
 from . import ORIG_SBR_PREFIX, SBR_PREFIX, SBR_REGIONS
@@ -352,9 +353,10 @@ def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str
             "val_mae": {r: float(best[f"val_mae_{r}"]) for r in REGIONS},
             "val_mae_damaged": float(best["val_mae_damaged"]), "n_train": int(len(x_tr)),
             "torch_version": str(torch.__version__)}
-    save_checkpoint(ckpt, out_dir / "best.pt")
-    _write_tsv(history, out_dir / "training.tsv")
-    plot_learning_curve(history, out_dir / "learning_curve.png", experiment=experiment,
+    files = regressor_files_in(out_dir)
+    save_checkpoint(ckpt, Path(files.best))
+    _write_tsv(history, Path(files.training))
+    plot_learning_curve(history, Path(files.learning_curve), experiment=experiment,
                         scale_label=scale_label, n_subjects=n_subjects, n_train=len(x_tr), n_val=len(x_va))
     wall = time.perf_counter() - t0
     log.info("experiment %s: selected epoch %d (validation MAE on damaged slices %.3f) in %.1f s", experiment,
@@ -363,9 +365,9 @@ def train_sbr_regressor(train_h5: str | Path, val_h5: str | Path, index_tsv: str
             "val_mae": {r: float(best[f"val_mae_{r}"]) for r in REGIONS},
             "val_mae_mean": float(best["val_mae_mean"]), "val_mae_damaged": float(best["val_mae_damaged"]),
             "n_train": int(len(x_tr)), "n_val": int(len(x_va)), "size": size, "device": setup.describe(),
-            "seconds": wall, "files": {k: str(out_dir / f) for k, f in
-                                       (("best", "best.pt"), ("training", "training.tsv"),
-                                        ("curve", "learning_curve.png"))}}
+            "seconds": wall, "files": {k: str(Path(f)) for k, f in
+                                       (("best", files.best), ("training", files.training),
+                                        ("curve", files.learning_curve))}}
 
 
 def plot_learning_curve(history: pd.DataFrame, path: str | Path, *, experiment: str = EXPERIMENT,
@@ -442,7 +444,7 @@ def load_sbr_regressor(path: str | Path, device: str | torch.device = "cpu", *,
                               hint="Delete the file and rerun train_sbr_regressor") from exc
     if ck.get("kind") != KIND:
         raise EvaluationError(f"{path} is not SBR regressor weights (kind {ck.get('kind')!r})",
-                              experiment=experiment, hint="Point to experiments/sbr_regressor/best.pt")
+                              experiment=experiment, hint=f"Point to {regressor_files(None, EXPERIMENT).best}")
     cfg = json.loads(ck["config"])
     model = SBRRegressor(cfg["base_channels"], cfg["n_blocks"], cfg["size"], cfg.get("n_outputs", len(REGIONS)))
     try:

@@ -216,7 +216,7 @@ class S1(Study):
         (best.pt) for the configured one, predict_criterion's (best-<criterion>.pt) otherwise."""
         if criterion == ctx.experiments[experiment]["selection_criterion"]:
             return ctx.predictions(experiment)
-        return ctx.predictions(experiment, f"criterion-{criterion}")
+        return ctx.predictions(experiment, criterion)
 
     def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
         files: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ConfigError
+from ...paths import bids
 from ..base import SPLIT_DEFAULT, Context, Output, Similarity, Study, as_list, fail
 from .published import PUBLISHED
 
@@ -127,13 +128,16 @@ class S2(Study):
 
         space = dataset.split("_", 1)[1]
         scans = sim_paths.scans(out, subject, sim)   # registered by register_modality
-        anat = f"{out}/sub-{subject}/anat/sub-{subject}"
         # S2 extracted each modality's brain by its own method: FSL BET on the MRI and the PET, a
         # histogram threshold on the SPECT. The MRI is the brain-extracted T1w; the PET and SPECT
         # are extract_scan_brain's outputs; "brain" stays the T1w brain mask.
-        prefix = anat if space == "native" else f"{anat}_space-MNI152"
-        return {"mri": f"{prefix}_desc-brain_T1w.nii.gz", "pet": scans["fdg"][f"{space}_brain"],
-                "spect": scans["perfusion"][f"{space}_brain"], "brain": f"{prefix}_desc-brain_mask.nii.gz"}
+        grid = None if space == "native" else "MNI152"
+
+        def brain(suffix: str) -> str:
+            return bids(out, subject=subject, datatype="anat", space=grid, desc="brain", suffix=suffix)
+
+        return {"mri": brain("T1w"), "pet": scans["fdg"][f"{space}_brain"],
+                "spect": scans["perfusion"][f"{space}_brain"], "brain": brain("mask")}
 
     def keeps_record(self, rec: Mapping, spec: Mapping) -> bool:
         return rec.get("space") in (None, spec.get("space"))

@@ -72,14 +72,16 @@ class S3(Study):
 
         scans = sim_paths.scans(out, subject, sim)   # registered by register_modality
         return {"spect_cbf": scans["cbf_spect"]["native"], "pet_cbf": scans["cbf_pet"]["native"],
-                "brain": f"{out}/sub-{subject}/anat/sub-{subject}_desc-brain_mask.nii.gz"}
+                "brain": sim_paths.anatomy_files(out, subject)["brain"]}
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_inputs(self, ctx: Context, wildcards) -> dict[str, Any]:
+        from ...simulate import paths as sim_paths
+
         spec = ctx.experiments[wildcards.experiment]
         sh = ctx.shards(spec["dataset"])
         return {**ctx.predictions(wildcards.experiment), "train": sh["train"], "index": sh["index"],
-                "labels": [f"{ctx.out}/sub-{s}/anat/sub-{s}_desc-territories_dseg.nii.gz" for s in ctx.subjects]}
+                "labels": [sim_paths.anatomy_files(ctx.out, s)["territories"] for s in ctx.subjects]}
 
     def evaluation_params(self, ctx: Context, wildcards) -> dict[str, Any]:
         return {"spec": ctx.experiments[wildcards.experiment], "subjects": list(ctx.subjects)}
