@@ -17,10 +17,16 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
-include: "workflow/rules/sbr_regressor.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/clinical.smk"
 include: "workflow/rules/report.smk"
+
+
+# Each study's own rules, from its package (Study.rules; S0: its clinical outputs and its
+# binding-ratio CNN).
+for study_rules in STUDY_RULES:
+
+    include: study_rules
 
 
 report: "workflow/report/workflow.rst"

@@ -166,6 +166,12 @@ EVAL_CFG = config["evaluate"]
 SCALE_LABEL = config["report"]["scale_label"]
 # Each stage file appends a function giving its final targets (for rule all).
 TARGETS = []
+# Absolute folders of the workflow's scripts, environments and report captions, for the rule
+# files that live with their study (Study.rules, included by the Snakefile's loop over STUDY_RULES).
+SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
+ENVS = str(Path(workflow.basedir) / "envs")
+CAPTIONS = str(Path(workflow.basedir) / "workflow" / "report")
+STUDY_RULES = [s.rules_path() for s in STUDIES.values() if s.rules_path()]
 # The {experiment} patterns of an experiment's files and of its predictions (spectsynth.artifacts,
 # where every such path is spelled; the studies ask it through CTX for the same strings).
 EXPERIMENT_FILES = experiment_files(OUT)

@@ -150,6 +150,9 @@ class Study:
     # the realism table's ROI line of the data itself on similarity_dataset (spectsynth.realism):
     # input/target channels, the labels, the published line and the band of r, with their source
     realism_roi: Mapping[str, Any] | None = None
+    # the study's own Snakemake rules: a .smk file beside the study's module (e.g. "rules.smk"),
+    # included by the Snakefile's loop over the registry; "" when the shared stages are all it needs
+    rules: str = ""
     # Where the cohort's post-surgical (resected) subjects go: None = nowhere (left out of every
     # split: none of the papers but S2 had post-surgical brains); S2: "test" (its unseen set).
     resected_split: str | None = None
@@ -208,6 +211,20 @@ class Study:
 
     def record_split(self, design, rec: Mapping, split: str) -> str | None:
         return split
+
+    # ------------------------------------------------------------------ rules
+    def rules_path(self) -> str | None:
+        """The absolute path of the study's own rule file (:attr:`rules`), or None."""
+        if not self.rules:
+            return None
+        import sys
+        from pathlib import Path
+
+        path = Path(sys.modules[type(self).__module__].__file__).parent / self.rules
+        if not path.is_file():
+            raise ConfigError(f"study {self.name}: its rule file {path} does not exist",
+                              hint="Put the .smk file beside the study's module or clear Study.rules")
+        return str(path)
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_paths(self, out: str) -> dict[str, str]:

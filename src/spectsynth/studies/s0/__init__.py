@@ -41,6 +41,7 @@ def _o(path: str, label: tuple[str, str], caption: str = "evaluate_s0.rst", **kw
 class S0(Study):
     name = "S0"
     key = "s0"
+    rules = "rules.smk"              # its clinical outputs and its binding-ratio CNN
     families = ("vae", "cvae")
     # S0 gives no optimiser details: Adam 1e-3, batch 16, 300 epochs are the pipeline's choice.
     training_defaults = {"epochs": 300, "batch_size": 16, "lr": 1e-3, "betas": [0.9, 0.999],
