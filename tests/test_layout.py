@@ -98,3 +98,60 @@ def test_a_new_study_needs_only_its_registry_entry(toy_study):
     assert dataset_subject_files("s9", "/out", ["01"], {})["01"]["pet_cbf"] == "/out/sub-01/pet_cbf.nii.gz"
     with pytest.raises(Exception, match="does not serve study S9"):
         expand_experiments({"experiments": {"toy": {"study": "S9", "model": "fastgan"}}})
+
+
+TOY_PACKAGE = '''
+import copy
+
+from spectsynth.studies import REGISTRY, Output, Study
+
+
+class Toy(Study):
+    name = "S9"
+    key = "s9"
+    rules = "rules.smk"
+    families = ("pix2pix",)
+    training_defaults = {"epochs": 5, "batch_size": 2, "lr": 1e-4, "betas": [0.5, 0.999],
+                         "selection_metric": "ssim"}
+    dataset_defaults = copy.deepcopy(REGISTRY["S3"].dataset_defaults)
+    channels = roles = ("spect_cbf", "pet_cbf")
+    evaluation = {"summary": Output("{experiment}/summary.tsv", "evaluate_s3.rst", "{experiment}", ("table", "x"))}
+
+
+STUDY = Toy()
+'''
+TOY_RULES = '''
+rule toy_study_extra:
+    output:
+        f"{OUT}/toy/extra.txt",
+    shell:
+        "echo {SUBJECTS} > {output}"
+
+
+TARGETS.append(lambda: [f"{OUT}/toy/extra.txt"])
+'''
+# Registers the toy study before the Snakefile is read, then plans the tiny run through Snakemake's CLI.
+TOY_RUNNER = ("import sys\nfrom spectsynth import studies\nimport toystudy\n"
+              "studies.REGISTRY['S9'] = studies.BY_KEY['s9'] = toystudy.STUDY\n"
+              "from snakemake.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+
+
+def test_a_fifth_study_brings_its_own_rules_and_the_workflow_plans_them(tmp_path):
+    """A study package with its own rule file (Study.rules) is included by the Snakefile's loop
+    over the registry: its rule is planned beside the shared stages, nothing else edited."""
+    import os
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "toystudy"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(TOY_PACKAGE)
+    (pkg / "rules.smk").write_text(TOY_RULES)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, "-c", TOY_RUNNER, "-n", "--snakefile", str(REPO / "Snakefile"),
+                          "--directory", str(REPO), "--configfile", "tests/configs/tiny.yaml",
+                          "--config", f"output_dir={tmp_path / 'out'}"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "rule toy_study_extra:" in res.stdout and f"{tmp_path / 'out'}/toy/extra.txt" in res.stdout
+    assert "rule s0_clinical:" in res.stdout              # S0's own rules, from its package, still there
