@@ -8,8 +8,9 @@ Typical use::
     results["DaT"].write("dat.nii.gz", "dat_truth.tsv", "dat.json")
 
 Modules: :mod:`.anatomy` (inputs), :mod:`.phantom` (MNI152/label-image anatomies),
-:mod:`.grid` (camera grids, partial-volume maps, head model), :mod:`.tracers` (activity
-models and calibration), :mod:`.physics` (image- and projection-domain imaging),
+:mod:`.grid` (camera grids, partial-volume maps, head model), :mod:`.registry` (the
+tracers: one entry each, see "Adding a tracer" there), :mod:`.tracers` (activity models and
+calibration), :mod:`.physics` (image- and projection-domain imaging),
 :mod:`.truth` (ground-truth records), :mod:`.plots` (figures), :mod:`.run` (rule entry points).
 """
 
@@ -26,6 +27,7 @@ _WHERE = {
     "ImageDomainPhysics": "physics", "ProjectionPhysics": "physics", "make_physics": "physics",
     "run_dat": "run", "run_montage": "run", "run_perfusion": "run", "run_pet": "run", "run_summary": "run",
     "DatDegradation": "design", "dat_design": "design",
+    "TRACERS": "registry", "Tracer": "registry", "tracer": "registry",
 }
 
 
@@ -36,9 +38,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULTS", "Anatomy", "DatDegradation", "ImageDomainPhysics", "PetSimulation", "ProjectionPhysics",
-    "SimulatedStack", "anatomy_from_label_image", "dat_design", "load_anatomy", "make_physics", "mni_anatomy",
+    "DEFAULTS", "TRACERS", "Anatomy", "DatDegradation", "ImageDomainPhysics", "PetSimulation", "ProjectionPhysics",
+    "SimulatedStack", "Tracer", "anatomy_from_label_image", "dat_design", "load_anatomy", "make_physics", "mni_anatomy",
     "prepare_grid",
     "resolve", "run_dat", "run_montage", "run_perfusion", "run_pet", "run_summary", "simulate_dat",
-    "simulate_perfusion", "simulate_pet", "simulate_subject", "to_anatomy_grid", "write_anatomy",
+    "simulate_perfusion", "simulate_pet", "simulate_subject", "to_anatomy_grid", "tracer", "write_anatomy",
 ]

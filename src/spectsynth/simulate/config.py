@@ -18,18 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-
-# Tracer -> (isotope, photon energy in keV, modality).
-TRACERS = {
-    "DaT": ("I-123", 159.0, "spect"),
-    "IMP": ("I-123", 159.0, "spect"),
-    "HMPAO": ("Tc-99m", 140.0, "spect"),
-    "ECD": ("Tc-99m", 140.0, "spect"),
-    "FDG": ("F-18", 511.0, "pet"),
-    "H2O": ("O-15", 511.0, "pet"),
-}
-
-TRACER_GROUPS = ("DaT", "perfusion", "pet")
+from .registry import GROUPS, TRACER_SECTIONS, extracerebral_defaults, one_of
 
 DEFAULTS: dict[str, Any] = {
     "tracers": ["DaT", "perfusion", "pet"],
@@ -142,7 +131,8 @@ DEFAULTS: dict[str, Any] = {
         "reference_age": 60.0,
         "sublobar_sd": 0.08,
         "sublobar_fwhm_mm": 12.0,
-        "extracerebral": {"IMP": 0.15, "HMPAO": 0.3, "ECD": 0.1, "H2O": 0.4, "FDG": 0.5},
+        # One default per tracer that has one (spectsynth.simulate.registry: Tracer.extracerebral).
+        "extracerebral": extracerebral_defaults(),
         "focus": {
             "enabled": True,
             "lobes": ["temporal", "frontal"],
@@ -235,12 +225,19 @@ def check_collimator(code: str) -> None:
             break
 
 
+def _check_tracer(cfg: dict, section: str) -> None:
+    """``simulate.<section>.tracer`` names a tracer the registry allows there (registry.TRACER_SECTIONS)."""
+    allowed = TRACER_SECTIONS[section]()
+    if cfg[section]["tracer"] not in allowed:
+        raise ConfigError(f"simulate.{section}.tracer must be {one_of(allowed)}, not {cfg[section]['tracer']!r}")
+
+
 def resolve(section: Mapping | None) -> dict:
     """Defaults merged with ``section`` (the ``simulate:`` config), checked; raises ConfigError."""
     cfg = _merge(DEFAULTS, section or {}, "simulate")
     w = "simulate"
-    if not isinstance(cfg["tracers"], (list, tuple)) or any(t not in TRACER_GROUPS for t in cfg["tracers"]):
-        raise ConfigError(f"simulate.tracers must list some of {', '.join(TRACER_GROUPS)}, got {cfg['tracers']!r}")
+    if not isinstance(cfg["tracers"], (list, tuple)) or any(t not in GROUPS for t in cfg["tracers"]):
+        raise ConfigError(f"simulate.tracers must list some of {', '.join(GROUPS)}, got {cfg['tracers']!r}")
     _num(cfg, "seed", 0, 2**32 - 1, w, integer=True)
     if cfg["physics"] not in ("image", "projection"):
         raise ConfigError(f"simulate.physics must be 'image' or 'projection', not {cfg['physics']!r}")
@@ -255,7 +252,7 @@ def resolve(section: Mapping | None) -> dict:
         _num(c, "post_filter_fwhm_mm", 0.0, 40.0, f"{w}.{mod}")
         _num(c, "tail_fwhm_mm", 0.0, 200.0, f"{w}.{mod}")
         _num(c, "noise_gain", 1.0, 1000.0, f"{w}.{mod}")
-    for iso in ("I-123", "Tc-99m"):
+    for iso in cfg["spect"]["tail_fraction"]:  # one per SPECT isotope (registry.spect_isotopes)
         _num(cfg["spect"]["tail_fraction"], iso, 0.0, 0.9, f"{w}.spect.tail_fraction")
     _num(cfg["pet"], "tail_fraction", 0.0, 0.9, f"{w}.pet")
     p = cfg["projection"]
@@ -298,8 +295,7 @@ def resolve(section: Mapping | None) -> dict:
     _num(d, "n_main", 0, 1000, f"{w}.dat", integer=True)
     _num(d, "n_validation", 0, 1000, f"{w}.dat", integer=True)
     pf = cfg["perfusion"]
-    if pf["tracer"] not in ("IMP", "HMPAO", "ECD"):
-        raise ConfigError(f"simulate.perfusion.tracer must be IMP, HMPAO or ECD, not {pf['tracer']!r}")
+    _check_tracer(cfg, "perfusion")
     _num(pf, "total_counts", 1e3, 1e10, f"{w}.perfusion")
     _num(pf, "gm_wm_ratio", 1.0, 6.0, f"{w}.perfusion")
     for k in ("n_normal", "n_unilateral", "n_bilateral"):
@@ -316,8 +312,7 @@ def resolve(section: Mapping | None) -> dict:
         _num(cfg["fdg"]["ratios"], k, 0.0, 100.0, f"{w}.fdg.ratios")
     _num(cfg["fdg"], "total_counts", 1e3, 1e12, f"{w}.fdg")
     ic = cfg["interictal"]
-    if ic["tracer"] not in ("IMP", "HMPAO", "ECD"):
-        raise ConfigError(f"simulate.interictal.tracer must be IMP, HMPAO or ECD, not {ic['tracer']!r}")
+    _check_tracer(cfg, "interictal")
     _num(ic, "gm_wm_ratio", 1.0, 6.0, f"{w}.interictal")
     _num(ic, "total_counts", 1e3, 1e10, f"{w}.interictal")
     if cfg["cbf"]["pattern"] not in ("random", "normal", "unilateral", "bilateral"):
@@ -354,7 +349,7 @@ def resolve(section: Mapping | None) -> dict:
                         ("global_age_slope", -0.02, 0.02), ("reference_age", 0.0, 120.0),
                         ("sublobar_sd", 0.0, 0.3), ("sublobar_fwhm_mm", 2.0, 60.0)):
         _num(ph, key, lo, hi, wp)
-    for trc in ("IMP", "HMPAO", "ECD", "H2O", "FDG"):
+    for trc in ph["extracerebral"]:  # one per tracer with a default (registry.extracerebral_defaults)
         _num(ph["extracerebral"], trc, 0.0, 5.0, f"{wp}.extracerebral")
     fc = ph["focus"]
     if not isinstance(fc["enabled"], bool):

@@ -1,4 +1,8 @@
-"""Simulation of one subject: DaT, perfusion, FDG and the CBF pair, with their ground truth."""
+"""Simulation of one subject: DaT, perfusion, FDG and the CBF pair, with their ground truth.
+
+Each tracer's name, modality, isotope and uptake model come from its entry in :mod:`.registry`;
+the tracer groups (``simulate.tracers``) are :data:`.registry.GROUPS`.
+"""
 
 from __future__ import annotations
 
@@ -19,16 +23,15 @@ from .config import ConfigError
 from .grid import Grid, PreparedAnatomy, prepare
 from .kinetics import CBFKinetics, reconstructed_to_activity
 from .physics import Physics, image_properties, make_physics, measured_resolution
+from .registry import DAT, FDG, GROUPS, WATER, tracer
 from .tracers import (
     SUBJECT_STREAM,
     DatDegradation,
-    DatModel,
     PerfusionModel,
     PetSession,
     SubjectPhysiology,
     dat_design,
     draw_defects,
-    fdg_activity,
     region_field,
     rng_for,
 )
@@ -134,17 +137,17 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
     overrides the configured design (its first entry should be the normal).
     """
     cfg = sim_config.resolve(config)
-    isotope, energy, _ = sim_config.TRACERS["DaT"]
-    prep = prep or prepare_grid(anat, cfg, "spect")
-    physics = physics or make_physics(cfg, "spect", energy, threads=threads, noise_gain=cfg["dat"]["noise_gain"],
-                                      tail_fraction=cfg["dat"]["tail_fraction"])
-    model = DatModel(prep, cfg, physics, seed=cfg["seed"], physiology=physiology)
+    dat = tracer(DAT)
+    prep = prep or prepare_grid(anat, cfg, dat.modality)
+    physics = physics or make_physics(cfg, dat.modality, dat.energy_keV, threads=threads, isotope=dat.isotope,
+                                      noise_gain=cfg["dat"]["noise_gain"], tail_fraction=cfg["dat"]["tail_fraction"])
+    model = dat.uptake_model(prep, cfg, physics, seed=cfg["seed"], physiology=physiology)
     design = degradations if degradations is not None else dat_design(cfg["dat"], cfg["seed"])
     ref = cfg["dat"]["reference"]
     counts = float(cfg["dat"]["total_counts"])
     volumes, records = [], []
     for index, deg in enumerate(design):
-        rng = rng_for(cfg["seed"], anat.subject, "DaT", index)
+        rng = rng_for(cfg["seed"], anat.subject, dat.name, index)
         side = str(rng.choice(["L", "R"]))
         t0 = time.perf_counter()
         act, info = model.activity(deg, side)
@@ -155,7 +158,7 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
         props = (measured_properties(img, act, prep, physics, counts) if index == 0 else {})
         volumes.append(img)
         records.append({
-            "index": index, "subject": anat.subject, "tracer": "DaT", "modality": "spect",
+            "index": index, "subject": anat.subject, "tracer": dat.name, "modality": dat.modality,
             "pattern": "normal" if deg.is_normal else "degraded", "design_set": deg.design_set,
             "desc": deg.desc, "pbr": deg.pbr, "cbr": deg.cbr, "slr": deg.slr,
             "affected_side": None if deg.is_normal else side,
@@ -167,11 +170,12 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
             "total_counts": physics.last_detected_counts, "image_sum": float(img.sum()), "physics": physics.name,
             **{k: props.get(k) for k in MEASURED_KEYS},
         })
-        log.info("subject %s DaT %d/%d %s: measured SBR caudate %.2f putamen %.2f (%.2f s)", anat.subject,
+        log.info("subject %s %s %d/%d %s: measured SBR caudate %.2f putamen %.2f (%.2f s)", anat.subject, dat.name,
                  index + 1, len(design), deg.desc, meas["sbr_caudate"], meas["sbr_putamen"], seconds)
-    meta = {"subject": anat.subject, "tracer": "DaT", "modality": "spect", "isotope": isotope,
-            "energy_keV": energy, "units": "counts", "physics": physics.describe(), "grid": _grid_meta(prep.camera),
-            "seed": cfg["seed"], "random_stream": "numpy SeedSequence(seed, crc32(subject), crc32('DaT'), index)",
+    meta = {"subject": anat.subject, "tracer": dat.name, "modality": dat.modality, "isotope": dat.isotope,
+            "energy_keV": dat.energy_keV, "units": "counts", "physics": physics.describe(),
+            "grid": _grid_meta(prep.camera), "seed": cfg["seed"],
+            "random_stream": f"numpy SeedSequence(seed, crc32(subject), crc32({dat.name!r}), index)",
             "reference": ref, "total_counts_setting": counts,
             "calibration": {"target_normal_sbr": model.targets, "normal_sbr_model": model.target_model,
                             "specific_binding": model.specific,
@@ -180,7 +184,7 @@ def simulate_dat(anat: Anatomy, config: dict | None = None, *, threads: int | No
                                 "linear solve at the collimator resolution, refined with noise-free reconstructions")},
             "level_slices": prep.level_slices(), "levels_mm": prep.levels_mm,
             "putamen_gradient": cfg["dat"]["putamen_gradient"]}
-    return SimulatedStack(anat.subject, "DaT", "spect", prep.camera, volumes, records, meta)
+    return SimulatedStack(anat.subject, dat.name, dat.modality, prep.camera, volumes, records, meta)
 
 
 def _hemisphere_weights(prep: PreparedAnatomy, side: str, slices: tuple[int, int] | None = None) -> np.ndarray:
@@ -244,30 +248,30 @@ def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: in
     """
     cfg = sim_config.resolve(config)
     pf = cfg["perfusion"]
-    tracer = pf["tracer"]
-    isotope, energy, _ = sim_config.TRACERS[tracer]
-    prep = prep or prepare_grid(anat, cfg, "spect")
-    physics = physics or make_physics(cfg, "spect", energy, threads=threads)
+    agent = tracer(pf["tracer"])
+    prep = prep or prepare_grid(anat, cfg, agent.modality)
+    physics = physics or make_physics(cfg, agent.modality, agent.energy_keV, threads=threads, isotope=agent.isotope)
     phys = physiology or subject_physiology(anat, cfg)
-    model = PerfusionModel(prep, cfg, physics, physiology=phys)
+    model = agent.uptake_model(prep, cfg, physics, physiology=phys, tracer=agent.name)
     volumes, records = [], []
     patterns = perfusion_patterns(pf)
     for index, pattern in enumerate(patterns):
-        rng = rng_for(cfg["seed"], anat.subject, tracer, index)
+        rng = rng_for(cfg["seed"], anat.subject, agent.name, index)
         defects = draw_defects(prep, pattern, pf, rng)
         act, normal, info = model.activity(defects)
         levels = model.level_patterns(act, normal)
         t0 = time.perf_counter()
         img = physics.image(act, prep, total_counts=float(pf["total_counts"]), rng=rng)
-        rec = _perfusion_record(anat, tracer, index, pattern, defects, info, levels, img, act, prep, model,
-                                physics, cfg["seed"]) | phys.record(tracer, focus=False)
+        rec = _perfusion_record(anat, agent.name, index, pattern, defects, info, levels, img, act, prep, model,
+                                physics, cfg["seed"]) | phys.record(agent.name, focus=False)
         props = measured_properties(img, act, prep, physics, pf["total_counts"]) if index == 0 else {}
         rec |= {k: props.get(k) for k in MEASURED_KEYS}
         volumes.append(img)
         records.append(rec)
-        log.info("subject %s %s %d/%d %s: measured GM:WM %.2f (%.2f s)", anat.subject, tracer, index + 1,
+        log.info("subject %s %s %d/%d %s: measured GM:WM %.2f (%.2f s)", anat.subject, agent.name, index + 1,
                  len(patterns), pattern, rec["meas_gm_wm"], time.perf_counter() - t0)
-    meta = {"subject": anat.subject, "tracer": tracer, "modality": "spect", "isotope": isotope, "energy_keV": energy,
+    meta = {"subject": anat.subject, "tracer": agent.name, "modality": agent.modality, "isotope": agent.isotope,
+            "energy_keV": agent.energy_keV,
             "units": "counts", "physics": physics.describe(), "grid": _grid_meta(prep.camera), "seed": cfg["seed"],
             "calibration": {"target_gm_wm": model.target, "true_gm_wm": model.gm_to_wm},
             "level_slices": prep.level_slices(), "levels_mm": prep.levels_mm,
@@ -276,11 +280,12 @@ def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: in
     # S2's SPECT: the subject's own perfusion (no territorial defect) with its epileptic focus,
     # imaged with the interictal tracer (a 99mTc agent by default: its own contrast and camera tail).
     ic = cfg["interictal"]
-    ic_tracer = ic["tracer"]
-    _, ic_energy, _ = sim_config.TRACERS[ic_tracer]
-    ic_physics = physics if ic_energy == energy else make_physics(cfg, "spect", ic_energy, threads=threads)
-    ic_model = PerfusionModel(prep, cfg, ic_physics, physiology=phys, tracer=ic_tracer,
-                              gm_wm_ratio=float(ic["gm_wm_ratio"]))
+    ic_agent = tracer(ic["tracer"])
+    ic_tracer = ic_agent.name
+    ic_physics = physics if ic_agent.isotope == agent.isotope else make_physics(
+        cfg, ic_agent.modality, ic_agent.energy_keV, threads=threads, isotope=ic_agent.isotope)
+    ic_model = ic_agent.uptake_model(prep, cfg, ic_physics, physiology=phys, tracer=ic_tracer,
+                                     gm_wm_ratio=float(ic["gm_wm_ratio"]))
     rng = rng_for(cfg["seed"], anat.subject, ic_tracer, S2_SPECT_INDEX)
     act = ic_model.normal_activity(focus=True)
     img = ic_physics.image(act, prep, total_counts=float(ic["total_counts"]), rng=rng)
@@ -290,7 +295,7 @@ def simulate_perfusion(anat: Anatomy, config: dict | None = None, *, threads: in
     meta["s2_spect"] |= {"true_gm_wm_tissue": ic_model.gm_to_wm, "target_gm_wm": ic_model.target}
     meta["interictal"] = {"tracer": ic_tracer, "physics": ic_physics.describe()}
     meta["physiology"] = cfg["physiology"]
-    return SimulatedStack(anat.subject, tracer, "spect", prep.camera, volumes, records, meta,
+    return SimulatedStack(anat.subject, agent.name, agent.modality, prep.camera, volumes, records, meta,
                           extra={"s2_spect": img})
 
 
@@ -324,29 +329,29 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
     """
     cfg = sim_config.resolve(config)
     pf = cfg["perfusion"]
-    pet_prep = prepare_grid(anat, cfg, "pet")
-    pet_physics = make_physics(cfg, "pet", 511.0)
+    fdg_t, water, agent = tracer(FDG), tracer(WATER), tracer(pf["tracer"])
+    pet_prep = prepare_grid(anat, cfg, fdg_t.modality)  # one PET grid and camera for FDG and 15O-water
+    pet_physics = make_physics(cfg, fdg_t.modality, fdg_t.energy_keV)
     seed = cfg["seed"]
     phys = physiology or subject_physiology(anat, cfg)
     # FDG
-    rng = rng_for(seed, anat.subject, "FDG", 0)
-    act = fdg_activity(pet_prep, cfg, phys, focus=True)
+    rng = rng_for(seed, anat.subject, fdg_t.name, 0)
+    act = fdg_t.uptake_model(pet_prep, cfg, phys, focus=True, tracer=fdg_t.name)
     img = pet_physics.image(act, pet_prep, total_counts=float(cfg["fdg"]["total_counts"]), rng=rng)
-    fdg_meta = {"subject": anat.subject, "tracer": "FDG", "modality": "pet", "isotope": "F-18", "units": "counts",
-                "physics": pet_physics.describe(), "grid": _grid_meta(pet_prep.camera), "seed": seed,
+    fdg_meta = {"subject": anat.subject, "tracer": fdg_t.name, "modality": fdg_t.modality, "isotope": fdg_t.isotope,
+                "units": "counts", "physics": pet_physics.describe(), "grid": _grid_meta(pet_prep.camera), "seed": seed,
                 "ratios": cfg["fdg"]["ratios"], "level_slices": pet_prep.level_slices()}
     fdg_props = measured_properties(img, act, pet_prep, pet_physics, cfg["fdg"]["total_counts"])
-    fdg = SimulatedStack(anat.subject, "FDG", "pet", pet_prep.camera, [img],
-                         [_pet_record(anat, "FDG", 0, "interictal" if phys.focus else "normal", img, act, pet_prep,
-                                      pet_physics, seed, phys.record("FDG", focus=True) | fdg_props)], fdg_meta)
+    fdg = SimulatedStack(anat.subject, fdg_t.name, fdg_t.modality, pet_prep.camera, [img],
+                         [_pet_record(anat, fdg_t.name, 0, "interictal" if phys.focus else "normal", img, act,
+                                      pet_prep, pet_physics, seed, phys.record(fdg_t.name, focus=True) | fdg_props)],
+                         fdg_meta)
     # CBF pair: one perfusion map (true GM:WM from the SPECT calibration), two cameras.
-    tracer = pf["tracer"]
-    _, energy, _ = sim_config.TRACERS[tracer]
-    spect_prep = prepare_grid(anat, cfg, "spect")
-    spect_physics = make_physics(cfg, "spect", energy, threads=threads)
-    spect_model = PerfusionModel(spect_prep, cfg, spect_physics, physiology=phys)
-    pet_model = PerfusionModel(pet_prep, cfg, pet_physics, gm_to_wm=spect_model.gm_to_wm, physiology=phys,
-                               tracer="H2O")
+    spect_prep = prepare_grid(anat, cfg, agent.modality)
+    spect_physics = make_physics(cfg, agent.modality, agent.energy_keV, threads=threads, isotope=agent.isotope)
+    spect_model = agent.uptake_model(spect_prep, cfg, spect_physics, physiology=phys, tracer=agent.name)
+    pet_model = water.uptake_model(pet_prep, cfg, pet_physics, gm_to_wm=spect_model.gm_to_wm, physiology=phys,
+                                   tracer=water.name)
     session = PetSession.draw(cfg["cbf"]["pet_session"], seed, anat.subject)
     rng = rng_for(seed, anat.subject, "CBF", 0)
     pattern = cfg["cbf"]["pattern"]
@@ -357,8 +362,8 @@ def simulate_pet(anat: Anatomy, config: dict | None = None, *, threads: int | No
     kin = CBFKinetics.draw(kin_cfg, rng_for(seed, anat.subject, "CBF-kinetics", 0)) if kin_cfg["enabled"] else None
     pair = {}
     for name, prep, physics, model, counts, trc in (
-            ("cbf_spect", spect_prep, spect_physics, spect_model, pf["total_counts"], tracer),
-            ("cbf_pet", pet_prep, pet_physics, pet_model, cfg["cbf"]["pet_total_counts"], "H2O")):
+            ("cbf_spect", spect_prep, spect_physics, spect_model, pf["total_counts"], agent.name),
+            ("cbf_pet", pet_prep, pet_physics, pet_model, cfg["cbf"]["pet_total_counts"], water.name)):
         act, normal, info = model.activity(defects)
         levels = model.level_patterns(act, normal)
         noise = rng_for(seed, anat.subject, f"CBF-{name}", 0)
@@ -420,9 +425,9 @@ def simulate_subject(anat: Anatomy, config: dict | None = None, *, tracers: tupl
     """
     cfg = sim_config.resolve(config)
     tracers = tuple(cfg["tracers"] if tracers is None else tracers)
-    unknown = set(tracers) - {"DaT", "perfusion", "pet"}
+    unknown = set(tracers) - set(GROUPS)
     if unknown:
-        raise ConfigError(f"unknown tracer group(s) {sorted(unknown)}; choose DaT, perfusion, pet")
+        raise ConfigError(f"unknown tracer group(s) {sorted(unknown)}; choose {', '.join(GROUPS)}")
     out: dict[str, object] = {}
     prep = None
     phys = subject_physiology(anat, cfg, age=age, resection=resection)

@@ -2,6 +2,8 @@
 
 The Snakemake rules and any later stage that reads simulated volumes use these functions, so
 every name is defined once.  ``subject`` may be a Snakemake wildcard pattern ("{subject}").
+A file's ``trc-`` label, its modality and the scans of each tracer group come from
+:mod:`.registry`.
 """
 
 from __future__ import annotations
@@ -10,15 +12,22 @@ from collections.abc import Mapping, Sequence
 
 from ..paths import bids, entities_of
 from .config import DEFAULTS
+from .registry import DAT, GROUPS, SCANS, TRACER_SECTIONS, Scan, tracer
 
 
 def _sim(cfg: Mapping | None) -> dict:
+    """The configured tracer groups and, per section that chooses a tracer, its tracer (defaults filled in)."""
     cfg = dict(cfg or {})
     return {
         "tracers": list(cfg.get("tracers", DEFAULTS["tracers"])),
-        "perfusion_tracer": dict(cfg.get("perfusion", {})).get("tracer", DEFAULTS["perfusion"]["tracer"]),
-        "interictal_tracer": dict(cfg.get("interictal", {})).get("tracer", DEFAULTS["interictal"]["tracer"]),
+        "chosen": {sec: dict(cfg.get(sec, {})).get("tracer", DEFAULTS[sec]["tracer"]) for sec in TRACER_SECTIONS},
     }
+
+
+def _entities(scan: Scan, chosen: Mapping[str, str]) -> tuple[str, str, str]:
+    """(modality, trc, desc) of a scan, the entity strings with their leading underscore."""
+    t = scan.tracer_of(chosen)
+    return t.modality, f"_trc-{t.trc}", f"_desc-{scan.desc}" if scan.desc else ""
 
 
 def anatomy_files(out: str, subject: str = "{subject}") -> dict[str, str]:
@@ -45,12 +54,12 @@ def t1w_file(out: str, subject: str = "{subject}") -> str:
 
 def dat_files(out: str, subject: str = "{subject}") -> dict[str, str]:
     """DaT stack (4-D, volume 0 = normal), its JSON sidecar and its truth table."""
-    return _stack_files(out, subject, "DaT")
+    return _stack_files(out, subject, tracer(DAT).trc)
 
 
-def _stack_files(out: str, subject: str, tracer: str) -> dict[str, str]:
+def _stack_files(out: str, subject: str, trc: str) -> dict[str, str]:
     def s(suffix, ext):
-        return bids(out, subject=subject, datatype="spect", trc=tracer, suffix=suffix, extension=ext)
+        return bids(out, subject=subject, datatype="spect", trc=trc, suffix=suffix, extension=ext)
 
     return {"nifti": s("spect", ".nii.gz"), "json": s("spect", ".json"), "truth": s("truth", ".tsv")}
 
@@ -90,19 +99,19 @@ def scan_brain_files(out: str, subject: str, modality: str, trc: str, desc: str)
 def perfusion_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
     """Perfusion stack, sidecar, truth table, and S2's interictal SPECT in its scanner frame (named
     by its own tracer, ``simulate.interictal.tracer``)."""
-    sim = _sim(cfg)
-    tracer, ictal = sim["perfusion_tracer"], sim["interictal_tracer"]
-    return _stack_files(out, subject, tracer) | {
-            "scan": scan_file(out, subject, "spect", f"_trc-{ictal}", "", "scanner"),
-            "scan_json": scan_file(out, subject, "spect", f"_trc-{ictal}", "", "scanner", ".json")}
+    chosen = _sim(cfg)["chosen"]
+    mod, trc, desc = _entities(SCANS["perfusion"], chosen)
+    return _stack_files(out, subject, tracer(chosen["perfusion"]).trc) | {
+            "scan": scan_file(out, subject, mod, trc, desc, "scanner"),
+            "scan_json": scan_file(out, subject, mod, trc, desc, "scanner", ".json")}
 
 
 def pet_files(out: str, subject: str = "{subject}", cfg: Mapping | None = None) -> dict[str, str]:
     """FDG-PET and the CBF pair, each in its scanner frame with its sidecar; one truth table + JSON."""
-    tracer = _sim(cfg)["perfusion_tracer"]
+    chosen = _sim(cfg)["chosen"]
     files = {}
-    for key, (mod, trc, desc) in (("fdg", ("pet", "_trc-FDG", "")), ("cbf_pet", ("pet", "_trc-H2O", "_desc-cbf")),
-                                  ("cbf_spect", ("spect", f"_trc-{tracer}", "_desc-cbf"))):
+    for key in ("fdg", "cbf_pet", "cbf_spect"):  # the scans of GROUPS["pet"], in the rule's order of outputs
+        mod, trc, desc = _entities(SCANS[key], chosen)
         files[key] = scan_file(out, subject, mod, trc, desc, "scanner")
         files[f"{key}_json"] = scan_file(out, subject, mod, trc, desc, "scanner", ".json")
     truth = {key: bids(out, subject=subject, datatype="pet", desc="simulation", suffix="truth", extension=ext)
@@ -121,15 +130,10 @@ def scans(out: str, subject: str, cfg: Mapping | None = None) -> dict[str, dict[
     from extract_scan_brain (:func:`scan_brain_files`).
     """
     sim = _sim(cfg)
-    tracer = sim["perfusion_tracer"]
-    todo = []
-    if "perfusion" in sim["tracers"]:
-        todo.append(("perfusion", "spect", f"_trc-{sim['interictal_tracer']}", ""))
-    if "pet" in sim["tracers"]:
-        todo += [("fdg", "pet", "_trc-FDG", ""), ("cbf_spect", "spect", f"_trc-{tracer}", "_desc-cbf"),
-                 ("cbf_pet", "pet", "_trc-H2O", "_desc-cbf")]
+    todo = [name for group in GROUPS.values() if group.name in sim["tracers"] for name in group.scans]
     out_scans = {}
-    for name, mod, trc, desc in todo:
+    for name in todo:
+        mod, trc, desc = _entities(SCANS[name], sim["chosen"])
         out_scans[name] = {
             "modality": mod, "trc": trc, "desc": desc, "label": f"{mod}{trc}{desc}",
             "frame": scan_file(out, subject, mod, trc, desc, "scanner"),

@@ -365,13 +365,16 @@ class ProjectionPhysics(Physics):
 
 
 def make_physics(cfg: dict, modality: str, energy_keV: float, *, threads: int | None = None,
-                 noise_gain: float | None = None, tail_fraction: float | None = None) -> Physics:
+                 noise_gain: float | None = None, tail_fraction: float | None = None,
+                 isotope: str | None = None) -> Physics:
     """The physics of a resolved ``simulate`` config for ``modality`` ("spect" or "pet").
 
     PET always uses the image-domain model (no PET projector is part of the pipeline).  The
-    SPECT tail (scatter and septal penetration) is the isotope's: 123I's high-energy photons
-    penetrate a low-energy collimator's septa, 99mTc has scatter only.  ``noise_gain`` and
-    ``tail_fraction`` override the modality's (a protocol of its own, e.g. DaT's).
+    SPECT tail (scatter and septal penetration) is the isotope's (``spect.tail_fraction.<isotope>``,
+    the tracer's :attr:`~.registry.Tracer.isotope`): 123I's high-energy photons penetrate a
+    low-energy collimator's septa, 99mTc has scatter only; without ``isotope``, a photon energy
+    above 150 keV counts as 123I and any other as 99mTc.  ``noise_gain`` and ``tail_fraction``
+    override the modality's (a protocol of its own, e.g. DaT's).
     """
     if modality == "pet":
         c = cfg["pet"]
@@ -383,8 +386,14 @@ def make_physics(cfg: dict, modality: str, energy_keV: float, *, threads: int | 
     if cfg["physics"] == "projection":
         return ProjectionPhysics(cfg["projection"], energy_keV, threads=threads)
     c = cfg["spect"]
-    tail = c["tail_fraction"]["I-123" if energy_keV > 150.0 else "Tc-99m"] if tail_fraction is None else tail_fraction
-    return ImageDomainPhysics(c["fwhm_mm"], c["post_filter_fwhm_mm"], modality="spect", tail_fraction=tail,
+    if tail_fraction is None:
+        if isotope is None:  # callers that give only an energy
+            isotope = "I-123" if energy_keV > 150.0 else "Tc-99m"
+        if isotope not in c["tail_fraction"]:
+            raise ConfigError(f"simulate.spect.tail_fraction has no entry for the isotope {isotope!r} (it has "
+                              f"{', '.join(c['tail_fraction'])}); add one to the config schema and its defaults")
+        tail_fraction = c["tail_fraction"][isotope]
+    return ImageDomainPhysics(c["fwhm_mm"], c["post_filter_fwhm_mm"], modality="spect", tail_fraction=tail_fraction,
                               tail_fwhm_mm=c["tail_fwhm_mm"],
                               noise_gain=c["noise_gain"] if noise_gain is None else noise_gain)
 

@@ -22,12 +22,14 @@ from .truth import PUBLISHED_RANGES
 
 @dataclass
 class Panel:
-    """One row of the montage: a simulated volume and the world z of the slice to show."""
+    """One row of the montage: a simulated volume, the world z of the slice to show and the colour
+    map of the volume (its tracer's, :attr:`.registry.Tracer.colormap`)."""
 
     title: str
     volume: np.ndarray
     affine: np.ndarray
     z_mm: float
+    cmap: str = "viridis"
 
 
 def _mpl():
@@ -79,7 +81,7 @@ def montage(t1: np.ndarray, t1_affine: np.ndarray, panels: Sequence[Panel], path
         sim = slice_on_grid(p.volume, p.affine, t1.shape, t1_affine, k)
         vmax = float(np.percentile(p.volume, 99.9)) or 1.0
         _show(row[0], t1_slice, "gray", t1max, f"T1w z={p.z_mm:.0f} mm")
-        im = _show(row[1], sim, "hot" if "DaT" in p.title else "viridis", vmax, p.title)
+        im = _show(row[1], sim, p.cmap, vmax, p.title)
         _show(row[2], t1_slice, "gray", t1max, "overlay")
         row[2].imshow(np.ma.masked_less(sim[::-1, :].T, 0.15 * vmax), origin="lower", cmap="hot", alpha=0.6,
                       vmin=0, vmax=vmax, interpolation="nearest")

@@ -24,6 +24,7 @@ from .core import simulate_dat, simulate_perfusion, simulate_pet, subject_physio
 from .frames import read_truth as read_scan_truth
 from .frames import to_scanner_frame, write_scan
 from .plots import Panel, montage, sbr_distribution
+from .registry import DAT, GROUPS, SCANS, TRACERS
 from .tracers import load_resection
 from .truth import read_truth, write_truth
 
@@ -90,13 +91,14 @@ def run_perfusion(anatomy: Mapping[str, str], outputs: Mapping[str, str], config
 def run_pet(anatomy: Mapping[str, str], outputs: Mapping[str, str], config: Mapping | None, subject: str,
             threads: int = 1, age: float | None = None) -> None:
     """FDG-PET and the CBF pair, each in its own scanner frame, with one truth table."""
-    keys = ("fdg", "cbf_pet", "cbf_spect")
+    keys = GROUPS["pet"].scans
     _need(outputs, (*keys, *(f"{k}_json" for k in keys), "json", "truth"), "simulate_pet outputs")
     cfg = sim_config.resolve(config)
     anat = _anatomy(anatomy, subject)
     sim = simulate_pet(anat, cfg, threads=threads, physiology=_physiology(anat, cfg, anatomy, age))
     records, meta = [], {"subject": subject, "stacks": {}}
-    for name, stack in (("fdg", sim.fdg), ("cbf_spect", sim.cbf_spect), ("cbf_pet", sim.cbf_pet)):
+    for name in keys:
+        stack = getattr(sim, name)
         units = stack.meta.get("units", "counts")
         frame = _scan(stack, stack.volumes[0], anat, cfg, name, outputs[name], outputs[f"{name}_json"], units)
         rec = dict(stack.records[0]) | {"volume": name, "file": Path(outputs[name]).name} | frame
@@ -111,6 +113,11 @@ def _load_4d(path: str | Path, subject: str) -> tuple[np.ndarray, np.ndarray]:
                              hint="Run the simulation rules of this subject first")
     img = nib.load(str(path))
     return np.asarray(img.dataobj, dtype=np.float32), img.affine
+
+
+def _colormap(tracer: str | None) -> str:
+    """The montage colour map of a tracer (its registry entry; the panels' default for an unknown one)."""
+    return TRACERS[tracer].colormap if tracer in TRACERS else Panel.cmap
 
 
 def run_montage(inputs: Mapping[str, str], output: str | Path, subject: str) -> None:
@@ -137,11 +144,12 @@ def run_montage(inputs: Mapping[str, str], output: str | Path, subject: str) -> 
         data, aff = _load_4d(inputs["dat"], subject)
         vols = data if data.ndim == 4 else data[..., None]
         records = json.loads(Path(inputs["dat_json"]).read_text())["volumes"] if "dat_json" in inputs else []
-        panels.append(Panel("DaT normal", vols[..., 0], aff, z_of("BG")))
+        cmap = _colormap(DAT)
+        panels.append(Panel(f"{DAT} normal", vols[..., 0], aff, z_of("BG"), cmap))
         if records and vols.shape[-1] > 1:
             worst = min((r for r in records if r["pattern"] != "normal"), key=lambda r: r["pbr"] + r["cbr"])
-            panels.append(Panel(f"DaT PBR {worst['pbr']:g} CBR {worst['cbr']:g} SLR {worst['slr']:g}",
-                                vols[..., worst["index"]], aff, z_of("BG")))
+            panels.append(Panel(f"{DAT} PBR {worst['pbr']:g} CBR {worst['cbr']:g} SLR {worst['slr']:g}",
+                                vols[..., worst["index"]], aff, z_of("BG"), cmap))
     if "perfusion" in inputs:
         data, aff = _load_4d(inputs["perfusion"], subject)
         vols = data if data.ndim == 4 else data[..., None]
@@ -155,14 +163,17 @@ def run_montage(inputs: Mapping[str, str], output: str | Path, subject: str) -> 
             level = next((lv for lv in ("COR", "BG", "CER") if rec.get(f"pattern_{lv}") not in (None, "normal")), "BG")
             terr = ", ".join(rec.get("territories", []))
             title = " ".join(p for p in (tracer, rec["pattern"], terr, f"({level})") if p)
-            panels.append(Panel(title, vols[..., rec["index"]], aff, z_of(level)))
-    for key, title in (("fdg", "FDG-PET"), ("cbf_spect", "SPECT-CBF"), ("cbf_pet", "PET-CBF (15O-water)")):
+            panels.append(Panel(title, vols[..., rec["index"]], aff, z_of(level), _colormap(tracer)))
+    for key in GROUPS["pet"].scans:
         if key in inputs:
             data, aff = _load_4d(inputs[key], subject)
+            tracer = SCANS[key].tracer
             if f"{key}_json" in inputs:  # a scanner frame: shown where its true pose puts it in the T1w
                 pose = np.asarray(read_scan_truth(inputs[f"{key}_json"])["pose"]["t1w_to_scanner"], float)
                 aff = np.linalg.inv(pose) @ aff
-            panels.append(Panel(title, data if data.ndim == 3 else data[..., 0], aff, z_of("BG")))
+                tracer = json.loads(Path(inputs[f"{key}_json"]).read_text()).get("TracerName", tracer)
+            panels.append(Panel(SCANS[key].title, data if data.ndim == 3 else data[..., 0], aff, z_of("BG"),
+                                _colormap(tracer)))
     montage(t1, t1_img.affine, panels, output, subject=subject)
 
 

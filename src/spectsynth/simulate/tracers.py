@@ -38,6 +38,10 @@ Perfusion (123I-IMP, 99mTc-HMPAO/ECD)
 
 FDG
     ``A = 5 * GM + 1 * WM + 0 * CSF`` (Hoffman phantom convention, ``fdg.ratios``).
+
+Which model a tracer uses, its isotope, its physiology kind and its default scalp uptake are
+read from its entry in :mod:`.registry` (``Tracer.uptake``, ``Tracer.physiology``,
+``Tracer.extracerebral``); see "Adding a tracer" there.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import quant
-from ..errors import ProcessingError
+from ..errors import ConfigError, ProcessingError
 from ..inputs.participants import subject_age  # noqa: F401  (re-exported for the simulation rules)
 from ..io import load_image
 from ..labels import STRIATUM as STRIATUM_LABELS
@@ -58,6 +62,7 @@ from .config import check_dat_parameters
 from .design import DatDegradation, dat_design, rng_for  # noqa: F401  (re-exported)
 from .grid import PreparedAnatomy, pv_resample
 from .physics import Physics, gaussian
+from .registry import DAT, FDG, tracer
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +141,7 @@ class DatModel:
     normal targets.
     """
 
-    tracer = "DaT"
+    tracer = DAT
 
     def __init__(self, prep: PreparedAnatomy, cfg: dict, physics: Physics, *, seed: int,
                  targets: dict[str, float] | None = None, physiology: SubjectPhysiology | None = None):
@@ -311,6 +316,7 @@ class PerfusionModel:
         self.tracer = tracer or self.cfg["tracer"]
         self.target = float(self.cfg["gm_wm_ratio"] if gm_wm_ratio is None else gm_wm_ratio)
         self.extracerebral = dict(cfg.get("physiology", {}).get("extracerebral", {}))
+        self._scalp_uptake = extracerebral_uptake(self.extracerebral, self.tracer)
         self.physiology = physiology
         self.gm_to_wm = float(gm_to_wm) if gm_to_wm is not None else self.calibrate()
         self._modulation: dict[bool, np.ndarray] = {}
@@ -318,7 +324,7 @@ class PerfusionModel:
     @property
     def scalp_uptake(self) -> float:
         """Uptake of the scalp relative to white matter (``physiology.extracerebral`` of the tracer)."""
-        return float(self.extracerebral.get(self.tracer, 0.0))
+        return self._scalp_uptake
 
     def tissue_activity(self) -> np.ndarray:
         """Perfusion of the tissue classes (the calibrated grey:white contrast) and of the scalp."""
@@ -409,17 +415,27 @@ class PerfusionModel:
         return out
 
 
+def extracerebral_uptake(extracerebral: dict, name: str) -> float:
+    """Scalp uptake of tracer ``name`` relative to white matter: ``physiology.extracerebral`` of the
+    config when it names the tracer, else the tracer's registry default (one registered at run
+    time), 0 without an ``extracerebral`` section or a default."""
+    if not extracerebral:
+        return 0.0
+    default = tracer(name).extracerebral if name not in extracerebral else None
+    return float(extracerebral.get(name, default or 0.0))
+
+
 def fdg_activity(prep: PreparedAnatomy, cfg: dict, physiology: SubjectPhysiology | None = None, *,
-                 focus: bool = True) -> np.ndarray:
+                 focus: bool = True, tracer: str = FDG) -> np.ndarray:
     """FDG uptake: the tissue ratios times the subject's metabolic physiology (with its focus)."""
     r = cfg["fdg"]["ratios"]
     act = tissue_activity(prep, r["gm"], r["wm"], r["csf"])
-    scalp = float(cfg.get("physiology", {}).get("extracerebral", {}).get("FDG", 0.0))
+    scalp = extracerebral_uptake(dict(cfg.get("physiology", {}).get("extracerebral", {})), tracer)
     if scalp > 0:  # scalp and muscle glucose uptake, relative to white matter
         act = (act + scalp * float(r["wm"]) * prep.scalp).astype(np.float32)
     if physiology is None:
         return act
-    return (act * physiology.modulation(prep, "FDG", focus=focus)).astype(np.float32)
+    return (act * physiology.modulation(prep, tracer, focus=focus)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------
@@ -429,9 +445,6 @@ def fdg_activity(prep: PreparedAnatomy, cfg: dict, physiology: SubjectPhysiology
 #: cerebellar hemispheres and striata.  Each gets one random factor per subject and tracer.
 VARIATION_REGIONS = ("ACA_L", "ACA_R", "MCA_L", "MCA_R", "PCA_L", "PCA_R", "cerebellum_L", "cerebellum_R",
                      "striatum_L", "striatum_R")
-#: Which kind of physiology a tracer shows: perfusion (every CBF tracer) or glucose metabolism.
-PHYSIOLOGY_KIND = {"IMP": "perfusion", "HMPAO": "perfusion", "ECD": "perfusion", "H2O": "perfusion",
-                   "FDG": "metabolism"}
 LOBES = ("temporal", "frontal")
 # Lobe boundaries relative to the subject's own landmarks (mm, RAS): u = |x - midline|,
 # v = y - y_striatum, w = z - z_striatum, with the striatum centroid of both sides at
@@ -672,9 +685,18 @@ class SubjectPhysiology:
         field = np.sqrt(rho) * unit_field("sublobar") + np.sqrt(1.0 - rho) * unit_field(f"sublobar-{kind}")
         return (float(self.cfg["sublobar_sd"]) * field).astype(np.float32), aff
 
+    @staticmethod
+    def kind_of(name: str) -> str:
+        """The physiology kind (perfusion or metabolism) that modulates tracer ``name`` (its registry entry)."""
+        kind = tracer(name).physiology
+        if kind is None:
+            raise ConfigError(f"tracer {name} has no physiology kind in spectsynth.simulate.registry: its uptake "
+                              "is not modulated by the subject's perfusion or metabolism")
+        return kind
+
     def modulation(self, prep: PreparedAnatomy, tracer: str, *, focus: bool = False) -> np.ndarray:
         """M_k of ``tracer`` on the fine grid of ``prep`` (multiplies the tissue activity)."""
-        kind = PHYSIOLOGY_KIND[tracer]
+        kind = self.kind_of(tracer)
         m = self.global_level[kind] * self.regional_field(prep, kind) * self.sublobar_field(prep, kind)
         if focus:
             m = m * (1.0 - self.focus_reduction(prep, kind))
@@ -682,7 +704,7 @@ class SubjectPhysiology:
 
     def record(self, tracer: str, *, focus: bool) -> dict:
         """Truth-table columns of this physiology for one image of ``tracer``."""
-        kind = PHYSIOLOGY_KIND[tracer]
+        kind = self.kind_of(tracer)
         rec: dict[str, object] = {"physiology_kind": kind, "global_level": round(self.global_level[kind], 5),
                                   "age": self.age, "tracer_correlation": float(self.cfg["tracer_correlation"])}
         rec |= {f"regional_{r}": round(v, 5) for r, v in self.regional[kind].items()}
