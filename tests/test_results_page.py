@@ -52,7 +52,8 @@ def _fake_tree(root: Path) -> None:
         "datasets: {s0: {split: {method: counts, counts: {train: 28, val: 0, test: 16}}}}\n"
         "report: {scale_label: reference scale}\n")
     (s0 / "run.json").write_text(json.dumps({"commit": "0123456789abcdef", "dirty": False, "wall_s": 3000.0,
-                                             "stages": {"training": {"jobs": 2, "job_s": 1320.0, "cpu_s": 2500.0}}}))
+                                             "stages": {"training": {"jobs": 2, "job_s": 1320.0, "cpu_s": 2500.0}},
+                                             "note": "beside other work"}))
     s2 = root / "s2"
     _tsv(s2 / "verdicts.tsv", _verdict_rows("S2", [
         ("native space better than template space", "ssim_brain (A - B, subject means)", "SSIM", 0.031,
@@ -72,7 +73,8 @@ def test_page_puts_ours_beside_the_published_with_n_and_verdicts(tmp_path):
     assert "| 78 ± 8 % | 0.812 fraction | 0.7 (damaged input (baseline)) | 16 test subjects |" in page
     assert "**reproduced**" in page and "**not reproduced**, ours 1.5 misses it" in page
     assert "Cohort: 48 simulated subjects; split 28 train / 0 val / 16 test; reference scale" in page
-    assert "commit `0123456789ab`; wall time 50.0 min; job minutes per stage: training 22.0" in page
+    assert ("commit `0123456789ab`; wall time 50.0 min (42 CPU minutes in all jobs: 21 min on 2 cores that do "
+            "nothing else, at best); beside other work; job minutes per stage: training 22.0") in page
     # supporting tables: S0's baselines per series, S2's Table 4 in the paper's metric and in the brain
     assert "baseline: mean normal slice" in page and "66 ± 7 %" in page
     assert "| Table 4 mean SSIM | native | l1 | mri | 0.87 | 0.61 | 0.55 | 18 | test subjects |" in page
@@ -110,7 +112,8 @@ def test_collect_keeps_the_right_files(tmp_path):
     _tsv(run / "benchmarks" / "train_model" / "s3_pix2pix.tsv", [{"s": 600.0, "cpu_time": 1100.0}])
     _tsv(run / "benchmarks" / "register_template" / "sub-01.tsv", [{"s": 30.0, "cpu_time": 17.0}])
     into = tmp_path / "docs" / "results" / "s3"
-    assert main(["results", "collect", str(run), "--study", "s3", "--into", str(into), "--wall-s", "3400"]) == 0
+    assert main(["results", "collect", str(run), "--study", "s3", "--into", str(into), "--wall-s", "3400",
+                 "--note", "one job at a time"]) == 0
     kept = {p.relative_to(into).as_posix() for p in into.rglob("*") if p.is_file()}
     assert kept == {"verdicts.tsv", "config.resolved.yaml", "run.json", "s3_pix2pix/scatter_fits.png",
                     *(f"s3_pix2pix/{n}.tsv" for n in ("verdicts", "summary", "ttests", "regression", "published",
@@ -119,6 +122,7 @@ def test_collect_keeps_the_right_files(tmp_path):
     assert stacked["experiment"].tolist() == ["s3_pix2pix"] and stacked["verdict"].tolist() == ["reproduced"]
     info = json.loads((into / "run.json").read_text())
     assert info["commit"] == "abc" and info["dirty"] and info["wall_s"] == 3400.0
+    assert info["note"] == "one job at a time"
     assert info["stages"]["training"] == {"jobs": 1, "job_s": 600.0, "cpu_s": 1100.0}
     assert info["stages"]["preprocessing"]["job_s"] == 30.0
     assert "## S3" in R.render_page(into.parent) and "results/s3/s3_pix2pix/scatter_fits.png" in R.render_page(into.parent)

@@ -14,7 +14,7 @@
                                                           check (or rewrite) the README's generated block
     spectsynth results [--check]                          docs/results.md and the README's status block from the
                                                           reference runs kept in docs/results/ (--check: compare)
-    spectsynth results collect RESULTS --study KEY --into DIR [--wall-s S]   keep a reference run's small outputs
+    spectsynth results collect RESULTS --study KEY --into DIR [--wall-s S] [--note T]   keep a reference run's small outputs
     spectsynth results power CONFIG ... [--update FILE]   power of the reference design's subject-level tests
 """
 
@@ -198,7 +198,7 @@ def _results(args) -> int:
     )
 
     if args.action == "collect":
-        files = collect(args.results_dir, args.study, args.into, wall_s=args.wall_s)
+        files = collect(args.results_dir, args.study, args.into, wall_s=args.wall_s, note=args.note)
         print(f"{len(files)} files of {args.study} kept in {args.into}: " + ", ".join(files))
         return 0
     if args.action == "power":
@@ -324,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--study", required=True, metavar="KEY", help="the study's key (s0 ... s3: datasets.<key>)")
     q.add_argument("--into", type=Path, required=True)
     q.add_argument("--wall-s", type=float, default=None, help="the run's measured wall time in seconds")
+    q.add_argument("--note", default="", help="how the run was made, where it bears on the wall time "
+                   "(e.g. other work on the same cores); printed beside it")
     q = acts.add_parser("power", help="power of the reference design's subject-level tests")
     q.add_argument("configs", type=Path, nargs="+", metavar="CONFIG")
     q.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))

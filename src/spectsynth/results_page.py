@@ -127,9 +127,11 @@ def kept_outputs(results_dir: str | Path, key: str) -> list[tuple[Path, str]]:
     return out
 
 
-def collect(results_dir: str | Path, key: str, into: str | Path, *, wall_s: float | None = None) -> list[str]:
+def collect(results_dir: str | Path, key: str, into: str | Path, *, wall_s: float | None = None,
+            note: str = "") -> list[str]:
     """Copy a run's kept outputs of study ``key`` into ``into`` (replacing what was there) and
-    write its stacked ``verdicts.tsv`` and ``run.json``; returns the files written."""
+    write its stacked ``verdicts.tsv`` and ``run.json``; returns the files written. ``note``: how
+    the run was made, when that bears on its wall time (e.g. other work on the same cores)."""
     from .headline import collect as stack
 
     results_dir, into = Path(results_dir), Path(into)
@@ -170,7 +172,7 @@ def collect(results_dir: str | Path, key: str, into: str | Path, *, wall_s: floa
     git = info.get("git") or {}
     run = {"study": st.name, "commit": git.get("commit", "unknown (no provenance/run.json)"),
            "dirty": bool(git.get("dirty", False)), "written_at": info.get("written_at", ""),
-           "wall_s": None if wall_s is None else float(wall_s),
+           "wall_s": None if wall_s is None else float(wall_s), "note": str(note or ""),
            "stages": stage_times(results_dir / "benchmarks"), "files": sorted(written)}
     write_json(run, into / "run.json")
     return sorted([*written, "run.json"])
@@ -215,6 +217,12 @@ def _run_line(folder: Path) -> str:
     wall_text = "wall time not recorded" if wall is None else f"wall time {float(wall) / 60:.1f} min"
     stages = run.get("stages") or {}
     stage_text = ", ".join(f"{s} {v['job_s'] / 60:.1f}" for s, v in stages.items())
+    cpu = sum(float(v.get("cpu_s", 0.0)) for v in stages.values())
+    if cpu:
+        wall_text += (f" ({cpu / 60:.0f} CPU minutes in all jobs: {cpu / 120:.0f} min on 2 cores that do "
+                      "nothing else, at best)")
+    if str(run.get("note", "")).strip():
+        wall_text += f"; {str(run['note']).strip()}"
     commit = str(run.get("commit", "unknown"))[:12] + (" (with uncommitted changes)" if run.get("dirty") else "")
     return f"commit `{commit}`; {wall_text}" + (f"; job minutes per stage: {stage_text}" if stage_text else "")
 
