@@ -1,9 +1,9 @@
 """Build one slice dataset: shards per split and the index table (spectsynth.datasets)."""
 
-from spectsynth.datasets import build_dataset, records_from_files
+from spectsynth.datasets import records_from_files
 from spectsynth.logs import rule_log
 from spectsynth.provenance import stamp_outputs
-from spectsynth.studies import dataset_entries
+from spectsynth.studies import build_dataset, dataset_entries
 
 
 def main(smk):
