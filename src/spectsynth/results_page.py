@@ -235,12 +235,21 @@ def summary_lines(root: str | Path, link: str = "") -> list[str]:
         return ["No reference run has been kept yet (`docs/results/<study>/` is empty): the only numbers so far "
                 "are the demo's smoke-test headline. Run a study with `config/studies/reference.yaml` and keep its "
                 "outputs with `spectsynth results collect`."]
-    lines = ["| study | n | verdicts |", "|---|---|---|"]
+    lines = ["| study | n | verdicts | run: wall time (CPU minutes / 2 cores) |", "|---|---|---|---|"]
     for k in keys:
         t = _read(root / k / "verdicts.tsv")
         n = sorted({f"{r['n']} {r['n_counts']}".strip() for _, r in t.iterrows() if str(r["n"]).strip()})
-        lines.append(f"| [{k.upper()}]({link}#{k}) | {'; '.join(n[:1])} | {_counts(t)} |")
+        lines.append(f"| [{k.upper()}]({link}#{k}) | {'; '.join(n[:1])} | {_counts(t)} | {_wall(root / k)} |")
     return lines
+
+
+def _wall(folder: Path) -> str:
+    """A run's wall time and its CPU minutes over 2 cores (what idle cores would take at best)."""
+    f = folder / "run.json"
+    run = json.loads(f.read_text()) if f.is_file() else {}
+    cpu = sum(float(v.get("cpu_s", 0.0)) for v in (run.get("stages") or {}).values())
+    wall = "not recorded" if run.get("wall_s") is None else f"{float(run['wall_s']) / 60:.0f} min"
+    return wall + (f" ({cpu / 120:.0f} min)" if cpu else "")
 
 
 def render_page(root: str | Path) -> str:
@@ -280,8 +289,11 @@ def render_page(root: str | Path) -> str:
         realism = folder / "realism.tsv"
         if realism.is_file():
             rt = _read(realism)
-            lines += ["", "Realism of the simulated images (`realism.tsv`):", ""]
-            lines += md_table(rt, [(c, c) for c in rt.columns])
+            unmeasured = rt["n"].astype(str).str.strip().isin(["0", ""]) if "n" in rt else rt.index < 0
+            lines += ["", "Realism of the simulated images (`realism.tsv`"
+                      + (f"; {int(unmeasured.sum())} rows of data this run did not build are left out"
+                         if unmeasured.any() else "") + "):", ""]
+            lines += md_table(rt[~unmeasured], [(c, c) for c in rt.columns])
         figs = sorted(folder.rglob("*.png"))
         if figs:
             lines += ["", "Figures:", ""]
