@@ -11,7 +11,8 @@ S3        pix2pix CBF SPECT -> 15O-water PET            :mod:`.s3`
 
 Adding a study: a module (or package) here with a :class:`~.base.Study` subclass, one line in
 :data:`REGISTRY`, its ``datasets.<key>`` block and an ``experiments:`` entry in the config
-schema, and its report captions in workflow/report/. The rules loop over the registry.
+schema, and its report captions in workflow/report/. The rules loop over the registry; rules of
+its own go in a .smk file beside its module (:attr:`~.base.Study.rules`; S0's ``rules.smk``).
 """
 
 from __future__ import annotations
