@@ -1,18 +1,17 @@
-"""Every default has one source; where Python holds a copy, it is pinned to that source here.
+"""Every default has one source, and what the package reads is what the schema fills in.
 
-Sources, block by block:
+Each option is declared once, in an option fragment beside its code (``options.yaml``; see
+spectsynth.config and spectsynth.schema), and the Python defaults are read from the fragments
+(``spectsynth.simulate.config.DEFAULTS``, ``Study.dataset_defaults``,
+``spectsynth.experiments.TRAINING_DEFAULTS`` and ``COMMON_DEFAULTS``, the SBR regressor's
+``DEFAULTS``, each family's ``DEFAULTS``); tests/test_schema_assembly.py fails on a default
+written in Python. The tests here check the other half: that validation of the assembled schema
+fills in exactly what the package reads (``inputs.demo`` is held to ``DemoParams`` in
+test_demo_anatomy.py, ``preprocess.scan_brain_extraction`` to ``ScanBrainSettings`` here).
 
-* ``inputs``, ``report``, ``compute``, ``simulate``, ``datasets``, ``training``, ``preprocess``,
-  ``anatomy``, ``evaluate``: the schema (``config/schema.yaml``). The Python copies
-  (``spectsynth.simulate.config.DEFAULTS``, ``spectsynth.studies.DATASET_DEFAULTS``,
-  ``spectsynth.experiments.TRAINING_DEFAULTS``, ``spectsynth.studies.s0.sbr_regressor.DEFAULTS``,
-  ``spectsynth.preprocess.scan_brain.ScanBrainSettings``) must equal what
-  the schema fills in (``inputs.demo`` is held to ``DemoParams`` in test_demo_anatomy.py).
-* ``experiments``: the settings of a model family and a study's published settings live in
-  Python (``FAMILY_DEFAULTS``, ``STUDY_DEFAULTS``); the schema gives those keys ``null``
-  ("take the family's / the study's") and says which family or study each key belongs to,
-  which must agree with ``FAMILY_DEFAULTS`` and ``STUDY_FAMILIES``. The keys the harness fills
-  itself (``COMMON_DEFAULTS``) have the schema's defaults.
+``experiments``: a family's settings and a study's published settings are the family's and the
+study's; the schema gives those keys ``null`` ("take the family's / the study's") and says
+which family or study each key belongs to, which must agree with the registries.
 
 A drift fails with the key that differs.
 """
@@ -23,9 +22,10 @@ import re
 
 import pytest
 
-from spectsynth.config import load_schema, schema_defaults
+from spectsynth.config import schema_defaults
 from spectsynth.experiments import COMMON_DEFAULTS, EXPERIMENT_KEYS, TRAINING_DEFAULTS
 from spectsynth.models import FAMILY_DEFAULTS
+from spectsynth.schema import assemble
 from spectsynth.simulate.config import DEFAULTS as SIMULATE_DEFAULTS
 from spectsynth.studies import DATASET_DEFAULTS, REGISTRY
 
@@ -34,8 +34,8 @@ STUDY_FAMILIES = {s.name: s.families for s in REGISTRY.values()}
 
 
 @pytest.fixture(scope="module")
-def schema(repo):
-    return load_schema(repo / "config" / "schema.yaml")
+def schema():
+    return assemble()
 
 
 def drift(python, schema, path: str) -> list[str]:

@@ -30,8 +30,8 @@ LAYERS: list[tuple[str, set[str]]] = [
                                                           "train", "infer"}),
     ("evaluation tools", {"evaluate", "reading"}),
     ("studies", {"studies"}),
-    ("workflow-wide: experiments, plans, QC across studies, pages, CLI",
-     {"experiments", "planner", "realism", "scan_qc", "results_page", "cli"}),
+    ("workflow-wide: experiments, the configuration schema, plans, QC across studies, pages, CLI",
+     {"experiments", "schema", "planner", "realism", "scan_qc", "results_page", "cli"}),
 ]
 RANK = {part: i for i, (_, parts) in enumerate(LAYERS) for part in parts}
 

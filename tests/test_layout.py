@@ -64,6 +64,7 @@ class _Toy(Study):
     key = "s9"
     families = ("pix2pix",)
     training_defaults = {"epochs": 5, "batch_size": 2, "lr": 1e-4, "betas": [0.5, 0.999], "selection_metric": "ssim"}
+    options = ""                           # no fragment: its defaults given here (the package below has one)
     dataset_defaults = copy.deepcopy(REGISTRY["S3"].dataset_defaults)
     channels = roles = ("spect_cbf", "pet_cbf")
     report_category = "9. Results S9"
@@ -101,9 +102,7 @@ def test_a_new_study_needs_only_its_registry_entry(toy_study):
 
 
 TOY_PACKAGE = '''
-import copy
-
-from spectsynth.studies import REGISTRY, Output, Study
+from spectsynth.studies import Output, Study
 
 
 class Toy(Study):
@@ -113,19 +112,40 @@ class Toy(Study):
     families = ("pix2pix",)
     training_defaults = {"epochs": 5, "batch_size": 2, "lr": 1e-4, "betas": [0.5, 0.999],
                          "selection_metric": "ssim"}
-    dataset_defaults = copy.deepcopy(REGISTRY["S3"].dataset_defaults)
     channels = roles = ("spect_cbf", "pet_cbf")
     evaluation = {"summary": Output("{experiment}/summary.tsv", "evaluate_s3.rst", "{experiment}", ("table", "x"))}
 
 
 STUDY = Toy()
 '''
+# The toy study's options: its dataset block and an option of its own, which its rule reads.
+TOY_OPTIONS = '''
+datasets.s9:
+  type: object
+  additionalProperties: false
+  default: {}
+  description: The toy study's slice pairs.
+  properties:
+    size: {$ref: "#/$defs/slice_size"}
+    n_slices: {$ref: "#/$defs/n_slices"}
+    normalise: {$ref: "#/$defs/normalise", default: max_pm1}
+    extent_threshold: {$ref: "#/$defs/extent_threshold", default: 0.25}
+    split: {$ref: "#/$defs/split"}
+    augment: {$ref: "#/$defs/paired_augment"}
+evaluate.toy_greeting:
+  type: string
+  enum: [hello, bonjour]
+  default: hello
+  description: What the toy study's own rule writes.
+'''
 TOY_RULES = '''
 rule toy_study_extra:
     output:
         f"{OUT}/toy/extra.txt",
+    params:
+        greeting=config["evaluate"]["toy_greeting"],
     shell:
-        "echo {SUBJECTS} > {output}"
+        "echo {params.greeting} {SUBJECTS} > {output}"
 
 
 TARGETS.append(lambda: [f"{OUT}/toy/extra.txt"])
@@ -136,22 +156,58 @@ TOY_RUNNER = ("import sys\nfrom spectsynth import studies\nimport toystudy\n"
               "from snakemake.cli import main\nsys.exit(main(sys.argv[1:]))\n")
 
 
+def _toy_package(tmp_path):
+    pkg = tmp_path / "toystudy"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(TOY_PACKAGE)
+    (pkg / "options.yaml").write_text(TOY_OPTIONS)
+    (pkg / "rules.smk").write_text(TOY_RULES)
+    return pkg
+
+
+def test_a_fifth_studys_options_join_the_schema(tmp_path, monkeypatch):
+    """Its fragment's blocks are placed into the assembled schema: its option validates, takes its
+    default, and a wrong value is named; its dataset defaults come from its fragment."""
+    import importlib
+
+    from spectsynth import studies
+    from spectsynth.config import validate_config
+    from spectsynth.errors import ConfigError
+    from spectsynth.schema import assemble
+
+    _toy_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    toy = importlib.import_module("toystudy").STUDY
+    monkeypatch.setitem(studies.REGISTRY, toy.name, toy)
+    monkeypatch.setitem(studies.BY_KEY, toy.key, toy)
+    schema = assemble()
+    assert schema["properties"]["studies"]["items"]["enum"][-1] == "S9"
+    cfg = validate_config({"evaluate": {"toy_greeting": "bonjour"}}, schema)
+    assert cfg["evaluate"]["toy_greeting"] == "bonjour" and cfg["datasets"]["s9"]["normalise"] == "max_pm1"
+    assert validate_config({}, schema)["evaluate"]["toy_greeting"] == "hello"
+    with pytest.raises(ConfigError, match=r"config key 'evaluate.toy_greeting': value 'hi' is not allowed"):
+        validate_config({"evaluate": {"toy_greeting": "hi"}}, schema)
+    assert toy.dataset_defaults["extent_threshold"] == 0.25 and toy.entry_keys == ()
+    assert dataset_names({})[-1] == "s9"
+
+
 def test_a_fifth_study_brings_its_own_rules_and_the_workflow_plans_them(tmp_path):
-    """A study package with its own rule file (Study.rules) is included by the Snakefile's loop
-    over the registry: its rule is planned beside the shared stages, nothing else edited."""
+    """A study package with its own options and its own rule file (Study.options, Study.rules) is
+    included by the Snakefile's loop over the registry: the workflow validates its option against
+    the assembled schema and plans its rule, which reads the option, beside the shared stages;
+    nothing else is edited."""
     import os
     import subprocess
     import sys
 
-    pkg = tmp_path / "toystudy"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text(TOY_PACKAGE)
-    (pkg / "rules.smk").write_text(TOY_RULES)
+    _toy_package(tmp_path)
+    overlay = tmp_path / "toy.yaml"
+    overlay.write_text(f"output_dir: {tmp_path / 'out'}\nevaluate:\n  toy_greeting: bonjour\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    res = subprocess.run([sys.executable, "-c", TOY_RUNNER, "-n", "--snakefile", str(REPO / "Snakefile"),
-                          "--directory", str(REPO), "--configfile", "tests/configs/tiny.yaml",
-                          "--config", f"output_dir={tmp_path / 'out'}"],
+    res = subprocess.run([sys.executable, "-c", TOY_RUNNER, "-n", "-p", "--snakefile", str(REPO / "Snakefile"),
+                          "--directory", str(REPO), "--configfile", "tests/configs/tiny.yaml", str(overlay)],
                          capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "rule toy_study_extra:" in res.stdout and f"{tmp_path / 'out'}/toy/extra.txt" in res.stdout
+    assert "echo bonjour " in res.stdout                 # its own option, read by its own rule
     assert "rule s0_clinical:" in res.stdout              # S0's own rules, from its package, still there

@@ -90,9 +90,9 @@ def test_unknown_tracer_names_the_known_ones_and_what_to_do():
     msg = str(err.value)
     assert "unknown tracer 'MIBG'" in msg and "DaT, IMP, HMPAO, ECD, H2O, FDG" in msg
     assert "spectsynth.simulate.registry" in msg and "Adding a tracer" in msg
-    with pytest.raises(ConfigError, match=r"simulate\.perfusion\.tracer must be IMP, HMPAO or ECD, not 'FDG'"):
+    with pytest.raises(ConfigError, match=r"simulate\.perfusion\.tracer': value 'FDG' is not allowed \(allowed: 'IMP', 'HMPAO', 'ECD'\)"):
         sim_config.resolve({"perfusion": {"tracer": "FDG"}})
-    with pytest.raises(ConfigError, match=r"simulate\.interictal\.tracer must be IMP, HMPAO or ECD, not 'DaT'"):
+    with pytest.raises(ConfigError, match=r"simulate\.interictal\.tracer': value 'DaT' is not allowed"):
         sim_config.resolve({"interictal": {"tracer": "DaT"}})
     with pytest.raises(ConfigError, match="choose DaT, perfusion, pet"):
         from spectsynth.simulate.core import simulate_subject
@@ -152,10 +152,16 @@ def test_a_new_tracer_needs_only_its_entry_and_uptake_model(repo):
 
     toy = Tracer("TOY", "spect", "Tc-99m", ToyModel, "a toy 99mTc perfusion agent", physiology="perfusion",
                  extracerebral=0.25)
-    with pytest.raises(ConfigError, match="must be IMP, HMPAO or ECD, not 'TOY'"):
+    with pytest.raises(ConfigError, match=r"value 'TOY' is not allowed \(allowed: 'IMP', 'HMPAO', 'ECD'\)"):
         sim_config.resolve({"perfusion": {"tracer": "TOY"}})
     with registered(toy):
         assert perfusion_agents() == ("IMP", "HMPAO", "ECD", "TOY")
+        # The configuration schema reads the registry: the entry is all the config needs too.
+        from spectsynth.schema import assemble
+
+        sim = assemble()["properties"]["simulate"]["properties"]
+        assert sim["perfusion"]["properties"]["tracer"]["enum"] == ["IMP", "HMPAO", "ECD", "TOY"]
+        assert sim["physiology"]["properties"]["extracerebral"]["properties"]["TOY"]["default"] == 0.25
         cfg = sim_config.resolve({"perfusion": {"tracer": "TOY", "n_unilateral": 1, "n_bilateral": 0},
                                   "interictal": {"tracer": "TOY"}})
         anat = mni_anatomy(2.0, subject="toy")

@@ -82,6 +82,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from .config import core_defaults
 from .errors import ConfigError, ProcessingError
 from .io import save_image, write_json, write_table, write_text
 from .labels import LEVELS, REFERENCE, STRIATUM, TERRITORIES, TISSUES, dseg_tsv
@@ -127,27 +128,31 @@ TERRITORY_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The declared options (options.yaml); the fields take their defaults from them.
+_DECLARED = core_defaults("anatomy")
+
+
 @dataclass
 class AnatomySettings:
     """Settings of the anatomy stage (the config's ``anatomy`` section)."""
 
-    atlas: str = "neuromorphometrics"
-    refine_striatum: bool = True
-    local_affine: str = "hemisphere"
-    local_margin_mm: float = 12.0
-    max_local_shift_mm: float = 8.0
-    local_levels: int = 1
-    local_sampling_fraction: float = 0.25
-    prior_sigma_mm: float = 1.0
-    em_iterations: int = 8
-    mrf_strength: float = 1.0
-    roi_margin_mm: float = 6.0
-    partial_volume: bool = True
-    partial_volume_weight: float = 1.0
-    tissue_prior_sigma_mm: float = 2.0
-    tissue_em_iterations: int = 10
-    level_fraction: float = 0.5
-    cortex_margin_mm: float = 4.0
+    atlas: str = _DECLARED["atlas"]
+    refine_striatum: bool = _DECLARED["refine_striatum"]
+    local_affine: str = _DECLARED["local_affine"]
+    local_margin_mm: float = _DECLARED["local_margin_mm"]
+    max_local_shift_mm: float = _DECLARED["max_local_shift_mm"]
+    local_levels: int = _DECLARED["local_levels"]
+    local_sampling_fraction: float = _DECLARED["local_sampling_fraction"]
+    prior_sigma_mm: float = _DECLARED["prior_sigma_mm"]
+    em_iterations: int = _DECLARED["em_iterations"]
+    mrf_strength: float = _DECLARED["mrf_strength"]
+    roi_margin_mm: float = _DECLARED["roi_margin_mm"]
+    partial_volume: bool = _DECLARED["partial_volume"]
+    partial_volume_weight: float = _DECLARED["partial_volume_weight"]
+    tissue_prior_sigma_mm: float = _DECLARED["tissue_prior_sigma_mm"]
+    tissue_em_iterations: int = _DECLARED["tissue_em_iterations"]
+    level_fraction: float = _DECLARED["level_fraction"]
+    cortex_margin_mm: float = _DECLARED["cortex_margin_mm"]
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> AnatomySettings:

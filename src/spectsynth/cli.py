@@ -123,6 +123,21 @@ def _score_reading(args) -> int:
     return 0
 
 
+def _schema(args) -> int:
+    from . import schema
+
+    path = args.path or schema.SCHEMA_PATH
+    if args.check:
+        problems = schema.check(path)
+        print("\n".join(problems) if problems else f"{path}: the generated schema")
+        return 1 if problems else 0
+    if args.write:
+        print(f"written: {schema.write(path)}")
+        return 0
+    print(schema.render(schema.assemble()), end="")
+    return 0
+
+
 def _plan(args) -> int:
     import yaml
 
@@ -237,13 +252,15 @@ def _results(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .inputs.cohort import DEFAULT_N_SUBJECTS, DEFAULT_SEED
+
     parser = argparse.ArgumentParser(prog="spectsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="build the demo cohort as a BIDS dataset")
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--n-subjects", type=int, default=12)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--n-subjects", type=int, default=DEFAULT_N_SUBJECTS)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--voxel-mm", type=float, nargs=3, default=None)
     p.set_defaults(func=_demo)
     p = sub.add_parser("check", help="validate one NIfTI image")
@@ -255,6 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", type=Path)
     p.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))
     p.set_defaults(func=_config)
+    p = sub.add_parser("schema", help="print, write or check the configuration schema assembled from the option fragments",
+                       description="Assemble the configuration schema from the option fragments (options.yaml "
+                                   "beside the packages, the studies and the model families; spectsynth.schema) "
+                                   "and print it, write it to config/schema.yaml (--write) or check that the "
+                                   "committed file is the generated one (--check; exit status 1 when not).")
+    p.add_argument("--write", action="store_true")
+    p.add_argument("--check", action="store_true")
+    p.add_argument("--path", type=Path, default=None, help="default: config/schema.yaml of this checkout")
+    p.set_defaults(func=_schema)
     p = sub.add_parser("resources", help="list templates and atlases and where they come from")
     p.set_defaults(func=_resources)
     p = sub.add_parser("checksum", help="content checksums of a results folder; compare two runs",

@@ -10,15 +10,27 @@ the key, the value and what is allowed, e.g.::
     entry's model is 'fastgan'; remove it from this entry (value 16)
 
 Blocks used more than once are written once under the schema's ``$defs``; defaults are filled
-through ``$ref`` too. :func:`schema_defaults` returns what a block fills in, for the tests that
-hold Python copies of defaults to the schema (tests/test_defaults_single_source.py).
+through ``$ref`` too. :func:`schema_defaults` returns what a block fills in.
+
+Options are declared once, next to the code that reads them, in option fragments
+(``options.yaml`` beside a package: ``spectsynth/simulate/options.yaml``,
+``spectsynth/studies/s0/options.yaml``, ``spectsynth/models/pix2pix/options.yaml``, ...; the core
+blocks in ``spectsynth/options.yaml``). A fragment maps config key paths (``simulate``,
+``datasets.s0``, ``evaluate.clinical``, ``experiments.*.ngf``) to their schema blocks; the package
+reads its defaults from it (:func:`fragment_defaults`) and :mod:`spectsynth.schema` assembles the
+schema from the fragments (``config/schema.yaml`` is that schema, generated). A value that code
+owns is named, not copied: ``{x-from: "module:NAME"}`` stands for that attribute's value, or
+what it returns when it is a function (:func:`resolve_refs`; a tuple becomes a list, a mapping
+under ``enum`` its keys).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +42,9 @@ from .errors import ConfigError
 from .mapping import merge  # noqa: F401  (the config merges with it; re-exported)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+# The core fragment: top-level blocks that no package owns, and the shared ``$defs``.
+CORE_FRAGMENT = Path(__file__).resolve().with_name("options.yaml")
+FRAGMENT_NAME = "options.yaml"
 
 
 def _pointer(root: dict, ref: str) -> Any:
@@ -108,6 +123,111 @@ def schema_defaults(schema: dict | str | Path | None, where: str, instance: dict
     if instance is not None:
         raise ConfigError("schema_defaults: an instance is only filled into a $defs block")
     return cfg
+
+
+def _json_like(value: Any, as_enum: bool = False) -> Any:
+    if isinstance(value, Mapping):
+        return list(value) if as_enum else {k: _json_like(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_json_like(v) for v in value]
+    return copy.deepcopy(value)
+
+
+def resolve_refs(node: Any, parent_key: str | None = None) -> Any:
+    """``node`` with every ``{x-from: "module:NAME"}`` replaced by that attribute's value, or what
+    it returns when it is a function (imported when asked for, so a module may read a fragment
+    that names its own constants)."""
+    if isinstance(node, dict):
+        if set(node) == {"x-from"}:
+            module, _, name = str(node["x-from"]).partition(":")
+            try:
+                value = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError) as exc:
+                raise ConfigError(f"config schema: x-from {node['x-from']!r} names nothing ({exc})") from None
+            if callable(value):
+                value = value()
+            return _json_like(value, as_enum=parent_key == "enum")
+        return {k: resolve_refs(v, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve_refs(v, parent_key) for v in node]
+    return node
+
+
+@cache
+def _read_fragment(path: str) -> dict:
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"option fragment {path}: expected a mapping of config keys to schema blocks")
+    return data
+
+
+def read_fragment(path: str | Path) -> dict:
+    """The option fragment at ``path`` (config key path -> schema block), ``x-from`` resolved."""
+    return resolve_refs(copy.deepcopy(_read_fragment(str(path))))
+
+
+def core_defs() -> dict:
+    """The shared ``$defs`` blocks of the core fragment."""
+    return read_fragment(CORE_FRAGMENT).get("$defs", {})
+
+
+def block_defaults(block: dict, instance: Any = None) -> Any:
+    """What ``block`` (a schema block of a fragment; ``$ref`` into the core ``$defs``) fills in,
+    as validation would: its own default (or ``instance``, or ``{}``) with its keys' defaults."""
+    root = {**block, "$defs": core_defs()}
+    found, start = _default(root, block)
+    if not found and "properties" not in block and "$ref" not in block and instance is None:
+        raise ConfigError(f"option block {block.get('description', block)!r} has no default")
+    target = copy.deepcopy(instance if instance is not None else (start if found else {}))
+    if not isinstance(target, dict):
+        return target
+    errors = list(_defaulting_validator(root).iter_errors(target))
+    if errors:
+        raise ConfigError(describe_error(errors[0], target))
+    return target
+
+
+def fragment_defaults(path: str | Path, key: str | None = None) -> Any:
+    """The defaults a fragment declares: those of the block at config key ``key``, or (``key``
+    None) ``{option: default}`` of its ``experiments.*.<option>`` keys (a model family's)."""
+    fragment = read_fragment(path)
+    if key is not None:
+        if key not in fragment:
+            raise ConfigError(f"option fragment {path}: no block for config key {key!r}")
+        return block_defaults(fragment[key])
+    return {k.split(".", 2)[2]: block_defaults(b) for k, b in fragment.items() if k.startswith(EXPERIMENT_PREFIX)}
+
+
+EXPERIMENT_PREFIX = "experiments.*."
+
+
+def check_block(path: str | Path, value: Any, key: str) -> None:
+    """Check ``value`` against the block at config key ``key`` of the fragment at ``path`` (its
+    types, bounds and choices); raises :class:`ConfigError` with one line naming the key, as the
+    workflow's validation would (for code that is handed a block without the whole config)."""
+    block: Any = read_fragment(path)[key]
+    instance: Any = value
+    for part in reversed(key.split(".")):
+        block = {"type": "object", "properties": {part: block}}
+        instance = {part: instance}
+    errors = sorted(Draft202012Validator({**block, "$defs": core_defs()}).iter_errors(instance),
+                    key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        raise ConfigError(describe_error(errors[0], instance))
+
+
+def core_defaults(where: str) -> Any:
+    """The defaults of a core block: a top-level key (``"training"``), a shared block
+    (``"$defs/split"``) or a key every experiment entry has (``"$defs/experiment/seed"``)."""
+    core = read_fragment(CORE_FRAGMENT)
+    parts = where.split("/")
+    if parts[0] == "$defs":
+        block = core["$defs"][parts[1]]
+        for part in parts[2:]:
+            block = block["properties"][part]
+        return block_defaults(block)
+    return block_defaults(core["properties"][where])
 
 
 def load_schema(path: str | Path | None = None) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .config import core_defaults
 from .errors import ConfigError
 from .models import FAMILIES, FAMILY_DEFAULTS, get_family
 from .studies import REGISTRY
@@ -30,9 +31,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper_weights": {"lambda_l1": 100.0},
 }
 
-COMMON_DEFAULTS: dict[str, Any] = {"lr_decay_start_epoch": None, "seed": None, "gpu": None,
-                                   "mem_mb": None, "runtime": None, "preset": "study",
-                                   "description": ""}
+# The defaults of the keys every entry has that neither the study nor the family sets (declared in
+# the core option fragment, spectsynth/options.yaml, $defs/experiment).
+COMMON_DEFAULTS: dict[str, Any] = {
+    k: core_defaults(f"$defs/experiment/{k}")
+    for k in ("lr_decay_start_epoch", "seed", "gpu", "mem_mb", "runtime", "preset", "description")}
 
 # Keys of an entry that a study reads to expand it into runs (S1: variants; S2: inputs, spaces, losses).
 STUDY_ENTRY_KEYS = set().union(*(set(s.entry_keys) for s in REGISTRY.values()))
@@ -46,12 +49,7 @@ EXPERIMENT_KEYS = (
 )
 
 # Settings of the harness (config ``training:``) copied into every resolved experiment.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "device": None, "amp": "auto", "channels_last": False, "num_workers": 0, "seed": 1234,
-    "checkpoint_every": 1, "checkpoint_every_steps": 0, "keep_checkpoints": 2,
-    "on_config_change": "restart", "validate_every": 1, "progress": True, "preload_max_mb": 2048,
-    "threads": 1, "gpu": None, "mem_mb": 4000, "runtime": 60,
-}
+TRAINING_DEFAULTS: dict[str, Any] = core_defaults("training")
 
 # Checkpoint-selection metrics each family can be scored by (its registry entry).
 SELECTION_METRICS = {name: get_family(name).selection_metrics for name in FAMILIES}

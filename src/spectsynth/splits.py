@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .config import core_defaults
 from .errors import ConfigError
 from .inputs.cohort import participant  # noqa: F401  (re-exported)
 from .mapping import merge
@@ -25,10 +26,7 @@ SPLITS = ("train", "val", "test")
 
 # The split settings every dataset starts from (``datasets.<key>.split``; see
 # :func:`assign_splits`); each study overrides what its paper says.
-SPLIT_DEFAULT: dict[str, Any] = {"method": "fractions", "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
-                                 "counts": {"train": 0, "val": 0, "test": 0},
-                                 "lists": {"train": [], "val": [], "test": []}, "seed": None,
-                                 "val_within_train": False}
+SPLIT_DEFAULT: dict[str, Any] = core_defaults("$defs/split")
 
 
 def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str = "",

@@ -10,6 +10,7 @@ from snakemake.logging import logger
 from spectsynth import outputlock
 from spectsynth.config import alternation, validate_config
 from spectsynth.errors import SpectsynthError
+from spectsynth.schema import assemble as assemble_schema
 from spectsynth.experiments import expand_experiments
 from spectsynth.inputs.demo import subject_labels
 from spectsynth.studies import REGISTRY as STUDIES
@@ -27,7 +28,9 @@ from spectsynth.realism import paired_datasets as realism_paired_datasets
 from spectsynth.realism import roi_datasets as realism_roi_datasets
 
 try:
-    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+    # The schema of the registered studies and model families, assembled from their option
+    # fragments (config/schema.yaml is the same, committed for reading; spectsynth.schema).
+    validate_config(config, assemble_schema())
 except SpectsynthError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 

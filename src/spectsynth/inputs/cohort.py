@@ -7,12 +7,16 @@ the dataset designs and every rule environment can ask which subjects had a rese
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
-# Defaults of inputs.demo (spectsynth.inputs.demo.DemoParams holds the same; tested).
-DEFAULT_N_SUBJECTS = 12
-DEFAULT_SEED = 42
+from ..config import fragment_defaults
+
+# The demo cohort's size and seed as declared (inputs.demo in options.yaml beside this module).
+_DEMO = fragment_defaults(Path(__file__).with_name("options.yaml"), "inputs")["demo"]
+DEFAULT_N_SUBJECTS: int = _DEMO["n_subjects"]
+DEFAULT_SEED: int = _DEMO["seed"]
 
 
 def participant(unit: str) -> str:

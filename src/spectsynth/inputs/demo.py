@@ -45,6 +45,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from ..config import fragment_defaults
 from ..io import save_image, write_json, write_table, write_text
 from ..paths import bids
 from ..resources import resource_path
@@ -53,42 +54,46 @@ from .cohort import DEFAULT_N_SUBJECTS, DEFAULT_SEED, resected_labels, subject_l
 log = logging.getLogger(__name__)
 
 
+# The declared options (options.yaml); the fields take their defaults from them.
+_DECLARED = fragment_defaults(Path(__file__).with_name("options.yaml"), "inputs")["demo"]
+
+
 @dataclass
 class DemoParams:
     """Settings of the demo cohort (mirrors ``inputs.demo`` in the config schema)."""
 
-    n_subjects: int = DEFAULT_N_SUBJECTS
-    seed: int = DEFAULT_SEED
-    voxel_mm: tuple[float, float, float] = (1.0, 1.0, 1.2)  # A-P, S-I, L-R (sagittal slices)
-    fov_mm: tuple[float, float, float] = (256.0, 256.0, 192.0)
-    max_rotation_deg: float = 15.0
-    max_shift_mm: float = 10.0
-    deformation_mm: float = 3.0
-    control_spacing_mm: float = 25.0
-    local_volume_sd: float = 0.1
-    field_spacing_mm: float = 4.0
-    scale_sd: float = 0.03
-    icv_ml_female: float = 1289.0
-    icv_ml_male: float = 1469.0
-    icv_sd: float = 0.08
-    ventricle_age_slope: float = 0.02
-    ventricle_reference_age: float = 30.0
-    ventricle_sd: float = 0.3
-    ventricle_asymmetry_sd: float = 0.12
-    atrophy_mm_per_decade: float = 0.2
-    atrophy_reference_age: float = 25.0
-    atrophy_sd_mm: float = 0.2
-    striatum_age_slope: float = -0.005
-    striatum_mean_factor: float = 1.3
-    striatum_shape_sd: float = 0.06
-    striatum_asymmetry_sd: float = 0.04
-    hemisphere_asymmetry_sd: float = 0.015
-    petalia_sd: float = 0.02
-    n_resected: int = 0
-    resection_semi_axes_mm: tuple[float, float, float] = (15.0, 24.0, 14.0)
-    bias_strength: float = 0.15
-    noise_fraction: float = 0.02
-    age_range: tuple[float, float] = (45.0, 80.0)
+    n_subjects: int = _DECLARED["n_subjects"]
+    seed: int = _DECLARED["seed"]
+    voxel_mm: tuple[float, float, float] = tuple(_DECLARED["voxel_mm"])  # A-P, S-I, L-R (sagittal slices)
+    fov_mm: tuple[float, float, float] = tuple(_DECLARED["fov_mm"])
+    max_rotation_deg: float = _DECLARED["max_rotation_deg"]
+    max_shift_mm: float = _DECLARED["max_shift_mm"]
+    deformation_mm: float = _DECLARED["deformation_mm"]
+    control_spacing_mm: float = _DECLARED["control_spacing_mm"]
+    local_volume_sd: float = _DECLARED["local_volume_sd"]
+    field_spacing_mm: float = _DECLARED["field_spacing_mm"]
+    scale_sd: float = _DECLARED["scale_sd"]
+    icv_ml_female: float = _DECLARED["icv_ml_female"]
+    icv_ml_male: float = _DECLARED["icv_ml_male"]
+    icv_sd: float = _DECLARED["icv_sd"]
+    ventricle_age_slope: float = _DECLARED["ventricle_age_slope"]
+    ventricle_reference_age: float = _DECLARED["ventricle_reference_age"]
+    ventricle_sd: float = _DECLARED["ventricle_sd"]
+    ventricle_asymmetry_sd: float = _DECLARED["ventricle_asymmetry_sd"]
+    atrophy_mm_per_decade: float = _DECLARED["atrophy_mm_per_decade"]
+    atrophy_reference_age: float = _DECLARED["atrophy_reference_age"]
+    atrophy_sd_mm: float = _DECLARED["atrophy_sd_mm"]
+    striatum_age_slope: float = _DECLARED["striatum_age_slope"]
+    striatum_mean_factor: float = _DECLARED["striatum_mean_factor"]
+    striatum_shape_sd: float = _DECLARED["striatum_shape_sd"]
+    striatum_asymmetry_sd: float = _DECLARED["striatum_asymmetry_sd"]
+    hemisphere_asymmetry_sd: float = _DECLARED["hemisphere_asymmetry_sd"]
+    petalia_sd: float = _DECLARED["petalia_sd"]
+    n_resected: int = _DECLARED["n_resected"]
+    resection_semi_axes_mm: tuple[float, float, float] = tuple(_DECLARED["resection_semi_axes_mm"])
+    bias_strength: float = _DECLARED["bias_strength"]
+    noise_fraction: float = _DECLARED["noise_fraction"]
+    age_range: tuple[float, float] = tuple(_DECLARED["age_range"])
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -25,6 +25,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..config import fragment_defaults
 from ..errors import ConfigError, ProcessingError, SpectsynthError
 from .register import Grid, fsl_tool, image_on_grid
 
@@ -34,20 +35,24 @@ BACKENDS = ("deepbet", "fsl")
 DEEPBET_FILES = ("model.pt", "bbox_model.pt")
 
 
+# The declared options (options.yaml); the fields take their defaults from them.
+_DECLARED = fragment_defaults(Path(__file__).with_name("options.yaml"), "preprocess")["brain_extraction"]
+
+
 @dataclass
 class BrainSettings:
     """Settings of the brain extraction (the config's ``preprocess.brain_extraction``)."""
 
-    backend: str = "deepbet"
-    threshold: float = 0.5
-    dilate_voxels: int = 0
-    fsl_frac: float = 0.5
-    fsl_robust: bool = True
-    min_volume_ml: float = 600.0
-    max_volume_ml: float = 2500.0
-    device: str = "auto"
+    backend: str = _DECLARED["backend"]
+    threshold: float = _DECLARED["threshold"]
+    dilate_voxels: int = _DECLARED["dilate_voxels"]
+    fsl_frac: float = _DECLARED["fsl_frac"]
+    fsl_robust: bool = _DECLARED["fsl_robust"]
+    min_volume_ml: float = _DECLARED["min_volume_ml"]
+    max_volume_ml: float = _DECLARED["max_volume_ml"]
+    device: str = _DECLARED["device"]
     threads: int = 0
-    deepbet_shape: int = 192
+    deepbet_shape: int = _DECLARED["deepbet_shape"]
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> BrainSettings:

@@ -38,6 +38,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from ..config import fragment_defaults
 from ..errors import ConfigError, ProcessingError, SpectsynthError
 from ..io import atomic_output
 
@@ -295,24 +296,28 @@ def save_transform_pair(transform: sitk.Transform, forward: str | Path, inverse:
 # --------------------------------------------------------------------------------------------
 # registration
 # --------------------------------------------------------------------------------------------
+# The declared options (options.yaml); the fields take their defaults from them.
+_DECLARED = fragment_defaults(Path(__file__).with_name("options.yaml"), "preprocess")["registration"]
+
+
 @dataclass
 class RegistrationSettings:
     """Settings of one SimpleITK registration (the config's ``preprocess.registration``)."""
 
-    backend: str = "simpleitk"
-    histogram_bins: int = 32
-    sampling_fraction: float = 0.10
-    seed: int = 42
-    learning_rate: float = 1.0
-    min_step: float = 1e-3
-    relaxation: float = 0.5
-    iterations: int = 1000
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
-    resolution_mm: float = 2.0
-    initialization: str = "moments"
-    min_mask_dice: float = 0.85
-    require_convergence: bool = True
+    backend: str = _DECLARED["backend"]
+    histogram_bins: int = _DECLARED["histogram_bins"]
+    sampling_fraction: float = _DECLARED["sampling_fraction"]
+    seed: int = _DECLARED["seed"]
+    learning_rate: float = _DECLARED["learning_rate"]
+    min_step: float = _DECLARED["min_step"]
+    relaxation: float = _DECLARED["relaxation"]
+    iterations: int = _DECLARED["iterations"]
+    shrink_factors: tuple[int, ...] = tuple(_DECLARED["shrink_factors"])
+    smoothing_sigmas: tuple[float, ...] = tuple(_DECLARED["smoothing_sigmas"])
+    resolution_mm: float = _DECLARED["resolution_mm"]
+    initialization: str = _DECLARED["initialization"]
+    min_mask_dice: float = _DECLARED["min_mask_dice"]
+    require_convergence: bool = _DECLARED["require_convergence"]
     threads: int = 0
 
     @classmethod

@@ -31,32 +31,37 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..config import fragment_defaults
 from ..errors import ConfigError, InputDataError
 
 PET_METHODS = ("threshold", "fsl")
 SPECT_METHODS = ("otsu", "fraction")
 
 
+# The declared options (options.yaml); the fields take their defaults from them.
+_DECLARED = fragment_defaults(Path(__file__).with_name("options.yaml"), "preprocess")["scan_brain_extraction"]
+
+
 @dataclass
 class ScanBrainSettings:
     """Settings of the PET/SPECT brain extraction (the config's ``preprocess.scan_brain_extraction``)."""
 
-    pet_method: str = "threshold"
-    pet_smooth_mm: float = 2.0
-    pet_percentile: float = 99.0
-    pet_fraction: float = 0.3
-    pet_open_mm: float = 4.0
-    pet_close_mm: float = 6.0
-    pet_erode_mm: float = 0.0
-    pet_fsl_frac: float = 0.5
-    spect_method: str = "otsu"
-    spect_smooth_mm: float = 2.0
-    spect_percentile: float = 99.0
-    spect_fraction: float = 0.35
-    spect_close_mm: float = 6.0
-    work_voxel_mm: float = 2.0
-    min_volume_ml: float = 500.0
-    max_volume_ml: float = 2500.0
+    pet_method: str = _DECLARED["pet_method"]
+    pet_smooth_mm: float = _DECLARED["pet_smooth_mm"]
+    pet_percentile: float = _DECLARED["pet_percentile"]
+    pet_fraction: float = _DECLARED["pet_fraction"]
+    pet_open_mm: float = _DECLARED["pet_open_mm"]
+    pet_close_mm: float = _DECLARED["pet_close_mm"]
+    pet_erode_mm: float = _DECLARED["pet_erode_mm"]
+    pet_fsl_frac: float = _DECLARED["pet_fsl_frac"]
+    spect_method: str = _DECLARED["spect_method"]
+    spect_smooth_mm: float = _DECLARED["spect_smooth_mm"]
+    spect_percentile: float = _DECLARED["spect_percentile"]
+    spect_fraction: float = _DECLARED["spect_fraction"]
+    spect_close_mm: float = _DECLARED["spect_close_mm"]
+    work_voxel_mm: float = _DECLARED["work_voxel_mm"]
+    min_volume_ml: float = _DECLARED["min_volume_ml"]
+    max_volume_ml: float = _DECLARED["max_volume_ml"]
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> ScanBrainSettings:

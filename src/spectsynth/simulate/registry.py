@@ -22,11 +22,13 @@ Adding a tracer
     :class:`~.tracers.PerfusionModel` (or a subclass of it) as its model and is then accepted by
     ``simulate.perfusion.tracer`` and ``simulate.interictal.tracer`` and imaged by every rule that
     images the configured perfusion tracer; a new isotope needs an :class:`Isotope` entry (and,
-    for SPECT, a ``simulate.spect.tail_fraction`` default).  Where users can override what the
-    entry holds, the config schema (``config/schema.yaml``) spells the tracer out too: the
-    ``tracer`` enums of ``simulate.perfusion`` and ``simulate.interictal`` and a
-    ``simulate.physiology.extracerebral`` key with the entry's default;
-    ``tests/test_tracer_registry.py`` fails until the schema and the registry agree.  A tracer
+    for SPECT, a ``simulate.spect.tail_fraction`` default in the simulator's ``options.yaml``).
+    The options that name tracers are read from this registry by the simulator's option
+    fragment (``options.yaml``, through ``x-from``): the ``tracer`` enums of
+    ``simulate.perfusion`` and ``simulate.interictal`` (:func:`perfusion_agents`), the groups of
+    ``simulate.tracers`` (:func:`group_names`) and the keys of ``simulate.physiology.extracerebral``
+    with the entry's default (:func:`extracerebral_options`); after adding an entry,
+    ``spectsynth schema --write`` regenerates ``config/schema.yaml``.  A tracer
     imaged by a scan of its own (not a perfusion agent) also needs a :class:`Scan` and the code
     of the group that simulates it (:mod:`.core`).  Never rename an entry: the name seeds the
     tracer's random streams.  For a tracer that lives outside the package (a test, a notebook),
@@ -195,6 +197,19 @@ def spect_isotopes() -> tuple[str, ...]:
 def extracerebral_defaults() -> dict[str, float]:
     """``simulate.physiology.extracerebral``'s defaults: each tracer that has one, in registry order."""
     return {t.name: t.extracerebral for t in _TRACERS.values() if t.extracerebral is not None}
+
+
+def extracerebral_options() -> dict[str, dict]:
+    """The options of ``simulate.physiology.extracerebral`` (the simulator's options.yaml names
+    this): one number per tracer that has a default, with the tracer's description."""
+    return {name: {"type": "number", "minimum": 0, "maximum": 5, "default": value,
+                   "description": _TRACERS[name].description}
+            for name, value in extracerebral_defaults().items()}
+
+
+def group_names() -> tuple[str, ...]:
+    """The tracer groups ``simulate.tracers`` may list (and lists by default), in registry order."""
+    return tuple(GROUPS)
 
 
 # ---------------------------------------------------------------------------------------------

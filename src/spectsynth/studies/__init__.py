@@ -9,9 +9,10 @@ S2        pix2pix MRI / PET -> perfusion SPECT          :mod:`.s2`
 S3        pix2pix CBF SPECT -> 15O-water PET            :mod:`.s3`
 ========  ===========================================  ==========================
 
-Adding a study: a module (or package) here with a :class:`~.base.Study` subclass, one line in
-:data:`REGISTRY`, its ``datasets.<key>`` block and an ``experiments:`` entry in the config
-schema, and its report captions in workflow/report/. The rules loop over the registry; rules of
+Adding a study: a package here with a :class:`~.base.Study` subclass, one line in
+:data:`REGISTRY`, its options beside it (``options.yaml``: its ``datasets.<key>`` block and any
+option of its own; spectsynth.schema places them into the configuration schema), an
+``experiments:`` entry in the config, and its report captions in workflow/report/. The rules loop over the registry; rules of
 its own go in a .smk file beside its module (:attr:`~.base.Study.rules`; S0's ``rules.smk``).
 """
 
@@ -39,7 +40,7 @@ __all__ = ["BY_KEY", "DATASET_DEFAULTS", "REGISTRY", "Context", "Output", "Study
            "cohort_resected", "dataset_design", "dataset_entries", "dataset_names", "dataset_spec",
            "dataset_subject_files", "extract_slices", "for_dataset", "get", "study_experiments"]
 
-# Each dataset's defaults are its study's (``dataset_defaults`` of spectsynth.studies.<key>).
+# Each dataset's defaults are its study's (``dataset_defaults``, read from its options.yaml).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {s.key: s.dataset_defaults for s in REGISTRY.values()}
 
 

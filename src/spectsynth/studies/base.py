@@ -26,14 +26,18 @@ code: the workflow reads the registry while it builds the DAG.
 
 from __future__ import annotations
 
+import copy
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from ..artifacts import prediction_files
+from ..config import EXPERIMENT_PREFIX, fragment_defaults, read_fragment
 from ..errors import ConfigError
 from ..mapping import merge  # noqa: F401  (the studies merge their blocks with it)
-from ..splits import SPLIT_DEFAULT  # noqa: F401  (each study overrides what its paper says)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,11 @@ class Context:
         return verdict_files(self)
 
 
+@cache
+def _fragment_defaults(path: str, key: str) -> Any:
+    return fragment_defaults(path, key)
+
+
 class Study:
     """Base class of the four studies (see the module docstring). Subclasses set the class
     attributes and override the methods their study needs."""
@@ -133,9 +142,12 @@ class Study:
     name: str = ""                         # "S2": the value of ``study:`` in an experiment
     key: str = ""                          # "s2": datasets.<key>, evaluate/<key>/, rule suffix
     families: tuple[str, ...] = ()
-    entry_keys: tuple[str, ...] = ()       # keys of an experiments: entry that only this study reads
     training_defaults: dict[str, Any] = {}
-    dataset_defaults: dict[str, Any] = {}
+    # The study's options: a fragment beside its module (config key paths -> schema blocks: its
+    # ``datasets.<key>`` block, ``evaluate.<name>`` blocks and the ``experiments.*.<key>`` keys only
+    # its entries read), placed into the configuration schema by spectsynth.schema. Its dataset
+    # defaults (:attr:`dataset_defaults`) and entry keys (:attr:`entry_keys`) are read from it.
+    options: str = "options.yaml"
     channels: tuple[str, ...] = ()         # channels of the dataset shards
     roles: tuple[str, ...] = ()            # roles of a dataset record's volumes
     condition_columns: tuple[str, ...] = ()
@@ -212,18 +224,40 @@ class Study:
     def record_split(self, design, rec: Mapping, split: str) -> str | None:
         return split
 
+    # ------------------------------------------------------------------ options
+    def options_path(self) -> Path | None:
+        """The absolute path of the study's option fragment (:attr:`options`), or None."""
+        if not self.options:
+            return None
+        path = Path(sys.modules[type(self).__module__].__file__).parent / self.options
+        if not path.is_file():
+            raise ConfigError(f"study {self.name}: its option fragment {path} does not exist. "
+                              "Put options.yaml beside the study's module or clear Study.options")
+        return path
+
+    @property
+    def dataset_defaults(self) -> dict[str, Any]:
+        """What ``datasets.<key>`` holds in a config that sets nothing (from the study's fragment)."""
+        path = self.options_path()
+        return copy.deepcopy(_fragment_defaults(str(path), f"datasets.{self.key}")) if path else {}
+
+    @property
+    def entry_keys(self) -> tuple[str, ...]:
+        """Keys of an ``experiments:`` entry that only this study reads (its ``experiments.*.<key>``)."""
+        path = self.options_path()
+        if path is None:
+            return ()
+        return tuple(k[len(EXPERIMENT_PREFIX):] for k in read_fragment(path) if k.startswith(EXPERIMENT_PREFIX))
+
     # ------------------------------------------------------------------ rules
     def rules_path(self) -> str | None:
         """The absolute path of the study's own rule file (:attr:`rules`), or None."""
         if not self.rules:
             return None
-        import sys
-        from pathlib import Path
-
         path = Path(sys.modules[type(self).__module__].__file__).parent / self.rules
         if not path.is_file():
-            raise ConfigError(f"study {self.name}: its rule file {path} does not exist",
-                              hint="Put the .smk file beside the study's module or clear Study.rules")
+            raise ConfigError(f"study {self.name}: its rule file {path} does not exist. "
+                              "Put the .smk file beside the study's module or clear Study.rules")
         return str(path)
 
     # ------------------------------------------------------------------ evaluation

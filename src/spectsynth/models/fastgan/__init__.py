@@ -7,20 +7,20 @@ Network :mod:`.network`, losses :mod:`.losses` (hinge, Eq. 4 reconstruction), tr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from ...config import fragment_defaults, read_fragment
 from ..registry import Family
 
+OPTIONS = Path(__file__).with_name("options.yaml")
+# The family's settings, declared in options.yaml beside this file.
+DEFAULTS: dict[str, Any] = fragment_defaults(OPTIONS)
 # How a FastGAN checkpoint is selected (``selection_criterion``, computed by
 # spectsynth.models.fastgan.scoring.gan_score): the Frechet distance of a feature network's
 # embeddings, or the distance of the conditions' own quantities (mean counts, L/R ratio, which S1
 # tests); the first is the default. Both are evaluated and kept (best-<criterion>.pt).
-GAN_CRITERIA = ("feature_distance", "study_quantities")
-
-DEFAULTS: dict[str, Any] = {"latent_dim": 256, "embed_dim": 64, "base_channels": 16, "max_channels": 512,
-                            "ema_decay": 0.999, "recon_norm": "l1", "spectral_norm": True,
-                            "gan_feature_weight": 1.0, "gan_eval_samples": 64, "gan_feature_steps": 300,
-                            "selection_criterion": GAN_CRITERIA[0]}
+GAN_CRITERIA: tuple[str, ...] = tuple(read_fragment(OPTIONS)["experiments.*.selection_criterion"]["enum"])
 SELECTION_METRICS = ("gan",)
 
 

@@ -7,12 +7,14 @@ Network :mod:`.network`, losses :mod:`.losses` (BCE adversarial; L1 and SSIM ter
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from ...config import fragment_defaults
 from ..registry import Family
 
-DEFAULTS: dict[str, Any] = {"ngf": 64, "ndf": 64, "n_layers": 3, "use_dropout": True, "lambda_adv": 1.0,
-                            "lambda_l1": 100.0, "lambda_ssim": 0.0}
+# The family's settings, declared in options.yaml beside this file.
+DEFAULTS: dict[str, Any] = fragment_defaults(Path(__file__).with_name("options.yaml"))
 SELECTION_METRICS = ("ssim", "l1")
 
 

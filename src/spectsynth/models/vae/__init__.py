@@ -6,12 +6,14 @@ Network :mod:`.network`, losses :mod:`.losses` (ELBO), training :mod:`.recipe`, 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from ...config import fragment_defaults
 from ..registry import Family
 
-DEFAULTS: dict[str, Any] = {"latent_dim": 128, "base_channels": 32, "max_channels": 256, "beta": 1.0,
-                            "kl_warmup_epochs": 10, "vae_recon": "mse"}
+# The families' settings, declared in options.yaml beside this file.
+DEFAULTS: dict[str, Any] = fragment_defaults(Path(__file__).with_name("options.yaml"))
 SELECTION_METRICS = ("ssim", "l1")
 
 

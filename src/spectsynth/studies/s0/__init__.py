@@ -16,7 +16,7 @@ from typing import Any
 
 from ...artifacts import RegressorFiles, regressor_files
 from ...errors import InputDataError
-from ..base import SPLIT_DEFAULT, Context, Output, Study, truth_table
+from ..base import Context, Output, Study, truth_table
 
 DAT_PARAMS = ("pbr", "cbr", "slr", "affected_side", "design_set", "desc")
 # Regions whose binding ratio S0's regression CNN reads from a slice (caudate/putamen, L/R).
@@ -46,11 +46,6 @@ class S0(Study):
     # S0 gives no optimiser details: Adam 1e-3, batch 16, 300 epochs are the pipeline's choice.
     training_defaults = {"epochs": 300, "batch_size": 16, "lr": 1e-3, "betas": [0.9, 0.999],
                          "selection_metric": "ssim"}
-    dataset_defaults = {"size": 64, "slices_per_volume": 1, "normalise": "background",
-                        "split": {**SPLIT_DEFAULT, "fractions": {"train": 0.8, "val": 0.0, "test": 0.2},
-                                  "val_within_train": True},
-                        "design_sets": {"train": "main", "val": "validation", "test": "main"},
-                        "augment": {"shift_px": 0, "flip": False}}
     channels = ("damaged", "original")
     roles = ("damaged", "original")
     condition_columns = ("design_set",)

@@ -68,6 +68,7 @@ import torch
 import torch.nn as nn
 
 from ...artifacts import regressor_files, regressor_files_in
+from ...config import fragment_defaults
 from ...errors import EvaluationError
 from ...io import save_figure, write_table
 from . import ORIG_SBR_PREFIX, SBR_PREFIX, SBR_REGIONS
@@ -77,7 +78,8 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "sbr_regressor"
 REGIONS = SBR_REGIONS
 KIND = "sbr_regressor"
-DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 64, "base_channels": 16, "lr": 1e-3}
+# The regressor's settings (evaluate.sbr_regressor), declared in S0's options.yaml.
+DEFAULTS: dict[str, Any] = fragment_defaults(Path(__file__).with_name("options.yaml"), "evaluate.sbr_regressor")
 # Column order after a horizontal flip (left <-> right of each structure).
 _FLIP = [REGIONS.index(r[:-1] + {"L": "R", "R": "L"}[r[-1]]) for r in REGIONS]
 

@@ -18,17 +18,13 @@ from ...errors import ConfigError, InputDataError
 from ...labels import LEVELS, PATTERNS
 from ...models.fastgan import GAN_CRITERIA
 from ...splits import SPLITS
-from ..base import SPLIT_DEFAULT, Context, Output, Study, as_list, fail
+from ..base import Context, Output, Study, as_list, fail
 
 VARIANTS = {"A": list(LEVELS), "B": ["COR"]}
 # How a FastGAN checkpoint is selected is the family's (spectsynth.models.fastgan.GAN_CRITERIA):
 # the Frechet distance of a feature network's embeddings, or the distance of S1's own tested
 # quantities (mean counts, L/R ratio), which then decide S1's finding too; both are evaluated.
 SELECTION_CRITERIA = GAN_CRITERIA
-# S1's Table 1: slices per level and pattern of its training dataset.
-TABLE1 = {"CER": {"normal": 248, "unilateral": 66, "bilateral": 0},
-          "BG": {"normal": 174, "unilateral": 116, "bilateral": 44},
-          "COR": {"normal": 129, "unilateral": 109, "bilateral": 52}}
 
 
 def _o(path: str, sub: str, label: tuple[str, str], caption: str = "evaluate_s1.rst") -> Output:
@@ -38,16 +34,10 @@ def _o(path: str, sub: str, label: tuple[str, str], caption: str = "evaluate_s1.
 class S1(Study):
     name = "S1"
     key = "s1"
-    entry_keys = ("variants",)
     families = ("fastgan",)
     # S1: Adam 2e-4, betas 0.9/0.999, 1000 epochs, batch 4.
     training_defaults = {"epochs": 1000, "batch_size": 4, "lr": 2e-4, "betas": [0.9, 0.999],
                          "selection_metric": "gan"}
-    dataset_defaults = {"size": 64, "levels": list(LEVELS), "slices_per_level": 3, "normalise": "max",
-                        "counts": TABLE1, "counts_scale": 1.0, "exclude_conditions": [],
-                        "split": dict(SPLIT_DEFAULT),
-                        "augment": {"neighbour_average": True, "shift_px": 2,
-                                    "flip_patterns": ["normal", "bilateral"]}}
     channels = ("slice", "inferior", "superior")
     roles = ("spect",)
     condition_columns = ("level", "pattern")

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...errors import ConfigError
 from ...paths import bids
-from ..base import SPLIT_DEFAULT, Context, Output, Similarity, Study, as_list, fail
+from ..base import Context, Output, Similarity, Study, as_list, fail
 from .published import PUBLISHED
 
 INPUTS = {"mri": ["mri"], "pet": ["pet"], "mri+pet": ["mri", "pet"]}
@@ -45,7 +45,6 @@ _NATIVE_SSIM = [r["mean"] for r in PUBLISHED["table4"] if r["space"] == "native"
 class S2(Study):
     name = "S2"
     key = "s2"
-    entry_keys = ("inputs", "spaces", "losses")
     families = ("pix2pix",)
     # S2: batch 8, lr 1e-4, 1000 epochs; beta1 0.5 and lambda_L1 100 kept from the pix2pix
     # reference S2 says it started from (S2 reports only the changed batch size and rate).
@@ -85,10 +84,6 @@ class S2(Study):
     }
 
     # 30 / 6 / 12 of S2's 48 patients (spectsynth.design checks it at paper scale)
-    dataset_defaults = {"size": 64, "spaces": list(SPACES), "n_slices": 20, "normalise": "minmax_pm1",
-                        "extent_threshold": 0.25,
-                        "split": {**SPLIT_DEFAULT, "fractions": {"train": 0.625, "val": 0.125, "test": 0.25}},
-                        "augment": {"shift_px": 0, "flip": False}}
 
     def expand(self, name: str, model: str, entry: Mapping, cfg: Mapping) -> list[tuple[str, dict]]:
         size = self.size(cfg, name)

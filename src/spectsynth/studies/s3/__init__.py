@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import SPLIT_DEFAULT, Context, Output, Similarity, Study
+from ..base import Context, Output, Similarity, Study
 from .published import PUBLISHED
 
 
@@ -26,9 +26,6 @@ class S3(Study):
     # S3 names no settings: S2's batch size and rate, the pix2pix reference's 200 epochs.
     training_defaults = {"epochs": 200, "batch_size": 8, "lr": 1e-4, "betas": [0.5, 0.999],
                          "selection_metric": "ssim"}
-    dataset_defaults = {"size": 64, "n_slices": 20, "normalise": "max_pm1", "extent_threshold": 0.25,
-                        "split": {**SPLIT_DEFAULT, "fractions": {"train": 0.6, "val": 0.15, "test": 0.25}},
-                        "augment": {"shift_px": 0, "flip": False}}
     # "brain": the T1w brain mask; it chooses the slices and masks the in-brain metrics, never a
     # model input (spectsynth.datasets.BRAIN_CHANNEL)
     channels = ("spect_cbf", "pet_cbf", "brain")
