@@ -72,6 +72,23 @@ def test_pix2pix_shapes(size, in_ch):
     assert patches.shape[:2] == (2, 1) and patches.shape[-1] == size // 8 - 2
 
 
+def test_pix2pix_generator_depth_is_an_option_of_the_family():
+    from spectsynth.experiments import expand_experiments
+    from spectsynth.models import get_family
+
+    assert UnetGenerator(1, 1, 64, ngf=4).depth == 6 and UnetGenerator(1, 1, 512, ngf=4).depth == 8
+    shallow = UnetGenerator(1, 1, 64, ngf=4, depth=5)
+    assert shallow.depth == 5 and shallow(torch.randn(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+    assert sum(p.numel() for p in shallow.parameters()) < sum(p.numel() for p in UnetGenerator(1, 1, 64, ngf=4).parameters())
+    with pytest.raises(ValueError, match=r"generator_depth 7: .* between 5 and log2\(64\) = 6"):
+        UnetGenerator(1, 1, 64, depth=7)
+    runs = expand_experiments({"experiments": {"deep": {"study": "S3", "model": "pix2pix", "generator_depth": 5},
+                                               "auto": {"study": "S3", "model": "pix2pix", "ngf": 4}}})
+    assert runs["deep"]["generator_depth"] == 5 and "generator_depth" not in runs["auto"]  # auto: not in the spec
+    nets = get_family("pix2pix").build({**runs["deep"], "size": 64, "ngf": 4, "ndf": 4})
+    assert nets["G"].depth == 5
+
+
 @pytest.mark.parametrize("size", [32, 64])
 def test_vae_shapes(size):
     vae = VAE(1, size, latent_dim=16, base_channels=4)

@@ -117,8 +117,11 @@ def expand_experiments(cfg: dict) -> dict[str, dict[str, Any]]:
         preset = entry.get("preset") or "study"
         if preset not in PRESETS:
             raise fail(name, f"unknown preset {preset!r}", f"Use one of {', '.join(PRESETS)}")
-        base: dict[str, Any] = {**COMMON_DEFAULTS, **study.training_defaults, **FAMILY_DEFAULTS[model],
-                                **PRESETS[preset]}
+        # A family option whose default is automatic (null, e.g. pix2pix's generator_depth) enters
+        # the spec only when an entry sets it: adding such an option leaves every existing
+        # experiment's spec, and so its checkpoints' configuration hash, as it was.
+        family = {k: v for k, v in FAMILY_DEFAULTS[model].items() if v is not None}
+        base: dict[str, Any] = {**COMMON_DEFAULTS, **study.training_defaults, **family, **PRESETS[preset]}
         for k, v in entry.items():
             if v is not None and k not in STUDY_ENTRY_KEYS and k != "enabled":
                 base[k] = copy.deepcopy(v)

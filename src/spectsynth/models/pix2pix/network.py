@@ -3,8 +3,9 @@
 The U-Net follows the reference implementation (junyanz/pytorch-CycleGAN-and-pix2pix,
 ``UnetGenerator``): 4 x 4 stride-2 convolutions down to 1 x 1, batch norm, LeakyReLU 0.2 on
 the way down, ReLU on the way up, dropout 0.5 in the innermost ``ngf*8`` decoder blocks, skip
-connections by concatenation, tanh output.  The number of down-sampling steps is
-``log2(size)`` (5 for 32 px, 8 for 256 px as in the reference).  The discriminator is the
+connections by concatenation, tanh output.  The number of down-sampling steps is the option
+``generator_depth``; by default ``log2(size)``, at most 8 (5 for 32 px, 8 for 256 px as in the
+reference).  The discriminator is the
 70 x 70 PatchGAN (``n_layers = 3``) fed with input and (real or generated) target
 concatenated along the channels.
 """
@@ -54,12 +55,16 @@ class UnetGenerator(nn.Module):
     """U-Net generator mapping (N, in_channels, S, S) to (N, out_channels, S, S) in (-1, 1)."""
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, size: int = 256, *,
-                 ngf: int = 64, use_dropout: bool = True):
+                 ngf: int = 64, use_dropout: bool = True, depth: int | None = None):
         super().__init__()
-        num_downs = log2_int(size)
-        if num_downs < 5:
+        most = log2_int(size)
+        if most < 5:
             raise ValueError(f"the U-Net needs slices of at least 32 px, got {size}")
-        num_downs = min(num_downs, 8)
+        num_downs = min(most, 8) if depth is None else int(depth)
+        if not 5 <= num_downs <= most:
+            raise ValueError(f"generator_depth {num_downs}: the U-Net halves the slice that often, so it must "
+                             f"lie between 5 and log2({size}) = {most}; set it so or leave it null (automatic)")
+        self.depth = num_downs
         block = UnetBlock(ngf * 8, ngf * 8, innermost=True)
         for _ in range(num_downs - 5):
             block = UnetBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=use_dropout)
@@ -100,6 +105,7 @@ def build(family: str, cfg) -> nn.ModuleDict:
     from . import DEFAULTS
 
     size, n_in, n_out, opt = network_inputs(cfg, DEFAULTS)
-    g = UnetGenerator(n_in, n_out, size, ngf=opt("ngf"), use_dropout=bool(opt("use_dropout")))
+    g = UnetGenerator(n_in, n_out, size, ngf=opt("ngf"), use_dropout=bool(opt("use_dropout")),
+                      depth=opt("generator_depth"))
     d = PatchDiscriminator(n_in + n_out, ndf=opt("ndf"), n_layers=opt("n_layers"))
     return nn.ModuleDict({"G": g, "D": d})
