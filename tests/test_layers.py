@@ -78,6 +78,25 @@ def part_cycles(edges) -> list[list[str]]:
     for a, b, _, _ in edges:
         if _part(a) and _part(b) and _part(a) != _part(b):
             graph[_part(a)].add(_part(b))
+    return _cycles(graph)
+
+
+def _within_package(a: str, b: str) -> bool:
+    """A package and its own submodules (an ``__init__`` that re-exports them, a module that reads
+    its package's registry): not an import between two modules."""
+    return b.startswith(a + ".") or a.startswith(b + ".")
+
+
+def module_cycles(edges) -> list[list[str]]:
+    """Strongly connected groups of more than one module."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for a, b, _, _ in edges:
+        if not _within_package(a, b):
+            graph[a].add(b)
+    return _cycles(graph)
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -129,6 +148,14 @@ def test_no_circle_of_imports_across_the_package_parts():
     assert not cycles, f"import circles across parts {cycles}:\n" + "\n".join(detail)
 
 
+def test_no_circle_of_imports_between_modules():
+    """Within a part too, modules import one way (lazy imports included)."""
+    cycles = module_cycles(EDGES)
+    detail = [f"{f}:{line} {a} -> {b}" for a, b, f, line in EDGES
+              for group in cycles if a in group and b in group and not _within_package(a, b)]
+    assert not cycles, f"import circles between modules {cycles}:\n" + "\n".join(sorted(set(detail)))
+
+
 def test_the_architecture_page_shows_these_layers():
     text = (SRC.parent / "docs" / "architecture.md").read_text()
     table = text.split("<!-- layers:start", 1)[1].split("<!-- layers:end", 1)[0]
@@ -168,3 +195,9 @@ def test_the_checker_finds_a_circle_and_an_upward_import():
             ("spectsynth.studies.s1", "spectsynth.models.x", "g.py", 2)]
     assert part_cycles(fake) == [["models", "studies"]]
     assert RANK["studies"] > RANK["models"]
+    within = [("spectsynth.simulate.config", "spectsynth.simulate.frames", "f.py", 1),
+              ("spectsynth.simulate.frames", "spectsynth.simulate.config", "g.py", 2),
+              ("spectsynth.simulate", "spectsynth.simulate.config", "h.py", 3),
+              ("spectsynth.simulate.config", "spectsynth.simulate", "i.py", 4)]
+    assert part_cycles(within) == []
+    assert module_cycles(within) == [["spectsynth.simulate.config", "spectsynth.simulate.frames"]]

@@ -22,7 +22,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from ..io import save_figure, write_table  # noqa: E402
 from ..labels import STRIATUM, TERRITORIES  # noqa: E402
-from .register import Grid, resample  # noqa: E402
+from .register import Grid, resample, template_image  # noqa: E402
 
 _VIEWS = ("sagittal", "coronal", "axial")
 
@@ -69,8 +69,6 @@ def _show(ax, img: np.ndarray, vmin: float, vmax: float) -> None:
 def plot_template_outline(t1_template: nib.Nifti1Image, out_png: str | Path, *, subject: str,
                           template: nib.Nifti1Image | None = None) -> Path:
     """The registered T1w in template space with the template's brain and WM outlines on top."""
-    from .steps import template_image
-
     template = template if template is not None else template_image()
     t = np.asanyarray(t1_template.dataobj).astype(np.float32)
     if template.shape[:3] != t.shape[:3] or not np.allclose(template.affine, t1_template.affine):

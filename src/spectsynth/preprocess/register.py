@@ -41,6 +41,7 @@ import SimpleITK as sitk
 from ..config import fragment_defaults
 from ..errors import ConfigError, ProcessingError, SpectsynthError
 from ..io import atomic_output
+from ..resources import resource_path
 
 log = logging.getLogger(__name__)
 
@@ -598,3 +599,7 @@ def register_flirt(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, *, dof: int 
     tx = affine_to_itk(np.linalg.inv(world))
     return RegistrationResult(tx, float("nan"), 0, 0, "FLIRT finished", True, seconds, backend="fsl")
 
+
+def template_image() -> nib.Nifti1Image:
+    """The nilearn MNI152 2009a symmetric T1 (brain only)."""
+    return nib.load(str(resource_path("mni152_t1")))

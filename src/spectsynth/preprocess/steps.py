@@ -27,7 +27,6 @@ import SimpleITK as sitk
 
 from ..errors import ConfigError, ProcessingError
 from ..io import load_image, save_image, write_json
-from ..resources import resource_path
 from .brain import BrainSettings, extract_brain
 from .register import (
     Grid,
@@ -45,6 +44,7 @@ from .register import (
     resample_mask,
     resolution_grid,
     save_transform_pair,
+    template_image,
     to_sitk,
 )
 
@@ -61,11 +61,6 @@ def _section(config: dict | None, key: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"preprocess.{key} must be a mapping, not {type(value).__name__}")
     return value
-
-
-def template_image() -> nib.Nifti1Image:
-    """The nilearn MNI152 2009a symmetric T1 (brain only)."""
-    return nib.load(str(resource_path("mni152_t1")))
 
 
 def template_grid(resolution_mm: float = 1.0) -> Grid:

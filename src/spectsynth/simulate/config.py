@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import check_block, fragment_defaults
 from ..errors import ConfigError
+from .design import check_dat_parameters  # noqa: F401  (re-exported)
 
 OPTIONS = Path(__file__).with_name("options.yaml")
 DEFAULTS: dict[str, Any] = fragment_defaults(OPTIONS, "simulate")
@@ -130,11 +131,3 @@ def resolve(section: Mapping | None) -> dict:
     _range2(fc["depth_perfusion"], 0.0, 1.0, f"{wp}.focus.depth_perfusion")
     _range2(fc["depth_metabolism"], 0.0, 1.0, f"{wp}.focus.depth_metabolism")
     return cfg
-
-
-def check_dat_parameters(pbr: float, cbr: float, slr: float) -> None:
-    """Refuse degradation parameters outside [0, 1]."""
-    for name, v in (("PBR", pbr), ("CBR", cbr), ("SLR", slr)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-            raise ConfigError(f"DaT degradation parameter {name} = {v!r} is outside [0, 1]; "
-                              f"{name} is a fraction of the normal specific binding")

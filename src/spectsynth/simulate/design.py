@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import check_dat_parameters
+from ..errors import ConfigError
 
 
 def rng_for(seed: int, subject: str, tracer: str, index: int) -> np.random.Generator:
@@ -66,3 +66,11 @@ def dat_design(dat_cfg: dict, seed: int) -> list[DatDegradation]:
         out.append(DatDegradation(float(p), float(c), float(s),
                                   "main" if k < int(dat_cfg["n_main"]) else "validation"))
     return out
+
+
+def check_dat_parameters(pbr: float, cbr: float, slr: float) -> None:
+    """Refuse degradation parameters outside [0, 1]."""
+    for name, v in (("PBR", pbr), ("CBR", cbr), ("SLR", slr)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise ConfigError(f"DaT degradation parameter {name} = {v!r} is outside [0, 1]; "
+                              f"{name} is a fraction of the normal specific binding")

@@ -58,8 +58,7 @@ from ..io import load_image
 from ..labels import STRIATUM as STRIATUM_LABELS
 from ..labels import TERRITORIES
 from .anatomy import resample_to_grid
-from .config import check_dat_parameters
-from .design import DatDegradation, dat_design, rng_for  # noqa: F401  (re-exported)
+from .design import DatDegradation, check_dat_parameters, dat_design, rng_for  # noqa: F401  (re-exported)
 from .grid import PreparedAnatomy, pv_resample
 from .physics import Physics, gaussian
 from .registry import DAT, FDG, tracer

@@ -342,13 +342,13 @@ def slice_sbr(image_ras: np.ndarray, *, seg_cfg: Mapping, experiment: str, subje
     """Slice binding ratio per hemisphere of one axial RAS slice (any units): the basal
     ganglia segmented in the slice itself (:func:`spectsynth.metrics.segment_basal_ganglia`,
     S0's segmentation settings) over the slice's brain background
-    (:func:`spectsynth.evaluate.slice_binding_ratios`).  Keys ``sbr_L``, ``sbr_R``.
+    (:func:`spectsynth.studies.s0.regions.slice_binding_ratios`).  Keys ``sbr_L``, ``sbr_R``.
 
     The one measure that applies alike to a patient's slice, a real normal and a generated
     normal (which has no anatomy to carry labels).
     """
     from ...metrics import segment_basal_ganglia
-    from .evaluate import slice_binding_ratios
+    from .regions import slice_binding_ratios
 
     with context(experiment=experiment, subject=subject):
         seg = segment_basal_ganglia(image_ras, fraction=float(seg_cfg["threshold_fraction"]),

@@ -24,46 +24,12 @@ from ...evaluate import (
     with_columns,
 )
 from ...io import write_table
+from .regions import slice_binding_ratios
 
 log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------- S0
-def slice_binding_ratios(image_ras: np.ndarray, segmentation: np.ndarray, *, experiment: str,
-                         subject: str | None = None, background_fraction: float = 0.1) -> dict[str, float]:
-    """Slice-level binding ratio per hemisphere: ``mean(region) / background - 1``.
-
-    ``segmentation`` is a :func:`spectsynth.metrics.segment_basal_ganglia` label slice
-    (1 left, 2 right); the background is the median of the slice's pixels above
-    ``background_fraction`` of its maximum outside the segmentation (the brain background
-    S0's dataset normalisation uses).  A 2-D stand-in for the volumetric SBR of
-    :mod:`spectsynth.quant`, which needs the anatomical label volumes.
-    """
-    img = np.asarray(image_ras, dtype=np.float64)
-    seg = np.asarray(segmentation)
-    if img.shape != seg.shape:
-        raise EvaluationError(f"image {img.shape} and segmentation {seg.shape} differ in shape",
-                              experiment=experiment, subject=subject)
-    mx = float(img.max())
-    outside = (img > background_fraction * mx) & (seg == 0)
-    if mx <= 0 or not outside.any():
-        raise EvaluationError("the slice has no background signal to normalise by",
-                              experiment=experiment, subject=subject,
-                              hint="Check the slice (blank prediction?)")
-    bkg = float(np.median(img[outside]))
-    if bkg <= 0:
-        raise EvaluationError(f"background {bkg:.4g} is not positive", experiment=experiment,
-                              subject=subject)
-    out = {}
-    for value, side in ((1, "L"), (2, "R")):
-        region = seg == value
-        if not region.any():
-            raise EvaluationError(f"no {side} basal-ganglia pixel in the segmentation",
-                                  experiment=experiment, subject=subject)
-        out[side] = float(img[region].mean()) / bkg - 1.0
-    return out
-
-
 def _pair_ratios(prediction, original, segmentation, *, experiment: str, subject: str):
     return (slice_binding_ratios(prediction, segmentation, experiment=experiment, subject=subject),
             slice_binding_ratios(original, segmentation, experiment=experiment, subject=subject))
