@@ -364,3 +364,47 @@ def test_mixed_precision_step_runs(family):
     out = [recipe.train_step(batch, 0.5) for _ in range(2)]
     assert all(np.isfinite(float(v)) for v in out[-1].values())
     assert recipe.scaler.is_enabled()
+
+
+class _GPULikeSetup:
+    """A CPU device setup that says it is a GPU: the optimizer choice is all this checks."""
+
+    def __new__(cls):
+        from spectsynth.device import DeviceSetup
+
+        class Setup(DeviceSetup):
+            @property
+            def is_cuda(self) -> bool:
+                return True
+
+        return Setup(torch.device("cpu"), None, False, False)
+
+
+@pytest.mark.parametrize("family", ["pix2pix", "fastgan"])
+def test_the_optimizer_is_fused_on_a_gpu_and_the_reference_on_the_cpu(family):
+    from spectsynth.device import DeviceSetup
+
+    entry, _ = _OVERFIT[family]
+    cfg = {"datasets": {k: {"size": 32} for k in ("s0", "s1", "s2")}, "experiments": {"x": entry}}
+    spec = next(iter(expand_experiments(cfg).values()))
+    cpu = get_family(family).recipe()(spec, build_model(family, spec), DeviceSetup(torch.device("cpu"), None, False, False))
+    gpu = get_family(family).recipe()(spec, build_model(family, spec), _GPULikeSetup())
+    assert all(not o.defaults.get("fused") for o in cpu.optim.values())
+    assert all(o.defaults.get("fused") is True for o in gpu.optim.values())
+
+
+def test_fastgan_ema_update_is_the_per_tensor_lerp():
+    from spectsynth.device import DeviceSetup
+
+    entry, _ = _OVERFIT["fastgan"]
+    cfg = {"datasets": {"s1": {"size": 32}}, "experiments": {"x": entry}}
+    spec = next(iter(expand_experiments(cfg).values()))
+    recipe = get_family("fastgan").recipe()(spec, build_model("fastgan", spec),
+                                              DeviceSetup(torch.device("cpu"), None, False, False))
+    with torch.no_grad():
+        for p in recipe.nets["G"].parameters():
+            p.add_(torch.randn_like(p))
+    expected = [pe.clone().lerp_(p, 1.0 - float(spec["ema_decay"]))
+                for pe, p in zip(recipe.ema.parameters(), recipe.nets["G"].parameters())]
+    recipe._update_ema()
+    assert all(torch.equal(a, b) for a, b in zip(recipe.ema.parameters(), expected))

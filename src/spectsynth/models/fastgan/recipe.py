@@ -120,10 +120,13 @@ class FastGANRecipe(Recipe):
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = float(self.spec["ema_decay"])
-        for pe, p in zip(self.ema.parameters(), self.nets["G"].parameters()):
-            pe.lerp_(p.detach(), 1.0 - decay)
-        for be, b in zip(self.ema.buffers(), self.nets["G"].buffers()):
-            be.copy_(b)
+        # One multi-tensor update (a kernel per group, not per tensor on a GPU); element by element
+        # the same lerp as a loop over the parameters.
+        torch._foreach_lerp_(list(self.ema.parameters()), [p.detach() for p in self.nets["G"].parameters()],
+                             1.0 - decay)
+        ema_buffers, buffers = list(self.ema.buffers()), list(self.nets["G"].buffers())
+        if ema_buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
 
     def validate(self, val_ds) -> dict[str, float]:
         if not self.real_val:
