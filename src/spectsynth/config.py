@@ -45,6 +45,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 # The core fragment: top-level blocks that no package owns, and the shared ``$defs``.
 CORE_FRAGMENT = Path(__file__).resolve().with_name("options.yaml")
 FRAGMENT_NAME = "options.yaml"
+# A fragment's key for an option of every experiment entry: ``experiments.*.<option>``.
+EXPERIMENT_PREFIX = "experiments.*."
 
 
 def _pointer(root: dict, ref: str) -> Any:
@@ -198,8 +200,6 @@ def fragment_defaults(path: str | Path, key: str | None = None) -> Any:
         return block_defaults(fragment[key])
     return {k.split(".", 2)[2]: block_defaults(b) for k, b in fragment.items() if k.startswith(EXPERIMENT_PREFIX)}
 
-
-EXPERIMENT_PREFIX = "experiments.*."
 
 
 def check_block(path: str | Path, value: Any, key: str) -> None:
