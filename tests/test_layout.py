@@ -113,7 +113,7 @@ class Toy(Study):
     training_defaults = {"epochs": 5, "batch_size": 2, "lr": 1e-4, "betas": [0.5, 0.999],
                          "selection_metric": "ssim"}
     channels = roles = ("spect_cbf", "pet_cbf")
-    evaluation = {"summary": Output("{experiment}/summary.tsv", "evaluate_s3.rst", "{experiment}", ("table", "x"))}
+    evaluation = {"summary": Output("{experiment}/summary.tsv", "toy_summary.rst", "{experiment}", ("table", "x"))}
 
 
 STUDY = Toy()
@@ -162,6 +162,7 @@ def _toy_package(tmp_path):
     (pkg / "__init__.py").write_text(TOY_PACKAGE)
     (pkg / "options.yaml").write_text(TOY_OPTIONS)
     (pkg / "rules.smk").write_text(TOY_RULES)
+    (pkg / "toy_summary.rst").write_text("The toy study's summary of {{ snakemake.wildcards.experiment }}.\n")
     return pkg
 
 
@@ -189,6 +190,9 @@ def test_a_fifth_studys_options_join_the_schema(tmp_path, monkeypatch):
         validate_config({"evaluate": {"toy_greeting": "hi"}}, schema)
     assert toy.dataset_defaults["extent_threshold"] == 0.25 and toy.entry_keys == ()
     assert dataset_names({})[-1] == "s9"
+    # its report captions in its folder too; the built-in studies' own in workflow/report/
+    assert toy.caption_path("toy_summary.rst", "/shared") == str(tmp_path / "toystudy" / "toy_summary.rst")
+    assert REGISTRY["S3"].caption_path("evaluate_s3.rst", "/shared") == "/shared/evaluate_s3.rst"
 
 
 def test_a_fifth_study_brings_its_own_rules_and_the_workflow_plans_them(tmp_path):

@@ -409,7 +409,7 @@ def study_outputs(study, outputs):
             labels = {"experiment": "{experiment}"} if study.per_experiment else {}
             decl[k] = report(
                 paths[k],
-                caption=f"{CAPTIONS}/{o.caption}",
+                caption=study.caption_path(o.caption, CAPTIONS),
                 category=study.report_category,
                 subcategory=o.subcategory,
                 labels={**labels, o.label[0]: o.label[1]},

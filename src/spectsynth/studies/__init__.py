@@ -12,7 +12,7 @@ S3        pix2pix CBF SPECT -> 15O-water PET            :mod:`.s3`
 Adding a study: a package here with a :class:`~.base.Study` subclass, one line in
 :data:`REGISTRY`, its options beside it (``options.yaml``: its ``datasets.<key>`` block and any
 option of its own; spectsynth.schema places them into the configuration schema), an
-``experiments:`` entry in the config, and its report captions in workflow/report/. The rules loop over the registry; rules of
+``experiments:`` entry in the config, and its report captions beside it (or in workflow/report/). The rules loop over the registry; rules of
 its own go in a .smk file beside its module (:attr:`~.base.Study.rules`; S0's ``rules.smk``).
 """
 

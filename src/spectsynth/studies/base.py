@@ -43,8 +43,9 @@ from ..mapping import merge  # noqa: F401  (the studies merge their blocks with 
 @dataclass(frozen=True)
 class Output:
     """One evaluation output: its path below ``<output_dir>/evaluate/<study key>/`` (with
-    ``{experiment}`` for studies evaluated per experiment), its report caption (a file in
-    workflow/report/), its report subcategory and label; ``report=False`` for an output the
+    ``{experiment}`` for studies evaluated per experiment), its report caption (a file beside the
+    study's module, or in workflow/report/: :meth:`Study.caption_path`), its report subcategory
+    and label; ``report=False`` for an output the
     report does not show; ``directory=True`` for a folder."""
 
     path: str
@@ -248,6 +249,13 @@ class Study:
         if path is None:
             return ()
         return tuple(k[len(EXPERIMENT_PREFIX):] for k in read_fragment(path) if k.startswith(EXPERIMENT_PREFIX))
+
+    def caption_path(self, caption: str, shared: str) -> str:
+        """Where a report caption of the study lies: its own file beside its module when it has
+        one (a new study ships its captions in its folder), else in the shared folder ``shared``
+        (workflow/report/)."""
+        own = Path(sys.modules[type(self).__module__].__file__).parent / caption
+        return str(own) if own.is_file() else f"{shared}/{caption}"
 
     # ------------------------------------------------------------------ rules
     def rules_path(self) -> str | None:
