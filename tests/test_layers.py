@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("evaluation tools", {"evaluate", "reading"}),
     ("studies", {"studies"}),
     ("workflow-wide: experiments, the configuration schema, plans, QC across studies, pages, CLI",
-     {"experiments", "schema", "planner", "realism", "scan_qc", "results_page", "cli"}),
+     {"experiments", "schema", "scheduler", "planner", "realism", "scan_qc", "results_page", "cli"}),
 ]
 RANK = {part: i for i, (_, parts) in enumerate(LAYERS) for part in parts}
 
