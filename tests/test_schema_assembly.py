@@ -220,3 +220,29 @@ def test_settings_classes_take_their_defaults_from_the_declaration():
         assert set(declared) <= set(fields), f"{name}: declared options without a field"
         assert {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()} == declared, name
     assert found == [], "defaults written in Python; read them from the declaration (_DECLARED)"
+
+
+def _python_string_tuples() -> list[tuple[str, list]]:
+    """Module-level ``NAME = ("a", "b", ...)`` literals of the package (two or more strings)."""
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+            value = getattr(node, "value", None)
+            if (isinstance(target, ast.Name) and isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) > 1
+                    and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts)):
+                out.append((f"{path.relative_to(PACKAGE)}:{target.id}", [e.value for e in value.elts]))
+    return out
+
+
+def test_no_python_constant_repeats_the_choices_of_an_option():
+    """The choices an option offers are written once: in its fragment (and code reads them with
+    spectsynth.config.declared), or in code (and the fragment names them with x-from)."""
+    written = []
+    for path in schema_mod.fragments():
+        with open(path) as fh:
+            written += [(f"{path.relative_to(PACKAGE)} {where}", values)
+                        for where, values in _literal_lists(yaml.safe_load(fh)) if where.endswith(".enum")]
+    repeats = [f"{name} {values} repeats {where}" for name, values in _python_string_tuples()
+               for where, enum in written if set(values) == {v for v in enum if v is not None}]
+    assert repeats == []

@@ -90,7 +90,8 @@ def _check_published(records, *, check_ai=True):
 # --- configuration ------------------------------------------------------------------------
 def test_defaults_match_schema_fragment():
     """The simulator's own defaults are exactly the schema's (one set of numbers)."""
-    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["simulate"]
+    full = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    schema = {**full["properties"]["simulate"], "$defs": full["$defs"]}
 
     def walk(node, dflt, where):
         assert node.get("additionalProperties") is False, where

@@ -82,7 +82,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from .config import core_defaults
+from .config import CORE_FRAGMENT, core_defaults, declared
 from .errors import ConfigError, ProcessingError
 from .io import save_image, write_json, write_table, write_text
 from .labels import LEVELS, REFERENCE, STRIATUM, TERRITORIES, TISSUES, dseg_tsv
@@ -103,7 +103,7 @@ from .resources import resource_path
 log = logging.getLogger(__name__)
 
 ATLASES = ("neuromorphometrics",)
-LOCAL_MODES = ("hemisphere", "joint", "none")
+LOCAL_MODES: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "anatomy.local_affine")["enum"])
 
 # Neuromorphometrics numbers of the structures of labels.STRIATUM (same order).
 NMM_STRIATUM = {1: 37, 2: 36, 3: 58, 4: 57, 5: 56, 6: 55}

@@ -217,6 +217,29 @@ def check_block(path: str | Path, value: Any, key: str) -> None:
         raise ConfigError(describe_error(errors[0], instance))
 
 
+def declared(path: str | Path, key: str) -> dict:
+    """The schema block that declares config key ``key`` in the fragment at ``path``:
+    ``declared(CORE_FRAGMENT, "evaluate.corrections")``, ``declared(<preprocess options.yaml>,
+    "preprocess.registration.backend")``, or a shared block of the core (``"$defs/normalise"``).
+    For code that names the choices an option offers (``tuple(block["enum"])``) instead of
+    writing them a second time."""
+    fragment = read_fragment(path)
+    if key.startswith("$defs/"):
+        return fragment["$defs"][key.split("/", 1)[1]]
+    parts = key.split(".")
+    node: Any = {"properties": fragment.get("properties", {})}
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in fragment:
+            node, parts = fragment[".".join(parts[:i])], parts[i:]
+            break
+    for part in parts:
+        try:
+            node = node["properties"][part]
+        except (KeyError, TypeError):
+            raise ConfigError(f"option fragment {path}: declares no config key {key!r}") from None
+    return node
+
+
 def core_defaults(where: str) -> Any:
     """The defaults of a core block: a top-level key (``"training"``), a shared block
     (``"$defs/split"``) or a key every experiment entry has (``"$defs/experiment/seed"``)."""

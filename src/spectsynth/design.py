@@ -40,13 +40,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .config import CORE_FRAGMENT, declared
 from .errors import ConfigError, InputDataError
 from .inputs.cohort import cohort_resected
 from .labels import LEVELS, PATTERNS
 from .mapping import merge
 from .splits import SPLITS, assign_splits, study_split_seed
 
-NORMALISATIONS = ("max", "minmax_pm1", "max_pm1", "background")
+NORMALISATIONS: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "$defs/normalise")["enum"])
 
 
 def dataset_spec(study, cfg: Mapping, name: str) -> dict[str, Any]:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import CORE_FRAGMENT, declared
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+DEVICE_CHOICES: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "$defs/device_choice")["enum"])
+AMP_CHOICES: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "training.amp")["enum"])
 
 
 @dataclass(frozen=True)

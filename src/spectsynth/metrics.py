@@ -46,11 +46,12 @@ import pandas as pd
 from scipy import ndimage
 from skimage import metrics as skm
 
+from .config import CORE_FRAGMENT, declared
 from .errors import EvaluationError, context, current_context
 
 log = logging.getLogger(__name__)
 
-CONVENTIONS = ("radiological", "neurological")
+CONVENTIONS: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "evaluate.display_convention")["enum"])
 ASP_MEASURES = ("AP", "LAT", "DLT", "DRT", "com_row", "com_col")
 SIDES = ("L", "R")
 

@@ -44,9 +44,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .config import CORE_FRAGMENT, declared
 from .labels import REFERENCE, STRIATUM
 
-REFERENCES = ("occipital", "cerebellum", "brain_minus_striatum")
+REFERENCES: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "$defs/reference_region")["enum"])
 # Grey:white ROI definition (see :func:`tissue_core_masks`).
 CORE_FWHM_MM = 8.0
 CORE_GM_LEVEL = 0.6

@@ -33,9 +33,10 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from .config import CORE_FRAGMENT, declared
 from .errors import EvaluationError
 
-CORRECTIONS = ("holm", "fdr_bh", "bonferroni")
+CORRECTIONS: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "evaluate.corrections")["items"]["enum"])
 _CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg", "bonferroni": "Bonferroni",
                      "none": "none"}
 

@@ -25,13 +25,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..config import fragment_defaults
+from ..config import declared, fragment_defaults
 from ..errors import ConfigError, ProcessingError, SpectsynthError
 from .register import Grid, fsl_tool, image_on_grid
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("deepbet", "fsl")
+BACKENDS: tuple[str, ...] = tuple(declared(Path(__file__).with_name("options.yaml"), "preprocess.brain_extraction.backend")["enum"])
 DEEPBET_FILES = ("model.pt", "bbox_model.pt")
 
 

@@ -38,14 +38,14 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from ..config import fragment_defaults
+from ..config import declared, fragment_defaults
 from ..errors import ConfigError, ProcessingError, SpectsynthError
 from ..io import atomic_output
 from ..resources import resource_path
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("simpleitk", "fsl")
+BACKENDS: tuple[str, ...] = tuple(declared(Path(__file__).with_name("options.yaml"), "preprocess.registration.backend")["enum"])
 INTERPOLATORS = {
     "nearest": sitk.sitkNearestNeighbor,
     "linear": sitk.sitkLinear,

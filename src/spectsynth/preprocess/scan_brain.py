@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..config import fragment_defaults
+from ..config import declared, fragment_defaults
 from ..errors import ConfigError, InputDataError
 
-PET_METHODS = ("threshold", "fsl")
-SPECT_METHODS = ("otsu", "fraction")
+PET_METHODS: tuple[str, ...] = tuple(declared(Path(__file__).with_name("options.yaml"), "preprocess.scan_brain_extraction.pet_method")["enum"])
+SPECT_METHODS: tuple[str, ...] = tuple(declared(Path(__file__).with_name("options.yaml"), "preprocess.scan_brain_extraction.spect_method")["enum"])
 
 
 # The declared options (options.yaml); the fields take their defaults from them.

@@ -48,10 +48,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .. import quant
+from ..config import declared
 from ..errors import ConfigError, ProcessingError
 from ..inputs.participants import subject_age  # noqa: F401  (re-exported for the simulation rules)
 from ..io import load_image
@@ -444,7 +446,7 @@ def fdg_activity(prep: PreparedAnatomy, cfg: dict, physiology: SubjectPhysiology
 #: cerebellar hemispheres and striata.  Each gets one random factor per subject and tracer.
 VARIATION_REGIONS = ("ACA_L", "ACA_R", "MCA_L", "MCA_R", "PCA_L", "PCA_R", "cerebellum_L", "cerebellum_R",
                      "striatum_L", "striatum_R")
-LOBES = ("temporal", "frontal")
+LOBES: tuple[str, ...] = tuple(declared(Path(__file__).with_name("options.yaml"), "simulate.physiology.focus.lobes")["items"]["enum"])
 # Lobe boundaries relative to the subject's own landmarks (mm, RAS): u = |x - midline|,
 # v = y - y_striatum, w = z - z_striatum, with the striatum centroid of both sides at
 # MNI152 ~ (0, 6, 3).  Temporal: MCA/PCA cortex and white matter below the Sylvian level
