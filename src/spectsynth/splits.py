@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
-# The split settings every dataset starts from (``datasets.<key>.split``; see
-# :func:`assign_splits`); each study overrides what its paper says.
+# The split settings every dataset starts from (``$defs/split`` of the core options; see
+# :func:`assign_splits`); each study's dataset block sets its own fractions and whether
+# validation comes from the training subjects (absent: it does not).
 SPLIT_DEFAULT: dict[str, Any] = core_defaults("$defs/split")
 
 
@@ -65,7 +66,7 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
         counts = {k: cfg["counts"].get(k, 0) for k in SPLITS}
         if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in counts.values()):
             raise ConfigError(f"{where}split.counts {counts} must be whole numbers >= 0")
-        if cfg["val_within_train"] and counts["val"] > 0:
+        if cfg.get("val_within_train", False) and counts["val"] > 0:
             raise ConfigError(f"{where}split.val_within_train is true, so split.counts.val must be 0 "
                               "(validation uses other records of the training subjects)")
         total = sum(counts.values())
@@ -79,7 +80,7 @@ def assign_splits(subjects: Iterable[str], split_cfg: Mapping, *, dataset: str =
         fr = {k: float(cfg["fractions"].get(k, 0.0)) for k in SPLITS}
         if any(v < 0 for v in fr.values()) or not math.isclose(sum(fr.values()), 1.0, abs_tol=1e-6):
             raise ConfigError(f"{where}split.fractions {fr} must be >= 0 and sum to 1")
-        if cfg["val_within_train"] and fr["val"] > 0:
+        if cfg.get("val_within_train", False) and fr["val"] > 0:
             raise ConfigError(f"{where}split.val_within_train is true, so split.fractions.val must be 0 "
                               "(validation uses other records of the training subjects)")
         counts = {k: int(round(fr[k] * n)) for k in SPLITS}
