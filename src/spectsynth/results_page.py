@@ -208,6 +208,14 @@ def _cohort(cfg: Mapping, key: str) -> str:
     return "; ".join(parts) if parts else "configuration not kept"
 
 
+def _test_subjects(cfg: Mapping, key: str) -> str:
+    """``28 test subjects`` when the dataset's split names its count, else what the split is."""
+    split = ((cfg.get("datasets") or {}).get(key) or {}).get("split") or {}
+    if split.get("method") == "counts" and (split.get("counts") or {}).get("test"):
+        return f"{split['counts']['test']} test subjects"
+    return "test subjects as split by the config"
+
+
 def _run_line(folder: Path) -> str:
     f = folder / "run.json"
     if not f.is_file():
@@ -239,6 +247,8 @@ def summary_lines(root: str | Path, link: str = "") -> list[str]:
     for k in keys:
         t = _read(root / k / "verdicts.tsv")
         n = sorted({f"{r['n']} {r['n_counts']}".strip() for _, r in t.iterrows() if str(r["n"]).strip()})
+        if len(n) > 1:  # the findings count different units (S1: real subjects vs generated images)
+            n = [_test_subjects(_config(root / k), k) + "; the units of each finding on the page"]
         lines.append(f"| [{k.upper()}]({link}#{k}) | {'; '.join(n[:1])} | {_counts(t)} | {_wall(root / k)} |")
     return lines
 
