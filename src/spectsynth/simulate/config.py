@@ -2,8 +2,9 @@
 
 The options are declared once, in ``options.yaml`` beside this package (the ``simulate`` block
 of the configuration schema, which spectsynth.schema assembles from it): :data:`DEFAULTS` is what
-that block fills in, so that the package can be used without reading the schema. :func:`resolve` repeats the checks that matter for users who call
-the package directly, fills in defaults and returns a plain dict.
+that block fills in, so that the package can be used without reading the schema. For users who
+call the package directly, :func:`resolve` fills in the defaults, checks the section against
+that declaration (and what one key cannot say) and returns a plain dict.
 """
 
 from __future__ import annotations
