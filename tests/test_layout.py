@@ -215,3 +215,15 @@ def test_a_fifth_study_brings_its_own_rules_and_the_workflow_plans_them(tmp_path
     assert "rule toy_study_extra:" in res.stdout and f"{tmp_path / 'out'}/toy/extra.txt" in res.stdout
     assert "echo bonjour " in res.stdout                 # its own option, read by its own rule
     assert "rule s0_clinical:" in res.stdout              # S0's own rules, from its package, still there
+
+
+def test_a_missing_own_file_names_it_and_what_to_do():
+    class Broken(_Toy):
+        options = "missing.yaml"
+        rules = "missing.smk"
+
+    with pytest.raises(Exception, match=r"study S9: its option fragment .*missing\.yaml does not exist\. "
+                                        r"Put missing\.yaml beside the study's module or clear Study\.options"):
+        Broken().options_path()
+    with pytest.raises(Exception, match=r"its rule file .*missing\.smk does not exist.*clear Study\.rules"):
+        Broken().rules_path()

@@ -225,16 +225,26 @@ class Study:
     def record_split(self, design, rec: Mapping, split: str) -> str | None:
         return split
 
-    # ------------------------------------------------------------------ options
+    # ------------------------------------------------------------------ its own files
+    @property
+    def folder(self) -> Path:
+        """The folder of the study's module: where its own options, rules and captions lie."""
+        return Path(sys.modules[type(self).__module__].__file__).parent
+
+    def _own_file(self, name: str, what: str, attribute: str) -> Path | None:
+        """``name`` beside the study's module (None when ``name`` is empty); a named file that is
+        not there stops with what to do."""
+        if not name:
+            return None
+        path = self.folder / name
+        if not path.is_file():
+            raise ConfigError(f"study {self.name}: its {what} {path} does not exist. "
+                              f"Put {name} beside the study's module or clear Study.{attribute}")
+        return path
+
     def options_path(self) -> Path | None:
         """The absolute path of the study's option fragment (:attr:`options`), or None."""
-        if not self.options:
-            return None
-        path = Path(sys.modules[type(self).__module__].__file__).parent / self.options
-        if not path.is_file():
-            raise ConfigError(f"study {self.name}: its option fragment {path} does not exist. "
-                              "Put options.yaml beside the study's module or clear Study.options")
-        return path
+        return self._own_file(self.options, "option fragment", "options")
 
     @property
     def dataset_defaults(self) -> dict[str, Any]:
@@ -254,19 +264,14 @@ class Study:
         """Where a report caption of the study lies: its own file beside its module when it has
         one (a new study ships its captions in its folder), else in the shared folder ``shared``
         (workflow/report/)."""
-        own = Path(sys.modules[type(self).__module__].__file__).parent / caption
+        own = self.folder / caption
         return str(own) if own.is_file() else f"{shared}/{caption}"
 
     # ------------------------------------------------------------------ rules
     def rules_path(self) -> str | None:
         """The absolute path of the study's own rule file (:attr:`rules`), or None."""
-        if not self.rules:
-            return None
-        path = Path(sys.modules[type(self).__module__].__file__).parent / self.rules
-        if not path.is_file():
-            raise ConfigError(f"study {self.name}: its rule file {path} does not exist. "
-                              "Put the .smk file beside the study's module or clear Study.rules")
-        return str(path)
+        path = self._own_file(self.rules, "rule file", "rules")
+        return None if path is None else str(path)
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_paths(self, out: str) -> dict[str, str]:
