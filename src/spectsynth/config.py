@@ -195,18 +195,15 @@ def fragment_defaults(path: str | Path, key: str | None = None) -> Any:
     None) ``{option: default}`` of its ``experiments.*.<option>`` keys (a model family's)."""
     fragment = read_fragment(path)
     if key is not None:
-        if key not in fragment:
-            raise ConfigError(f"option fragment {path}: no block for config key {key!r}")
-        return block_defaults(fragment[key])
+        return block_defaults(declared(path, key))
     return {k.split(".", 2)[2]: block_defaults(b) for k, b in fragment.items() if k.startswith(EXPERIMENT_PREFIX)}
-
 
 
 def check_block(path: str | Path, value: Any, key: str) -> None:
     """Check ``value`` against the block at config key ``key`` of the fragment at ``path`` (its
     types, bounds and choices); raises :class:`ConfigError` with one line naming the key, as the
     workflow's validation would (for code that is handed a block without the whole config)."""
-    block: Any = read_fragment(path)[key]
+    block: Any = declared(path, key)
     instance: Any = value
     for part in reversed(key.split(".")):
         block = {"type": "object", "properties": {part: block}}
@@ -224,14 +221,16 @@ def declared(path: str | Path, key: str) -> dict:
     For code that names the choices an option offers (``tuple(block["enum"])``) instead of
     writing them a second time."""
     fragment = read_fragment(path)
-    if key.startswith("$defs/"):
-        return fragment["$defs"][key.split("/", 1)[1]]
-    parts = key.split(".")
-    node: Any = {"properties": fragment.get("properties", {})}
-    for i in range(len(parts), 0, -1):
-        if ".".join(parts[:i]) in fragment:
-            node, parts = fragment[".".join(parts[:i])], parts[i:]
-            break
+    if key.startswith("$defs/"):  # a shared block, or a key inside one ("$defs/experiment/seed")
+        name, *parts = key.split("/")[1:]
+        node: Any = fragment["$defs"][name]
+    else:
+        parts = key.split(".")
+        node = {"properties": fragment.get("properties", {})}
+        for i in range(len(parts), 0, -1):
+            if ".".join(parts[:i]) in fragment:
+                node, parts = fragment[".".join(parts[:i])], parts[i:]
+                break
     for part in parts:
         try:
             node = node["properties"][part]
@@ -243,14 +242,7 @@ def declared(path: str | Path, key: str) -> dict:
 def core_defaults(where: str) -> Any:
     """The defaults of a core block: a top-level key (``"training"``), a shared block
     (``"$defs/split"``) or a key every experiment entry has (``"$defs/experiment/seed"``)."""
-    core = read_fragment(CORE_FRAGMENT)
-    parts = where.split("/")
-    if parts[0] == "$defs":
-        block = core["$defs"][parts[1]]
-        for part in parts[2:]:
-            block = block["properties"][part]
-        return block_defaults(block)
-    return block_defaults(core["properties"][where])
+    return block_defaults(declared(CORE_FRAGMENT, where))
 
 
 def load_schema(path: str | Path | None = None) -> dict:
