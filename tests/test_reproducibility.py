@@ -1,21 +1,25 @@
-"""Two tiny runs from scratch on the CPU give identical results, and the second, killed with
-SIGKILL in the middle of training, resumes and still gives them.
+"""Two tiny runs on the CPU give identical results, and the second, killed with SIGKILL in the
+middle of training, resumes and still gives them.
 
 The first run is the shared tiny run of the session (conftest.py ``tiny_run``: the whole tiny
-workflow). The second makes only what S0 needs, from scratch: the demo subjects, their
-preprocessing, DaT simulation, the S0 dataset, both S0 experiments (s0_restoration trains for
-the epochs tests/configs/tiny.yaml gives it, enough that there is time to kill it), their
-predictions, stacked volumes and evaluation. It is killed like a crashed machine: Snakemake is
-frozen, the training job of s0_restoration gets SIGKILL once its first checkpoint exists and its
-log is past epoch 1, then Snakemake and every other job get SIGKILL too. The rerun needs
-``--unlock`` (the dead Snakemake left its lock) and ``--rerun-incomplete`` (its jobs left
-incomplete markers); training resumes from ``checkpoints/last.pt``. Every content digest
-(spectsynth.checksums) of the second run must equal the first run's, and every file the S0 jobs
-declare must be in both: synthetic images, transforms, label maps, dataset shards and index
-tables, checkpoints and best weights, predictions, metric tables and figures. Nothing is
-excluded beyond the checksum tool's defaults (logs, benchmarks, provenance, TensorBoard event
-files, timing columns). That the first run also made everything else of the workflow, with two
-jobs side by side in another order, must not change a byte of what S0 reads.
+workflow from scratch). The second starts from a copy of its results folder without the two S0
+experiments (weights, checkpoints, histories) and remakes, with ``--forcerun=simulate_dat``,
+everything S0 makes from the DaT scans on: every subject's DaT simulation, the S0 dataset, both
+S0 experiments (s0_restoration trains for the epochs tests/configs/tiny.yaml gives it, enough
+that there is time to kill it), their predictions, stacked volumes and evaluation. The demo
+subjects and their preprocessing are remade from scratch on another executor, one subject at a
+time, by the SLURM test (test_slurm.py), which compares them with the shared run the same way.
+The second run is killed like a crashed machine: Snakemake is frozen, the training job of
+s0_restoration gets SIGKILL once its first checkpoint exists and its log is past epoch 1, then
+Snakemake and every other job get SIGKILL too. The rerun needs ``--unlock`` (the dead Snakemake
+left its lock) and ``--rerun-incomplete`` (its jobs left incomplete markers); training resumes
+from ``checkpoints/last.pt``. The content digest (spectsynth.checksums) of every file the
+remade jobs declare, and of everything the experiments' folders hold, must equal the first
+run's: synthetic DaT images, dataset shards and index tables, checkpoints and best weights,
+predictions, metric tables and figures. Nothing is excluded beyond the checksum tool's defaults
+(logs, benchmarks, provenance, TensorBoard event files, timing columns). That the first run also
+made everything else of the workflow, with two jobs side by side in another order, must not
+change a byte of what S0 makes.
 
 The second run uses a private Snakemake working folder (``config`` linked to the repository's)
 so that the crash's stale lock and ``--unlock`` concern no other Snakemake run of the repository.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -34,7 +39,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import REPO, TINY
+from conftest import REPO, TINY, copy_of_run
 
 from spectsynth.checksums import compare_digests, tree_digests
 
@@ -44,7 +49,9 @@ S0_EXPERIMENTS = ("s0_restoration", "s0_clinical")
 KILLED = "s0_restoration"
 # tiny.yaml gives KILLED enough epochs of ~0.3 s that a poll every 50 ms sees the job mid-training
 KILL_EPOCHS = int(yaml.safe_load((REPO / TINY).read_text())["experiments"][KILLED]["epochs"])
-RUN_TIMEOUT = 1800        # one tiny S0 run takes ~2 min on 2 idle cores, much longer on a busy machine
+RUN_TIMEOUT = 1800        # the remade part takes about a minute on 2 idle cores, longer on a busy machine
+# The second run remakes S0 from this rule on (and everything downstream of it that S0 needs).
+REMADE_FROM = "simulate_dat"
 
 
 @dataclass
@@ -114,9 +121,21 @@ def scheduled_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str], list[
 
 @pytest.fixture(scope="module")
 def clean(tiny_run):
-    run = finished_run(tiny_run)
-    run.digests = tree_digests(run.out)
-    return run
+    return finished_run(tiny_run)
+
+
+def made_files(roots: list[Path], declared: list[str]) -> list[str]:
+    """What the second run's jobs may write: every declared output (a file whether or not it
+    exists; a folder as the files it holds in any of ``roots``) and the experiments' folders
+    (their checkpoints are no declared output)."""
+    rels: set[str] = set()
+    for rel in [*declared, *(f"experiments/{e}" for e in S0_EXPERIMENTS)]:
+        folders = [(root, root / rel) for root in roots if (root / rel).is_dir()]
+        if not folders:
+            rels.add(rel)
+        for root, folder in folders:
+            rels.update(str(f.relative_to(root)) for f in folder.rglob("*") if f.is_file())
+    return sorted(rels)
 
 
 def _wait_until_training_is_past_epoch_1(proc: subprocess.Popen, run: Run, timeout: float) -> None:
@@ -185,22 +204,27 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory, clean):
-    """The second run from scratch: killed mid-training, unlocked, rerun to the end."""
+    """The second run: the shared run's copy without S0's experiments, S0 remade from the DaT
+    simulation on, killed mid-training, unlocked, rerun to the end."""
     assert KILL_EPOCHS >= 8, f"{TINY}: {KILLED} needs >= 8 epochs so that it can be killed mid-training"
     run = new_run(tmp_path_factory.mktemp("tiny-s0-killed"))
-    # what the S0 targets make, as the plan of the empty results folder declares it
-    declared = [os.path.relpath(p, run.out) for _, _, outputs in
-                scheduled_jobs(_output(run.smk("-n", *run.targets()))) for p in outputs]
+    copy_of_run(clean.out, run.out)
+    for experiment in S0_EXPERIMENTS:
+        shutil.rmtree(run.out / "experiments" / experiment)
+    remake = f"--forcerun={REMADE_FROM}"
+    # what the remade part makes, as the plan of the prepared folder declares it
+    plan = scheduled_jobs(_output(run.smk("-n", remake, *run.targets())))
+    declared = [os.path.relpath(p, run.out) for _, _, outputs in plan for p in outputs]
     t0 = time.perf_counter()
     with open(run.workdir.parent / "first-attempt.log", "w") as fh:
-        proc = subprocess.Popen(run.command("--cores", "2", *run.targets()), stdout=fh, stderr=subprocess.STDOUT,
-                                cwd=REPO, env=_env())
+        proc = subprocess.Popen(run.command("--cores", "2", remake, *run.targets()), stdout=fh,
+                                stderr=subprocess.STDOUT, cwd=REPO, env=_env())
         try:
             _wait_until_training_is_past_epoch_1(proc, run, RUN_TIMEOUT)
             _crash(proc, run)
         finally:
             _kill_tree(proc)          # only when the test failed before the crash was complete
-    state = {"at_kill": tree_digests(run.out),
+    state = {"at_kill": tree_digests(run.out, files=made_files([run.out], declared)),
              "log_at_kill": (run.out / f"logs/train_model/{KILLED}.log").read_text()}
     # A plain rerun is refused: jobs whose outputs all exist may have been cut off (when any
     # such job was running), and the dead Snakemake's lock is still there.
@@ -210,9 +234,12 @@ def killed(tmp_path_factory, clean):
     state["plan"] = run.smk("-n", "--rerun-incomplete", *run.targets())
     state["rerun"] = run.smk("--cores", "2", "--rerun-incomplete", *run.targets())
     run.seconds = time.perf_counter() - t0
-    run.digests = tree_digests(run.out)
+    files = made_files([run.out, clean.out], declared)
+    run.digests = tree_digests(run.out, files=files)
     state["run"] = run
     state["declared"] = declared
+    state["remade_rules"] = {rule for rule, _, _ in plan}
+    state["clean_digests"] = tree_digests(clean.out, files=files)
     return state
 
 
@@ -251,23 +278,21 @@ def test_interrupted_run_leaves_nothing_half_written_that_a_rerun_trusts(killed,
                if p not in redone and not any(p.startswith(r.rstrip("/") + "/") for r in redone)
                and "/checkpoints/" not in p}
     assert trusted, "the crash came before any job finished"
-    wrong = sorted(p for p, d in trusted.items() if clean.digests.get(p) != d)
+    uninterrupted = tree_digests(clean.out, files=trusted)
+    wrong = sorted(p for p, d in trusted.items() if uninterrupted.get(p) != d)
     assert not wrong, f"files a rerun would trust differ from the uninterrupted run: {wrong}"
 
 
-def test_two_runs_from_scratch_give_identical_content(killed, clean):
-    b = killed["run"].digests
-    # the shared run's files that the S0 targets declare (directory outputs: what they hold),
-    # and those of its files the second run has too (checkpoints, for one, are no declared output)
-    declared = tuple(killed["declared"])
-    a = {p: d for p, d in clean.digests.items()
-         if p in b or p in declared or p.startswith(tuple(f"{o}/" for o in declared))}
+def test_the_remade_part_gives_identical_content(killed):
+    assert {REMADE_FROM, "build_dataset", "train_model", "predict_experiment", "stack_predictions",
+            "evaluate_s0"} <= killed["remade_rules"], killed["remade_rules"]
+    a, b = killed["clean_digests"], killed["run"].digests
     diff = compare_digests(a, b)
     print(f"\nkilled run + rerun {killed['run'].seconds:.0f} s; {len(diff['same'])} files compared")
-    for prefix in ("sub-01/spect/sub-01_trc-DaT_spect.nii.gz", "sub-01/anat/sub-01_desc-striatum_dseg.nii.gz",
-                   "datasets/s0/train.h5", "datasets/s0/index.tsv", f"experiments/{KILLED}/best.pt",
-                   f"experiments/{KILLED}/checkpoints/last.pt", f"experiments/{KILLED}/history.csv",
-                   f"predictions/{KILLED}/predictions.h5", f"evaluate/s0/{KILLED}/dice_summary.tsv"):
+    for prefix in ("sub-01/spect/sub-01_trc-DaT_spect.nii.gz", "datasets/s0/train.h5", "datasets/s0/index.tsv",
+                   f"experiments/{KILLED}/best.pt", f"experiments/{KILLED}/checkpoints/last.pt",
+                   f"experiments/{KILLED}/history.csv", f"predictions/{KILLED}/predictions.h5",
+                   f"evaluate/s0/{KILLED}/dice_summary.tsv"):
         assert prefix in diff["same"], f"{prefix} missing from the comparison or different"
     assert not diff["only_a"] and not diff["only_b"], diff
     assert not diff["differ"], f"not reproduced: {diff['differ']}"

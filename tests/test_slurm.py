@@ -1,11 +1,15 @@
 """The workflow on a real SLURM cluster, and the profiles that get it there.
 
-`test_tiny_workflow_through_slurm` runs the tiny configuration through `profiles/slurm`
-(snakemake-executor-plugin-slurm) when a cluster answers `sinfo`, up to the smallest target that
-proves the executor: every per-subject stage S0 needs (bundled into group jobs), a dataset job, one
-training job, the inputs table and the provenance files (the whole tiny workflow is tested locally
-in test_workflow.py); CI starts a single-node cluster on localhost with `.ci/slurm-up.sh` first. Without one it skips and says why
-(or fails, when SPECTSYNTH_REQUIRE_SLURM=1, as in CI).
+`test_tiny_workflow_through_slurm` runs a part of the tiny configuration through
+`profiles/slurm` (snakemake-executor-plugin-slurm) when a cluster answers `sinfo`: on a copy of
+the session's shared tiny run (conftest.py ``tiny_run``) without its `s0_clinical` experiment,
+it remakes one S0 subject from scratch (the demo subject, its preprocessing and labels and its
+DaT simulation, bundled into group jobs), the S0 dataset, the `s0_clinical` training, the inputs
+table and the provenance files, and checks that SLURM ran them and that every file they wrote
+equals the shared run's by content (spectsynth.checksums): the same results from another
+executor. The whole tiny workflow is tested locally (test_workflow.py). CI starts a single-node
+cluster on localhost with `.ci/slurm-up.sh` first. Without one it skips and says why (or fails,
+when SPECTSYNTH_REQUIRE_SLURM=1, as in CI).
 The other tests need no cluster.
 """
 
@@ -16,11 +20,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_of_run
+
+from spectsynth.checksums import compare_digests, tree_digests
 
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 LOCAL_PROFILE = REPO / "profiles" / "local"
@@ -97,16 +105,26 @@ def _diagnostics(logdir: Path, output: str) -> str:
     return "\n".join(parts)
 
 
+def _written_since(root: Path, t0: float) -> dict[str, str]:
+    """Content digests of the files under ``root`` written after ``t0`` (the copy keeps the
+    original times), less what records how a run went (spectsynth.checksums.DEFAULT_EXCLUDE)."""
+    return tree_digests(root, files=[str(p.relative_to(root)) for p in root.rglob("*")
+                                     if p.is_file() and p.stat().st_mtime > t0])
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_tiny_workflow_through_slurm(tmp_path: Path):
+def test_tiny_workflow_through_slurm(tmp_path: Path, tiny_run: Path):
     node = cluster_state()
     if isinstance(node, str):
         if os.environ.get("SPECTSYNTH_REQUIRE_SLURM") == "1":  # CI: a missing cluster is a failure
             pytest.fail(f"SPECTSYNTH_REQUIRE_SLURM=1 but {node}")
         pytest.skip(node)
     cpus, mem_mb = node
-    out = tmp_path / "results"
+    out = copy_of_run(tiny_run, tmp_path / "results")
+    shutil.rmtree(out / "experiments" / SLURM_EXPERIMENT)        # its training starts from nothing
+    subject = str(pd.read_csv(out / "datasets" / "s0" / "index.tsv", sep="\t", dtype=str)["subject"].iloc[0])
+    demo_t1 = out / "demo-bids" / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
     logdir = tmp_path / "slurm_logs"
     cmd = [
         "timeout", "--foreground", "-s", "INT", str(RUN_TIMEOUT),
@@ -120,9 +138,13 @@ def test_tiny_workflow_through_slurm(tmp_path: Path):
         "--resources", f"mem_mb={mem_mb}",
         # Poll sooner than the profile's 40 s (MinJobAge of the local cluster is 300 s).
         "--slurm-init-seconds-before-status-checks", "5",
-        f"{out}/experiments/{SLURM_EXPERIMENT}/best.pt", f"{out}/inputs/inputs.tsv",
+        # Remake the targets: the subject's demo T1w (and so everything of that subject the
+        # other targets need), the training's weights, the inputs table, the provenance files.
+        "--force",
+        str(demo_t1), f"{out}/experiments/{SLURM_EXPERIMENT}/best.pt", f"{out}/inputs/inputs.tsv",
         f"{out}/provenance/config.resolved.yaml",
     ]
+    t0 = time.time()
     res = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
                          timeout=RUN_TIMEOUT + 120)
     output = res.stdout + res.stderr
@@ -130,16 +152,6 @@ def test_tiny_workflow_through_slurm(tmp_path: Path):
         pytest.fail(f"the SLURM run did not finish within {RUN_TIMEOUT} s (stopped with SIGINT)\n"
                     + _diagnostics(logdir, output))
     assert res.returncode == 0, "the SLURM run failed\n" + _diagnostics(logdir, output)
-
-    # Outputs of the run exist: every subject's inputs, the training job's weights, the tables.
-    config = yaml.safe_load((REPO / TINY).read_text())
-    subjects = [f"{i:02d}" for i in range(1, config["inputs"]["demo"]["n_subjects"] + 1)]
-    for s in subjects:
-        t1 = out / f"sub-{s}" / "anat" / f"sub-{s}_desc-ras_T1w.nii.gz"
-        assert t1.is_file() and t1.stat().st_size > 0, f"missing {t1}"
-    assert (out / "inputs" / "inputs.tsv").is_file()
-    assert (out / "provenance" / "config.resolved.yaml").is_file()
-    assert (out / "experiments" / SLURM_EXPERIMENT / "best.pt").stat().st_size > 1000
 
     # The jobs ran through SLURM: the plugin reported sbatch job ids, their SLURM logs exist,
     # and SLURM records every one of them as COMPLETED.
@@ -157,6 +169,25 @@ def test_tiny_workflow_through_slurm(tmp_path: Path):
     names = [Path(log).relative_to(logdir).parts[0] for _, log in submitted]
     assert any(n.startswith("group_subject") for n in names), f"no group job among {names}"
     assert "rule_train_model" in names, f"no train_model job among {names}"
+
+    # What the SLURM jobs wrote is what the shared local run wrote: the subject from its demo
+    # T1w to its DaT scan, the dataset, the trained weights, the tables.
+    written = _written_since(out, t0)
+    anat, spect = f"sub-{subject}/anat/sub-{subject}", f"sub-{subject}/spect/sub-{subject}"
+    for rel in (f"demo-bids/sub-{subject}/anat/sub-{subject}_T1w.nii.gz", f"{anat}_desc-brain_mask.nii.gz",
+                f"{anat}_desc-striatum_dseg.nii.gz", f"{spect}_trc-DaT_spect.nii.gz", "datasets/s0/train.h5",
+                f"experiments/{SLURM_EXPERIMENT}/best.pt", "inputs/inputs.tsv"):
+        assert rel in written, f"the SLURM run did not remake {rel}; it wrote {written}"
+    # The inputs table gathers every subject's record; those of the subjects not remade are the
+    # copy's, which name the shared run's folder: compared with that folder's name replaced.
+    table = "inputs/inputs.tsv"
+    written.pop(table)
+    assert ((out / table).read_text().replace(str(tiny_run), str(out))
+            == (tiny_run / table).read_text().replace(str(tiny_run), str(out))), "the inputs tables differ"
+    diff = compare_digests(tree_digests(tiny_run, files=written), written)
+    assert not diff["differ"] and not diff["only_a"] and not diff["only_b"], (
+        f"the SLURM run's files differ from the local run's: {diff['differ']}; "
+        f"only local: {diff['only_a']}; only SLURM: {diff['only_b']}")
 
 
 # ----------------------------------------------------------------- no cluster needed
