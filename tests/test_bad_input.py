@@ -330,7 +330,7 @@ def test_full_disk_names_file_subject_and_space(tmp_path, monkeypatch):
             fh.write(b"\0" * 100000)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sio.nib, "save", full)
+    monkeypatch.setattr(sio, "_save_gzipped", full)            # save_image's .nii.gz writer
     img = nib.Nifti1Image(np.zeros((64, 64, 64), np.float32), np.eye(4))
     with pytest.raises(OutputWriteError) as err:
         sio.save_image(img, target)

@@ -41,6 +41,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("src/spectsynth/io.py", "write_text", "write_bytes"): "write_text is the shared text writer",
     ("src/spectsynth/io.py", "write_csv", "open"): "write_csv is the shared CSV writer",
     ("src/spectsynth/io.py", "save_figure", "savefig"): "save_figure is the shared figure writer",
+    ("src/spectsynth/io.py", "_save_gzipped", "open"): "save_image's .nii.gz writer, into atomic_output's temporary",
     # A checkpoint is neither a table, a text nor a figure: torch.save streams it into the
     # temporary of its own atomic_output block, which it fsyncs before the rename.
     ("src/spectsynth/checkpoints.py", "save_checkpoint", "open"): "torch.save into atomic_output's temporary",
