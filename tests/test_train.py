@@ -68,10 +68,10 @@ def _spec(key: str, **override) -> dict:
     return expand_experiments(cfg)[NAMES[key]]
 
 
-def _run(spec: dict, shards, out, **kw):
+def _run(spec: dict, shards, out, datasets=DATASETS, **kw):
     ds = shards / spec["dataset"]
     return train_experiment(spec, {"train": ds / "train.h5", "val": ds / "val.h5"}, out,
-                            dataset=dataset_spec({"datasets": DATASETS}, spec["dataset"]), threads=1, **kw)
+                            dataset=dataset_spec({"datasets": datasets}, spec["dataset"]), threads=1, **kw)
 
 
 class _Kill(Exception):
@@ -198,6 +198,24 @@ def test_kill_and_resume_gives_identical_weights(key, shards, tmp_path):
     drop = {"epoch_seconds", "images_per_second", "data_wait_share"}
     assert [{k: v for k, v in r.items() if k not in drop} for r in a["history"]] == \
         [{k: v for k, v in r.items() if k not in drop} for r in b["history"]]
+
+
+def test_loader_workers_change_nothing_across_a_kill(shards, tmp_path):
+    """Two persistent DataLoader workers, killed mid-epoch and resumed (fresh workers): the same
+    weights as one run that loads in the training process. The items' augmentation comes from
+    (seed, epoch, index), not from a worker's RNG."""
+    spec = _spec("p2p")
+    spec["training"].update(checkpoint_every_steps=3, checkpoint_every=100)
+    augmented = {**DATASETS, "s2": {**DATASETS["s2"], "augment": {"shift_px": 2, "flip": True}}}
+    _run(spec, shards, tmp_path / "in_process", datasets=augmented)
+    spec["training"]["num_workers"] = 2
+    with pytest.raises(_Kill):
+        _run(spec, shards, tmp_path / "workers", datasets=augmented, callbacks=[_kill_at(5)])
+    _run(spec, shards, tmp_path / "workers", datasets=augmented)
+    a, b = _final_state(tmp_path / "in_process"), _final_state(tmp_path / "workers")
+    for part in ("nets", "optim", "rng"):
+        _assert_same_tensors(a[part], b[part], part)
+    assert a["global_step"] == b["global_step"] > 5
 
 
 @pytest.mark.cuda

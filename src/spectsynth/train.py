@@ -242,14 +242,18 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
     def save() -> None:
         save_checkpoint(training_checkpoint(name, family, chash, nets, recipe, scheds, state), Path(ckpts.last))
 
+    # One loader for the whole run; its workers (if any) persist across epochs instead of being
+    # forked again every epoch. What a batch holds does not depend on them: the sampler (in this
+    # process) gives the epoch's order, and each item draws its augmentation from
+    # default_rng([seed, epoch, index]), so a resumed run replays the same batches with any
+    # number of workers. The loader's own generator keeps it off the global torch RNG.
+    workers = int(tcfg["num_workers"])
+    loader = DataLoader(train_ds, batch_size=bs, sampler=sampler, drop_last=True, num_workers=workers,
+                        persistent_workers=workers > 0, pin_memory=setup.is_cuda,
+                        generator=torch.Generator().manual_seed(seed))
     try:
         for epoch in range(state["epoch"], epochs):
             sampler.set_epoch(epoch, start=state["step_in_epoch"] * bs)
-            # The loader's own generator keeps it from drawing on the global torch RNG (it
-            # draws a worker base seed per iterator), so resuming mid-epoch replays exactly.
-            loader = DataLoader(train_ds, batch_size=bs, sampler=sampler, drop_last=True,
-                                num_workers=int(tcfg["num_workers"]), pin_memory=setup.is_cuda,
-                                generator=torch.Generator().manual_seed(seed + epoch))
             t_epoch = time.perf_counter()
             t_last = t_epoch
             bar = progress_bar(tcfg["progress"], steps_per_epoch, state["step_in_epoch"], f"{name} {epoch + 1}/{epochs}")
