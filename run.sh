@@ -5,7 +5,8 @@
 #   ./run.sh test    set up, run the test suite
 #   ./run.sh setup   only set up (.venv with torch 2.13.0 first, then the pinned requirements)
 #
-# Environment: PYTHON (default python3), VENV (default .venv), CORES (default: all).
+# Environment: PYTHON (default python3), VENV (default .venv), CORES (default: all),
+#              TEST_WORKERS (test processes, default 2).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -80,7 +81,9 @@ case "${1:-}" in
         export PATH="$PWD/$VENV/bin:$PATH"
         shift
         set +e
-        python -m pytest "$@"
+        # Two workers (TEST_WORKERS; 0 = one process): the tests of the shared tiny run on one,
+        # the rest beside it (grouping in tests/conftest.py).
+        python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"
         rc=$?
         set -e
         # pytest's exit code 5 means "no tests collected": a broken suite, not a pass.

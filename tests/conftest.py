@@ -109,3 +109,24 @@ def phantom(seed: int = 0, pattern: str = "normal", striatum: float = 1.0, shape
         v[(np.abs(y) > 0.3) & brain] *= 0.5
     v[((np.abs(x) - 0.3) ** 2 / 0.02 + y ** 2 / 0.05 + z ** 2 / 0.03) < 1] += 3.0 * striatum
     return np.clip(v, 0, None).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- parallel runs
+
+TINY_GROUP = "tiny_run"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``./run.sh test`` runs two workers, ``--dist loadgroup``): every test
+    that reads the shared tiny run goes to one worker, so the run is made once, and every other
+    module stays whole on one worker, so its module-scoped fixtures are built once. The tiny
+    run's tests come first: they are the longest chain, and the other worker takes the rest."""
+    def uses_tiny(item) -> bool:
+        return TINY_GROUP in getattr(item, "fixturenames", ())
+
+    items.sort(key=lambda it: not uses_tiny(it))          # stable: the order within each part is kept
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = TINY_GROUP if uses_tiny(item) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(name=group))
