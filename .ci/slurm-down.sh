@@ -3,7 +3,8 @@
 #
 # Only the daemons whose PIDs slurm-up.sh recorded are stopped (slurmd, slurmctld, munged, in
 # that order), and only while each PID still names the program it was recorded for. Jobs still
-# queued or running on the test cluster are cancelled through SLURM first. Safe to run twice.
+# queued or running on the test cluster are cancelled through SLURM first; the slurm.conf that
+# slurm-up.sh wrote is removed last. Safe to run twice.
 #
 # Environment: SPECTSYNTH_SLURM_STATE (default /tmp/spectsynth-slurm), as for slurm-up.sh.
 set -uo pipefail
@@ -68,5 +69,13 @@ for d in slurmd slurmctld munged; do
         rm -f "$pidfile"
     fi
 done
+# The configuration goes with the daemons (slurm-up.sh writes it again). Left behind, it points
+# every SLURM command at a controller that no longer answers: the Snakemake SLURM plugin runs
+# `scontrol show config` whenever Snakemake starts (any executor) and waits its 10 s timeout.
+CONF=/etc/slurm/slurm.conf
+MARKER="# Written by spectsynth .ci/slurm-up.sh (local single-node test cluster)."
+if ((status == 0)) && [[ -f $CONF ]] && grep -qF "$MARKER" "$CONF"; then
+    rm -f "$CONF" && log "removed $CONF (written by slurm-up.sh)"
+fi
 ((status == 0)) && log "all daemons started by slurm-up.sh are stopped (logs kept in $STATE)"
 exit "$status"
