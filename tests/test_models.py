@@ -338,6 +338,27 @@ def test_device_choice():
         assert "experiment s1_fastgan_A" in str(err.value) and "training.device" in str(err.value)
 
 
+def test_cudnn_autotuning_only_on_cuda_and_recorded():
+    before = torch.backends.cudnn.benchmark
+    cpu = select_device("cpu", cudnn_benchmark=True)
+    assert not cpu.cudnn_benchmark and cpu.record()["cudnn_benchmark"] is False
+    assert torch.backends.cudnn.benchmark == before            # the CPU leaves the process flag alone
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cudnn_autotuning_is_set_for_the_process_on_cuda():
+    before = torch.backends.cudnn.benchmark
+    try:
+        on = select_device("cuda", cudnn_benchmark=True)
+        assert on.cudnn_benchmark and torch.backends.cudnn.benchmark
+        assert on.record()["cudnn_benchmark"] is True and "cuDNN autotuning" in on.describe()
+        off = select_device("cuda", cudnn_benchmark=False)
+        assert not off.cudnn_benchmark and not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def test_importing_the_package_does_not_touch_cuda():
     import subprocess
     import sys

@@ -33,6 +33,7 @@ class DeviceSetup:
     amp_dtype: torch.dtype | None
     grad_scaler: bool
     channels_last: bool
+    cudnn_benchmark: bool = False
 
     @property
     def is_cuda(self) -> bool:
@@ -44,7 +45,8 @@ class DeviceSetup:
             name = torch.cuda.get_device_name(self.device)
             amp = f"{str(self.amp_dtype).replace('torch.', '')} autocast" if self.amp_dtype else "fp32"
             cl = ", channels-last" if self.channels_last else ""
-            return f"{self.device} ({name}, {amp}{cl})"
+            tuned = ", cuDNN autotuning" if self.cudnn_benchmark else ""
+            return f"{self.device} ({name}, {amp}{cl}{tuned})"
         return f"cpu ({torch.get_num_threads()} threads, fp32)"
 
 
@@ -55,13 +57,14 @@ class DeviceSetup:
         cuda = self.is_cuda
         return {"device": str(self.device), "device_name": torch.cuda.get_device_name(self.device) if cuda else "cpu",
                 "precision": precision, "grad_scaler": bool(self.grad_scaler),
-                "channels_last": bool(self.channels_last), "torch": str(torch.__version__),
+                "channels_last": bool(self.channels_last), "cudnn_benchmark": bool(self.cudnn_benchmark),
+                "torch": str(torch.__version__),
                 "cuda": str(torch.version.cuda) if cuda else "",
                 "cudnn": str(torch.backends.cudnn.version()) if cuda else ""}
 
 
 def select_device(requested: str = "auto", *, amp: str = "auto", channels_last: bool = False,
-                  context: str = "") -> DeviceSetup:
+                  cudnn_benchmark: bool = False, context: str = "") -> DeviceSetup:
     """Resolve the configured device.
 
     Parameters
@@ -74,6 +77,9 @@ def select_device(requested: str = "auto", *, amp: str = "auto", channels_last: 
         so that CPU runs are bit-for-bit reproducible.
     channels_last:
         Use the channels-last memory layout on CUDA (faster convolutions on tensor cores).
+    cudnn_benchmark:
+        On CUDA, let cuDNN time its convolution algorithms for the shapes it meets and keep the
+        fastest (``torch.backends.cudnn.benchmark``, set here for the process).
     context:
         Prefix for error messages, e.g. ``"experiment s1_fastgan_A"``.
 
@@ -117,5 +123,8 @@ def select_device(requested: str = "auto", *, amp: str = "auto", channels_last: 
             amp_dtype = torch.float16
     setup = DeviceSetup(device=device, amp_dtype=amp_dtype,
                         grad_scaler=amp_dtype is torch.float16,
-                        channels_last=bool(channels_last and device.type == "cuda"))
+                        channels_last=bool(channels_last and device.type == "cuda"),
+                        cudnn_benchmark=bool(cudnn_benchmark and device.type == "cuda"))
+    if setup.is_cuda:
+        torch.backends.cudnn.benchmark = setup.cudnn_benchmark
     return setup

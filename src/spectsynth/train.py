@@ -196,7 +196,7 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
         torch.set_num_threads(int(threads))
     recipe_cls = _recipe_class(name, family)
     setup = select_device(tcfg["device"], amp=tcfg["amp"], channels_last=tcfg["channels_last"],
-                          context=f"experiment {name}")
+                          cudnn_benchmark=tcfg["cudnn_benchmark"], context=f"experiment {name}")
     seed = int(spec["seed"])
     train_ds, val_ds, fingerprints = _datasets(spec, shards, dataset)
     chash = config_hash(spec, fingerprints)
