@@ -31,3 +31,16 @@ def test_paper_config_trains_with_the_studys_epochs_and_widths(study):
         for key in DEMO_KEYS[1:]:
             if key in FAMILY_DEFAULTS[spec["model"]] and entry.get(key) is None:
                 assert spec[key] == FAMILY_DEFAULTS[spec["model"]][key], (name, key)
+
+
+@pytest.mark.parametrize("study", ["s0", "s1", "s2", "s3"])
+def test_a_training_job_asks_cpus_for_torch_and_its_loader_workers(study):
+    """The rule's threads (SLURM cpus-per-task) hold torch's threads and every DataLoader worker."""
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    paper = yaml.safe_load((REPO / f"config/studies/{study}.yaml").read_text())
+    update_config(cfg, paper)
+    training = cfg["training"]
+    for name, spec in expand_experiments(cfg).items():
+        res = spec["resources"]
+        assert res["torch_threads"] == training["threads"], name
+        assert res["threads"] == training["threads"] + training["num_workers"] > res["torch_threads"], name

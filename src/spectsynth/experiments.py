@@ -136,8 +136,12 @@ def expand_experiments(cfg: dict) -> dict[str, dict[str, Any]]:
                     "study": study_name, "model": model}
             spec["training"] = {k: v for k, v in training.items()
                                 if k not in ("gpu", "mem_mb", "runtime", "threads")}
+            # The job's CPUs (the rule's threads, SLURM's cpus-per-task) hold torch's threads and
+            # the DataLoader workers, each a process of its own; torch gets its configured threads.
             spec["resources"] = {"gpu": int(spec.pop("gpu")), "mem_mb": int(spec.pop("mem_mb")),
-                                 "runtime": int(spec.pop("runtime")), "threads": int(training["threads"])}
+                                 "runtime": int(spec.pop("runtime")),
+                                 "threads": int(training["threads"]) + int(training["num_workers"]),
+                                 "torch_threads": int(training["threads"])}
             _check_spec(spec)
             out[run_name] = spec
     return out

@@ -8,7 +8,10 @@ from spectsynth.train import train_experiment
 def main(smk):
     with rule_log(smk):
         train_experiment(smk.params.spec, {"train": smk.input.train, "val": smk.input.val},
-                         smk.params.out_dir, threads=smk.threads,
+                         smk.params.out_dir,
+                         # torch's threads, within the CPUs the scheduler gave the job (its threads
+                         # also hold the DataLoader workers: spectsynth.experiments)
+                         threads=min(smk.params.spec["resources"]["torch_threads"], smk.threads),
                          dataset=dataset_spec({"datasets": smk.params.datasets}, smk.params.spec["dataset"]))
 
 
