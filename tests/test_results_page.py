@@ -12,6 +12,7 @@ import pytest
 from spectsynth import results_page as R
 from spectsynth import verdicts as V
 from spectsynth.cli import main
+from spectsynth.errors import InputDataError
 from spectsynth.planner import plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +80,21 @@ def test_page_puts_ours_beside_the_published_with_n_and_verdicts(tmp_path):
     assert "baseline: mean normal slice" in page and "66 ± 7 %" in page
     assert "| Table 4 mean SSIM | native | l1 | mri | 0.87 | 0.61 | 0.55 | 18 | test subjects |" in page
     assert "| [S2](#s2) | 18 test subjects | reproduced 1 (of 1 findings) |" in page
+
+
+def test_a_reading_is_shown_for_its_own_run_and_refused_for_another(tmp_path):
+    root = tmp_path / "results"
+    _fake_tree(root)
+    (root / "s0" / "reading.md").write_text("<!-- run: 0123456789ab -->\n- The baseline reaches the level.\n")
+    page = R.render_page(root)
+    assert "Likely reasons (read from this run's tables" in page and "- The baseline reaches the level." in page
+    assert page.index("Likely reasons") < page.index("## S2")                 # in S0's section
+    (root / "s0" / "reading.md").write_text("<!-- run: fedcba987654 -->\n- Of an older run.\n")
+    with pytest.raises(InputDataError, match="reading is of run fedcba987654.*kept outputs of run 0123456789ab"):
+        R.render_page(root)
+    (root / "s0" / "reading.md").write_text("- No run named.\n")
+    with pytest.raises(InputDataError, match="none named"):
+        R.render_page(root)
 
 
 def test_check_detects_a_stale_page_and_readme_block(tmp_path, capsys):

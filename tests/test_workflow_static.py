@@ -87,3 +87,17 @@ def test_the_families_with_selection_criteria_share_one_set():
 
     sets = {f.selection_criteria for f in REGISTRY.values() if f.selection_criteria}
     assert len(sets) == 1, f"one rule cannot declare the checkpoints of several criteria sets: {sets}"
+
+
+def test_every_benchmarked_rule_has_a_stage_in_the_reference_run_record():
+    """`spectsynth results collect` sums job time per stage (spectsynth.results_page.STAGES) into
+    run.json: a rule missing there would be counted as 'other'."""
+    from spectsynth.results_page import STAGES, STUDY_KEYS
+
+    staged = {r for rules in STAGES.values() for r in rules}
+    names = set()
+    for r in all_rules():
+        if "benchmark" in r.directives:      # a rule made per study is named from its key
+            names |= {r.name.replace("{study.key}", k) for k in STUDY_KEYS}
+    missing = sorted(names - staged)
+    assert not missing, f"rules with a benchmark but no stage in spectsynth.results_page.STAGES: {missing}"

@@ -9,7 +9,9 @@ A reference run (``config/studies/reference.yaml``, one study at a time with
   evaluated per experiment (the same relative paths as under ``evaluate/<key>/``);
 * key figures (PNG), ``realism.tsv`` when the run wrote ``qc/realism.tsv``;
 * ``config.resolved.yaml`` (the run's resolved configuration) and ``run.json`` (commit, wall time,
-  job time per stage from the run's benchmark files, the files kept).
+  job time per stage from the run's benchmark files, the files kept);
+* optionally ``reading.md``: the likely reasons behind the verdicts, written after the run by the
+  people who ran it and pinned to its commit (:func:`reading_lines`).
 
 :func:`collect` copies exactly these from a run's results folder (``spectsynth results collect``);
 :func:`render_page` writes ``docs/results.md`` from them: per study, every published number beside
@@ -61,8 +63,8 @@ STAGES = {
     "inputs": ("make_demo_subject", "make_demo_dataset", "convert_dicom", "validate_image", "plot_input_qc",
                "summarize_inputs"),
     "preprocessing": ("extract_brain", "register_template", "register_native", "register_modality",
-                      "plot_preprocess_qc", "tabulate_registration_quality", "measure_registration_error",
-                      "measure_scan_registration_error"),
+                      "extract_scan_brain", "plot_preprocess_qc", "tabulate_registration_quality",
+                      "measure_registration_error", "measure_scan_registration_error"),
     "anatomy": ("propagate_labels",),
     "simulation": ("simulate_dat", "simulate_perfusion", "simulate_pet", "plot_simulation",
                    "summarize_simulation"),
@@ -71,7 +73,7 @@ STAGES = {
     "inference": ("predict_experiment", "predict_criterion", "stack_predictions"),
     "evaluation": ("evaluate_s0", "evaluate_s1", "evaluate_s2", "evaluate_s3"),
     "clinical": ("s0_clinical", "reading_packet", "score_reading"),
-    "report": ("write_provenance", "bids_description", "headline"),
+    "report": ("write_provenance", "bids_description", "headline", "realism"),
 }
 
 
@@ -262,6 +264,31 @@ def _wall(folder: Path) -> str:
     return wall + (f" ({cpu / 120:.0f} min)" if cpu else "")
 
 
+READING = "reading.md"
+READING_RUN = "<!-- run: "
+
+
+def reading_lines(folder: Path) -> list[str]:
+    """The likely reasons behind a study's verdicts, as the people who ran it read them
+    (``<study>/reading.md``, optional). Its first line names the run it reads
+    (``<!-- run: <commit> -->``); a reading of another run than the kept one is refused, so a
+    rerun (``collect`` empties the folder) never leaves an old reading beside new numbers."""
+    path = folder / READING
+    if not path.is_file():
+        return []
+    text = path.read_text().strip()
+    first, _, body = text.partition("\n")
+    run = json.loads((folder / "run.json").read_text()).get("commit", "") if (folder / "run.json").is_file() else ""
+    read = first.strip().removeprefix(READING_RUN).removesuffix("-->").strip() if first.startswith(READING_RUN) else ""
+    if not read or not run.startswith(read):
+        raise InputDataError(f"the reading is of run {read or '(none named)'}, the kept outputs of run "
+                             f"{run[:12] or '(unknown)'}", path=path,
+                             hint=f"Rewrite it for the kept run (first line '{READING_RUN}{run[:12]} -->') "
+                                  "or remove it")
+    return ["", "Likely reasons (read from this run's tables by the people who ran it; `reading.md`):", "",
+            body.strip()]
+
+
 def render_page(root: str | Path) -> str:
     """``docs/results.md`` from the kept outputs under ``root`` (``docs/results``)."""
     from .verdicts import RULE_TEXT
@@ -295,6 +322,7 @@ def render_page(root: str | Path) -> str:
         lines += [f"{i}. {(r['experiment'] + ' ') if str(r['experiment']).strip() else ''}{r['finding']} "
                   f"({r['measure']}): **{r['verdict']}**, {r['reason']}".replace("|", "/")
                   for i, (_, r) in enumerate(t.iterrows(), start=1)]
+        lines += reading_lines(folder)
         lines += SUPPORT[k](folder)
         realism = folder / "realism.tsv"
         if realism.is_file():
