@@ -83,7 +83,7 @@ case "${1:-}" in
         set +e
         # Two workers (TEST_WORKERS; 0 = one process): the tests of the shared tiny run on one,
         # the rest beside it (grouping in tests/conftest.py).
-        python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"
+        python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"
         rc=$?
         set -e
         # pytest's exit code 5 means "no tests collected": a broken suite, not a pass.

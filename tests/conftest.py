@@ -116,17 +116,33 @@ def phantom(seed: int = 0, pattern: str = "normal", striatum: float = 1.0, shape
 TINY_GROUP = "tiny_run"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``./run.sh test`` runs two workers, ``--dist loadgroup``): every test
-    that reads the shared tiny run goes to one worker, so the run is made once, and every other
-    module stays whole on one worker, so its module-scoped fixtures are built once. The tiny
-    run's tests come first: they are the longest chain, and the other worker takes the rest."""
-    def uses_tiny(item) -> bool:
-        return TINY_GROUP in getattr(item, "fixturenames", ())
+def _reads_tiny_run(path: str) -> bool:
+    """A test file that uses the shared tiny run names its fixture."""
+    try:
+        return TINY_GROUP in (REPO / path).read_text()
+    except OSError:
+        return False
 
-    items.sort(key=lambda it: not uses_tiny(it))          # stable: the order within each part is kept
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        group = TINY_GROUP if uses_tiny(item) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(name=group))
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The tests of the shared tiny run first: they are the longest chain of the suite."""
+    items.sort(key=lambda it: TINY_GROUP not in getattr(it, "fixturenames", ()))   # stable
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``./run.sh test`` runs two pytest-xdist workers with ``--dist loadfile``: every test file
+    goes whole to one worker (its module fixtures are built once), and every file that reads the
+    shared tiny run goes to the same worker, so that run is made once; the other worker takes the
+    rest meanwhile. (xdist's ``loadgroup`` cannot do this under pytest 9: it marks groups in an
+    attribute of the test item that pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TinyRunTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return TINY_GROUP if _reads_tiny_run(path) else path
+
+    return TinyRunTogether(config, log)
