@@ -28,7 +28,8 @@ Stages (``--stages`` runs a subset, in this order):
    with the source lines that caused them.
 6. ``throughput``: optimisation steps per second of each family at the published sizes, batch
    sizes and network widths (S0 VAE/cVAE, S1 FastGAN, S2 and S3 pix2pix): fp32, bf16 autocast,
-   bf16 + channels-last, bf16 + channels-last + ``torch.compile``; images/s and peak memory
+   bf16 + channels-last, bf16 + channels-last + ``torch.compile`` (``training.compile: default``);
+   images/s and peak memory
    (``torch.cuda.max_memory_allocated``).  Batches are resident on the device (stage 7 measures
    the data path).
 7. ``data_path``: items/s of an S2 shard read through :class:`spectsynth.datasets.SliceShard`
@@ -275,9 +276,9 @@ def _build(family_spec: dict, setup, *, compile_nets: bool = False):
     if setup.channels_last:
         nets.to(memory_format=torch.channels_last)
     recipe = get_family(family_spec["model"]).recipe()(family_spec, nets, setup)
-    if compile_nets:
-        for k in list(nets.keys()):
-            nets[k] = torch.compile(nets[k])
+    if compile_nets:   # as training.compile: default does it (in place, after the recipe)
+        from spectsynth.device import compile_networks
+        compile_networks(nets, "default")
     return nets, recipe
 
 

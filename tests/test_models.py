@@ -8,6 +8,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from spectsynth import losses as L
+from spectsynth.checkpoints import HASH_EXCLUDE_TRAINING
 from spectsynth.device import select_device
 from spectsynth.errors import ConfigError
 from spectsynth.experiments import expand_experiments
@@ -357,6 +358,46 @@ def test_cudnn_autotuning_is_set_for_the_process_on_cuda():
         assert not off.cudnn_benchmark and not torch.backends.cudnn.benchmark
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def test_compile_is_a_cuda_option_and_recorded():
+    cpu = select_device("cpu", compile="reduce-overhead")
+    assert cpu.compile == "off" and cpu.record()["compile"] == "off"      # ignored on the CPU
+    with pytest.raises(ConfigError, match="training.compile"):
+        select_device("cpu", compile="fast")
+    assert "compile" in HASH_EXCLUDE_TRAINING              # on or off, the checkpoints stay valid
+
+
+@pytest.mark.parametrize("family", ["fastgan", "vae"])
+def test_compiled_networks_train_as_the_plain_ones(family):
+    """training.compile compiles every network in place (torch's eager backend here: the wiring,
+    not inductor's kernels): the state_dict keys stay those of the plain networks (checkpoints
+    resume with or without it), the recipe's own copies (FastGAN's EMA generator) stay plain, and
+    the steps give the plain networks' losses."""
+    from spectsynth.device import compile_networks
+    entry, _ = _OVERFIT[family]
+    cfg = {"datasets": {k: {"size": 32} for k in ("s0", "s1", "s2")}, "experiments": {"x": entry}}
+    spec = next(iter(expand_experiments(cfg).values()))
+    batch = ({"image": _smooth_batch(), "cond": torch.eye(6)[:4]} if family == "fastgan"
+             else {"input": _smooth_batch(), "target": _smooth_batch()})
+    runs = {}
+    for mode in ("off", "default"):
+        torch.manual_seed(0)
+        nets = build_model(family, spec)
+        init_weights(nets)
+        keys = list(nets.state_dict())
+        recipe = get_family(family).recipe()(spec, nets, select_device("cpu"))
+        compile_networks(nets, mode, backend="eager")
+        assert list(nets.state_dict()) == keys
+        assert all((getattr(n, "_compiled_call_impl", None) is not None) == (mode != "off") for n in nets.values())
+        if family == "fastgan":
+            assert getattr(recipe.ema, "_compiled_call_impl", None) is None
+        torch.manual_seed(1)
+        runs[mode] = [{k: float(v) for k, v in recipe.train_step(batch, 0.5).items()} for _ in range(2)]
+    for plain, compiled in zip(runs["off"], runs["default"]):
+        assert compiled == pytest.approx(plain, rel=1e-5, abs=1e-6)
+    with pytest.raises(ConfigError, match="training.compile"):
+        compile_networks(nets, "fastest")
 
 
 def test_importing_the_package_does_not_touch_cuda():

@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 # Spec keys that do not change what is learnt (a change keeps the checkpoints valid).
 HASH_EXCLUDE = {"epochs", "resources", "description", "entry"}
-HASH_EXCLUDE_TRAINING = {"device", "amp", "channels_last", "cudnn_benchmark", "num_workers", "checkpoint_every",
-                         "checkpoint_every_steps", "keep_checkpoints", "on_config_change",
+HASH_EXCLUDE_TRAINING = {"device", "amp", "channels_last", "cudnn_benchmark", "compile", "num_workers",
+                         "checkpoint_every", "checkpoint_every_steps", "keep_checkpoints", "on_config_change",
                          "progress", "preload_max_mb", "validate_every"}
 
 

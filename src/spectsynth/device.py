@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 DEVICE_CHOICES: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "$defs/device_choice")["enum"])
 AMP_CHOICES: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "training.amp")["enum"])
+COMPILE_CHOICES: tuple[str, ...] = tuple(declared(CORE_FRAGMENT, "training.compile")["enum"])
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class DeviceSetup:
     grad_scaler: bool
     channels_last: bool
     cudnn_benchmark: bool = False
+    compile: str = "off"
 
     @property
     def is_cuda(self) -> bool:
@@ -46,7 +48,8 @@ class DeviceSetup:
             amp = f"{str(self.amp_dtype).replace('torch.', '')} autocast" if self.amp_dtype else "fp32"
             cl = ", channels-last" if self.channels_last else ""
             tuned = ", cuDNN autotuning" if self.cudnn_benchmark else ""
-            return f"{self.device} ({name}, {amp}{cl}{tuned})"
+            comp = f", torch.compile {self.compile}" if self.compile != "off" else ""
+            return f"{self.device} ({name}, {amp}{cl}{tuned}{comp})"
         return f"cpu ({torch.get_num_threads()} threads, fp32)"
 
 
@@ -58,13 +61,13 @@ class DeviceSetup:
         return {"device": str(self.device), "device_name": torch.cuda.get_device_name(self.device) if cuda else "cpu",
                 "precision": precision, "grad_scaler": bool(self.grad_scaler),
                 "channels_last": bool(self.channels_last), "cudnn_benchmark": bool(self.cudnn_benchmark),
-                "torch": str(torch.__version__),
+                "compile": self.compile, "torch": str(torch.__version__),
                 "cuda": str(torch.version.cuda) if cuda else "",
                 "cudnn": str(torch.backends.cudnn.version()) if cuda else ""}
 
 
 def select_device(requested: str = "auto", *, amp: str = "auto", channels_last: bool = False,
-                  cudnn_benchmark: bool = False, context: str = "") -> DeviceSetup:
+                  cudnn_benchmark: bool = False, compile: str = "off", context: str = "") -> DeviceSetup:
     """Resolve the configured device.
 
     Parameters
@@ -80,6 +83,9 @@ def select_device(requested: str = "auto", *, amp: str = "auto", channels_last: 
     cudnn_benchmark:
         On CUDA, let cuDNN time its convolution algorithms for the shapes it meets and keep the
         fastest (``torch.backends.cudnn.benchmark``, set here for the process).
+    compile:
+        On CUDA, the ``torch.compile`` mode of the networks (``off``, ``default``,
+        ``reduce-overhead``, ``max-autotune``); applied by :func:`compile_networks`.
     context:
         Prefix for error messages, e.g. ``"experiment s1_fastgan_A"``.
 
@@ -96,6 +102,9 @@ def select_device(requested: str = "auto", *, amp: str = "auto", channels_last: 
                           f"{', '.join(DEVICE_CHOICES)} (or cuda:N) in training.device")
     if amp not in AMP_CHOICES:
         raise ConfigError(f"{where}unknown amp setting {amp!r}; choose one of {', '.join(AMP_CHOICES)}")
+    if compile not in COMPILE_CHOICES:
+        raise ConfigError(f"{where}unknown training.compile mode {compile!r}; choose one of "
+                          f"{', '.join(COMPILE_CHOICES)}")
     if base == "auto":
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     elif base == "cuda":
@@ -124,7 +133,21 @@ def select_device(requested: str = "auto", *, amp: str = "auto", channels_last: 
     setup = DeviceSetup(device=device, amp_dtype=amp_dtype,
                         grad_scaler=amp_dtype is torch.float16,
                         channels_last=bool(channels_last and device.type == "cuda"),
-                        cudnn_benchmark=bool(cudnn_benchmark and device.type == "cuda"))
+                        cudnn_benchmark=bool(cudnn_benchmark and device.type == "cuda"),
+                        compile=compile if device.type == "cuda" else "off")
     if setup.is_cuda:
         torch.backends.cudnn.benchmark = setup.cudnn_benchmark
     return setup
+
+
+def compile_networks(nets: torch.nn.ModuleDict, mode: str, *, backend: str = "inductor") -> None:
+    """``torch.compile`` every network of ``nets`` in place (``nn.Module.compile``), so that their
+    ``state_dict`` keys, and so the checkpoints, are those of the plain networks. ``mode`` is
+    ``training.compile`` (``off`` leaves them alone); ``backend`` is torch's (``inductor``; tests
+    use ``eager`` to check the wiring without a compiler)."""
+    if mode == "off":
+        return
+    if mode not in COMPILE_CHOICES:
+        raise ConfigError(f"unknown training.compile mode {mode!r}; choose one of {', '.join(COMPILE_CHOICES)}")
+    for net in nets.values():
+        net.compile(backend=backend, **({} if mode == "default" or backend != "inductor" else {"mode": mode}))

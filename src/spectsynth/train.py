@@ -72,7 +72,7 @@ from .checkpoints import (
     training_checkpoint,
 )
 from .datasets import EpochSampler, SliceShard
-from .device import select_device
+from .device import compile_networks, select_device
 from .errors import ConfigError, TrainingError
 from .io import atomic_output, save_figure, write_csv, write_text
 from .models import FAMILIES, build_model, get_family, init_weights
@@ -196,7 +196,8 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
         torch.set_num_threads(int(threads))
     recipe_cls = _recipe_class(name, family)
     setup = select_device(tcfg["device"], amp=tcfg["amp"], channels_last=tcfg["channels_last"],
-                          cudnn_benchmark=tcfg["cudnn_benchmark"], context=f"experiment {name}")
+                          cudnn_benchmark=tcfg["cudnn_benchmark"], compile=tcfg["compile"],
+                          context=f"experiment {name}")
     seed = int(spec["seed"])
     train_ds, val_ds, fingerprints = _datasets(spec, shards, dataset)
     chash = config_hash(spec, fingerprints)
@@ -210,6 +211,8 @@ def train_experiment(spec: Mapping, shards: Mapping[str, str | Path], out_dir: s
     if setup.channels_last:
         nets.to(memory_format=torch.channels_last)
     recipe = recipe_cls(spec, nets, setup)
+    # after the recipe: its own copies of a network (FastGAN's EMA generator) stay plain modules
+    compile_networks(nets, setup.compile)
     epochs = int(spec["epochs"])
     decay_start = spec.get("lr_decay_start_epoch")
 
