@@ -788,6 +788,28 @@ def test_noise_gain_scales_the_variance_and_keeps_the_mean(anat, prep):
         ImageDomainPhysics(10.0, noise_gain=0.5)
 
 
+def test_region_field_is_the_per_region_weighted_mean(prep):
+    """region_field filters the weighted sum once (linearity), as filtering every region's fraction
+    and weighting them would: ``1 + sum_r d_r G(w_r) / (sum_r G(w_r) + G(rest of the brain))``."""
+    from spectsynth.simulate.physics import gaussian
+    from spectsynth.simulate.tracers import VARIATION_REGIONS, region_field
+
+    m, vox = prep.fine_maps, prep.fine.voxel_mm
+    regions = {name: m[name] for name in VARIATION_REGIONS[:6]}
+    for side in ("L", "R"):
+        regions[f"cerebellum_{side}"] = m["cerebellum"] * prep.side_mask_fine(side)
+        regions[f"striatum_{side}"] = m["striatum_any"] * prep.side_mask_fine(side)
+    factors = {name: 0.02 * (i - 4) for i, name in enumerate(regions)}
+    num = sum(factors[r] * gaussian(w, 16.0, vox) for r, w in regions.items())
+    den = sum(gaussian(w, 16.0, vox) for w in regions.values())
+    den = den + gaussian(np.clip(m["brain"] - sum(regions.values()), 0.0, None), 16.0, vox)
+    want = 1.0 + np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
+    got = region_field(prep, factors, 16.0)
+    brain = m["brain"] > 0.5
+    assert np.abs(got - want)[brain].max() < 1e-5 and np.abs(got - want).max() < 1e-3
+    assert got[brain].std() > 0.01
+
+
 def test_pet_session_is_its_own_day(prep):
     from spectsynth.simulate.tracers import PetSession, region_field
 

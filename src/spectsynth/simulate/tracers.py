@@ -732,15 +732,16 @@ def region_field(prep: PreparedAnatomy, factors: dict[str, float], fwhm_mm: floa
         sm = prep.side_mask_fine(side)
         regions[f"cerebellum_{side}"] = m["cerebellum"] * sm
         regions[f"striatum_{side}"] = m["striatum_any"] * sm
-    num = np.zeros(prep.fine.shape, np.float32)
-    den = np.zeros(prep.fine.shape, np.float32)
+    # The filter is linear: sum_r d_r G(w_r) = G(sum_r d_r w_r), and the weights with the rest of
+    # the brain, sum_r w_r + max(brain - sum_r w_r, 0), sum to max(brain, sum_r w_r): two filters
+    # instead of one per region.
+    weighted = np.zeros(prep.fine.shape, np.float32)
     covered = np.zeros(prep.fine.shape, np.float32)
     for name, frac in regions.items():
-        w = gaussian(frac, fwhm_mm, vox)
-        num += float(factors.get(name, 0.0)) * w
-        den += w
+        weighted += float(factors.get(name, 0.0)) * frac
         covered += frac
-    den += gaussian(np.clip(m["brain"] - covered, 0.0, None), fwhm_mm, vox)
+    num = gaussian(weighted, fwhm_mm, vox)
+    den = gaussian(np.maximum(np.asarray(m["brain"], np.float32), covered), fwhm_mm, vox)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
     return (1.0 + r).astype(np.float32)
