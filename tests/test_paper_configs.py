@@ -44,3 +44,23 @@ def test_a_training_job_asks_cpus_for_torch_and_its_loader_workers(study):
         res = spec["resources"]
         assert res["torch_threads"] == training["threads"], name
         assert res["threads"] == training["threads"] + training["num_workers"] > res["torch_threads"], name
+
+
+@pytest.mark.parametrize("stack", [["s0"], ["s1"], ["s2"], ["s3"], ["reference"], ["reference", "reference-s2"]])
+def test_paper_and_reference_configs_keep_the_fine_grids(stack):
+    """The demo's 2 mm T1ws and grids (config/config.yaml) do not reach a paper-scale or reference
+    run: merged over it, every study file gives the scanner-like T1w and S2's 1 mm grids (the
+    schema's defaults)."""
+    from spectsynth.config import fragment_defaults
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    assert cfg["inputs"]["demo"]["voxel_mm"] == [2.0, 2.0, 2.0]
+    assert cfg["preprocess"]["native"]["spacing_mm"] == 2.0 and cfg["preprocess"]["template"]["resolution_mm"] == 2
+    for name in stack:
+        update_config(cfg, yaml.safe_load((REPO / f"config/studies/{name}.yaml").read_text()))
+    src = REPO / "src" / "spectsynth"
+    demo = fragment_defaults(src / "inputs" / "options.yaml", "inputs")["demo"]
+    pp = fragment_defaults(src / "preprocess" / "options.yaml", "preprocess")
+    assert cfg["inputs"]["demo"]["voxel_mm"] == demo["voxel_mm"] == [1.0, 1.0, 1.2]
+    assert cfg["preprocess"]["native"] == pp["native"] == {"shape": [256, 256, 192], "spacing_mm": 1.0}
+    assert cfg["preprocess"]["template"] == pp["template"] == {"resolution_mm": 1}
