@@ -14,8 +14,9 @@ first, and prints
   of the wall time,
 * the job time per rule, largest first,
 
-next to the numbers of the same demo measured before the start-up and scheduling changes
-(2026-11-30: 18:55 wall, about 25 CPU-minutes of jobs, 239 jobs, about 6.4 minutes overhead).
+next to the numbers of the demo measured before its 2 mm grids (2026-12-07, same machine, idle:
+23:37 wall for 293 jobs, 44.3 job-minutes; 2026-11-30, before the start-up and scheduling changes:
+18:55 wall, about 25 job-minutes, 239 jobs).
 
 Usage::
 
@@ -43,8 +44,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The same demo (12 subjects, every default experiment), 2 cores, before these changes.
-PREVIOUS = {"date": "2026-11-30", "wall_s": 18 * 60 + 55, "job_s": 25 * 60, "jobs": 239, "cores": 2}
+# The same demo (12 subjects, every default experiment, 293 jobs), 2 cores, idle machine, before its
+# 2 mm T1ws and grids (1 x 1 x 1.2 mm T1ws, 1 mm native and template grids).
+PREVIOUS = {"date": "2026-12-07", "wall_s": 23 * 60 + 37, "job_s": 44.3 * 60, "jobs": 293, "cores": 2}
 TARGET_WALL_S = 12 * 60          # the demo on 2 cores, set-up excluded
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
