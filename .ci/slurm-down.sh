@@ -72,8 +72,8 @@ done
 # The configuration goes with the daemons (slurm-up.sh writes it again). Left behind, it points
 # every SLURM command at a controller that no longer answers: the Snakemake SLURM plugin runs
 # `scontrol show config` whenever Snakemake starts (any executor) and waits its 10 s timeout.
-CONF=/etc/slurm/slurm.conf
-MARKER="# Written by spectsynth .ci/slurm-up.sh (local single-node test cluster)."
+# shellcheck source=slurm-conf.sh
+source "$(dirname "${BASH_SOURCE[0]}")/slurm-conf.sh"
 if ((status == 0)) && [[ -f $CONF ]] && grep -qF "$MARKER" "$CONF"; then
     rm -f "$CONF" && log "removed $CONF (written by slurm-up.sh)"
 fi

@@ -18,8 +18,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 STATE=${SPECTSYNTH_SLURM_STATE:-/tmp/spectsynth-slurm}
 TIMEOUT=${SPECTSYNTH_SLURM_TIMEOUT:-90}
-CONF=/etc/slurm/slurm.conf
-MARKER="# Written by spectsynth .ci/slurm-up.sh (local single-node test cluster)."
+# shellcheck source=slurm-conf.sh
+source "$(dirname "${BASH_SOURCE[0]}")/slurm-conf.sh"
 PARTITION=debug
 # Finished jobs stay visible to squeue this long. The Snakemake SLURM plugin asks squeue for job
 # states; it needs MinJobAge of at least 3x its first status delay (40 s by default), otherwise it

@@ -26,23 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
+from bench_train import _shard  # the same synthetic shard as the step benchmark
 from torch.utils.data import DataLoader
 
-from spectsynth.datasets import EpochSampler, PairedSliceDataset, SliceShard, write_shards
-
-
-def make_shard(root: Path, n: int, size: int) -> Path:
-    rng = np.random.default_rng(0)
-    images = (rng.random((n, 3, size, size), dtype=np.float32) * 2 - 1)
-    table = pd.DataFrame({"dataset": "bench", "study": "S2", "subject": [f"{i % 10:02d}" for i in range(n)],
-                          "split": "train", "level": "", "pattern": "", "space": "native", "source": "",
-                          "slice_index": 0, "n_z": 1, "record": range(n)})
-    write_shards("bench", images, table, {"study": "S2", "size": size, "normalise": "max"}, root,
-                 channels=["mri", "pet", "spect"])
-    return root / "train.h5"
+from spectsynth.datasets import EpochSampler, PairedSliceDataset, SliceShard
 
 
 def run(ds, args, persistent: bool) -> tuple[list[float], list[float], list[torch.Tensor]]:
@@ -82,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        shard = SliceShard(make_shard(Path(tmp), args.items, args.size))
+        shard = SliceShard(_shard("pix2pix", args.size, args.items, Path(tmp)))   # S2's channels
         ds = PairedSliceDataset(shard, ["mri", "pet"], ["spect"], augment={"shift_px": 2, "flip": True}, seed=0)
         rebuilt = run(ds, args, persistent=False)
         kept = run(ds, args, persistent=True)

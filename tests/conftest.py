@@ -3,6 +3,7 @@ and the tiny end-to-end run that every test reading a finished run shares."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -116,15 +117,15 @@ def phantom(seed: int = 0, pattern: str = "normal", striatum: float = 1.0, shape
 TINY_GROUP = "tiny_run"
 
 
+@functools.cache
 def _reads_tiny_run(path: str) -> bool:
-    """A test file that uses the shared tiny run names its fixture."""
+    """A test file that uses the shared tiny run names its fixture (read once per file)."""
     try:
         return TINY_GROUP in (REPO / path).read_text()
     except OSError:
         return False
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """The tests of the shared tiny run first: they are the longest chain of the suite."""
     items.sort(key=lambda it: TINY_GROUP not in getattr(it, "fixturenames", ()))   # stable
