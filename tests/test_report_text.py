@@ -30,7 +30,7 @@ def render(name: str, cfg: dict, **wildcards) -> str:
 
 def test_methods_state_this_runs_grid_slices_augmentation_and_threshold(config):
     text = " ".join(render("workflow.rst", config).split())
-    assert "native grid (256 x 256 x 192 at 1.0 mm" in text
+    assert "native grid of this run (128 x 128 x 96 at 2.0 mm" in text         # the demo's 2 mm grid
     assert "*FDG*: GM:WM:CSF 5:1:0." in text
     assert "*S2's interictal SPECT*: ECD with a measured grey:white ratio of 1.8." in text
     assert "that day's whole-brain flow (SD 0.09," in text
@@ -46,11 +46,11 @@ def test_changing_the_config_changes_the_methods(config):
     cfg["datasets"]["s1"]["augment"]["shift_px"] = 3
     cfg["evaluate"]["alpha"] = 0.05
     text = " ".join(render("workflow.rst", cfg).split())
-    assert "native grid (200 x 220 x 180 at 1.0 mm" in text and "256 x 256" not in text
+    assert "native grid of this run (200 x 220 x 180 at 2.0 mm" in text and "128 x 128" not in text
     assert "GM:WM:CSF 4.5:1:0." in text and "shifts of up to 3 pixels" in text
     assert "p < 0.05 " in text
     labels = " ".join(render("preprocess_labels.rst", cfg, subject="01").split())
-    assert "native grid (200 x 220 x 180, 1.0 mm)" in labels
+    assert "native grid (200 x 220 x 180, 2.0 mm)" in labels
 
 
 def test_dat_figure_text_gives_the_normal_spread_and_age_decline(config):

@@ -2,8 +2,9 @@
 # outputs, QC figures and the registration-quality table.  Logic lives in spectsynth.preprocess.
 #
 # Grids: *_desc-ras* / *_desc-rasbrain* files lie on the input's own (RAS-reoriented) grid; files
-# without a space entity lie on S2's native grid (256 x 256 x 192, 1 mm, the subject's T1w world
-# space; the anatomy stage and the simulation read these); space-MNI152 files on the template grid.
+# without a space entity lie on S2's native grid (preprocess.native: 256 x 256 x 192 at 1 mm, the
+# demo's 128 x 128 x 96 at 2 mm; the subject's T1w world space; the anatomy stage and the
+# simulation read these); space-MNI152 files on the template grid.
 #
 # Needs from common.smk: OUT, SUBJECTS, has_modality(subject, mod), sub_log(rule), sub_bench(rule),
 # the path builders pp_anat, pp_xfm, pp_scan, ras_image and demo_truth_paths.
