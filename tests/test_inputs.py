@@ -259,6 +259,20 @@ def test_demo_is_deterministic(tmp_path):
     assert hashlib.sha256(other["T1w"].read_bytes()).hexdigest() != digests[0]["T1w"]
 
 
+def test_a_demo_subject_does_not_depend_on_the_cohort_size(tmp_path):
+    """The workflow passes a subject its own label and resection flag with the settings its images
+    depend on (demo.subject_settings): the same bytes as the subject built from the whole section,
+    whatever the cohort's size."""
+    settings = demo.subject_settings(dict(COARSE, n_resected=1))
+    assert "n_subjects" not in settings and "n_resected" not in settings and settings["seed"] == 5
+    whole = demo.build_subject(1, COARSE, tmp_path / "whole")
+    own = demo.build_subject(1, settings, tmp_path / "own", label="02", resected=False)
+    for key in ("T1w", "sidecar"):
+        assert Path(own[key]).read_bytes() == Path(whole[key]).read_bytes(), key
+    cut = demo.build_subject(1, settings, tmp_path / "cut", label="02", resected=True)
+    assert Path(cut["T1w"]).read_bytes() != Path(whole["T1w"]).read_bytes()
+
+
 def test_demo_subjects_differ_in_pose_and_anatomy():
     """Striatum and ventricle volumes vary by 10 % or more; poses stay within bounds."""
     import SimpleITK as sitk

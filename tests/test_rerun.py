@@ -14,6 +14,8 @@ import yaml
 from conftest import REPO
 from test_reproducibility import KILLED, S0_EXPERIMENTS, Run, finished_run, scheduled_jobs
 
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
 # Rules upstream of training: none of them may rerun when only a training setting changes.
 UPSTREAM = {"make_demo_dataset", "make_demo_subject", "validate_image", "extract_brain", "register_native",
             "register_template", "propagate_labels", "simulate_dat", "simulate_perfusion", "simulate_pet",
@@ -137,13 +139,35 @@ def test_more_subjects_from_a_configfile(clean, baseline, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="make_demo_subject's params hold the whole inputs.demo section, "
-                   "n_subjects included, so a larger cohort reruns the subjects that exist (same files)")
 def test_more_subjects_leave_the_existing_subjects_alone(clean, baseline, tmp_path):
+    """make_demo_subject's params are what the subject's images depend on (inputs.demo without the
+    cohort's size, its label and whether it is resected): a larger cohort makes the new subject
+    and leaves the existing ones' per-subject jobs alone."""
     more = tmp_path / "more.yaml"
     more.write_text(yaml.safe_dump({"inputs": {"demo": {"n_subjects": 6}}}))
     jobs = plan(clean, configfiles=(more,)) - baseline
+    assert "make_demo_subject[subject=06]" in jobs, jobs
     assert not [j for j in jobs if "subject=01" in j], jobs
+
+
+@pytest.mark.slow
+def test_a_subject_that_becomes_post_surgical_is_made_again(clean, baseline, tmp_path):
+    """Whether a subject is resected is one of its params: changing inputs.demo.n_resected remakes
+    exactly the subjects whose status changes."""
+    from spectsynth.studies import cohort_resected
+
+    cfg = yaml.safe_load(TINY.read_text())
+    before = cohort_resected(cfg)
+    changed = yaml.safe_load(TINY.read_text())
+    changed["inputs"]["demo"]["n_resected"] = 2
+    after = cohort_resected(changed)
+    flipped = before ^ after
+    assert flipped
+    more = tmp_path / "resected.yaml"
+    more.write_text(yaml.safe_dump({"inputs": {"demo": {"n_resected": 2}}}))
+    jobs = plan(clean, configfiles=(more,)) - baseline
+    made = {j for j in jobs if j.startswith("make_demo_subject[")}
+    assert made == {f"make_demo_subject[subject={s}]" for s in flipped}, (made, flipped)
 
 
 def test_profiles_redo_jobs_that_were_cut_off():

@@ -13,11 +13,12 @@ from spectsynth.errors import SpectsynthError
 from spectsynth.schema import assemble as assemble_schema
 from spectsynth.scheduler import single_reevaluation
 from spectsynth.experiments import expand_experiments
-from spectsynth.inputs.demo import subject_labels
 from spectsynth.studies import REGISTRY as STUDIES
 from spectsynth.studies import Context, dataset_names
 from spectsynth.studies import dataset_subject_files as study_subject_files
-from spectsynth.inputs.demo import subject_labels, truth_paths as demo_truth_paths
+from spectsynth.inputs.demo import DemoParams, resected_subjects, subject_labels
+from spectsynth.inputs.demo import subject_settings as demo_subject_settings
+from spectsynth.inputs.demo import truth_paths as demo_truth_paths
 from spectsynth.artifacts import experiment_files, prediction_files
 from spectsynth.models import REGISTRY as MODEL_FAMILIES
 from spectsynth.models import get_family
@@ -65,8 +66,10 @@ MODALITY_PATH = {
 # looked for; SKIPPED: rows of the input table for subjects and images left out
 # (inputs.bids.if_unusable: skip).
 UNUSABLE, EXPECTED, SKIPPED = {}, {}, []
+DEMO_RESECTED = set()  # the demo's post-surgical subjects (make_demo_subject)
 if SOURCE == "demo":
     SUBJECTS = subject_labels(config["inputs"]["demo"]["n_subjects"])
+    DEMO_RESECTED = resected_subjects(DemoParams.from_config(config["inputs"]["demo"]))
     RAW = {
         s: {"T1w": bids(f"{OUT}/demo-bids", subject=s, datatype="anat", suffix="T1w")}
         for s in SUBJECTS

@@ -28,8 +28,10 @@ rule make_demo_subject:
         mem_mb=3000,
         runtime=10,
     params:
-        demo=config["inputs"]["demo"],
+        # what the subject's images depend on: a larger cohort leaves the existing subjects alone
+        demo=demo_subject_settings(config["inputs"]["demo"]),
         index=lambda wc: SUBJECT_INDEX[wc.subject],
+        resected=lambda wc: wc.subject in DEMO_RESECTED,
         bids_root=lambda wc, output: str(Path(output.t1).parents[2]),
     script:
         "../scripts/make_demo_subject.py"

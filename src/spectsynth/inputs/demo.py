@@ -488,15 +488,16 @@ def true_volumes(parts: TemplateParts, tissue: np.ndarray, ventricles: np.ndarra
 
 
 def make_subject(index: int, p: DemoParams, template: sitk.Image | None = None, *,
-                 resected: bool = False) -> DemoSubject:
+                 resected: bool = False, label: str | None = None) -> DemoSubject:
     """Build demo subject number ``index`` (0-based), deterministic from ``p.seed``.
 
     ``resected`` gives the subject a resection cavity (see :func:`resected_subjects`).
     ``template`` overrides the anatomy entirely (no age-, sex- or resection-driven changes).
+    ``label`` is the subject's label (default: its label in a cohort of ``p.n_subjects``).
     """
     parts = template_parts() if template is None else None
     rng = np.random.default_rng([p.seed, index])
-    label = subject_labels(p.n_subjects)[index]
+    label = label or subject_labels(p.n_subjects)[index]
     age, sex = demographics(index, p)
     draw = draw_anatomy(index, p, age, sex, resected)
     cavity = None
@@ -730,14 +731,32 @@ def participant_ages(config: Mapping, subjects: list[str]) -> dict[str, float | 
     return {s: None for s in subjects}
 
 
-def build_subject(index: int, demo_cfg: dict, bids_root: str | Path) -> dict[str, Path]:
+# Settings of inputs.demo that say which subjects the cohort has, not what a subject looks like.
+COHORT_KEYS = ("n_subjects", "n_resected")
+
+
+def subject_settings(demo_cfg: Mapping) -> dict:
+    """The ``inputs.demo`` settings a subject's images depend on: the section without
+    :data:`COHORT_KEYS`, whose effect on one subject (its label, whether it is resected) is passed
+    to :func:`build_subject` by itself, so that a larger cohort leaves the existing subjects
+    alone."""
+    return {k: v for k, v in dict(demo_cfg).items() if k not in COHORT_KEYS}
+
+
+def build_subject(index: int, demo_cfg: dict, bids_root: str | Path, *, label: str | None = None,
+                  resected: bool | None = None) -> dict[str, Path]:
     """Make demo subject ``index`` from the ``inputs.demo`` config section and write it
-    (resected when it is one of :func:`resected_subjects`)."""
+    (resected when it is one of :func:`resected_subjects`). ``label`` and ``resected``, when given,
+    are the subject's own (the workflow passes them with :func:`subject_settings`); otherwise they
+    follow from the section's cohort size and ``n_resected``."""
     p = DemoParams.from_config(demo_cfg)
-    if not 0 <= index < p.n_subjects:
-        raise ValueError(f"demo subject index {index} outside 0..{p.n_subjects - 1}")
-    label = subject_labels(p.n_subjects)[index]
-    subj = make_subject(index, p, resected=label in resected_subjects(p))
+    if label is None:
+        if not 0 <= index < p.n_subjects:
+            raise ValueError(f"demo subject index {index} outside 0..{p.n_subjects - 1}")
+        label = subject_labels(p.n_subjects)[index]
+    if resected is None:
+        resected = label in resected_subjects(p)
+    subj = make_subject(index, p, resected=bool(resected), label=label)
     log.info("demo subject %s: rotation %s deg, shift %s mm, scales %s", subj.label,
              subj.truth["rotation_deg"], subj.truth["shift_mm"], subj.truth["scales"])
     return write_subject(subj, bids_root)
