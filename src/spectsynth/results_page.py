@@ -218,11 +218,16 @@ def _test_subjects(cfg: Mapping, key: str) -> str:
     return "test subjects as split by the config"
 
 
-def _run_line(folder: Path) -> str:
+def _run_record(folder: Path) -> dict:
+    """A kept run's ``run.json`` (empty when it was not kept)."""
     f = folder / "run.json"
-    if not f.is_file():
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def _run_line(folder: Path) -> str:
+    if not (folder / "run.json").is_file():
         return "run record not kept"
-    run = json.loads(f.read_text())
+    run = _run_record(folder)
     wall = run.get("wall_s")
     wall_text = "wall time not recorded" if wall is None else f"wall time {float(wall) / 60:.1f} min"
     stages = run.get("stages") or {}
@@ -257,8 +262,7 @@ def summary_lines(root: str | Path, link: str = "") -> list[str]:
 
 def _wall(folder: Path) -> str:
     """A run's wall time and its CPU minutes over 2 cores (what idle cores would take at best)."""
-    f = folder / "run.json"
-    run = json.loads(f.read_text()) if f.is_file() else {}
+    run = _run_record(folder)
     cpu = sum(float(v.get("cpu_s", 0.0)) for v in (run.get("stages") or {}).values())
     wall = "not recorded" if run.get("wall_s") is None else f"{float(run['wall_s']) / 60:.0f} min"
     return wall + (f" ({cpu / 120:.0f} min)" if cpu else "")
@@ -278,7 +282,7 @@ def reading_lines(folder: Path) -> list[str]:
         return []
     text = path.read_text().strip()
     first, _, body = text.partition("\n")
-    run = json.loads((folder / "run.json").read_text()).get("commit", "") if (folder / "run.json").is_file() else ""
+    run = str(_run_record(folder).get("commit", ""))
     read = first.strip().removeprefix(READING_RUN).removesuffix("-->").strip() if first.startswith(READING_RUN) else ""
     if not read or not run.startswith(read):
         raise InputDataError(f"the reading is of run {read or '(none named)'}, the kept outputs of run "

@@ -16,7 +16,8 @@ from spectsynth.experiments import expand_experiments
 from spectsynth.studies import REGISTRY as STUDIES
 from spectsynth.studies import Context, dataset_names
 from spectsynth.studies import dataset_subject_files as study_subject_files
-from spectsynth.inputs.demo import DemoParams, resected_subjects, subject_labels
+from spectsynth.inputs.cohort import cohort_resected
+from spectsynth.inputs.demo import subject_labels
 from spectsynth.inputs.demo import subject_settings as demo_subject_settings
 from spectsynth.inputs.demo import truth_paths as demo_truth_paths
 from spectsynth.artifacts import experiment_files, prediction_files
@@ -69,7 +70,7 @@ UNUSABLE, EXPECTED, SKIPPED = {}, {}, []
 DEMO_RESECTED = set()  # the demo's post-surgical subjects (make_demo_subject)
 if SOURCE == "demo":
     SUBJECTS = subject_labels(config["inputs"]["demo"]["n_subjects"])
-    DEMO_RESECTED = resected_subjects(DemoParams.from_config(config["inputs"]["demo"]))
+    DEMO_RESECTED = cohort_resected(config)
     RAW = {
         s: {"T1w": bids(f"{OUT}/demo-bids", subject=s, datatype="anat", suffix="T1w")}
         for s in SUBJECTS
