@@ -17,9 +17,9 @@ Conventions
 
 Registration uses SimpleITK's Mattes mutual information with a regular-step gradient descent
 (not a step size re-estimated at every iteration, which diverged on some real T1s), about 10 %
-random samples drawn with a fixed seed and the optimisation on one thread (so reruns give
-bit-identical transforms; see :func:`register`), three resolution
-levels and an initialisation from the image moments, which recovers head poses of +-15 degrees
+random samples drawn with a fixed seed, the moving image's gradient taken at those samples only,
+the optimisation on one thread (so reruns give bit-identical transforms; see :func:`register`),
+three resolution levels and an initialisation from the image moments, which recovers head poses of +-15 degrees
 and +-10 mm.  FSL FLIRT is the optional backend when ``FSLDIR`` is set.
 """
 
@@ -461,6 +461,11 @@ def register(fixed: sitk.Image, moving: sitk.Image, *, dof: int = 12,
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
+    # The moving image's gradient by central differences at the sampled points only, not a
+    # smoothed gradient image of the whole moving image made again at every level: a PET's
+    # rigid registration 3x faster, the T1w->MNI152 affine 1.4x, and on known poses no less
+    # accurate (benchmarks/bench_preprocess.py; the scan QC of a tiny run).
+    reg.MetricUseMovingImageGradientFilterOff()
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=float(settings.learning_rate), minStep=float(settings.min_step),
         numberOfIterations=int(settings.iterations), relaxationFactor=float(settings.relaxation),
