@@ -14,9 +14,12 @@ first, and prints
   of the wall time,
 * the job time per rule, largest first,
 
-next to the numbers of the demo measured before its 2 mm grids (2026-12-07, same machine, idle:
-23:37 wall for 293 jobs, 44.3 job-minutes; 2026-11-30, before the start-up and scheduling changes:
-18:55 wall, about 25 job-minutes, 239 jobs).
+next to the numbers of the demo measured before the registrations took the moving image's gradient
+at their samples only (:data:`PREVIOUS`, same machine, idle: 10:51 wall for 293 jobs, 20.4 job-minutes;
+before the 2 mm grids, 2026-12-07: 23:37 and 44.3 job-minutes; 2026-11-30, before the start-up and
+scheduling changes: 18:55 wall, about 25 job-minutes, 239 jobs).  ``--record DIR`` writes the
+headline numbers to ``DIR/demo.tsv`` (``docs/benchmarks/``, from which the README's benchmark table
+is generated).
 
 Usage::
 
@@ -42,11 +45,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from spectsynth import benchrecords
+
 REPO = Path(__file__).resolve().parents[1]
 
-# The same demo (12 subjects, every default experiment, 293 jobs), 2 cores, idle machine, before its
-# 2 mm T1ws and grids (1 x 1 x 1.2 mm T1ws, 1 mm native and template grids).
-PREVIOUS = {"date": "2026-12-07", "wall_s": 23 * 60 + 37, "job_s": 44.3 * 60, "jobs": 293, "cores": 2}
+# The same demo (12 subjects, every default experiment, 293 jobs), 2 cores, idle machine, on its 2 mm
+# grids, before the registrations took the moving image's gradient at their samples only.  Before
+# that: 23:37 and 44.3 job-minutes on 1 mm grids (2026-12-07).
+PREVIOUS = {"date": "2026-12-08", "what": "before the sampled-gradient registration", "wall_s": 10 * 60 + 51,
+            "job_s": 20.4 * 60, "jobs": 293, "cores": 2}
 TARGET_WALL_S = 12 * 60          # the demo on 2 cores, set-up excluded
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
@@ -222,6 +229,27 @@ def report(run: Run, cores: int) -> str:
     return "\n".join(lines)
 
 
+def record(run: Run, cores: int) -> list[benchrecords.Measure]:
+    """The headline numbers of a run for ``--record``; the previous figure is the peer where the run
+    has the same jobs."""
+    same = run.jobs == PREVIOUS["jobs"] and cores == PREVIOUS["cores"]
+    before = f"{PREVIOUS['date']}, {PREVIOUS['what']}"
+    job_total = sum(run.job_s.values())
+    over = run.wall_s - job_total / cores
+    prev_over = PREVIOUS["wall_s"] - PREVIOUS["job_s"] / PREVIOUS["cores"]
+
+    def peer(value: float) -> dict:
+        return {"peer": value, "peer_name": before} if same else {}
+
+    return [
+        benchrecords.Measure(f"the demo workflow (without the HTML report), wall time on {cores} cores", run.wall_s, "s",
+                             target=f"<= {TARGET_WALL_S}", note=f"{run.jobs} jobs", **peer(PREVIOUS["wall_s"])),
+        benchrecords.Measure("sum of the job times", job_total / 60, "min", **peer(PREVIOUS["job_s"] / 60)),
+        benchrecords.Measure("overhead (wall - job time / cores), share of the wall time", 100 * over / run.wall_s,
+                             "%", **peer(100 * prev_over / PREVIOUS["wall_s"])),
+    ]
+
+
 def run_demo(outdir: Path, cores: int, extra: list[str]) -> tuple[Path, float]:
     """Run the demo as ``./run.sh demo`` does (profiles/local) into ``outdir``; its log, wall s."""
     cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles" / "local"),
@@ -247,16 +275,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log", type=Path, help="its Snakemake log (default: the newest in .snakemake/log naming it)")
     p.add_argument("--wall", type=parse_wall, help="its wall time, SS, M:SS or H:MM:SS (default: from the log)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores the run had")
+    p.add_argument("--record", type=Path, default=None, metavar="DIR",
+                   help="also write the headline numbers to DIR/demo.tsv (docs/benchmarks: the README's "
+                        "benchmark table is generated from it)")
     p.add_argument("extra", nargs="*", help="after --: more Snakemake arguments for --run")
     a = p.parse_args(argv)
     if a.run:
         outdir = a.outdir or Path(tempfile.mkdtemp(prefix="bench-demo-")) / "results"
-        log, wall = run_demo(outdir, a.cores, a.extra)
-        run = analyse(outdir, log, wall)
+        _, wall = run_demo(outdir, a.cores, a.extra)
+        # Snakemake's own log of the run: its console output interleaves the jobs' output, which
+        # shifts job ends
+        run = analyse(outdir, newest_log(REPO, outdir), wall)
     else:
         log = a.log or newest_log(REPO, a.results)
         run = analyse(a.results, log, a.wall)
     print(report(run, a.cores))
+    if a.record:
+        path = benchrecords.write(a.record, "demo", record(run, a.cores),
+                                  command=benchrecords.command_line(__file__, argv))
+        print(f"recorded {path}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ alternating which goes first from subject to subject.  It prints
 Usage::
 
     python benchmarks/bench_preprocess.py [--data ../shared/data/ixi-sample] [--no-ants]
-        [--no-peer] [--no-loo] [--poses 3] [--out benchmarks/out/preprocess.tsv]
+        [--no-peer] [--no-loo] [--poses 3] [--out benchmarks/out/preprocess.tsv] [--record docs/benchmarks]
 
 ANTsPy is a benchmark-only dependency (``pip install --no-deps antspyx``); without it the
 ANTs column is skipped with a message.
@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from spectsynth import benchrecords
 from spectsynth.anatomy import (
     ANATOMY_OUTPUTS,
     AnatomySettings,
@@ -343,6 +344,45 @@ def summary(df: pd.DataFrame, prefix: str = "", time_col: str = "total", metric:
             "cpu_mean": float(df[f"cpu_{time_col}"].mean())}
 
 
+def record(df: pd.DataFrame, new: dict, old: dict | None, held_out: pd.Series | None,
+           poses: pd.DataFrame | None) -> list[benchrecords.Measure]:
+    """The headline numbers of a run for ``--record`` (peer: the previous settings, same run)."""
+    peer_name = "anatomy before the partial-volume refinement"
+
+    def peer(key: str) -> dict:
+        return {"peer": old[key], "peer_name": peer_name} if old else {}
+
+    out = [
+        benchrecords.Measure("brain-mask Dice (deepbet), mean of the IXI subjects", df["mask_dice"].mean(),
+                             target=">= 0.97", **({"peer": df["peer_mask_dice"].mean(), "peer_name": "deepbet "
+                                                   "at its own 256^3 grid"} if old else {})),
+        benchrecords.Measure("striatum Dice vs DLMUSE, mean of the subjects", new["dice_mean"],
+                             target=f">= {TARGETS['dice_mean']}", **peer("dice_mean")),
+        benchrecords.Measure("striatum Dice, worst subject", new["dice_worst_subject"],
+                             target=f">= {TARGETS['dice_every_subject']}", **peer("dice_worst_subject")),
+        benchrecords.Measure("caudate Dice", new["caudate"], **peer("caudate")),
+        benchrecords.Measure("putamen Dice", new["putamen"], **peer("putamen")),
+    ]
+    if held_out is not None:
+        out.append(benchrecords.Measure("striatum Dice held out (partial_volume_weight chosen on the other two)",
+                                        float(held_out.mean())))
+    out += [
+        benchrecords.Measure("preprocessing + anatomy per subject, wall", new["seconds_mean"], "s",
+                             target=f"<= {TARGETS['seconds']:g}", note=f"subjects {new['seconds']} s",
+                             **({"peer": old["seconds_mean"], "peer_name": peer_name} if old else {})),
+        benchrecords.Measure("preprocessing + anatomy per subject, CPU", new["cpu_mean"], "s",
+                             **({"peer": old["cpu_mean"], "peer_name": peer_name} if old else {})),
+    ]
+    if "ants_dice_striatum" in df:
+        out.append(benchrecords.Measure("striatum Dice, ANTsPy affine + label propagation",
+                                        df["ants_dice_striatum"].mean()))
+    if poses is not None and len(poses):
+        out.append(benchrecords.Measure(f"T1w->MNI152 error on {len(poses)} known poses, mean over the brain",
+                                        poses["mean_error_mm"].mean(), "mm",
+                                        note=f"worst pose {poses['mean_error_mm'].max():.2f} mm"))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -351,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-loo", action="store_true", help="skip the leave-one-out check")
     ap.add_argument("--poses", type=int, default=3, help="number of known-pose demo subjects")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "preprocess.tsv")
+    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
+                    help="also write the headline numbers to DIR/preprocess.tsv (docs/benchmarks: the "
+                         "README's benchmark table is generated from it)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.verbose:
@@ -447,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"time ratio spectsynth / ANTsPy affine: {df['t_total'].mean() / df['ants_seconds'].mean():.2f} "
               f"({df['t_total'].mean():.1f} s vs {df['ants_seconds'].mean():.1f} s); ANTsPy Dice "
               f"{df['ants_dice_striatum'].mean():.3f}")
+    held_out = None
     if cands:
         cdf = pd.DataFrame(cands)
         print("\nRefinement candidates (mean striatum Dice per subject, majority vote | volume overlap, "
@@ -456,16 +500,23 @@ def main(argv: list[str] | None = None) -> int:
         print("\nLeave-one-out: the setting chosen on two subjects, its Dice on the third")
         for metric in ("dice", "vdice"):
             loo = leave_one_out(cdf, metric)
+            if metric == "dice":
+                held_out = loo["held_out_value"]
             print(loo.to_string(index=False))
             print(f"held-out {metric}: mean {loo['held_out_value'].mean():.3f}, worst "
                   f"{loo['held_out_value'].min():.3f}\n")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         cdf.to_csv(args.out.with_name(args.out.stem + "_candidates.tsv"), sep="\t", index=False)
-    if args.poses:
-        poses = pd.DataFrame(demo_poses(args.poses))
+    poses = pd.DataFrame(demo_poses(args.poses)) if args.poses else None
+    if poses is not None:
         print("\nKnown-pose demo-like subjects (MNI152 template, +-15 deg, +-10 mm, +-8 % scale, "
               "noise, bias): registration error")
         print(poses.round(2).to_string(index=False))
+    if args.record:
+        path = benchrecords.write(args.record, "preprocess",
+                                  record(df, new, old if peer else None, held_out, poses),
+                                  command=benchrecords.command_line(__file__, argv))
+        print(f"recorded {path}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, sep="\t", index=False)
     print(f"\nwrote {args.out}")

@@ -12,6 +12,8 @@
                                                           images per split and condition), without running
     spectsynth realism REALISM_TSV [--readme README.md [--update]]   a run's realism table as Markdown;
                                                           check (or rewrite) the README's generated block
+    spectsynth benchmarks [DIR] [--readme README.md [--update]]   the benchmark records (docs/benchmarks)
+                                                          as Markdown; check (or rewrite) the README's block
     spectsynth results [--check]                          docs/results.md and the README's status block from the
                                                           reference runs kept in docs/results/ (--check: compare)
     spectsynth results collect RESULTS --study KEY --into DIR [--wall-s S] [--note T]   keep a reference run's small outputs
@@ -176,6 +178,20 @@ def _realism(args) -> int:
                          "realism block", "realism")
 
 
+def _benchmarks(args) -> int:
+    from . import benchrecords as B
+    from .headline import readme_block, update_readme
+
+    def read_block(text: str) -> str | None:
+        return readme_block(text, B.START, B.END)
+
+    def write_block(text: str, block: str) -> str:
+        return update_readme(text, block, B.START, B.END)
+
+    return _readme_block(args, B.render(B.read(args.table)), read_block, write_block,
+                         "benchmark block", "benchmarks")
+
+
 def _readme_block(args, block: str, read_block, write_block, what: str, command: str) -> int:
     """Print ``block``, or check (``--readme``) or rewrite (``--update``) the README's copy of it."""
     if args.readme is None:
@@ -333,6 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--update", action="store_true")
     p.add_argument("--title", default="")
     p.set_defaults(func=_realism)
+    p = sub.add_parser("benchmarks", help="the kept benchmark records as Markdown; check or rewrite the README's "
+                                          "block",
+                       description="Render the records that the scripts in benchmarks/ write with --record "
+                                   "(docs/benchmarks/*.tsv: each measure with its target, the verdict computed "
+                                   "from them, the peer of the same run and the ratio) as Markdown; with --readme, "
+                                   "check that the README's benchmark block is exactly that (exit status 1 when "
+                                   "not), or rewrite it with --update.")
+    p.add_argument("table", type=Path, nargs="?", default=Path("docs/benchmarks"), metavar="RECORDS_DIR")
+    p.add_argument("--readme", type=Path, default=None)
+    p.add_argument("--update", action="store_true")
+    p.set_defaults(func=_benchmarks)
     p = sub.add_parser("results", help="docs/results.md from the kept reference runs; keep a run; power",
                        description="Without an action: write docs/results.md and the README's status block from "
                                    "the reference runs kept under docs/results/<study>/ (--check: exit status 1 "
