@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="cohort sizes (default: 10 100 1000)")
     parser.add_argument("--repeat", type=int, default=1, help="dry runs per size; the median is shown")
     parser.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    parser.add_argument("--record", type=Path, default=None, metavar="DIR",
+                        help="also write the headline numbers to DIR/dryrun.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
     args = parser.parse_args(argv)
 
     print(f"snakemake -n of the demo cohort, all default experiments; grouping: {group_components()}\n")
@@ -170,6 +172,20 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))
             writer.writeheader()
             writer.writerows(asdict(r) for r in rows)
+    if args.record:
+        from spectsynth import benchrecords
+
+        measures = []
+        for r in rows:
+            measures.append(benchrecords.Measure(
+                f"`snakemake -n`, {r.subjects} subjects ({r.jobs} jobs)", r.dryrun_s, "s",
+                target=f"<= {TARGET_SECONDS_1000:g}" if r.subjects == 1000 else ""))
+        r = rows[-1]
+        measures.append(benchrecords.Measure(
+            f"SLURM jobs per subject ({r.subjects} subjects, profiles/slurm grouping)", r.slurm_jobs_per_subject,
+            peer=r.ungrouped_jobs_per_subject, peer_name="without grouping"))
+        path = benchrecords.write(args.record, "dryrun", measures, command=benchrecords.command_line(__file__, argv))
+        print(f"recorded {path}")
     return 0
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from spectsynth import benchrecords
 from spectsynth.io import save_image
 
 
@@ -59,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", type=int, nargs=3, default=(256, 256, 192))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
+                    help="also write the headline numbers to DIR/io.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
     args = ap.parse_args(argv)
+    measures = []
     print(f"image shape {tuple(args.shape)}; CPU seconds per write, median of {args.repeats}")
     print(f"{'image':<6} {'nibabel.save (zlib)':>20} {'save_image (ISA-L)':>19} {'ratio':>6} "
           f"{'MB zlib':>8} {'MB ISA-L':>9}  same bytes")
@@ -73,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ref.stat().st_size / 1e6:>8.1f} {ours.stat().st_size / 1e6:>9.1f}  {same}")
             if not same:
                 return 1
+            measures.append(benchrecords.Measure(
+                f"CPU s to write one .nii.gz, {name} ({'x'.join(map(str, args.shape))})", t_ours, "s",
+                peer=t_ref, peer_name="nibabel.save (zlib), same run", note=f"median of {args.repeats}"))
+    if args.record:
+        print(f"recorded {benchrecords.write(args.record, 'io', measures, command=benchrecords.command_line(__file__, argv))}")
     return 0
 
 

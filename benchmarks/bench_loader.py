@@ -30,6 +30,7 @@ import torch
 from bench_train import _shard  # the same synthetic shard as the step benchmark
 from torch.utils.data import DataLoader
 
+from spectsynth import benchrecords
 from spectsynth.datasets import EpochSampler, PairedSliceDataset, SliceShard
 
 
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
+                    help="also write the headline numbers to DIR/loader.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'persistent workers':<22}{med(kept[0]):>12.3f}{med(kept[1]):>15.3f}")
     print(f"ratio persistent / rebuilt: epoch {med(kept[0]) / med(rebuilt[0]):.2f}x, "
           f"first batch {med(kept[1]) / med(rebuilt[1]):.2f}x; same batches: {same}")
+    if same and args.record:
+        setting = f"{args.items} slices of {args.size} px, batch {args.batch_size}, {args.workers} workers"
+        peer = "a DataLoader rebuilt every epoch, same run"
+        measures = [benchrecords.Measure("training loader, s per epoch (persistent workers)", med(kept[0]), "s",
+                                         peer=med(rebuilt[0]), peer_name=peer,
+                                         note=f"{setting}, median of {args.epochs} epochs"),
+                    benchrecords.Measure("training loader, s to an epoch's first batch", med(kept[1]), "s",
+                                         peer=med(rebuilt[1]), peer_name=peer)]
+        path = benchrecords.write(args.record, "loader", measures, command=benchrecords.command_line(__file__, argv))
+        print(f"recorded {path}")
     return 0 if same else 1
 
 

@@ -50,18 +50,31 @@ def run(n: int, cores: int, patched: bool, sleep: float) -> tuple[float, float, 
     return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), wall, threads
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=300)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--sleep", type=float, default=0.3, help="seconds each job takes")
-    args = ap.parse_args()
+    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
+                    help="also write the headline numbers to DIR/scheduler.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
+    args = ap.parse_args(argv)
     base = run(args.jobs, args.cores, patched=False, sleep=args.sleep)
     new = run(args.jobs, args.cores, patched=True, sleep=args.sleep)
     print(f"{args.jobs} jobs of {args.sleep} s on {args.cores} cores")
     print(f"  Snakemake as shipped:  CPU {base[0]:6.1f} s, wall {base[1]:6.1f} s, threads at the end {base[2]}")
     print(f"  single_reevaluation:   CPU {new[0]:6.1f} s, wall {new[1]:6.1f} s, threads at the end {new[2]}")
     print(f"  CPU ratio (patched / as shipped): {new[0] / base[0]:.2f}; wall ratio {new[1] / base[1]:.2f}")
+    if args.record:
+        from spectsynth import benchrecords
+
+        peer = "Snakemake as shipped, same run"
+        setting = f"{args.jobs} jobs of {args.sleep} s on {args.cores} cores"
+        measures = [benchrecords.Measure("CPU of the Snakemake process with spectsynth.scheduler", new[0], "s",
+                                         peer=base[0], peer_name=peer, note=setting),
+                    benchrecords.Measure("wall time of those jobs", new[1], "s", peer=base[1], peer_name=peer),
+                    benchrecords.Measure("threads the process holds at the end", new[2], peer=base[2], peer_name=peer)]
+        path = benchrecords.write(args.record, "scheduler", measures, command=benchrecords.command_line(__file__, argv))
+        print(f"recorded {path}")
 
 
 if __name__ == "__main__":

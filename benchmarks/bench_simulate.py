@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spectsynth import benchrecords
 from spectsynth.simulate import DatDegradation, mni_anatomy, resolve
 from spectsynth.simulate.core import prepare_grid
 from spectsynth.simulate.grid import block_sum
@@ -125,6 +126,22 @@ def bench_projection(anat, matrix: int, voxel_mm: float, views: int, iterations:
     return rows
 
 
+def record(rows: list[dict]) -> list[benchrecords.Measure]:
+    """The headline numbers for ``--record``: seconds per image-domain volume (target 1 s) and per
+    projection-path volume against plain PyTomography in the same run."""
+    out = [benchrecords.Measure(f"image-domain {r['what'].split(' (')[0]}, {r['grid']}", r["seconds"], "s",
+                                target="<= 1")
+           for r in rows if r["path"] == "image" and r["what"].endswith("volume (median)")]
+    volume = {r["path"]: r for r in rows if r["what"] == "volume: projection + OSEM"}
+    plain = volume.get("projection (plain PyTomography)")
+    for path, r in volume.items():
+        if r is not plain:
+            out.append(benchrecords.Measure(f"{path}: projection + OSEM per volume, {r['grid']}", r["seconds"], "s",
+                                            **({"peer": plain["seconds"], "peer_name": "plain PyTomography, same run"}
+                                               if plain else {})))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--anatomy-mm", type=float, default=1.0, help="voxel size of the MNI phantom (default 1 mm)")
@@ -138,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--projection-repeats", type=int, default=3, help="alternating runs per variant (median)")
     ap.add_argument("--skip-projection", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="also write the rows to this TSV")
+    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
+                    help="also write the headline numbers to DIR/simulate.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
     args = ap.parse_args(argv)
     anat = mni_anatomy(args.anatomy_mm, subject="bench")
     rows = bench_image(anat, args.repeats)
@@ -156,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             w.writeheader()
             for r in rows:
                 w.writerow({k: r.get(k, "") for k in w.fieldnames})
+    if args.record:
+        print(f"recorded {benchrecords.write(args.record, 'simulate', record(rows), command=benchrecords.command_line(__file__, argv))}")
     return 0
 
 

@@ -151,6 +151,9 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--paper", action="store_true", help="published network widths")
     p.add_argument("--out", type=Path, help="also write the table here (TSV)")
+    p.add_argument("--record", type=Path, default=None, metavar="DIR",
+                   help="also write the headline numbers to DIR/train.tsv (docs/benchmarks: the README's "
+                        "benchmark table is generated from it)")
     p.add_argument("--single", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.single:
@@ -172,6 +175,30 @@ def main(argv=None) -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, sep="\t", index=False)
+    if args.record:
+        from spectsynth import benchrecords
+
+        path = benchrecords.write(args.record, "train", record(table), command=benchrecords.command_line(__file__, argv))
+        print(f"recorded {path}")
+
+
+def record(table: pd.DataFrame) -> list:
+    """The headline numbers for ``--record``: images/s per family and variant (against fp32 in the
+    same run where there are other variants), the data loader's share of the step time (goal < 5 %)
+    and the peak memory."""
+    from spectsynth import benchrecords
+
+    out = []
+    for _, r in table.iterrows():
+        what = f"{r['family']} {r['variant']}, {r['size']} px, batch {r['batch_size']}, {r['widths']} widths"
+        base = table[(table["family"] == r["family"]) & (table["variant"] == "fp32")]
+        peer = ({"peer": float(base["images_per_s"].iloc[0]), "peer_name": "fp32, same run"}
+                if r["variant"] != "fp32" and len(base) else {})
+        out += [benchrecords.Measure(f"training images/s, {what}", r["images_per_s"], note=r["device"], **peer),
+                benchrecords.Measure(f"data waiting, share of the step time, {r['family']} {r['variant']}",
+                                     100 * r["data_wait_share"], "%", target="< 5"),
+                benchrecords.Measure(f"peak memory, {r['family']} {r['variant']}", r["peak_mem_mib"], "MiB")]
+    return out
 
 
 if __name__ == "__main__":

@@ -115,3 +115,24 @@ def test_the_suite_benchmark_reads_pytests_summary():
     assert bench.parse_summary(text) == {"passed": 810, "skipped": 4, "warnings": 2}
     assert bench.parse_summary("= 1 failed, 3 passed in 2.00s =") == {"failed": 1, "passed": 3}
     assert bench.parse_summary("no summary") == {}
+
+
+def test_the_simulator_and_training_benchmarks_record_their_rows():
+    sim = _script("bench_simulate")
+    rows = [{"path": "image", "what": "DaT volume (median)", "grid": "64^3 x 4 mm", "seconds": 0.1},
+            {"path": "image", "what": "prepare subject (once)", "grid": "64^3 x 4 mm", "seconds": 3.0},
+            {"path": "projection (plain PyTomography)", "what": "volume: projection + OSEM", "grid": "g", "seconds": 10.0},
+            {"path": "projection (cache)", "what": "volume: projection + OSEM", "grid": "g", "seconds": 4.0}]
+    table = B.rows("simulate", sim.record(rows), command="c")
+    assert list(table["met"]) == ["met", ""]
+    assert float(table["ratio"].iloc[1]) == pytest.approx(0.4)
+
+    train = _script("bench_train")
+    runs = pd.DataFrame([{"family": "vae", "variant": v, "device": "cpu", "size": 64, "batch_size": 8, "widths": "demo",
+                          "images_per_s": ips, "data_wait_share": 0.07, "peak_mem_mib": 400.0}
+                         for v, ips in (("fp32", 100.0), ("bf16", 150.0))])
+    table = B.rows("train", train.record(runs), command="c")
+    assert len(table) == 6
+    speed = table[table["measure"].str.startswith("training images/s")]
+    assert speed["ratio"].isna().iloc[0] and float(speed["ratio"].iloc[1]) == pytest.approx(1.5)
+    assert set(table.loc[table["unit"] == "%", "met"]) == {"not met"}  # 7 % of the step time waiting

@@ -23,7 +23,8 @@ PKG = SRC / "spectsynth"
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"errors", "mapping", "logs", "progress", "io", "paths", "artifacts", "labels", "resources",
                     "outputlock", "device", "config", "qc", "verdicts", "stats", "metrics", "losses", "quant",
-                    "calibration", "checksums", "provenance", "derivatives", "plots", "headline"}),
+                    "calibration", "checksums", "provenance", "derivatives", "plots", "headline",
+                    "benchrecords"}),
     ("images: inputs, preprocessing, anatomy, simulation", {"inputs", "preprocess", "anatomy", "simulate"}),
     ("data: splits, designs, slice datasets", {"splits", "design", "datasets"}),
     ("model families: training, checkpoints, inference", {"recipe", "checkpoints", "selection", "models",
