@@ -1,11 +1,14 @@
-"""spectsynth.scheduler: Snakemake's scheduler keeps one wake-up timer pending, not one per job."""
+"""spectsynth.scheduler: Snakemake's scheduler keeps one wake-up timer pending, not one per job;
+a rule's script is checked once per rule, not once per job."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from spectsynth.scheduler import single_reevaluation
+import pytest
+
+from spectsynth.scheduler import script_checks_once, single_reevaluation
 
 
 class _Loop:
@@ -63,3 +66,56 @@ def test_a_snakemake_without_the_method_is_left_alone():
         pass
 
     assert single_reevaluation(Other) is False and not hasattr(Other, "_schedule_reevalutation")
+
+
+class _Rule:
+    def __init__(self, script, basedir="/wf"):
+        self.script, self.basedir = script, basedir
+
+
+class _Job:
+    def __init__(self, rule, is_script=True):
+        self.rule, self.is_script = rule, is_script
+
+
+def _processor(missing=()):
+    class Processor:
+        script_type = "script"
+        checked: list = []
+
+        def process_job(self, job):
+            if not job.is_script:
+                return
+            Processor.checked.append(job.rule.script)
+            if job.rule.script in missing:
+                raise FileNotFoundError(job.rule.script)
+
+    return Processor
+
+
+def test_a_rules_script_is_checked_for_its_first_job_only():
+    Processor = _processor()
+    assert script_checks_once(Processor) is True and script_checks_once(Processor) is True
+    proc, a, b, wild = Processor(), _Rule("a.py"), _Rule("b.py"), _Rule("{x}.py")
+    for job in [_Job(a), _Job(a), _Job(b), _Job(wild), _Job(wild), _Job(a), _Job(_Rule("a.py", "/other"))]:
+        proc.process_job(job)
+    proc.process_job(_Job(_Rule(None), is_script=False))
+    assert Processor.checked == ["a.py", "b.py", "{x}.py", "{x}.py", "a.py"]
+
+
+def test_a_missing_script_still_fails_every_time():
+    Processor = _processor(missing={"gone.py"})
+    script_checks_once(Processor)
+    for _ in range(2):
+        with pytest.raises(FileNotFoundError):
+            Processor().process_job(_Job(_Rule("gone.py")))
+
+
+def test_script_check_applies_to_this_snakemake():
+    import snakemake.api  # noqa: F401  (snakemake.dag imports in the order Snakemake loads it)
+    from snakemake.dag import NotebookProcessor, ScriptProcessor
+
+    assert script_checks_once() is True
+    assert ScriptProcessor.process_job.__module__ == "spectsynth.scheduler"
+    assert issubclass(NotebookProcessor, ScriptProcessor)  # its own check goes through the patched one
+    assert script_checks_once(type("Other", (), {})) is False

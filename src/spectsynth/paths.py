@@ -26,6 +26,8 @@ ENTITY_ORDER = (
     "stain", "rec", "dir", "run", "mod", "echo", "flip", "inv", "mt", "part", "proc", "hemi",
     "space", "split", "recording", "chunk", "atlas", "seg", "scale", "res", "den", "label", "desc",
 )
+# Position of each entity of the table in a name; ``desc`` floats with the entities outside it.
+_RANK = {k: i for i, k in enumerate(ENTITY_ORDER[:-1])}
 # Keyword names that are not the entity's key.
 ALIASES = {"subject": "sub", "session": "ses", "tracer": "trc", "acquisition": "acq",
            "reconstruction": "rec", "from_": "from"}
@@ -67,9 +69,8 @@ def bids(root: str | None | bool = None, *, subject: str, suffix: str, datatype:
     for key, value in pairs:
         if not isinstance(value, EntityWildcard):
             _check_label(key, str(value))
-    rank = {k: i for i, k in enumerate(ENTITY_ORDER[:-1])}  # desc floats with the others
-    table = sorted((p for p in pairs if p[0] in rank), key=lambda p: rank[p[0]])
-    rest = [p for p in pairs if p[0] not in rank]
+    table = sorted((p for p in pairs if p[0] in _RANK), key=lambda p: _RANK[p[0]])
+    rest = [p for p in pairs if p[0] not in _RANK]
     name = ""
     for key, value in table + rest:
         name += value if isinstance(value, EntityWildcard) else f"{'_' if name else ''}{key}-{value}"
@@ -98,8 +99,8 @@ def bids_label(text: str) -> str:
 
 
 def _check_label(key: str, value: str) -> None:
-    bare = _without_wildcards(value)
-    if not value or any(c in bare for c in "_-/"):
+    bare = _without_wildcards(value) if "{" in value else value
+    if not value or "_" in bare or "-" in bare or "/" in bare:
         raise ValueError(f"bids(): {key}-{value!r} is not a BIDS label (letters and digits only)")
 
 
