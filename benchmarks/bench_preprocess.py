@@ -346,7 +346,8 @@ def summary(df: pd.DataFrame, prefix: str = "", time_col: str = "total", metric:
 
 def record(df: pd.DataFrame, new: dict, old: dict | None, held_out: pd.Series | None,
            poses: pd.DataFrame | None) -> list[benchrecords.Measure]:
-    """The headline numbers of a run for ``--record`` (peer: the previous settings, same run)."""
+    """The headline numbers of a run for ``--record`` (peer: the anatomy's previous settings and
+    deepbet's own grid, in the same run)."""
     peer_name = "anatomy before the partial-volume refinement"
 
     def peer(key: str) -> dict:
@@ -369,9 +370,8 @@ def record(df: pd.DataFrame, new: dict, old: dict | None, held_out: pd.Series | 
     out += [
         benchrecords.Measure("preprocessing + anatomy per subject, wall", new["seconds_mean"], "s",
                              target=f"<= {TARGETS['seconds']:g}", note=f"subjects {new['seconds']} s",
-                             **({"peer": old["seconds_mean"], "peer_name": peer_name} if old else {})),
-        benchrecords.Measure("preprocessing + anatomy per subject, CPU", new["cpu_mean"], "s",
-                             **({"peer": old["cpu_mean"], "peer_name": peer_name} if old else {})),
+                             **peer("seconds_mean")),
+        benchrecords.Measure("preprocessing + anatomy per subject, CPU", new["cpu_mean"], "s", **peer("cpu_mean")),
     ]
     if "ants_dice_striatum" in df:
         out.append(benchrecords.Measure("striatum Dice, ANTsPy affine + label propagation",
