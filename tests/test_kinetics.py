@@ -111,6 +111,16 @@ def test_kinetics_config_is_checked():
         resolve({"cbf": {"kinetics": {"enabled": "yes"}}})
 
 
+@pytest.mark.parametrize("agent", ["HMPAO", "ECD"])
+def test_kinetics_refuse_a_spect_cbf_tracer_they_do_not_model(agent):
+    # the SPECT-CBF takes simulate.perfusion.tracer; its uptake and ARG quantification are IMP's
+    with pytest.raises(ConfigError, match=rf"simulate.perfusion.tracer.*'{agent}'.*kinetics.enabled: false"):
+        resolve({"perfusion": {"tracer": agent}})
+    # counts images without kinetics, or no S3 pair at all: nothing to refuse
+    assert resolve({"perfusion": {"tracer": agent}, "cbf": {"kinetics": {"enabled": False}}})
+    assert resolve({"perfusion": {"tracer": agent}, "tracers": ["DaT", "perfusion"]})
+
+
 def test_simulated_pair_is_in_flow_units(tmp_path):
     from spectsynth.simulate.core import simulate_pet
     from spectsynth.simulate.phantom import mni_anatomy

@@ -162,8 +162,9 @@ def test_a_new_tracer_needs_only_its_entry_and_uptake_model(repo):
         sim = assemble()["properties"]["simulate"]["properties"]
         assert sim["perfusion"]["properties"]["tracer"]["enum"] == ["IMP", "HMPAO", "ECD", "TOY"]
         assert sim["physiology"]["properties"]["extracerebral"]["properties"]["TOY"]["default"] == 0.25
+        # (S3's SPECT-CBF would take it too, which the IMP kinetics refuse: the perfusion outputs only)
         cfg = sim_config.resolve({"perfusion": {"tracer": "TOY", "n_unilateral": 1, "n_bilateral": 0},
-                                  "interictal": {"tracer": "TOY"}})
+                                  "interictal": {"tracer": "TOY"}, "tracers": ["perfusion"]})
         anat = mni_anatomy(2.0, subject="toy")
         prep = prepare_grid(anat, cfg, "spect")
         stack = simulate_perfusion(anat, cfg, prep=prep)

@@ -19,6 +19,7 @@ from typing import Any
 from ..config import check_block, fragment_defaults
 from ..errors import ConfigError
 from .design import check_dat_parameters  # noqa: F401  (re-exported)
+from .kinetics import SPECT_TRACER as KINETICS_SPECT_TRACER
 
 OPTIONS = Path(__file__).with_name("options.yaml")
 DEFAULTS: dict[str, Any] = fragment_defaults(OPTIONS, "simulate")
@@ -114,6 +115,13 @@ def resolve(section: Mapping | None) -> dict:
     _range2(pf["defect_depth"], 0.0, 1.0, "simulate.perfusion.defect_depth")
     _range2(pf["defect_radius_mm"], 5.0, 300.0, "simulate.perfusion.defect_radius_mm")
     kin = cfg["cbf"]["kinetics"]
+    if kin["enabled"] and "pet" in cfg["tracers"] and pf["tracer"] != KINETICS_SPECT_TRACER:
+        # the SPECT-CBF's uptake and its ARG quantification are 123I-IMP's (spectsynth.simulate.kinetics)
+        raise ConfigError(
+            f"simulate.cbf.kinetics models the SPECT-CBF as {KINETICS_SPECT_TRACER} (one-tissue uptake, ARG "
+            f"quantification), but S3's SPECT-CBF takes simulate.perfusion.tracer, which is {pf['tracer']!r}. "
+            f"Set simulate.perfusion.tracer: {KINETICS_SPECT_TRACER}, or simulate.cbf.kinetics.enabled: false "
+            "(both images in counts, no absolute flow)")
     for k in ("gm_flow", "vd_true"):
         v = kin[k]
         if not (0.0 < v[0] <= 200.0 and 0.0 <= v[1] <= v[0]):

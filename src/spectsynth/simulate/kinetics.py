@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 #: Flow grid of the ARG look-up table (mL/100 g/min).
+#: The SPECT tracer whose kinetics and quantification this module models (S3's SPECT-CBF).
+SPECT_TRACER = "IMP"
 FLOW_GRID = np.linspace(0.0, 250.0, 1001)
 #: Time step of the convolution (min).
 DT_MIN = 0.05
