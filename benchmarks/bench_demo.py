@@ -275,9 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log", type=Path, help="its Snakemake log (default: the newest in .snakemake/log naming it)")
     p.add_argument("--wall", type=parse_wall, help="its wall time, SS, M:SS or H:MM:SS (default: from the log)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores the run had")
-    p.add_argument("--record", type=Path, default=None, metavar="DIR",
-                   help="also write the headline numbers to DIR/demo.tsv (docs/benchmarks: the README's "
-                        "benchmark table is generated from it)")
+    benchrecords.add_option(p, "demo")
     p.add_argument("extra", nargs="*", help="after --: more Snakemake arguments for --run")
     a = p.parse_args(argv)
     if a.run:
@@ -291,8 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         run = analyse(a.results, log, a.wall)
     print(report(run, a.cores))
     if a.record:
-        path = benchrecords.write(a.record, "demo", record(run, a.cores),
-                                  command=benchrecords.command_line(__file__, argv))
+        path = benchrecords.save(a.record, "demo", record(run, a.cores), __file__, argv)
         print(f"recorded {path}")
 
 

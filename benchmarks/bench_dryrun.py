@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from spectsynth import benchrecords
+
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 TARGET_SECONDS_1000 = 30.0
@@ -161,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cohort sizes (default: 10 100 1000)")
     parser.add_argument("--repeat", type=int, default=1, help="dry runs per size; the median is shown")
     parser.add_argument("--csv", type=Path, help="also write the table to this CSV file")
-    parser.add_argument("--record", type=Path, default=None, metavar="DIR",
-                        help="also write the headline numbers to DIR/dryrun.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
+    benchrecords.add_option(parser, "dryrun")
     args = parser.parse_args(argv)
 
     print(f"snakemake -n of the demo cohort, all default experiments; grouping: {group_components()}\n")
@@ -176,8 +177,6 @@ def main(argv: list[str] | None = None) -> int:
             writer.writeheader()
             writer.writerows(asdict(r) for r in rows)
     if args.record:
-        from spectsynth import benchrecords
-
         measures = []
         for r in rows:
             same = r.subjects == 1000 and r.jobs == PREVIOUS["jobs_1000"]
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         measures.append(benchrecords.Measure(
             f"SLURM jobs per subject ({r.subjects} subjects, profiles/slurm grouping)", r.slurm_jobs_per_subject,
             peer=r.ungrouped_jobs_per_subject, peer_name="without grouping"))
-        path = benchrecords.write(args.record, "dryrun", measures, command=benchrecords.command_line(__file__, argv))
+        path = benchrecords.save(args.record, "dryrun", measures, __file__, argv)
         print(f"recorded {path}")
     return 0
 

@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", type=int, nargs=3, default=(256, 256, 192))
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
-                    help="also write the headline numbers to DIR/io.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
+    benchrecords.add_option(ap, "io")
     args = ap.parse_args(argv)
     measures = []
     print(f"image shape {tuple(args.shape)}; CPU seconds per write, median of {args.repeats}")
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"CPU s to write one .nii.gz, {name} ({'x'.join(map(str, args.shape))})", t_ours, "s",
                 peer=t_ref, peer_name="nibabel.save (zlib), same run", note=f"median of {args.repeats}"))
     if args.record:
-        print(f"recorded {benchrecords.write(args.record, 'io', measures, command=benchrecords.command_line(__file__, argv))}")
+        print(f"recorded {benchrecords.save(args.record, 'io', measures, __file__, argv)}")
     return 0
 
 

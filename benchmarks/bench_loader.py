@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
-                    help="also write the headline numbers to DIR/loader.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
+    benchrecords.add_option(ap, "loader")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                                          note=f"{setting}, median of {args.epochs} epochs"),
                     benchrecords.Measure("training loader, s to an epoch's first batch", med(kept[1]), "s",
                                          peer=med(rebuilt[1]), peer_name=peer)]
-        path = benchrecords.write(args.record, "loader", measures, command=benchrecords.command_line(__file__, argv))
+        path = benchrecords.save(args.record, "loader", measures, __file__, argv)
         print(f"recorded {path}")
     return 0 if same else 1
 

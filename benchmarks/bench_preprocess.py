@@ -391,9 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-loo", action="store_true", help="skip the leave-one-out check")
     ap.add_argument("--poses", type=int, default=3, help="number of known-pose demo subjects")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "preprocess.tsv")
-    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
-                    help="also write the headline numbers to DIR/preprocess.tsv (docs/benchmarks: the "
-                         "README's benchmark table is generated from it)")
+    benchrecords.add_option(ap, "preprocess")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.verbose:
@@ -513,9 +511,8 @@ def main(argv: list[str] | None = None) -> int:
               "noise, bias): registration error")
         print(poses.round(2).to_string(index=False))
     if args.record:
-        path = benchrecords.write(args.record, "preprocess",
-                                  record(df, new, old if peer else None, held_out, poses),
-                                  command=benchrecords.command_line(__file__, argv))
+        path = benchrecords.save(args.record, "preprocess", record(df, new, old if peer else None, held_out, poses),
+                                 __file__, argv)
         print(f"recorded {path}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, sep="\t", index=False)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from spectsynth import benchrecords
+
 SNAKEFILE = """
 import threading
 {patch}
@@ -55,8 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=300)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--sleep", type=float, default=0.3, help="seconds each job takes")
-    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
-                    help="also write the headline numbers to DIR/scheduler.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
+    benchrecords.add_option(ap, "scheduler")
     args = ap.parse_args(argv)
     base = run(args.jobs, args.cores, patched=False, sleep=args.sleep)
     new = run(args.jobs, args.cores, patched=True, sleep=args.sleep)
@@ -65,15 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  single_reevaluation:   CPU {new[0]:6.1f} s, wall {new[1]:6.1f} s, threads at the end {new[2]}")
     print(f"  CPU ratio (patched / as shipped): {new[0] / base[0]:.2f}; wall ratio {new[1] / base[1]:.2f}")
     if args.record:
-        from spectsynth import benchrecords
-
         peer = "Snakemake as shipped, same run"
         setting = f"{args.jobs} jobs of {args.sleep} s on {args.cores} cores"
         measures = [benchrecords.Measure("CPU of the Snakemake process with spectsynth.scheduler", new[0], "s",
                                          peer=base[0], peer_name=peer, note=setting),
                     benchrecords.Measure("wall time of those jobs", new[1], "s", peer=base[1], peer_name=peer),
                     benchrecords.Measure("threads the process holds at the end", new[2], peer=base[2], peer_name=peer)]
-        path = benchrecords.write(args.record, "scheduler", measures, command=benchrecords.command_line(__file__, argv))
+        path = benchrecords.save(args.record, "scheduler", measures, __file__, argv)
         print(f"recorded {path}")
 
 

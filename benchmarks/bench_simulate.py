@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--projection-repeats", type=int, default=3, help="alternating runs per variant (median)")
     ap.add_argument("--skip-projection", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="also write the rows to this TSV")
-    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
-                    help="also write the headline numbers to DIR/simulate.tsv (docs/benchmarks: the README's benchmark table is generated from it)")
+    benchrecords.add_option(ap, "simulate")
     args = ap.parse_args(argv)
     anat = mni_anatomy(args.anatomy_mm, subject="bench")
     rows = bench_image(anat, args.repeats)
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 w.writerow({k: r.get(k, "") for k in w.fieldnames})
     if args.record:
-        print(f"recorded {benchrecords.write(args.record, 'simulate', record(rows), command=benchrecords.command_line(__file__, argv))}")
+        print(f"recorded {benchrecords.save(args.record, 'simulate', record(rows), __file__, argv)}")
     return 0
 
 

@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--log", type=Path, default=REPO / "benchmarks" / "out" / "suite.log",
                    help="where the suite's output goes")
-    p.add_argument("--record", type=Path, default=None, metavar="DIR",
-                   help="also write the headline numbers to DIR/suite.tsv")
+    benchrecords.add_option(p, "suite")
     p.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments")
     a = p.parse_args(argv)
     a.log.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             "the test suite (`./run.sh test`, 2 workers), wall time", wall, "s", target=f"<= {TARGET_WALL_S}",
             note=summary + ("" if whole else "; part of the suite"),
             **({"peer": PREVIOUS["wall_s"], "peer_name": f"{PREVIOUS['date']}, {PREVIOUS['what']}"} if whole else {}))]
-        path = benchrecords.write(a.record, "suite", measures, command=benchrecords.command_line(__file__, argv))
+        path = benchrecords.save(a.record, "suite", measures, __file__, argv)
         print(f"recorded {path}")
     return 0
 

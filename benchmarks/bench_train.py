@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from spectsynth import benchrecords
 from spectsynth.datasets import EpochSampler, PairedSliceDataset, SliceShard, write_shards
 from spectsynth.device import select_device
 from spectsynth.experiments import expand_experiments
@@ -151,9 +152,7 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--paper", action="store_true", help="published network widths")
     p.add_argument("--out", type=Path, help="also write the table here (TSV)")
-    p.add_argument("--record", type=Path, default=None, metavar="DIR",
-                   help="also write the headline numbers to DIR/train.tsv (docs/benchmarks: the README's "
-                        "benchmark table is generated from it)")
+    benchrecords.add_option(p, "train")
     p.add_argument("--single", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.single:
@@ -176,9 +175,7 @@ def main(argv=None) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, sep="\t", index=False)
     if args.record:
-        from spectsynth import benchrecords
-
-        path = benchrecords.write(args.record, "train", record(table), command=benchrecords.command_line(__file__, argv))
+        path = benchrecords.save(args.record, "train", record(table), __file__, argv)
         print(f"recorded {path}")
 
 
@@ -186,8 +183,6 @@ def record(table: pd.DataFrame) -> list:
     """The headline numbers for ``--record``: images/s per family and variant (against fp32 in the
     same run where there are other variants), the data loader's share of the step time (goal < 5 %)
     and the peak memory."""
-    from spectsynth import benchrecords
-
     out = []
     for _, r in table.iterrows():
         what = f"{r['family']} {r['variant']}, {r['size']} px, batch {r['batch_size']}, {r['widths']} widths"

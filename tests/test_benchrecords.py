@@ -136,3 +136,16 @@ def test_the_simulator_and_training_benchmarks_record_their_rows():
     speed = table[table["measure"].str.startswith("training images/s")]
     assert speed["ratio"].isna().iloc[0] and float(speed["ratio"].iloc[1]) == pytest.approx(1.5)
     assert set(table.loc[table["unit"] == "%", "met"]) == {"not met"}  # 7 % of the step time waiting
+
+
+def test_a_scripts_record_option_and_save(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    B.add_option(parser, "x")
+    args = parser.parse_args(["--record", str(tmp_path)])
+    path = B.save(args.record, "x", [B.Measure("m", 1.0)], "benchmarks/bench_x.py",
+                  ["--record", str(tmp_path), "--n", "3"])
+    assert path == tmp_path / "x.tsv"
+    assert B.read(tmp_path)["command"].iloc[0] == "python benchmarks/bench_x.py --n 3"
+    assert parser.parse_args([]).record is None

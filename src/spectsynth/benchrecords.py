@@ -130,6 +130,19 @@ def write(directory: str | Path, bench: str, measures: Iterable[Measure], *, com
     return path
 
 
+def add_option(parser, bench: str) -> None:
+    """The ``--record DIR`` option of a benchmark script's argument parser."""
+    parser.add_argument("--record", type=Path, default=None, metavar="DIR",
+                        help=f"also write the headline numbers to DIR/{bench}.tsv (docs/benchmarks: the "
+                             "README's benchmark table is generated from it)")
+
+
+def save(directory: str | Path, bench: str, measures: Iterable[Measure], script: str | Path,
+         argv: Sequence[str] | None = None) -> Path:
+    """:func:`write` with the command that ran ``script`` (:func:`command_line`); the record's path."""
+    return write(directory, bench, measures, command=command_line(script, argv))
+
+
 def read(directory: str | Path) -> pd.DataFrame:
     """Every record under ``directory``, in file-name order; the verdicts are computed again."""
     files = sorted(Path(directory).glob("*.tsv"))

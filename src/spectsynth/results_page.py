@@ -225,9 +225,9 @@ def _run_record(folder: Path) -> dict:
 
 
 def _run_line(folder: Path) -> str:
-    if not (folder / "run.json").is_file():
-        return "run record not kept"
     run = _run_record(folder)
+    if not run:
+        return "run record not kept"
     wall = run.get("wall_s")
     wall_text = "wall time not recorded" if wall is None else f"wall time {float(wall) / 60:.1f} min"
     stages = run.get("stages") or {}

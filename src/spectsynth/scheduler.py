@@ -44,6 +44,19 @@ def _schedule_once(self, delay: float) -> None:
     timer.start()
 
 
+def _patch(cls, method: str, marker: str, replacement) -> bool:
+    """Replace ``cls.method`` by ``replacement(original)`` once (``marker`` notes it on the class);
+    True when applied or already applied, False when ``cls`` has no such method (left alone)."""
+    if getattr(cls, marker, False):
+        return True
+    original = getattr(cls, method, None)
+    if not callable(original):
+        return False
+    setattr(cls, method, replacement(original))
+    setattr(cls, marker, True)
+    return True
+
+
 def single_reevaluation(scheduler_class=None) -> bool:
     """Make the scheduler keep at most one wake-up timer pending; True when it was applied (or
     already was), False when this Snakemake has no such method (nothing is changed then)."""
@@ -52,16 +65,28 @@ def single_reevaluation(scheduler_class=None) -> bool:
             from snakemake.scheduling.job_scheduler import JobScheduler as scheduler_class
         except ImportError:
             return False
-    if getattr(scheduler_class, _PATCHED, False):
-        return True
-    if not callable(getattr(scheduler_class, "_schedule_reevalutation", None)):
-        return False
-    scheduler_class._schedule_reevalutation = _schedule_once
-    setattr(scheduler_class, _PATCHED, True)
-    return True
+    return _patch(scheduler_class, "_schedule_reevalutation", _PATCHED, lambda original: _schedule_once)
 
 
 _CHECKED = "_spectsynth_script_checked_once"
+
+
+def _check_once(original):
+    checked: set = set()
+
+    def process_job(self, job) -> None:
+        kind = getattr(self, "script_type", "script")
+        entry = getattr(job.rule, kind, None) if getattr(job, f"is_{kind}", False) else None
+        if entry is None or "{" in str(entry):
+            return original(self, job)
+        key = (kind, str(entry), str(job.rule.basedir))
+        if key in checked:
+            return None
+        original(self, job)
+        checked.add(key)
+        return None
+
+    return process_job
 
 
 def script_checks_once(processor_class=None) -> bool:
@@ -80,25 +105,4 @@ def script_checks_once(processor_class=None) -> bool:
             from snakemake.dag import ScriptProcessor as processor_class
         except ImportError:
             return False
-    if getattr(processor_class, _CHECKED, False):
-        return True
-    original = getattr(processor_class, "process_job", None)
-    if not callable(original):
-        return False
-    checked: set = set()
-
-    def process_job(self, job) -> None:
-        kind = getattr(self, "script_type", "script")
-        entry = getattr(job.rule, kind, None) if getattr(job, f"is_{kind}", False) else None
-        if entry is None or "{" in str(entry):
-            return original(self, job)
-        key = (kind, str(entry), str(job.rule.basedir))
-        if key in checked:
-            return None
-        original(self, job)
-        checked.add(key)
-        return None
-
-    processor_class.process_job = process_job
-    setattr(processor_class, _CHECKED, True)
-    return True
+    return _patch(processor_class, "process_job", _CHECKED, _check_once)
